@@ -1,0 +1,239 @@
+// Package queue is mxedge's durable mail queue: it stores every accepted
+// message until each recipient is delivered or has failed permanently, and
+// schedules delivery attempts.
+//
+// # Storage
+//
+// Envelopes and delivery state live in bbolt (queue.db in the data
+// directory); message bodies live in spool files (spool/<queue ID>), one per
+// message, referenced by the queue ID. Bodies are not stored in bbolt
+// because bbolt has a single writer and copy-on-write pages: every body byte
+// would pass through the one write transaction that all sessions share,
+// large bodies would grow the file and its freelist, and a 10 MiB message
+// would hold up every other session's commit. Spool files are written by
+// each session in parallel while the data arrives (memory per session is a
+// 64 KiB buffer, whatever the message size) and are fsynced independently;
+// only the small envelope record goes through bbolt, where concurrent
+// sessions share one commit (DB.Batch, group commit).
+//
+// # Durability (RFC 5321 section 6.1)
+//
+// A message is acknowledged (250) only after Incoming.Commit returned nil,
+// which happens after: spool file fsynced, spool directory fsynced, bbolt
+// transaction with the envelope committed (bbolt fsyncs on commit). The
+// bbolt record is what makes a message exist; a spool file without a record
+// is an unacknowledged leftover and is deleted by Open. A message is removed
+// in the reverse order: record first, then the spool file.
+//
+// Delivery is at least once: a crash after the next hop accepted a message
+// but before the result was committed delivers it again after restart.
+//
+// # Scheduling
+//
+// A second bucket indexes messages by next attempt time (8-byte big-endian
+// Unix nanoseconds followed by the queue ID), so the scheduler finds due
+// messages with a cursor from the start of the index and never scans the
+// whole queue. New messages are due at once. After a temporary failure a
+// message is retried after MinBackoff, doubling per attempt up to
+// MaxBackoff, with +-20% jitter so a backlog does not retry in lockstep.
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Status of one recipient.
+type Status string
+
+const (
+	StatusPending   Status = "pending"   // not yet delivered; will be retried
+	StatusDelivered Status = "delivered" // the next hop accepted it (2xx)
+	StatusFailed    Status = "failed"    // permanent failure (5xx)
+)
+
+// Envelope is what the queue stores about one message besides its body.
+type Envelope struct {
+	ID      string    `json:"id"`
+	From    string    `json:"from"` // reverse-path as sent on the wire; "" is the null sender
+	Rcpts   []Rcpt    `json:"rcpts"`
+	Arrival time.Time `json:"arrival"`
+	Size    int64     `json:"size"` // bytes in the spool file
+
+	// Facts from the SMTP session, for logs and the outbound MAIL command.
+	ClientIP string `json:"client_ip,omitempty"`
+	Helo     string `json:"helo,omitempty"`
+	Body     string `json:"body,omitempty"` // MAIL BODY= parameter: "", "7BIT", "8BITMIME"
+	UTF8     bool   `json:"utf8,omitempty"` // MAIL SMTPUTF8 was given
+
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt"`
+}
+
+// Rcpt is one recipient and its delivery state.
+type Rcpt struct {
+	Addr   string `json:"addr"` // forward-path as sent on the wire
+	Status Status `json:"status"`
+	// LastReply is the last reply (or error) for this recipient, e.g.
+	// "550 5.1.1 no such user", kept for admin listing and bounces.
+	LastReply string `json:"last_reply,omitempty"`
+	Relay     string `json:"relay,omitempty"`
+}
+
+// Options tune a queue; zero values take the defaults in brackets.
+type Options struct {
+	MinBackoff  time.Duration // first retry delay [5m]
+	MaxBackoff  time.Duration // retry delay cap [4000s]
+	Concurrency int           // deliveries in flight [20]
+	// BatchSize is bbolt's MaxBatchSize: a group commit starts as soon as
+	// this many sessions wait for one [Concurrency].
+	BatchSize int
+	Logger    *slog.Logger     // [slog.Default()]
+	Now       func() time.Time // clock, for tests [time.Now]
+}
+
+// Queue is an open queue. It is safe for concurrent use.
+type Queue struct {
+	db       *bolt.DB
+	spoolDir string
+	opts     Options
+	log      *slog.Logger
+	ids      idGen
+	dirSync  *groupSync
+
+	wakeCh chan struct{}
+
+	mu       sync.Mutex
+	inflight map[string]bool
+}
+
+var (
+	bucketMsgs  = []byte("msgs")  // queue ID -> JSON Envelope
+	bucketSched = []byte("sched") // 8-byte next-attempt nanos + queue ID -> empty
+)
+
+// Open opens (creating if needed) the queue in dir: dir/queue.db and
+// dir/spool. The bbolt file is locked: a second process opening the same
+// directory fails after a short wait instead of corrupting it. Open removes
+// spool files of messages that were never acknowledged.
+func Open(dir string, opts Options) (*Queue, error) {
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 5 * time.Minute
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 4000 * time.Second
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = opts.MinBackoff
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 20
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = opts.Concurrency
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	spool := filepath.Join(dir, "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return nil, fmt.Errorf("queue: open: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, "queue.db"), 0o600, &bolt.Options{
+		Timeout:        2 * time.Second,
+		NoFreelistSync: true, // freelist rebuilt at open: cheaper commits
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("queue: open %s: locked by another process (is mxedge already running?)", dir)
+		}
+		return nil, fmt.Errorf("queue: open %s: %w", dir, err)
+	}
+	db.MaxBatchSize = opts.BatchSize
+	db.MaxBatchDelay = 2 * time.Millisecond
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMsgs, bucketSched} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("queue: open %s: %w", dir, err)
+	}
+	q := &Queue{
+		db:       db,
+		spoolDir: spool,
+		opts:     opts,
+		log:      opts.Logger,
+		dirSync:  newGroupSync(spool),
+		wakeCh:   make(chan struct{}, 1),
+		inflight: map[string]bool{},
+	}
+	n, err := q.removeOrphans()
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("queue: open %s: remove unacknowledged spool files: %w", dir, err)
+	}
+	if n > 0 {
+		q.log.Info("removed unacknowledged spool files", "count", n)
+	}
+	return q, nil
+}
+
+// Close closes the database. Call it after Run has returned.
+func (q *Queue) Close() error {
+	if err := q.db.Close(); err != nil {
+		return fmt.Errorf("queue: close: %w", err)
+	}
+	return nil
+}
+
+// wake tells the scheduler to look for due messages now.
+func (q *Queue) wake() {
+	select {
+	case q.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (q *Queue) logAccepted(env *Envelope) {
+	q.log.Info("accepted", "queue_id", env.ID, "from", "<"+env.From+">", "size", env.Size,
+		"nrcpt", len(env.Rcpts), "client_ip", env.ClientIP, "helo", env.Helo)
+}
+
+// Stats counts messages and recipients by state.
+type Stats struct {
+	Messages int `json:"messages"`
+	Pending  int `json:"pending_rcpts"`
+}
+
+// Stats reads the queue's counters (a full scan: for admin use).
+func (q *Queue) Stats() (Stats, error) {
+	var st Stats
+	err := q.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMsgs).ForEach(func(k, v []byte) error {
+			env, err := decodeEnvelope(v)
+			if err != nil {
+				return err
+			}
+			st.Messages++
+			st.Pending += len(env.pending())
+			return nil
+		})
+	})
+	return st, err
+}

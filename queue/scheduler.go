@@ -1,0 +1,250 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrNotFound is returned for a queue ID that is not (or no longer) queued.
+var ErrNotFound = errors.New("no such message")
+
+// Message is one delivery attempt's view of a queued message.
+type Message struct {
+	ID      string
+	From    string   // reverse-path, "" for the null sender
+	Rcpts   []string // recipients still pending, each exactly once
+	Arrival time.Time
+	Size    int64
+	Body    string // MAIL BODY= value to pass on: "", "7BIT" or "8BITMIME"
+	UTF8    bool   // SMTPUTF8 is required
+	Attempt int    // 1 for the first attempt
+
+	path string
+}
+
+// Open returns the message as stored: trace headers, then the data, with
+// CRLF line endings and without dot-stuffing. The caller closes it.
+func (m *Message) Open() (io.ReadCloser, error) { return os.Open(m.path) }
+
+// Result is the outcome of one attempt for one recipient.
+type Result struct {
+	Rcpt string
+	// Code is the SMTP reply code that decided the outcome: 2xx delivered,
+	// 5xx failed permanently, anything else (4xx, or 0 when there was no
+	// reply: connection refused, timeout, TLS failure) deferred.
+	Code     int
+	Enhanced string // enhanced status code, e.g. "5.1.1"; derived from Code if empty
+	Text     string // reply text or error, without internal detail that must not reach a bounce
+	Relay    string // next hop that answered, e.g. "backend.example[10.0.0.5]:25"
+}
+
+// Deliverer is the queue's contract with the delivery stage.
+//
+// Deliver attempts msg for every address in msg.Rcpts and returns one Result
+// per address. It is called concurrently for different messages and must
+// not keep msg after returning. It must honour ctx: when ctx is cancelled it
+// returns promptly, reporting unfinished recipients as deferred (Code 0). A
+// recipient without a Result is deferred. Deliver never retries by itself:
+// the queue owns the retry schedule.
+//
+// Example: a Deliverer that drops everything
+//
+//	func (discard) Deliver(ctx context.Context, m *queue.Message) []queue.Result {
+//		var rs []queue.Result
+//		for _, r := range m.Rcpts {
+//			rs = append(rs, queue.Result{Rcpt: r, Code: 250, Text: "discarded"})
+//		}
+//		return rs
+//	}
+type Deliverer interface {
+	Deliver(ctx context.Context, msg *Message) []Result
+}
+
+// Run schedules deliveries until ctx is cancelled, then stops starting new
+// attempts and waits up to grace for attempts in flight, after which their
+// context is cancelled; it returns when the last attempt's result has been
+// stored. Call Close after Run returns.
+func (q *Queue) Run(ctx context.Context, d Deliverer, grace time.Duration) error {
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var wg sync.WaitGroup
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var next time.Time
+		if free := q.opts.Concurrency - q.inflightCount(); free > 0 {
+			msgs, n, err := q.due(q.now(), free)
+			if err != nil {
+				q.log.Error("queue scan failed", "err", err)
+				n = q.now().Add(time.Second)
+			}
+			next = n
+			for _, env := range msgs {
+				q.setInflight(env.ID, true)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					q.attempt(dctx, d, env)
+				}()
+			}
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(q.now()), time.Millisecond)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(grace):
+				cancel()
+				<-done
+			}
+			return nil
+		case <-q.wakeCh:
+		case <-timer.C:
+		}
+	}
+}
+
+func (q *Queue) inflightCount() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.inflight)
+}
+
+func (q *Queue) isInflight(id string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.inflight[id]
+}
+
+func (q *Queue) setInflight(id string, on bool) {
+	q.mu.Lock()
+	if on {
+		q.inflight[id] = true
+	} else {
+		delete(q.inflight, id)
+	}
+	q.mu.Unlock()
+}
+
+// attempt runs one delivery attempt and stores its outcome.
+func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
+	msg := &Message{
+		ID: env.ID, From: env.From, Rcpts: env.pending(), Arrival: env.Arrival,
+		Size: env.Size, Body: env.Body, UTF8: env.UTF8, Attempt: env.Attempts + 1,
+		path: q.bodyPath(env.ID),
+	}
+	results := d.Deliver(ctx, msg)
+	byRcpt := make(map[string]Result, len(results))
+	for _, r := range results {
+		byRcpt[r.Rcpt] = r
+	}
+	now := q.now()
+	for i := range env.Rcpts {
+		rc := &env.Rcpts[i]
+		if rc.Status != StatusPending {
+			continue
+		}
+		r, ok := byRcpt[rc.Addr]
+		if !ok {
+			r = Result{Rcpt: rc.Addr, Text: "no delivery result"}
+		}
+		rc.Status, rc.LastReply, rc.Relay = outcome(r.Code), r.reply(), r.Relay
+		q.log.Info("delivery", "queue_id", env.ID, "to", "<"+rc.Addr+">", "relay", r.Relay,
+			"delay", now.Sub(env.Arrival).Round(time.Millisecond).String(), "attempt", msg.Attempt,
+			"dsn", r.dsn(), "status", logStatus(rc.Status), "reply", r.reply())
+	}
+	env.Attempts++
+	old := env.NextAttempt
+	var err error
+	if len(env.pending()) == 0 {
+		if err = q.remove(env, old); err == nil {
+			q.log.Info("removed", "queue_id", env.ID)
+		}
+	} else {
+		env.NextAttempt = now.Add(q.backoff(env.Attempts))
+		err = q.save(env, old)
+	}
+	if err != nil {
+		// The old schedule entry stays due; keep the message marked in
+		// flight for one backoff so a broken disk does not spin.
+		q.log.Error("storing delivery result failed", "queue_id", env.ID, "err", err)
+		time.AfterFunc(q.opts.MinBackoff, func() { q.setInflight(env.ID, false); q.wake() })
+		return
+	}
+	q.setInflight(env.ID, false)
+	q.wake()
+}
+
+// backoff is the delay before attempt n+1 after n failed attempts:
+// MinBackoff * 2^(n-1), capped at MaxBackoff, times a random factor in
+// [0.8, 1.2). Computed in float seconds: scaling an integer Duration first
+// would truncate the factors.
+func (q *Queue) backoff(n int) time.Duration {
+	lo, hi := q.opts.MinBackoff.Seconds(), q.opts.MaxBackoff.Seconds()
+	s := math.Min(lo*math.Pow(2, float64(max(n-1, 0))), hi)
+	s *= 0.8 + 0.4*rand.Float64()
+	return time.Duration(s * float64(time.Second))
+}
+
+func outcome(code int) Status {
+	switch code / 100 {
+	case 2:
+		return StatusDelivered
+	case 5:
+		return StatusFailed
+	}
+	return StatusPending
+}
+
+func logStatus(s Status) string {
+	switch s {
+	case StatusDelivered:
+		return "sent"
+	case StatusFailed:
+		return "bounced"
+	}
+	return "deferred"
+}
+
+// dsn returns the enhanced status code, derived from the reply class when
+// the next hop gave none (RFC 3463: X.0.0).
+func (r Result) dsn() string {
+	if r.Enhanced != "" {
+		return r.Enhanced
+	}
+	switch r.Code / 100 {
+	case 2:
+		return "2.0.0"
+	case 5:
+		return "5.0.0"
+	}
+	return "4.0.0"
+}
+
+func (r Result) reply() string {
+	if r.Code == 0 {
+		return r.Text
+	}
+	return strings.TrimSpace(strconv.Itoa(r.Code) + " " + r.dsn() + " " + r.Text)
+}
+
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func encodeEnvelope(env *Envelope) ([]byte, error) { return json.Marshal(env) }
+
+func decodeEnvelope(v []byte) (*Envelope, error) {
+	env := new(Envelope)
+	if err := json.Unmarshal(v, env); err != nil {
+		return nil, fmt.Errorf("queue: decode record: %w", err)
+	}
+	return env, nil
+}
+
+// pending returns the addresses still to be delivered.
+func (env *Envelope) pending() []string {
+	var out []string
+	for _, r := range env.Rcpts {
+		if r.Status == StatusPending {
+			out = append(out, r.Addr)
+		}
+	}
+	return out
+}
+
+func schedKey(t time.Time, id string) []byte {
+	k := make([]byte, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano()))
+	copy(k[8:], id)
+	return k
+}
+
+func parseSchedKey(k []byte) (time.Time, string) {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))), string(k[8:])
+}
+
+// insert stores a new message due at once, in a group commit. The batch
+// function may run more than once; it only puts, so it is idempotent.
+func (q *Queue) insert(ctx context.Context, env *Envelope) error {
+	env.NextAttempt = env.Arrival
+	v, err := encodeEnvelope(env)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return q.db.Batch(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketMsgs).Put([]byte(env.ID), v); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketSched).Put(schedKey(env.NextAttempt, env.ID), nil)
+	})
+}
+
+func (q *Queue) exists(id string) bool {
+	found := false
+	_ = q.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketMsgs).Get([]byte(id)) != nil
+		return nil
+	})
+	return found
+}
+
+// Get returns the stored envelope of a message.
+func (q *Queue) Get(id string) (*Envelope, error) {
+	var env *Envelope
+	err := q.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMsgs).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("queue: %s: %w", id, ErrNotFound)
+		}
+		var err error
+		env, err = decodeEnvelope(v)
+		return err
+	})
+	return env, err
+}
+
+// due returns up to max messages whose next attempt is at or before now and
+// that are not in flight, in next-attempt order, and the time of the first
+// future entry (zero if none).
+func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
+	var out []*Envelope
+	var next time.Time
+	nowKey := schedKey(now, "")
+	err := q.db.View(func(tx *bolt.Tx) error {
+		msgs := tx.Bucket(bucketMsgs)
+		c := tx.Bucket(bucketSched).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if bytes.Compare(k[:8], nowKey) > 0 {
+				next, _ = parseSchedKey(k)
+				return nil
+			}
+			if len(out) >= max {
+				return nil
+			}
+			_, id := parseSchedKey(k)
+			if q.isInflight(id) {
+				continue
+			}
+			v := msgs.Get([]byte(id))
+			if v == nil {
+				continue // index entry without record: removed by the next update
+			}
+			env, err := decodeEnvelope(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, env)
+		}
+		return nil
+	})
+	return out, next, err
+}
+
+// save writes the envelope after an attempt and moves its schedule entry
+// from old to env.NextAttempt, in a group commit (idempotent).
+func (q *Queue) save(env *Envelope, old time.Time) error {
+	v, err := encodeEnvelope(env)
+	if err != nil {
+		return err
+	}
+	return q.db.Batch(func(tx *bolt.Tx) error {
+		sched := tx.Bucket(bucketSched)
+		if err := sched.Delete(schedKey(old, env.ID)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketMsgs).Put([]byte(env.ID), v); err != nil {
+			return err
+		}
+		return sched.Put(schedKey(env.NextAttempt, env.ID), nil)
+	})
+}
+
+// remove deletes a finished message: record and index first (one commit),
+// then the spool file. A crash in between leaves an orphan file that the
+// next Open deletes.
+func (q *Queue) remove(env *Envelope, sched time.Time) error {
+	err := q.db.Batch(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketSched).Delete(schedKey(sched, env.ID)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMsgs).Delete([]byte(env.ID))
+	})
+	if err != nil {
+		return fmt.Errorf("queue: remove %s: %w", env.ID, err)
+	}
+	if err := removeFile(q.bodyPath(env.ID)); err != nil {
+		return fmt.Errorf("queue: remove %s: %w", env.ID, err)
+	}
+	return nil
+}
