@@ -140,13 +140,28 @@ func (q *Queue) setInflight(id string, on bool) {
 	q.mu.Unlock()
 }
 
-// attempt runs one delivery attempt and stores its outcome.
-func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
-	msg := &Message{
+// message builds the view of env that the next delivery attempt gets.
+func (q *Queue) message(env *Envelope) *Message {
+	return &Message{
 		ID: env.ID, From: env.From, Rcpts: env.pending(), Arrival: env.Arrival,
 		Size: env.Size, Body: env.Body, UTF8: env.UTF8, Attempt: env.Attempts + 1,
 		path: q.bodyPath(env.ID),
 	}
+}
+
+// Message returns the queued message id as the next delivery attempt
+// would see it (pending recipients only).
+func (q *Queue) Message(id string) (*Message, error) {
+	env, err := q.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	return q.message(env), nil
+}
+
+// attempt runs one delivery attempt and stores its outcome.
+func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
+	msg := q.message(env)
 	results := d.Deliver(ctx, msg)
 	byRcpt := make(map[string]Result, len(results))
 	for _, r := range results {

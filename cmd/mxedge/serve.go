@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/delivery"
+	"github.com/mxedge/mxedge/internal/localbackend"
+	"github.com/mxedge/mxedge/queue"
+	"github.com/mxedge/mxedge/smtpd"
+)
+
+// demoUsers are the mailboxes of the built-in default's example.test.
+var demoUsers = []string{"alice", "bob", "postmaster"}
+
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (default: built-in local demo)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, *path == "", stdout, log); err != nil {
+		log.Error("mxedge stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the relay until ctx is cancelled, then shuts down in order:
+// listeners stop accepting and drain (bounded by timeouts.shutdown), the
+// scheduler lets deliveries in flight finish (same bound), the queue closes.
+func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer, log *slog.Logger) error {
+	if demo {
+		b := &localbackend.Backend{Domain: "example.test", Users: demoUsers,
+			Dir: filepath.Join(cfg.DataDir, "mailboxes"), Log: log}
+		addr, err := b.Start(cfg.Routes["example.test"])
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		fmt.Fprintf(stdout, "demo backend for example.test on %s: users %v; mail is stored under %s/<user>/new/\n",
+			addr, demoUsers, b.Dir)
+	}
+	q, err := queue.Open(filepath.Join(cfg.DataDir, "queue"), queue.Options{
+		MinBackoff:  cfg.Queue.MinBackoff.D(),
+		MaxBackoff:  cfg.Queue.MaxBackoff.D(),
+		Concurrency: cfg.Queue.Concurrency,
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+
+	var servers []*smtpd.Server
+	var lns []net.Listener
+	for _, lc := range cfg.Listeners {
+		s := smtpd.New(cfg, lc, q, log)
+		ln, err := s.Listen()
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return err
+		}
+		servers, lns = append(servers, s), append(lns, ln)
+		fmt.Fprintf(stdout, "mxedge %s listener on %s (relay domains %v)\n", lc.Name, ln.Addr(), cfg.RelayDomains)
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, len(servers)+1)
+	for i, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Serve(lns[i]); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	qctx, qcancel := context.WithCancel(context.Background())
+	qdone := make(chan error, 1)
+	go func() { qdone <- q.Run(qctx, delivery.New(cfg, log), cfg.Timeouts.Shutdown.D()) }()
+	log.Info("mxedge started", "hostname", cfg.Hostname, "data_dir", cfg.DataDir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-errc:
+	}
+	t0 := time.Now()
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown.D())
+	defer cancel()
+	for _, s := range servers {
+		_ = s.Shutdown(sctx)
+	}
+	wg.Wait()
+	qcancel()
+	if err := <-qdone; err != nil && !errors.Is(err, context.Canceled) {
+		runErr = errors.Join(runErr, err)
+	}
+	log.Info("mxedge stopped", "shutdown", time.Since(t0).Round(time.Millisecond).String())
+	return runErr
+}

@@ -1,0 +1,163 @@
+package delivery
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/internal/smtptest"
+	"github.com/mxedge/mxedge/queue"
+)
+
+// spooled writes body into a real queue and returns the message view a
+// delivery attempt gets.
+func spooled(t *testing.T, from, body string, rcpts ...string) *queue.Message {
+	t.Helper()
+	dir := t.TempDir()
+	q, err := queue.Open(dir, queue.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	env := queue.Envelope{From: from}
+	for _, r := range rcpts {
+		env.Rcpts = append(env.Rcpts, queue.Rcpt{Addr: r})
+	}
+	in, err := q.NewMessage(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(in, body)
+	if err := in.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := q.Message(in.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg
+}
+
+func newDeliverer(routes map[string]string) *Deliverer {
+	cfg := config.Default()
+	cfg.Hostname = "relay.mxedge.test"
+	cfg.Routes = routes
+	cfg.Timeouts.Reply = config.Duration(5 * time.Second)
+	cfg.Timeouts.Connect = config.Duration(2 * time.Second)
+	return New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func byRcpt(rs []queue.Result) map[string]queue.Result {
+	m := map[string]queue.Result{}
+	for _, r := range rs {
+		m[r.Rcpt] = r
+	}
+	return m
+}
+
+func TestOneTransactionPerRecipientResults(t *testing.T) {
+	be, err := smtptest.Start("127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	be.Users = map[string]bool{"alice": true, "bob": true}
+	d := newDeliverer(map[string]string{"relay.test": be.Addr()})
+	body := "Subject: hi\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n"
+	msg := spooled(t, "sender@src.test", body, "alice@relay.test", "nobody@relay.test", "bob@relay.test")
+	res := byRcpt(d.Deliver(context.Background(), msg))
+	if len(res) != 3 {
+		t.Fatalf("results: %+v", res)
+	}
+	if r := res["alice@relay.test"]; r.Code != 250 || !strings.Contains(r.Relay, be.Addr()) {
+		t.Errorf("alice: %+v", r)
+	}
+	if r := res["nobody@relay.test"]; r.Code != 550 || r.Enhanced != "5.1.1" {
+		t.Errorf("nobody: %+v", r)
+	}
+	if r := res["bob@relay.test"]; r.Code != 250 {
+		t.Errorf("bob: %+v", r)
+	}
+	msgs := be.Messages()
+	if len(msgs) != 1 || be.Conns() != 1 {
+		t.Fatalf("backend got %d messages over %d connections, want 1 and 1", len(msgs), be.Conns())
+	}
+	if got := msgs[0].Rcpts; len(got) != 2 || got[0] != "<alice@relay.test>" || got[1] != "<bob@relay.test>" {
+		t.Errorf("accepted RCPTs %q", got)
+	}
+	wantWire := "Subject: hi\r\n\r\n..leading dot\r\n...two dots\r\nend\r\n.\r\n"
+	if string(msgs[0].Raw) != wantWire {
+		t.Errorf("wire bytes\n got %q\nwant %q", msgs[0].Raw, wantWire)
+	}
+	cmds := be.Commands()
+	if cmds[0] != "EHLO relay.mxedge.test" || !strings.HasPrefix(cmds[1], "MAIL FROM:<sender@src.test>") ||
+		!strings.Contains(cmds[1], "SIZE=") {
+		t.Errorf("dialogue %q", cmds)
+	}
+}
+
+func TestTemporaryFailures(t *testing.T) {
+	// A port nobody listens on: connection refused.
+	ln, _ := net.Listen("tcp", "127.0.0.4:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	be, err := smtptest.Start("127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	be.DataReply = "452 4.3.1 Insufficient system storage"
+	d := newDeliverer(map[string]string{"dead.test": dead, "full.test": be.Addr()})
+	msg := spooled(t, "", "Subject: x\r\n\r\ny\r\n", "a@dead.test", "b@full.test", "c@noroute.test")
+	res := byRcpt(d.Deliver(context.Background(), msg))
+	if r := res["a@dead.test"]; r.Code != 0 || !strings.Contains(r.Text, "refused") {
+		t.Errorf("dead hop: %+v", r)
+	}
+	if r := res["b@full.test"]; r.Code != 452 || r.Enhanced != "4.3.1" {
+		t.Errorf("452 after DATA: %+v", r)
+	}
+	if r := res["c@noroute.test"]; r.Code/100 != 4 {
+		t.Errorf("no route must defer (config error), got %+v", r)
+	}
+	if cmds := be.Commands(); len(cmds) < 2 || cmds[1] != "MAIL FROM:<> BODY=8BITMIME SIZE=17" {
+		t.Errorf("null sender dialogue %q", cmds)
+	}
+}
+
+func TestCancelStopsPromptly(t *testing.T) {
+	// A server that accepts and never greets.
+	ln, err := net.Listen("tcp", "127.0.0.5:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	d := newDeliverer(map[string]string{"tarpit.test": ln.Addr().String()})
+	msg := spooled(t, "s@src.test", "x\r\n", "a@tarpit.test")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan []queue.Result)
+	go func() { done <- d.Deliver(ctx, msg) }()
+	cancel()
+	select {
+	case rs := <-done:
+		if rs[0].Code != 0 {
+			t.Errorf("cancelled attempt: %+v", rs[0])
+		}
+	case <-time.After(4 * time.Second): // well under the 5s reply timeout
+		t.Fatal("Deliver ignored context cancellation")
+	}
+}
+

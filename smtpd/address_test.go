@@ -1,0 +1,134 @@
+package smtpd
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/mxedge/mxedge/config"
+)
+
+func testServer(t *testing.T, relay ...string) *Server {
+	t.Helper()
+	cfg := config.Default()
+	cfg.RelayDomains = relay
+	return New(cfg, cfg.Listeners[0], nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// TestRelayDecisions covers the classic open-relay tricks. Addresses are
+// given as go-smtp hands them to Rcpt: quoted local parts already
+// unquoted, source routes already stripped (see the go-smtp column).
+func TestRelayDecisions(t *testing.T) {
+	s := testServer(t, "relay.test", "xn--bcher-kva.test")
+	tests := []struct {
+		name  string
+		wire  string // what the client sent, for the reader
+		to    string // what go-smtp passes to Rcpt
+		utf8  bool
+		code  int    // 0 = accepted
+		store string // wire form stored in the queue when accepted
+	}{
+		{"plain relay domain", "<user@relay.test>", "user@relay.test", false, 0, "user@relay.test"},
+		{"domain case", "<User@RELAY.Test>", "User@RELAY.Test", false, 0, "User@relay.test"},
+		{"local part case kept", "<John.Doe@relay.test>", "John.Doe@relay.test", false, 0, "John.Doe@relay.test"},
+		{"plus address", "<user+tag@relay.test>", "user+tag@relay.test", false, 0, "user+tag@relay.test"},
+		{"quoted space legit", `<"john doe"@relay.test>`, "john doe@relay.test", false, 0, `"john doe"@relay.test`},
+		{"source route to relay domain: route ignored", "<@evil.example:user@relay.test>", "user@relay.test", false, 0, "user@relay.test"},
+		{"IDN U-label with SMTPUTF8", "<user@bücher.test>", "user@bücher.test", true, 0, "user@xn--bcher-kva.test"},
+		{"IDN A-label", "<user@XN--BCHER-KVA.test>", "user@XN--BCHER-KVA.test", false, 0, "user@xn--bcher-kva.test"},
+		{"UTF-8 local part with SMTPUTF8", "<jörg@relay.test>", "jörg@relay.test", true, 0, "jörg@relay.test"},
+
+		{"foreign domain", "<victim@elsewhere.example>", "victim@elsewhere.example", false, 554, ""},
+		{"percent hack", "<victim%elsewhere.example@relay.test>", "victim%elsewhere.example@relay.test", false, 554, ""},
+		{"bang path", "<elsewhere.example!victim@relay.test>", "elsewhere.example!victim@relay.test", false, 554, ""},
+		{"quoted @ in local part", `<"victim@elsewhere.example"@relay.test>`, "victim@elsewhere.example@relay.test", false, 554, ""},
+		{"quoted percent", `<"victim%elsewhere.example"@relay.test>`, "victim%elsewhere.example@relay.test", false, 554, ""},
+		{"source route via relay domain", "<@relay.test:victim@elsewhere.example>", "victim@elsewhere.example", false, 554, ""},
+		{"source route list", "<@relay.test,@relay.test:victim@elsewhere.example>", "victim@elsewhere.example", false, 554, ""},
+		{"IP literal", "<victim@[192.0.2.1]>", "victim@[192.0.2.1]", false, 554, ""},
+		{"IPv6 literal", "<victim@[IPv6:2001:db8::1]>", "victim@[IPv6:2001:db8::1]", false, 554, ""},
+		{"subdomain of relay domain", "<victim@sub.relay.test>", "victim@sub.relay.test", false, 554, ""},
+		{"relay domain as prefix", "<victim@relay.test.evil.example>", "victim@relay.test.evil.example", false, 554, ""},
+		{"relay domain as suffix label", "<victim@evilrelay.test>", "victim@evilrelay.test", false, 554, ""},
+		{"trailing dot", "<user@relay.test.>", "user@relay.test.", false, 501, ""},
+		{"trailing dot foreign", "<victim@elsewhere.example.>", "victim@elsewhere.example.", false, 501, ""},
+		{"double dot domain", "<user@relay..test>", "user@relay..test", false, 501, ""},
+		{"empty domain label", "<user@.relay.test>", "user@.relay.test", false, 501, ""},
+		{"underscore in domain", "<user@re_lay.test>", "user@re_lay.test", false, 501, ""},
+		{"control char in local part", "<\"us\\\x01er\"@relay.test>", "us\x01er@relay.test", false, 501, ""},
+		{"no domain", "<user>", "user", false, 501, ""},
+		{"IDN without SMTPUTF8", "<user@bücher.test>", "user@bücher.test", false, 553, ""},
+		{"UTF-8 local part without SMTPUTF8", "<jörg@relay.test>", "jörg@relay.test", false, 553, ""},
+		{"fullwidth dot IDN trick to foreign", "<victim@elsewhere\uff0eexample>", "victim@elsewhere\uff0eexample", true, 554, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, rep := s.checkRcpt(tt.to, tt.utf8)
+			code := 0
+			if rep != nil {
+				code = rep.Code
+			}
+			if code != tt.code {
+				t.Fatalf("%s: code %d, want %d (reply %v)", tt.wire, code, tt.code, rep)
+			}
+			if code == 0 && got != tt.store {
+				t.Errorf("%s: stored as %q, want %q", tt.wire, got, tt.store)
+			}
+		})
+	}
+}
+
+func TestWireQuoting(t *testing.T) {
+	tests := []struct{ local, want string }{
+		{"user", "user@d.test"},
+		{"first.last", "first.last@d.test"},
+		{"john doe", `"john doe"@d.test`},
+		{`a"b`, `"a\"b"@d.test`},
+		{`a\b`, `"a\\b"@d.test`},
+		{".lead", `".lead"@d.test`},
+		{"a..b", `"a..b"@d.test`},
+	}
+	for _, tt := range tests {
+		if got := (mailbox{local: tt.local, domain: "d.test"}).wire(); got != tt.want {
+			t.Errorf("wire(%q) = %s, want %s", tt.local, got, tt.want)
+		}
+	}
+}
+
+func FuzzParseMailbox(f *testing.F) {
+	for _, s := range []string{"user@relay.test", "a%b@c", "x@[1.2.3.4]", "jörg@bücher.test", "@", "a@b."} {
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, s string, utf8 bool) {
+		m, err := parseMailbox(s, utf8)
+		if err != nil {
+			return
+		}
+		w := m.wire()
+		// The wire form must parse back to the same mailbox.
+		back, err := parseMailbox(unquoteLocal(w), utf8)
+		if err != nil || back != m {
+			t.Fatalf("%q -> %q -> %+v, %v; want %+v", s, w, back, err, m)
+		}
+	})
+}
+
+// unquoteLocal undoes wire()'s quoting, as go-smtp's parser does.
+func unquoteLocal(w string) string {
+	if w == "" || w[0] != '"' {
+		return w
+	}
+	var b []byte
+	for i := 1; i < len(w); i++ {
+		switch w[i] {
+		case '\\':
+			i++
+			b = append(b, w[i])
+		case '"':
+			return string(b) + w[i+1:]
+		default:
+			b = append(b, w[i])
+		}
+	}
+	return string(b)
+}

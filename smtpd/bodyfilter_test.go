@@ -1,0 +1,78 @@
+package smtpd
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestBodyFilter(t *testing.T) {
+	tests := []struct {
+		name      string
+		in        string
+		normalize bool
+		want      string // "" with bad=true means rejected
+		bad       bool
+		hops      int
+	}{
+		{"clean", "Subject: x\r\n\r\nbody\r\n", false, "Subject: x\r\n\r\nbody\r\n", false, 0},
+		{"bare LF rejected", "Subject: x\r\n\r\nline1\nline2\r\n", false, "", true, 0},
+		{"bare CR rejected", "Subject: x\r\n\r\nline1\rline2\r\n", false, "", true, 0},
+		{"smuggling LF.CRLF rejected", "a\r\n\n.\r\nMAIL FROM:<x@y>\r\n", false, "", true, 0},
+		{"bare LF normalized", "a\nb\r\n", true, "a\r\nb\r\n", false, 0},
+		{"bare CR normalized", "a\rb\r\n", true, "a b\r\n", false, 0},
+		{"CR CR LF normalized", "a\r\r\nb\r\n", true, "a \r\nb\r\n", false, 0},
+		{"smuggling normalized keeps dot as content", "a\r\n\n.\n", true, "a\r\n\r\n.\r\n", false, 0},
+		{"received counted in header only", "Received: a\r\nreceived: b\r\nX: y\r\n\r\nReceived: body\r\n", false,
+			"Received: a\r\nreceived: b\r\nX: y\r\n\r\nReceived: body\r\n", false, 2},
+		{"folded received counted once", "Received: a\r\n\tby b\r\nSubject: s\r\n\r\n", false,
+			"Received: a\r\n\tby b\r\nSubject: s\r\n\r\n", false, 1},
+	}
+	for _, tt := range tests {
+		for _, chunk := range []int{1, 2, 3, 1 << 20} {
+			var out bytes.Buffer
+			f := newBodyFilter(&out, tt.normalize)
+			in := []byte(tt.in)
+			for len(in) > 0 {
+				n := min(chunk, len(in))
+				if _, err := f.Write(in[:n]); err != nil {
+					t.Fatal(err)
+				}
+				in = in[n:]
+			}
+			if err := f.finish(); err != nil {
+				t.Fatal(err)
+			}
+			if f.bad != tt.bad {
+				t.Errorf("%s (chunk %d): bad = %v, want %v", tt.name, chunk, f.bad, tt.bad)
+				continue
+			}
+			if !tt.bad && out.String() != tt.want {
+				t.Errorf("%s (chunk %d): got %q, want %q", tt.name, chunk, out.String(), tt.want)
+			}
+			if f.hops != tt.hops {
+				t.Errorf("%s (chunk %d): hops %d, want %d", tt.name, chunk, f.hops, tt.hops)
+			}
+		}
+	}
+}
+
+// FuzzBodyFilterNormalize: whatever comes in, normalize mode never lets a
+// bare CR or LF out.
+func FuzzBodyFilterNormalize(f *testing.F) {
+	f.Add([]byte("a\nb\rc\r\n.\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out bytes.Buffer
+		bf := newBodyFilter(&out, true)
+		bf.Write(in)
+		bf.finish()
+		b := out.Bytes()
+		for i, c := range b {
+			if c == '\n' && (i == 0 || b[i-1] != '\r') {
+				t.Fatalf("bare LF at %d in %q", i, b)
+			}
+			if c == '\r' && (i+1 >= len(b) || b[i+1] != '\n') {
+				t.Fatalf("bare CR at %d in %q", i, b)
+			}
+		}
+	})
+}

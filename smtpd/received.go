@@ -1,0 +1,65 @@
+package smtpd
+
+import (
+	"strings"
+	"time"
+)
+
+// receivedHeader builds the trace header this relay prepends (RFC 5321
+// section 4.4, RFC 5322 section 3.6.7), folded as Postfix folds it:
+//
+//	Received: from helo.example (unknown [192.0.2.1])
+//		by mx.example.net (mxedge) with ESMTP id 0ABCDEF123456789
+//		for <user@example.org>; Mon, 23 Nov 2026 11:03:32 +0000 (UTC)
+//
+// "for" is given only for a single recipient, so a message to many does
+// not reveal the other recipients to each. The protocol keyword follows
+// RFC 3848 (ESMTPS with TLS) and RFC 6531 (UTF8ESMTP).
+func receivedHeader(helo, ip, host, id, rcpt string, tls, utf8 bool, t time.Time) string {
+	proto := "ESMTP"
+	if tls {
+		proto += "S"
+	}
+	if utf8 {
+		proto = "UTF8" + proto
+	}
+	var b strings.Builder
+	b.Grow(200)
+	b.WriteString("Received: from ")
+	b.WriteString(sanitizeHelo(helo))
+	b.WriteString(" (unknown [")
+	b.WriteString(ip)
+	b.WriteString("])\r\n\tby ")
+	b.WriteString(host)
+	b.WriteString(" (mxedge) with ")
+	b.WriteString(proto)
+	b.WriteString(" id ")
+	b.WriteString(id)
+	if rcpt != "" {
+		b.WriteString("\r\n\tfor <")
+		b.WriteString(rcpt)
+		b.WriteString(">")
+	}
+	b.WriteString("; ")
+	b.WriteString(t.Format("Mon, 02 Jan 2006 15:04:05 -0700 (MST)"))
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// sanitizeHelo keeps the client's HELO argument from breaking the header:
+// anything but printable ASCII without parentheses becomes '?'.
+func sanitizeHelo(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == '\\' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}

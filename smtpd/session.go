@@ -1,0 +1,203 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mxedge/mxedge/queue"
+)
+
+// session is one SMTP session on the MX listener.
+type session struct {
+	srv  *Server
+	conn *smtp.Conn
+	dc   *dataConn
+	ip   string
+
+	from     string
+	haveFrom bool
+	utf8     bool
+	body     string
+	rcpts    []string
+	seen     map[string]bool
+}
+
+func (s *session) Reset() {
+	s.from, s.haveFrom, s.utf8, s.body = "", false, false, ""
+	s.rcpts, s.seen = nil, nil
+}
+
+func (s *session) Logout() error { return nil }
+
+// Mail checks the reverse-path. The sender is never verified toward the
+// outside (shared/PRINCIPLES.md): only its syntax is checked.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.Reset()
+	s.utf8 = opts != nil && opts.UTF8
+	if opts != nil {
+		s.body = string(opts.Body)
+	}
+	if from != "" {
+		m, err := parseMailbox(from, s.utf8)
+		if errors.Is(err, errNonASCII) {
+			return replyNeedUTF8
+		}
+		if err != nil {
+			return replyBadSender
+		}
+		from = m.wire()
+	}
+	s.from, s.haveFrom = from, true
+	return nil
+}
+
+// Rcpt accepts or refuses one recipient (see checkRcpt). A duplicate
+// recipient is acknowledged but stored once.
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	addr, rep := s.srv.checkRcpt(to, s.utf8)
+	if rep != nil {
+		if rep.Code == 554 {
+			s.srv.log.Info("relay denied", "client_ip", s.ip, "from", "<"+s.from+">", "to", "<"+to+">")
+		}
+		return rep
+	}
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	if !s.seen[addr] {
+		s.seen[addr] = true
+		s.rcpts = append(s.rcpts, addr)
+	}
+	return nil
+}
+
+// checkRcpt decides a recipient as go-smtp parsed it and returns its wire
+// form. Order (shared/PRINCIPLES.md): syntax, then relay control
+// (reject_unauth_destination): the domain must be a relay domain, and the
+// local part must not route onward.
+func (s *Server) checkRcpt(to string, utf8 bool) (string, *smtp.SMTPError) {
+	m, err := parseMailbox(to, utf8)
+	switch {
+	case errors.Is(err, errNonASCII):
+		return "", replyNeedUTF8
+	case err != nil:
+		return "", replyBadRcpt
+	case m.routed(), !s.relay[m.domain]:
+		return "", replyRelayDenied(to)
+	}
+	return m.wire(), nil
+}
+
+// Data streams the message into the queue and answers 250 only after the
+// queue committed it. Every error path consumes the rest of the data (or
+// closes the connection), so the remainder of a message is never read as
+// commands.
+func (s *session) Data(r io.Reader) error {
+	if s.dc != nil {
+		s.dc.inData.Store(true)
+		defer s.dc.inData.Store(false)
+	}
+	r = markReader{r}
+	env := queue.Envelope{From: s.from, ClientIP: s.ip, Helo: s.conn.Hostname(), Body: s.body, UTF8: s.utf8}
+	for _, a := range s.rcpts {
+		env.Rcpts = append(env.Rcpts, queue.Rcpt{Addr: a})
+	}
+	in, err := s.srv.queue.NewMessage(env)
+	if err != nil {
+		return s.fail("", err, r)
+	}
+	defer in.Abort()
+
+	_, tls := s.conn.TLSConnectionState()
+	single := ""
+	if len(s.rcpts) == 1 {
+		single = s.rcpts[0]
+	}
+	hdr := receivedHeader(s.conn.Hostname(), s.ip, s.srv.cfg.Hostname, in.ID(), single, tls, s.utf8, s.srv.now())
+	if _, err := io.WriteString(in, hdr); err != nil {
+		return s.fail(in.ID(), err, r)
+	}
+	f := newBodyFilter(in, s.srv.normalize)
+	if _, err := io.Copy(f, r); err != nil {
+		return s.fail(in.ID(), err, r)
+	}
+	if err := f.finish(); err != nil {
+		return s.fail(in.ID(), err, r)
+	}
+	if f.bad {
+		s.srv.log.Info("rejected: bare CR or LF", "queue_id", in.ID(), "client_ip", s.ip)
+		return replyBareLineEnding
+	}
+	if f.hops > maxHops {
+		s.srv.log.Info("rejected: too many hops", "queue_id", in.ID(), "client_ip", s.ip, "hops", f.hops)
+		return replyTooManyHops
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Timeouts.Command.D())
+	defer cancel()
+	if err := in.Commit(ctx); err != nil {
+		return s.fail(in.ID(), err, nil)
+	}
+	return replyQueued(in.ID())
+}
+
+// readError marks an error that came from the client's side of the
+// stream, as opposed to the spool's.
+type readError struct{ err error }
+
+func (e readError) Error() string { return e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
+
+type markReader struct{ r io.Reader }
+
+func (m markReader) Read(p []byte) (int, error) {
+	n, err := m.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = readError{err}
+	}
+	return n, err
+}
+
+// fail logs err, makes sure the rest of the message is consumed (or the
+// connection closed when that is impossible), and returns the reply. r is
+// the unread rest of the data, nil when it was read to the end.
+func (s *session) fail(id string, err error, r io.Reader) error {
+	rep := dataReply(err)
+	var re readError
+	var se *smtp.SMTPError
+	switch {
+	case errors.As(err, &se):
+		// go-smtp's size limit: go-smtp drains the rest itself.
+		return rep
+	case !errors.As(err, &re) && r != nil:
+		// A spool (disk) failure while the client is still sending: drain
+		// through the same reader, which keeps extending the deadline.
+		s.srv.log.Warn("receive failed", "queue_id", id, "client_ip", s.ip, "err", err)
+		if _, derr := io.Copy(io.Discard, r); derr == nil {
+			return rep
+		}
+	case !errors.As(err, &re):
+		s.srv.log.Warn("receive failed", "queue_id", id, "client_ip", s.ip, "err", err)
+		return rep
+	default:
+		s.srv.log.Info("receive aborted", "queue_id", id, "client_ip", s.ip, "err", err)
+	}
+	// The stream is broken (timeout, disconnect, line too long): answer
+	// directly and close, since go-smtp would read the rest of the data as
+	// commands.
+	s.closeWith(rep)
+	return rep
+}
+
+// closeWith writes a final reply straight to the socket and closes it.
+func (s *session) closeWith(rep *smtp.SMTPError) {
+	nc := s.conn.Conn()
+	_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	e := rep.EnhancedCode
+	_, _ = fmt.Fprintf(nc, "%d %d.%d.%d %s\r\n", rep.Code, e[0], e[1], e[2], rep.Message)
+	_ = nc.Close()
+}

@@ -1,0 +1,248 @@
+package smtpd
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/queue"
+)
+
+// startListener runs an MX listener with a real queue in a temp dir.
+func startListener(t *testing.T, edit func(*config.Config)) (addr string, q *queue.Queue, dir string) {
+	t.Helper()
+	cfg := config.Default()
+	cfg.RelayDomains = []string{"relay.test"}
+	if edit != nil {
+		edit(cfg)
+	}
+	dir = t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	q, err := queue.Open(dir, queue.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(cfg, cfg.Listeners[0], q, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.smtp.Close(); q.Close() })
+	return ln.Addr().String(), q, dir
+}
+
+type client struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	cl := &client{t: t, c: c, r: bufio.NewReader(c)}
+	cl.expect("220")
+	return cl
+}
+
+// reply reads one (possibly multi-line) reply and returns its last line.
+func (c *client) reply() string {
+	c.t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		l, err := c.r.ReadString('\n')
+		if err != nil {
+			return "EOF: " + err.Error()
+		}
+		if len(l) < 4 || l[3] != '-' {
+			return strings.TrimRight(l, "\r\n")
+		}
+	}
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.c, s); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *client) cmd(line, want string) string {
+	c.t.Helper()
+	c.send(line + "\r\n")
+	return c.expect(want)
+}
+
+func (c *client) expect(want string) string {
+	c.t.Helper()
+	got := c.reply()
+	if !strings.HasPrefix(got, want) {
+		c.t.Fatalf("got %q, want %s", got, want)
+	}
+	return got
+}
+
+func (c *client) envelope(rcpts ...string) {
+	c.t.Helper()
+	c.cmd("EHLO client.test", "250")
+	c.cmd("MAIL FROM:<sender@src.test>", "250")
+	for _, r := range rcpts {
+		c.cmd("RCPT TO:<"+r+">", "250")
+	}
+	c.cmd("DATA", "354")
+}
+
+func queuedID(t *testing.T, reply string) string {
+	t.Helper()
+	i := strings.Index(reply, "queued as ")
+	if !strings.HasPrefix(reply, "250 2.0.0") || i < 0 {
+		t.Fatalf("reply %q has no queue ID", reply)
+	}
+	return reply[i+len("queued as "):]
+}
+
+func TestAcceptedMessageIsQueuedWithReceived(t *testing.T) {
+	addr, q, dir := startListener(t, nil)
+	c := dial(t, addr)
+	c.envelope("User@RELAY.test", "user@relay.test")
+	c.send("Subject: t\r\n\r\n..dot\r\nbody\r\n.\r\n")
+	id := queuedID(t, c.reply())
+	env, err := q.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(env.Rcpts) != 2 || env.Rcpts[0].Addr != "User@relay.test" || env.Rcpts[1].Addr != "user@relay.test" {
+		t.Errorf("recipients %+v", env.Rcpts)
+	}
+	body, _ := os.ReadFile(filepath.Join(dir, "spool", id))
+	if !strings.HasPrefix(string(body), "Received: from client.test (unknown [127.0.0.1])\r\n\tby mx.example.test (mxedge) with ESMTP id "+id+";") {
+		t.Errorf("no Received header first: %q", body)
+	}
+	if !strings.HasSuffix(string(body), "\r\nSubject: t\r\n\r\n.dot\r\nbody\r\n") {
+		t.Errorf("body not stored as sent (unstuffed): %q", body)
+	}
+	// The session goes on after a transaction.
+	c.cmd("MAIL FROM:<>", "250")
+	c.cmd("RCPT TO:<victim@elsewhere.example>", "554 5.7.1")
+	c.cmd("QUIT", "221")
+}
+
+func TestSlowSenderKeepsGoingIdleSenderIsCut(t *testing.T) {
+	addr, q, _ := startListener(t, func(c *config.Config) {
+		c.Timeouts.DataBlock = config.Duration(400 * time.Millisecond)
+		c.Timeouts.Command = config.Duration(400 * time.Millisecond)
+	})
+	c := dial(t, addr)
+	c.envelope("user@relay.test")
+	c.send("Subject: slow\r\n\r\n")
+	// 12 x 100ms = 1.2s of DATA, three times the per-read timeout and the
+	// command timeout: a live sender must not be cut off.
+	for i := 0; i < 12; i++ {
+		c.send(fmt.Sprintf("line %d\r\n", i))
+		time.Sleep(100 * time.Millisecond) // pacing the sender, not synchronisation
+	}
+	c.send(".\r\n")
+	id := queuedID(t, c.reply())
+	if _, err := q.Get(id); err != nil {
+		t.Fatal(err)
+	}
+
+	c2 := dial(t, addr)
+	c2.envelope("user@relay.test")
+	c2.send("Subject: idle\r\n\r\nthen nothing")
+	got := c2.reply() // no sleep: the server's timeout ends the wait
+	if !strings.HasPrefix(got, "421 4.4.2") {
+		t.Fatalf("idle sender got %q, want 421 4.4.2", got)
+	}
+	if l := c2.reply(); !strings.HasPrefix(l, "EOF") {
+		t.Errorf("connection still open after 421: %q", l)
+	}
+}
+
+func TestBareLineEndingPolicy(t *testing.T) {
+	smuggle := "Subject: s\r\n\r\nhello\n.\r\nMAIL FROM:<evil@x.test>\r\n.\r\n"
+	t.Run("reject", func(t *testing.T) {
+		addr, q, _ := startListener(t, nil)
+		c := dial(t, addr)
+		c.envelope("user@relay.test")
+		c.send(smuggle)
+		c.expect("550 5.5.2")
+		// The whole message was consumed: the next command is a command.
+		c.cmd("RSET", "250")
+		if st, _ := q.Stats(); st.Messages != 0 {
+			t.Errorf("rejected message was queued: %+v", st)
+		}
+	})
+	t.Run("normalize", func(t *testing.T) {
+		addr, _, dir := startListener(t, func(c *config.Config) { c.Listeners[0].BareLineEndings = "normalize" })
+		c := dial(t, addr)
+		c.envelope("user@relay.test")
+		c.send("Subject: s\r\n\r\na\nb\rc\r\n.\r\n")
+		id := queuedID(t, c.reply())
+		body, _ := os.ReadFile(filepath.Join(dir, "spool", id))
+		if !strings.HasSuffix(string(body), "\r\n\r\na\r\nb c\r\n") {
+			t.Errorf("normalized body %q", body)
+		}
+	})
+}
+
+func TestSizeAndRecipientLimits(t *testing.T) {
+	addr, q, _ := startListener(t, func(c *config.Config) {
+		c.Limits.MessageSize = 1000
+		c.Limits.Recipients = 2
+	})
+	c := dial(t, addr)
+	c.cmd("EHLO client.test", "250")
+	c.cmd("MAIL FROM:<s@src.test> SIZE=1001", "552 5.3.4")
+	c.cmd("MAIL FROM:<s@src.test> SIZE=999", "250")
+	c.cmd("RCPT TO:<a@relay.test>", "250")
+	c.cmd("RCPT TO:<b@relay.test>", "250")
+	c.cmd("RCPT TO:<c@relay.test>", "452 4.5.3")
+	c.cmd("DATA", "354")
+	c.send("Subject: big\r\n\r\n" + strings.Repeat("x", 2000) + "\r\n.\r\n")
+	c.expect("552 5.3.4")
+	if st, _ := q.Stats(); st.Messages != 0 {
+		t.Errorf("oversized message was queued")
+	}
+	c.cmd("MAIL FROM:<s@src.test>", "250")
+	c.cmd("RCPT TO:<a@relay.test>", "250")
+	c.cmd("DATA", "354")
+	c.send("Subject: small\r\n\r\nok\r\n.\r\n")
+	queuedID(t, c.reply())
+}
+
+func TestHopLimit(t *testing.T) {
+	addr, _, _ := startListener(t, nil)
+	c := dial(t, addr)
+	c.envelope("user@relay.test")
+	c.send(strings.Repeat("Received: from a by b; Mon, 23 Nov 2026 10:00:00 +0000\r\n", maxHops+1) + "\r\nloop\r\n.\r\n")
+	c.expect("554 5.4.6")
+}
+
+func TestSpoolFailureIsTemporary(t *testing.T) {
+	addr, _, dir := startListener(t, nil)
+	if err := os.RemoveAll(filepath.Join(dir, "spool")); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, addr)
+	c.envelope("user@relay.test")
+	c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
+	got := c.expect("451 4.3.0")
+	if strings.Contains(got, "spool") || strings.Contains(got, "no such file") {
+		t.Errorf("internal error text leaked: %q", got)
+	}
+	c.cmd("NOOP", "250")
+}
