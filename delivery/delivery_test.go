@@ -160,4 +160,3 @@ func TestCancelStopsPromptly(t *testing.T) {
 		t.Fatal("Deliver ignored context cancellation")
 	}
 }
-
