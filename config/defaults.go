@@ -1,0 +1,105 @@
+package config
+
+import (
+	"os"
+	"slices"
+	"time"
+)
+
+// base returns a Config holding every default that does not depend on the
+// file, so that decoding the file on top of it overwrites exactly the keys
+// the file sets (an explicit 0 stays 0 and fails validation instead of
+// silently becoming the default).
+func base() Config {
+	return Config{
+		DataDir: "/var/lib/mxedge",
+		Limits: Limits{
+			MessageSize: 10240000, // Postfix message_size_limit
+			Recipients:  1000,     // Postfix smtpd_recipient_limit
+		},
+		Timeouts: Timeouts{
+			Command:   Duration(5 * time.Minute),
+			DataBlock: Duration(3 * time.Minute),
+			Connect:   Duration(30 * time.Second),
+			Reply:     Duration(5 * time.Minute),
+			DataDone:  Duration(10 * time.Minute),
+			Shutdown:  Duration(30 * time.Second),
+		},
+		Queue: Queue{
+			MinBackoff:  Duration(300 * time.Second),
+			MaxBackoff:  Duration(4000 * time.Second),
+			Concurrency: 20,
+		},
+	}
+}
+
+// Default returns the built-in local configuration "mxedge serve" runs
+// without -config: one MX listener on 127.0.0.1:2525 relaying example.test
+// to the demo backend on 127.0.0.1:2526, data in ./mxedge-data. It passes
+// Validate.
+func Default() *Config {
+	c := base()
+	c.Hostname = "mx.example.test"
+	c.DataDir = "./mxedge-data"
+	c.Listeners = []Listener{{Address: "127.0.0.1:2525"}}
+	c.RelayDomains = []string{"example.test"}
+	c.Routes = map[string]string{"example.test": "127.0.0.1:2526"}
+	c.complete()
+	return &c
+}
+
+// complete fills in what the file left empty and brings domains into their
+// normal form. Values that cannot be normalized are left for Validate to
+// report.
+func (c *Config) complete() {
+	if c.Hostname == "" {
+		// Postfix myhostname defaults to gethostname() as well. On failure
+		// the name stays empty and Validate says so.
+		c.Hostname, _ = os.Hostname()
+	}
+	if len(c.Listeners) == 0 {
+		c.Listeners = []Listener{{Address: "0.0.0.0:25"}}
+	}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if l.Kind == "" {
+			l.Kind = "mx"
+		}
+		if l.Name == "" {
+			l.Name = l.Kind
+		}
+		if l.BareLineEndings == "" {
+			l.BareLineEndings = "reject"
+		}
+	}
+
+	if c.RelayDomains == nil {
+		c.RelayDomains = []string{}
+	}
+	for i, d := range c.RelayDomains {
+		if n, err := normalizeDomain(d); err == nil {
+			c.RelayDomains[i] = n
+		}
+	}
+
+	// Keys already in normal form first, so that "Example.ORG" next to
+	// "example.org" is the one kept as written, for Validate to report.
+	routes := make(map[string]string, len(c.Routes))
+	var rest []string
+	for k, v := range c.Routes {
+		if n, err := normalizeDomain(k); err == nil && n == k {
+			routes[k] = v
+		} else {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	for _, k := range rest {
+		n, err := normalizeDomain(k)
+		if _, taken := routes[n]; err != nil || taken {
+			n = k // invalid or a duplicate: Validate reports it
+		}
+		routes[n] = c.Routes[k]
+	}
+	c.Routes = routes
+}

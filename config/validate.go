@@ -1,0 +1,247 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/idna"
+)
+
+// Validate checks the effective configuration and returns all problems
+// joined (errors.Join), one per line, each naming the key, its value and
+// what is allowed, e.g.
+//
+//	relay_domains[1] "exa mple.org": not a valid domain name: ...
+//
+// Domains must be in normal form (lowercase, A-labels, no trailing dot);
+// Parse normalizes them before it validates.
+func (c *Config) Validate() error {
+	return errors.Join(c.problems()...)
+}
+
+func (c *Config) problems() []error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+
+	if err := checkHostname(c.Hostname); err != nil {
+		add("hostname %q: not a valid host name: %v", c.Hostname, err)
+	}
+	if c.DataDir == "" {
+		add(`data_dir "": must not be empty`)
+	}
+
+	if len(c.Listeners) == 0 {
+		add("listener: at least one [[listener]] is needed")
+	}
+	addrs := map[string]int{}
+	for i, l := range c.Listeners {
+		key := fmt.Sprintf("listener[%d]", i)
+		if l.Kind != "mx" {
+			add(`%s.kind %q: must be "mx" (the only kind so far)`, key, l.Kind)
+		}
+		if l.BareLineEndings != "reject" && l.BareLineEndings != "normalize" {
+			add(`%s.bare_line_endings %q: must be "reject" or "normalize"`, key, l.BareLineEndings)
+		}
+		norm, err := checkAddress(l.Address, false)
+		if err != nil {
+			add("%s.address %q: %v", key, l.Address, err)
+			continue
+		}
+		if j, dup := addrs[norm]; dup {
+			add("%s.address %q: same address as listener[%d]", key, l.Address, j)
+		} else {
+			addrs[norm] = i
+		}
+	}
+
+	seen := map[string]int{}
+	for i, d := range c.RelayDomains {
+		key := fmt.Sprintf("relay_domains[%d] %q", i, d)
+		if err := checkNormalDomain(d); err != nil {
+			add("%s: %v", key, err)
+			continue
+		}
+		if j, dup := seen[d]; dup {
+			add("%s: listed twice (see relay_domains[%d])", key, j)
+			continue
+		}
+		seen[d] = i
+		if _, ok := c.Routes[d]; !ok {
+			add(`relay domain %q: no route; add routes.%q = "host:port" (MX routing is not implemented yet)`, d, d)
+		}
+	}
+
+	for _, d := range sortedKeys(c.Routes) {
+		key := fmt.Sprintf("routes.%q", d)
+		if err := checkNormalDomain(d); err != nil {
+			n, nerr := normalizeDomain(d)
+			if _, dup := c.Routes[n]; nerr == nil && dup {
+				err = fmt.Errorf("same domain as routes.%q", n)
+			}
+			add("%s: %v", key, err)
+		}
+		if _, err := checkAddress(c.Routes[d], true); err != nil {
+			add("%s = %q: %v", key, c.Routes[d], err)
+		}
+	}
+
+	if c.Limits.MessageSize <= 0 {
+		add("limits.message_size %d: must be greater than 0", c.Limits.MessageSize)
+	}
+	if c.Limits.Recipients < 1 {
+		add("limits.recipients %d: must be at least 1", c.Limits.Recipients)
+	}
+
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{
+		{"timeouts.command", c.Timeouts.Command},
+		{"timeouts.data_block", c.Timeouts.DataBlock},
+		{"timeouts.connect", c.Timeouts.Connect},
+		{"timeouts.reply", c.Timeouts.Reply},
+		{"timeouts.data_done", c.Timeouts.DataDone},
+		{"timeouts.shutdown", c.Timeouts.Shutdown},
+		{"queue.min_backoff", c.Queue.MinBackoff},
+		{"queue.max_backoff", c.Queue.MaxBackoff},
+	} {
+		if d.v <= 0 {
+			add("%s %q: must be greater than 0", d.key, d.v)
+		}
+	}
+	if c.Queue.MaxBackoff > 0 && c.Queue.MinBackoff > c.Queue.MaxBackoff {
+		add("queue.min_backoff %q: must not be greater than queue.max_backoff %q", c.Queue.MinBackoff, c.Queue.MaxBackoff)
+	}
+	if c.Queue.Concurrency < 1 {
+		add("queue.concurrency %d: must be at least 1", c.Queue.Concurrency)
+	}
+	return errs
+}
+
+// checkHostname reports why s is not a DNS host name: letters, digits and
+// hyphens in dot-separated labels of at most 63 octets, at most 253 octets in
+// all (RFC 1123 section 2.1, RFC 1035 section 2.3.4), no trailing dot, and
+// not an IP address (RFC 1123 section 2.1: a name's last label is not
+// numeric).
+func checkHostname(s string) error {
+	switch {
+	case s == "":
+		return errors.New("empty")
+	case strings.HasSuffix(s, ".") && s != ".":
+		return fmt.Errorf("trailing dot not allowed (write %q)", strings.TrimSuffix(s, "."))
+	case net.ParseIP(s) != nil:
+		return errors.New("an IP address, not a name")
+	case len(s) > 253:
+		return fmt.Errorf("%d characters, at most 253 allowed", len(s))
+	}
+	labels := strings.Split(s, ".")
+	for _, l := range labels {
+		if l == "" {
+			return errors.New("empty label")
+		}
+		if len(l) > 63 {
+			return fmt.Errorf("label %q has %d characters, at most 63 allowed", l, len(l))
+		}
+		for _, r := range l {
+			if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-') {
+				return fmt.Errorf("label %q contains %q; only letters, digits and hyphens are allowed", l, string(r))
+			}
+		}
+		if l[0] == '-' || l[len(l)-1] == '-' {
+			return fmt.Errorf("label %q starts or ends with a hyphen", l)
+		}
+	}
+	if allDigits(labels[len(labels)-1]) {
+		return errors.New("last label is numeric")
+	}
+	return nil
+}
+
+// normalizeDomain returns the normal form of a domain name: lowercase, IDN
+// labels as A-labels (UTS #46 lookup profile, RFC 5890), no trailing dot.
+func normalizeDomain(s string) (string, error) {
+	if strings.HasSuffix(s, ".") {
+		return "", checkHostname(s)
+	}
+	if !isASCII(s) || strings.Contains(strings.ToLower(s), "xn--") {
+		a, err := idna.Lookup.ToASCII(s)
+		if err != nil {
+			return "", err
+		}
+		s = a
+	}
+	s = strings.ToLower(s)
+	return s, checkHostname(s)
+}
+
+// checkNormalDomain reports why s is not a valid domain name in normal form.
+func checkNormalDomain(s string) error {
+	n, err := normalizeDomain(s)
+	if err != nil {
+		return fmt.Errorf("not a valid domain name: %v", err)
+	}
+	if n != s {
+		return fmt.Errorf("must be written as %q (lowercase, IDN as A-labels)", n)
+	}
+	return nil
+}
+
+// checkAddress checks "host:port" or "[host]:port": port numeric 1..65535,
+// host an IP address or a host name, empty only when !hostRequired (all
+// addresses). It returns a canonical form for finding duplicates.
+func checkAddress(s string, hostRequired bool) (string, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err)
+		}
+		return "", fmt.Errorf(`not "host:port" or "[host]:port": %v`, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || !allDigits(port) || n < 1 || n > 65535 {
+		return "", fmt.Errorf("port %q: must be a number from 1 to 65535", port)
+	}
+	switch {
+	case host == "" && hostRequired:
+		return "", errors.New("host is empty")
+	case host == "":
+	case isIP(host):
+		host = strings.ToLower(host)
+	default:
+		if err := checkHostname(host); err != nil {
+			return "", fmt.Errorf("host %q: neither an IP address nor a host name: %v", host, err)
+		}
+		host = strings.ToLower(host)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s) // accepts IPv6 zones ("fe80::1%eth0")
+	return err == nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,186 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestValidate changes one thing in the valid Default configuration and
+// expects exactly one problem, naming the key.
+func TestValidate(t *testing.T) {
+	long63 := strings.Repeat("a", 63)
+	for _, tc := range []struct {
+		name   string
+		change func(c *Config)
+		want   string // "" when the change is valid
+	}{
+		{"default", func(c *Config) {}, ""},
+
+		{"hostname empty", func(c *Config) { c.Hostname = "" }, `hostname "": not a valid host name: empty`},
+		{"hostname space", func(c *Config) { c.Hostname = "mx 1.example.net" }, `hostname "mx 1.example.net": not a valid host name: label "mx 1" contains " "; only letters, digits and hyphens are allowed`},
+		{"hostname underscore", func(c *Config) { c.Hostname = "mx_1.example.net" }, `hostname "mx_1.example.net": not a valid host name: label "mx_1" contains "_"`},
+		{"hostname IDN", func(c *Config) { c.Hostname = "mx.bücher.example" }, `hostname "mx.bücher.example": not a valid host name: label "bücher" contains "ü"`},
+		{"hostname trailing dot", func(c *Config) { c.Hostname = "mx1.example.net." }, `hostname "mx1.example.net.": not a valid host name: trailing dot not allowed (write "mx1.example.net")`},
+		{"hostname IPv4", func(c *Config) { c.Hostname = "192.0.2.1" }, `hostname "192.0.2.1": not a valid host name: an IP address, not a name`},
+		{"hostname IPv6", func(c *Config) { c.Hostname = "2001:db8::1" }, `hostname "2001:db8::1": not a valid host name: an IP address, not a name`},
+		{"hostname numeric TLD", func(c *Config) { c.Hostname = "mx.123" }, `hostname "mx.123": not a valid host name: last label is numeric`},
+		{"hostname empty label", func(c *Config) { c.Hostname = "mx..example.net" }, `not a valid host name: empty label`},
+		{"hostname leading hyphen", func(c *Config) { c.Hostname = "-mx.example.net" }, `label "-mx" starts or ends with a hyphen`},
+		{"hostname trailing hyphen", func(c *Config) { c.Hostname = "mx-.example.net" }, `label "mx-" starts or ends with a hyphen`},
+		{"hostname label 63", func(c *Config) { c.Hostname = long63 + ".example.net" }, ""},
+		{"hostname label 64", func(c *Config) { c.Hostname = long63 + "a.example.net" }, `has 64 characters, at most 63 allowed`},
+		{"hostname 253", func(c *Config) { c.Hostname = strings.Repeat(long63+".", 3) + strings.Repeat("a", 61) }, ""},
+		{"hostname 254", func(c *Config) { c.Hostname = strings.Repeat(long63+".", 3) + strings.Repeat("a", 62) }, `not a valid host name: 254 characters, at most 253 allowed`},
+		{"hostname single label", func(c *Config) { c.Hostname = "mx1" }, ""},
+		{"hostname uppercase", func(c *Config) { c.Hostname = "MX1.Example.NET" }, ""},
+
+		{"data_dir empty", func(c *Config) { c.DataDir = "" }, `data_dir "": must not be empty`},
+
+		{"no listener", func(c *Config) { c.Listeners = nil }, `listener: at least one [[listener]] is needed`},
+		{"listener kind", func(c *Config) { c.Listeners[0].Kind = "submission" }, `listener[0].kind "submission": must be "mx" (the only kind so far)`},
+		{"listener kind empty", func(c *Config) { c.Listeners[0].Kind = "" }, `listener[0].kind "": must be "mx"`},
+		{"bare_line_endings", func(c *Config) { c.Listeners[0].BareLineEndings = "drop" }, `listener[0].bare_line_endings "drop": must be "reject" or "normalize"`},
+		{"bare_line_endings normalize", func(c *Config) { c.Listeners[0].BareLineEndings = "normalize" }, ""},
+		{"address no port", func(c *Config) { c.Listeners[0].Address = "127.0.0.1" }, `listener[0].address "127.0.0.1": not "host:port" or "[host]:port": missing port in address`},
+		{"address empty", func(c *Config) { c.Listeners[0].Address = "" }, `listener[0].address "": not "host:port"`},
+		{"address port 0", func(c *Config) { c.Listeners[0].Address = "127.0.0.1:0" }, `listener[0].address "127.0.0.1:0": port "0": must be a number from 1 to 65535`},
+		{"address port 65536", func(c *Config) { c.Listeners[0].Address = "127.0.0.1:65536" }, `port "65536": must be a number from 1 to 65535`},
+		{"address port name", func(c *Config) { c.Listeners[0].Address = "127.0.0.1:smtp" }, `port "smtp": must be a number from 1 to 65535`},
+		{"address port sign", func(c *Config) { c.Listeners[0].Address = "127.0.0.1:+25" }, `port "+25": must be a number from 1 to 65535`},
+		{"address bad host", func(c *Config) { c.Listeners[0].Address = "no_such:25" }, `listener[0].address "no_such:25": host "no_such": neither an IP address nor a host name`},
+		{"address unbracketed IPv6", func(c *Config) { c.Listeners[0].Address = "::1:25" }, `listener[0].address "::1:25": not "host:port" or "[host]:port": too many colons in address`},
+		{"address all", func(c *Config) { c.Listeners[0].Address = ":25" }, ""},
+		{"address IPv6", func(c *Config) { c.Listeners[0].Address = "[::1]:65535" }, ""},
+		{"address zone", func(c *Config) { c.Listeners[0].Address = "[fe80::1%eth0]:25" }, ""},
+		{"address host name", func(c *Config) { c.Listeners[0].Address = "localhost:2525" }, ""},
+		{"address duplicate", func(c *Config) {
+			c.Listeners = append(c.Listeners, Listener{Name: "two", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "reject"})
+		}, `listener[1].address "127.0.0.1:2525": same address as listener[0]`},
+		{"address duplicate case", func(c *Config) {
+			c.Listeners[0].Address = "localhost:25"
+			c.Listeners = append(c.Listeners, Listener{Name: "two", Kind: "mx", Address: "LOCALHOST:25", BareLineEndings: "reject"})
+		}, `listener[1].address "LOCALHOST:25": same address as listener[0]`},
+		{"two addresses", func(c *Config) {
+			c.Listeners = append(c.Listeners, Listener{Name: "two", Kind: "mx", Address: "127.0.0.1:2526", BareLineEndings: "reject"})
+		}, ""},
+
+		{"relay domain space", func(c *Config) { c.RelayDomains = append(c.RelayDomains, "exa mple.org") }, `relay_domains[1] "exa mple.org": not a valid domain name`},
+		{"relay domain trailing dot", func(c *Config) { c.RelayDomains[0] = "example.test." }, `relay_domains[0] "example.test.": not a valid domain name: trailing dot not allowed (write "example.test")`},
+		{"relay domain bad punycode", func(c *Config) { c.RelayDomains = append(c.RelayDomains, "xn--zz.example") }, `relay_domains[1] "xn--zz.example": not a valid domain name: idna: invalid label`},
+		{"relay domain IP", func(c *Config) { c.RelayDomains = append(c.RelayDomains, "192.0.2.1") }, `relay_domains[1] "192.0.2.1": not a valid domain name: an IP address, not a name`},
+		{"relay domain empty", func(c *Config) { c.RelayDomains = append(c.RelayDomains, "") }, `relay_domains[1] "": not a valid domain name: empty`},
+		{"relay domain not normal", func(c *Config) { c.RelayDomains[0] = "Example.TEST" }, `relay_domains[0] "Example.TEST": must be written as "example.test" (lowercase, IDN as A-labels)`},
+		{"relay domain duplicate", func(c *Config) { c.RelayDomains = append(c.RelayDomains, "example.test") }, `relay_domains[1] "example.test": listed twice (see relay_domains[0])`},
+		{"relay domain no route", func(c *Config) { c.RelayDomains = append(c.RelayDomains, "other.test") }, `relay domain "other.test": no route; add routes."other.test" = "host:port" (MX routing is not implemented yet)`},
+		{"no relay domains", func(c *Config) { c.RelayDomains = nil }, ""},
+
+		{"route key invalid", func(c *Config) { c.Routes["exa mple.org"] = "10.0.0.1:25" }, `routes."exa mple.org": not a valid domain name`},
+		{"route key not normal", func(c *Config) { c.Routes["Other.test"] = "10.0.0.1:25" }, `routes."Other.test": must be written as "other.test"`},
+		{"route key twice", func(c *Config) { c.Routes["EXAMPLE.test"] = "10.0.0.1:25" }, `routes."EXAMPLE.test": same domain as routes."example.test"`},
+		{"route no port", func(c *Config) { c.Routes["example.test"] = "10.0.0.1" }, `routes."example.test" = "10.0.0.1": not "host:port" or "[host]:port": missing port in address`},
+		{"route port 0", func(c *Config) { c.Routes["example.test"] = "[10.0.0.1]:0" }, `routes."example.test" = "[10.0.0.1]:0": port "0": must be a number from 1 to 65535`},
+		{"route no host", func(c *Config) { c.Routes["example.test"] = ":25" }, `routes."example.test" = ":25": host is empty`},
+		{"route bad host", func(c *Config) { c.Routes["example.test"] = "[mx_1.example.test]:25" }, `host "mx_1.example.test": neither an IP address nor a host name`},
+		{"route bracketed name", func(c *Config) { c.Routes["example.test"] = "[backend.example.test]:25" }, ""},
+		{"route IPv6", func(c *Config) { c.Routes["example.test"] = "[2001:db8::25]:25" }, ""},
+		{"route without relay domain", func(c *Config) { c.Routes["other.test"] = "10.0.0.1:25" }, ""},
+
+		{"message_size 0", func(c *Config) { c.Limits.MessageSize = 0 }, `limits.message_size 0: must be greater than 0`},
+		{"message_size negative", func(c *Config) { c.Limits.MessageSize = -1 }, `limits.message_size -1: must be greater than 0`},
+		{"message_size 1", func(c *Config) { c.Limits.MessageSize = 1 }, ""},
+		{"recipients 0", func(c *Config) { c.Limits.Recipients = 0 }, `limits.recipients 0: must be at least 1`},
+		{"recipients 1", func(c *Config) { c.Limits.Recipients = 1 }, ""},
+
+		{"command 0", func(c *Config) { c.Timeouts.Command = 0 }, `timeouts.command "0s": must be greater than 0`},
+		{"data_block negative", func(c *Config) { c.Timeouts.DataBlock = Duration(-time.Second) }, `timeouts.data_block "-1s": must be greater than 0`},
+		{"connect 0", func(c *Config) { c.Timeouts.Connect = 0 }, `timeouts.connect "0s": must be greater than 0`},
+		{"reply 0", func(c *Config) { c.Timeouts.Reply = 0 }, `timeouts.reply "0s": must be greater than 0`},
+		{"data_done 0", func(c *Config) { c.Timeouts.DataDone = 0 }, `timeouts.data_done "0s": must be greater than 0`},
+		{"shutdown 0", func(c *Config) { c.Timeouts.Shutdown = 0 }, `timeouts.shutdown "0s": must be greater than 0`},
+		{"shutdown 1ns", func(c *Config) { c.Timeouts.Shutdown = 1 }, ""},
+		{"min_backoff 0", func(c *Config) { c.Queue.MinBackoff = 0 }, `queue.min_backoff "0s": must be greater than 0`},
+		{"max_backoff 0", func(c *Config) { c.Queue.MaxBackoff = 0 }, `queue.max_backoff "0s": must be greater than 0`},
+		{"min above max", func(c *Config) { c.Queue.MinBackoff = Duration(2 * time.Hour) }, `queue.min_backoff "2h0m0s": must not be greater than queue.max_backoff "1h6m40s"`},
+		{"min equals max", func(c *Config) { c.Queue.MinBackoff = c.Queue.MaxBackoff }, ""},
+		{"concurrency 0", func(c *Config) { c.Queue.Concurrency = 0 }, `queue.concurrency 0: must be at least 1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.change(c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Validate = %v, want nil", err)
+			case tc.want == "":
+			case err == nil:
+				t.Errorf("Validate accepted the change, want %s", tc.want)
+			case strings.Contains(err.Error(), "\n"):
+				t.Errorf("Validate reported more than one problem:\n%v", err)
+			case !strings.Contains(err.Error(), tc.want):
+				t.Errorf("Validate = %v\nwant it to contain %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestValidateAll: every problem is reported at once, prefixed with the
+// file name, in the order of the file.
+func TestValidateAll(t *testing.T) {
+	got := errorLines(t, `hostname = "mx1.example.net."
+data_dir = ""
+relay_domains = ["example.org", "exa mple.org", "EXAMPLE.org", "nohop.example"]
+[routes]
+"example.org" = "10.0.0.25"
+[[listener]]
+kind = "submission"
+address = "0.0.0.0:25"
+bare_line_endings = "drop"
+[[listener]]
+address = ":99999"
+[limits]
+message_size = 0
+recipients = 0
+[timeouts]
+connect = "-1s"
+[queue]
+min_backoff = "2h"
+max_backoff = "1h"
+concurrency = 0
+`)
+	want := []string{
+		`mxedge.toml: hostname "mx1.example.net.": not a valid host name: trailing dot not allowed (write "mx1.example.net")`,
+		`mxedge.toml: data_dir "": must not be empty`,
+		`mxedge.toml: listener[0].kind "submission": must be "mx" (the only kind so far)`,
+		`mxedge.toml: listener[0].bare_line_endings "drop": must be "reject" or "normalize"`,
+		`mxedge.toml: listener[1].address ":99999": port "99999": must be a number from 1 to 65535`,
+		`mxedge.toml: relay_domains[1] "exa mple.org": not a valid domain name: label "exa mple" contains " "; only letters, digits and hyphens are allowed`,
+		`mxedge.toml: relay_domains[2] "example.org": listed twice (see relay_domains[0])`,
+		`mxedge.toml: relay domain "nohop.example": no route; add routes."nohop.example" = "host:port" (MX routing is not implemented yet)`,
+		`mxedge.toml: routes."example.org" = "10.0.0.25": not "host:port" or "[host]:port": missing port in address`,
+		`mxedge.toml: limits.message_size 0: must be greater than 0`,
+		`mxedge.toml: limits.recipients 0: must be at least 1`,
+		`mxedge.toml: timeouts.connect "-1s": must be greater than 0`,
+		`mxedge.toml: queue.min_backoff "2h0m0s": must not be greater than queue.max_backoff "1h0m0s"`,
+		`mxedge.toml: queue.concurrency 0: must be at least 1`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestRouteKeyCollision: two spellings of one domain in [routes] are an
+// error, whichever order they come in.
+func TestRouteKeyCollision(t *testing.T) {
+	for _, doc := range []string{
+		"[routes]\n\"Example.org\" = \"10.0.0.1:25\"\n\"example.org\" = \"10.0.0.2:25\"\n",
+		"[routes]\n\"example.org\" = \"10.0.0.2:25\"\n\"Example.org\" = \"10.0.0.1:25\"\n",
+		"[routes]\n\"bücher.example\" = \"10.0.0.1:25\"\n\"xn--bcher-kva.example\" = \"10.0.0.2:25\"\n",
+	} {
+		got := errorLines(t, "hostname = \"mx1.example.net\"\n"+doc)
+		if len(got) != 1 || !strings.Contains(got[0], "same domain as routes.") {
+			t.Errorf("%s: got\n%s\nwant one \"same domain\" error", doc, strings.Join(got, "\n"))
+		}
+	}
+}

@@ -1,0 +1,73 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A newcomer runs "mxedge serve" with no configuration and sends a message
+// to a demo user with swaks: it lands in the demo Maildir. A message to an
+// unknown user is refused by the demo backend and logged as bounced.
+func TestBuiltinDefaultDeliversToDemoMailbox(t *testing.T) {
+	dir := t.TempDir()
+	r := startRelay(t, dir)
+	if _, err := r.out.wait("127.0.0.1:2525", 1, time.Second); err != nil {
+		t.Fatalf("does not say where it listens: %v\n%s", err, r.out.String())
+	}
+	if _, err := r.out.wait("mxedge-data/mailboxes", 1, time.Second); err != nil {
+		t.Fatalf("does not say where mail ends up: %v\n%s", err, r.out.String())
+	}
+	out, code := swaks(t, "127.0.0.1:2525", "--from", "someone@src.test", "--to", "alice@example.test",
+		"--header", "Subject: hello from the quick start")
+	if code != 0 {
+		t.Fatalf("swaks: %d\n%s", code, out)
+	}
+	if _, err := r.logs.wait("msg=\"localbackend: stored\"|user=alice", 1, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "mxedge-data", "mailboxes", "alice", "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("alice's Maildir has %d messages, want 1", len(files))
+	}
+	msg, _ := os.ReadFile(files[0])
+	if !strings.HasPrefix(string(msg), "Received: from ") || !strings.Contains(string(msg), "Subject: hello from the quick start") {
+		t.Errorf("stored message:\n%s", msg)
+	}
+
+	out, code = swaks(t, "127.0.0.1:2525", "--from", "someone@src.test", "--to", "nobody@example.test")
+	if code != 0 {
+		t.Fatalf("swaks: %d\n%s", code, out)
+	}
+	if _, err := r.logs.wait("msg=delivery|to=<nobody@example.test>|status=bounced|dsn=5.1.1", 1, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// "mxedge config check" validates a file, prints the effective config, and
+// points at file and line for a typo.
+func TestConfigCheck(t *testing.T) {
+	out, err := exec.Command(binary, "config", "check", "-config", "../examples/mxedge.toml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("example config rejected: %v\n%s", err, out)
+	}
+	for _, want := range []string{"hostname", "message_size", "min_backoff"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("effective config lacks %q:\n%s", want, out)
+		}
+	}
+
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "typo.toml")
+	os.WriteFile(bad, []byte("hostname = \"mx.example.net\"\ndata_dir = \"/tmp/x\"\nrelay_domian = [\"example.org\"]\n"), 0o600)
+	out, err = exec.Command(binary, "config", "check", "-config", bad).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("typo: exit %v, want 1\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "typo.toml:3") || !strings.Contains(string(out), "relay_domian") {
+		t.Errorf("typo error does not name file:line and key:\n%s", out)
+	}
+}
