@@ -94,6 +94,19 @@ type Queue struct {
 	MaxBackoff Duration `toml:"max_backoff" json:"max_backoff"`
 	// Concurrency is the number of deliveries in flight at once.
 	Concurrency int `toml:"concurrency" json:"concurrency"`
+	// MaxLifetime: how long a message is retried before the remaining
+	// recipients are returned to the sender (Postfix
+	// maximal_queue_lifetime 5d; mxedge 3d, see shared/PRINCIPLES.md).
+	MaxLifetime Duration `toml:"maximal_lifetime" json:"maximal_lifetime"`
+	// BounceLifetime: the same for messages with the null sender, i.e.
+	// bounces (Postfix bounce_queue_lifetime).
+	BounceLifetime Duration `toml:"bounce_lifetime" json:"bounce_lifetime"`
+	// DelayWarning: after this long undelivered, the sender gets one
+	// "delayed" notice; "0s" turns it off (Postfix delay_warning_time).
+	DelayWarning Duration `toml:"delay_warning" json:"delay_warning"`
+	// Postmaster, if set, gets a copy of the failure report of a message
+	// that cannot be bounced (null sender); else the failure is only logged.
+	Postmaster string `toml:"postmaster" json:"postmaster"`
 }
 
 // Duration is a time.Duration written as "300s", "5m", "1h30m" or with a day

@@ -29,6 +29,9 @@ func base() Config {
 			MinBackoff:  Duration(300 * time.Second),
 			MaxBackoff:  Duration(4000 * time.Second),
 			Concurrency: 20,
+			// shared/PRINCIPLES.md: 3 days for mail, 1 day for bounces.
+			MaxLifetime:    Duration(72 * time.Hour),
+			BounceLifetime: Duration(24 * time.Hour),
 		},
 	}
 }

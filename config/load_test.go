@@ -157,7 +157,7 @@ func TestDefaultsFilledIn(t *testing.T) {
 	if c.Timeouts != wantT {
 		t.Errorf("timeouts = %+v, want %+v", c.Timeouts, wantT)
 	}
-	if c.Queue != (Queue{MinBackoff: dur(t, "300s"), MaxBackoff: dur(t, "4000s"), Concurrency: 20}) {
+	if c.Queue != (Queue{MinBackoff: dur(t, "300s"), MaxBackoff: dur(t, "4000s"), Concurrency: 20, MaxLifetime: dur(t, "3d"), BounceLifetime: dur(t, "1d")}) {
 		t.Errorf("queue = %+v", c.Queue)
 	}
 

@@ -111,6 +111,8 @@ func (c *Config) problems() []error {
 		{"timeouts.shutdown", c.Timeouts.Shutdown},
 		{"queue.min_backoff", c.Queue.MinBackoff},
 		{"queue.max_backoff", c.Queue.MaxBackoff},
+		{"queue.maximal_lifetime", c.Queue.MaxLifetime},
+		{"queue.bounce_lifetime", c.Queue.BounceLifetime},
 	} {
 		if d.v <= 0 {
 			add("%s %q: must be greater than 0", d.key, d.v)
@@ -118,6 +120,12 @@ func (c *Config) problems() []error {
 	}
 	if c.Queue.MaxBackoff > 0 && c.Queue.MinBackoff > c.Queue.MaxBackoff {
 		add("queue.min_backoff %q: must not be greater than queue.max_backoff %q", c.Queue.MinBackoff, c.Queue.MaxBackoff)
+	}
+	if c.Queue.DelayWarning < 0 {
+		add("queue.delay_warning %q: must be 0 (off) or positive", c.Queue.DelayWarning)
+	}
+	if p := c.Queue.Postmaster; p != "" && (strings.Count(p, "@") != 1 || strings.HasPrefix(p, "@") || strings.HasSuffix(p, "@") || strings.ContainsAny(p, " <>\"\r\n")) {
+		add("queue.postmaster %q: must be an address local@domain, or empty", p)
 	}
 	if c.Queue.Concurrency < 1 {
 		add("queue.concurrency %d: must be at least 1", c.Queue.Concurrency)

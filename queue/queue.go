@@ -73,8 +73,15 @@ type Envelope struct {
 	Body     string `json:"body,omitempty"` // MAIL BODY= parameter: "", "7BIT", "8BITMIME"
 	UTF8     bool   `json:"utf8,omitempty"` // MAIL SMTPUTF8 was given
 
+	// DSN parameters from MAIL (RFC 3461 sections 4.3, 4.4).
+	Ret   string `json:"ret,omitempty"`   // "FULL" or "HDRS"; "" = headers only
+	EnvID string `json:"envid,omitempty"` // ENVID, decoded
+
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt"`
+	Held        bool      `json:"held,omitempty"`   // on hold: not scheduled until released
+	Warned      bool      `json:"warned,omitempty"` // the delay warning was sent
+	Notice      bool      `json:"notice,omitempty"` // a report we generated: never reported on
 }
 
 // Rcpt is one recipient and its delivery state.
@@ -83,12 +90,26 @@ type Rcpt struct {
 	Status Status `json:"status"`
 	// LastReply is the last reply (or error) for this recipient, e.g.
 	// "550 5.1.1 no such user", kept for admin listing and bounces.
-	LastReply string `json:"last_reply,omitempty"`
-	Relay     string `json:"relay,omitempty"`
+	LastReply string    `json:"last_reply,omitempty"`
+	DSN       string    `json:"dsn,omitempty"` // enhanced status code of the last result
+	Relay     string    `json:"relay,omitempty"`
+	LastTry   time.Time `json:"last_try,omitempty"`
+	// DSN parameters from RCPT (RFC 3461 sections 4.1, 4.2).
+	Notify []string `json:"notify,omitempty"` // e.g. ["FAILURE","DELAY"], ["NEVER"]; nil = default
+	ORcpt  string   `json:"orcpt,omitempty"`  // "rfc822;user@example.org"
 }
 
 // Options tune a queue; zero values take the defaults in brackets.
 type Options struct {
+	Hostname       string        // Reporting-MTA and From domain of reports ["localhost"]
+	MaxLifetime    time.Duration // retry period of a message [3d]
+	BounceLifetime time.Duration // retry period of a message from <> [1d]
+	DelayWarning   time.Duration // send one delay notice after this long; 0 = off
+	Postmaster     string        // gets failures of messages from <> ["" = log only]
+	// CreateFile creates a spool file; tests inject failures (a full disk)
+	// here [os.OpenFile with O_EXCL, mode 0600].
+	CreateFile func(path string) (File, error)
+
 	MinBackoff  time.Duration // first retry delay [5m]
 	MaxBackoff  time.Duration // retry delay cap [4000s]
 	Concurrency int           // deliveries in flight [20]
@@ -138,6 +159,18 @@ func Open(dir string, opts Options) (*Queue, error) {
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = opts.Concurrency
+	}
+	if opts.Hostname == "" {
+		opts.Hostname = "localhost"
+	}
+	if opts.MaxLifetime <= 0 {
+		opts.MaxLifetime = 72 * time.Hour
+	}
+	if opts.BounceLifetime <= 0 {
+		opts.BounceLifetime = 24 * time.Hour
+	}
+	if opts.CreateFile == nil {
+		opts.CreateFile = createFile
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -213,27 +246,4 @@ func (q *Queue) wake() {
 func (q *Queue) logAccepted(env *Envelope) {
 	q.log.Info("accepted", "queue_id", env.ID, "from", "<"+env.From+">", "size", env.Size,
 		"nrcpt", len(env.Rcpts), "client_ip", env.ClientIP, "helo", env.Helo)
-}
-
-// Stats counts messages and recipients by state.
-type Stats struct {
-	Messages int `json:"messages"`
-	Pending  int `json:"pending_rcpts"`
-}
-
-// Stats reads the queue's counters (a full scan: for admin use).
-func (q *Queue) Stats() (Stats, error) {
-	var st Stats
-	err := q.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMsgs).ForEach(func(k, v []byte) error {
-			env, err := decodeEnvelope(v)
-			if err != nil {
-				return err
-			}
-			st.Messages++
-			st.Pending += len(env.pending())
-			return nil
-		})
-	})
-	return st, err
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mxedge/mxedge/dsn"
 )
 
 // ErrNotFound is returned for a queue ID that is not (or no longer) queued.
@@ -168,6 +170,7 @@ func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
 		byRcpt[r.Rcpt] = r
 	}
 	now := q.now()
+	var failed, sent []*Rcpt
 	for i := range env.Rcpts {
 		rc := &env.Rcpts[i]
 		if rc.Status != StatusPending {
@@ -177,15 +180,51 @@ func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
 		if !ok {
 			r = Result{Rcpt: rc.Addr, Text: "no delivery result"}
 		}
-		rc.Status, rc.LastReply, rc.Relay = outcome(r.Code), r.reply(), r.Relay
+		rc.Status, rc.LastReply, rc.DSN, rc.Relay, rc.LastTry = outcome(r.Code), r.reply(), r.dsn(), r.Relay, now
 		q.log.Info("delivery", "queue_id", env.ID, "to", "<"+rc.Addr+">", "relay", r.Relay,
 			"delay", now.Sub(env.Arrival).Round(time.Millisecond).String(), "attempt", msg.Attempt,
-			"dsn", r.dsn(), "status", logStatus(rc.Status), "reply", r.reply())
+			"dsn", rc.DSN, "status", logStatus(rc.Status), "reply", rc.LastReply)
+		switch rc.Status {
+		case StatusFailed:
+			failed = append(failed, rc)
+		case StatusDelivered:
+			sent = append(sent, rc)
+		}
 	}
 	env.Attempts++
+	q.conclude(env, now, failed, sent)
+}
+
+// conclude finishes an attempt (or an admin action) on env: expires
+// recipients past the queue lifetime, sends the reports due, and then
+// removes env if nothing is pending or reschedules it with backoff.
+// failed and sent are the recipients that reached that state just now.
+func (q *Queue) conclude(env *Envelope, now time.Time, failed, sent []*Rcpt) {
+	pending := env.pendingRcpts()
+	if len(pending) > 0 && now.Sub(env.Arrival) >= q.lifetime(env) {
+		// Expiry is checked after a failed attempt: the rest is returned.
+		for _, rc := range pending {
+			rc.Status, rc.DSN = StatusFailed, "4.4.7"
+			if rc.LastReply == "" {
+				rc.LastReply = "message expired in the queue"
+			}
+			q.log.Info("expired", "queue_id", env.ID, "to", "<"+rc.Addr+">", "dsn", "4.4.7",
+				"status", "bounced", "reply", rc.LastReply, "age", now.Sub(env.Arrival).Round(time.Second).String())
+		}
+		failed, pending = append(failed, pending...), nil
+	}
+	var delayed []*Rcpt
+	if w := q.opts.DelayWarning; w > 0 && !env.Warned && len(pending) > 0 && now.Sub(env.Arrival) >= w {
+		env.Warned = true
+		delayed = pending
+	}
+	q.sendReport(env, dsn.Failed, wanting(failed, dsn.Failed))
+	q.sendReport(env, dsn.Delayed, wanting(delayed, dsn.Delayed))
+	q.sendReport(env, dsn.Relayed, wanting(sent, dsn.Relayed))
+
 	old := env.NextAttempt
 	var err error
-	if len(env.pending()) == 0 {
+	if len(pending) == 0 {
 		if err = q.remove(env, old); err == nil {
 			q.log.Info("removed", "queue_id", env.ID)
 		}
@@ -202,6 +241,16 @@ func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
 	}
 	q.setInflight(env.ID, false)
 	q.wake()
+}
+
+func wanting(rcpts []*Rcpt, a dsn.Action) []*Rcpt {
+	var out []*Rcpt
+	for _, rc := range rcpts {
+		if rc.wants(a) {
+			out = append(out, rc)
+		}
+	}
+	return out
 }
 
 // backoff is the delay before attempt n+1 after n failed attempts:

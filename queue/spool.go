@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -29,7 +30,7 @@ type Incoming struct {
 	q    *Queue
 	env  Envelope
 	path string
-	f    *os.File
+	f    File
 	w    *bufio.Writer
 	n    int64
 	err  error // sticky write error
@@ -118,6 +119,17 @@ func (in *Incoming) Abort() {
 	_ = os.Remove(in.path)
 }
 
+// File is a spool file being written.
+type File interface {
+	io.Writer
+	Sync() error
+	Close() error
+}
+
+func createFile(path string) (File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+}
+
 // NewMessage starts receiving a message with the given envelope (ID,
 // Arrival and Size are set by the queue). The caller must end it with
 // Commit or Abort.
@@ -133,7 +145,7 @@ func (q *Queue) NewMessage(env Envelope) (*Incoming, error) {
 		env.Rcpts[i].Status = StatusPending
 	}
 	path := q.bodyPath(env.ID)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := q.opts.CreateFile(path)
 	if err != nil {
 		in := &Incoming{env: env}
 		return nil, in.wrap("create spool file", err)
@@ -170,3 +182,22 @@ func (q *Queue) removeOrphans() (int, error) {
 }
 
 func (q *Queue) now() time.Time { return q.opts.Now() }
+
+// readHeaders reads the header section of the file at path: everything up
+// to and including the first empty line, at most max bytes.
+func readHeaders(path string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(io.LimitReader(f, int64(max)))
+	var out []byte
+	for {
+		line, err := br.ReadBytes('\n')
+		out = append(out, line...)
+		if err != nil || len(line) <= 2 && (string(line) == "\r\n" || string(line) == "\n") {
+			return out, nil
+		}
+	}
+}

@@ -21,6 +21,17 @@ func decodeEnvelope(v []byte) (*Envelope, error) {
 	return env, nil
 }
 
+// pendingRcpts returns the recipients still to be delivered.
+func (env *Envelope) pendingRcpts() []*Rcpt {
+	var out []*Rcpt
+	for i := range env.Rcpts {
+		if env.Rcpts[i].Status == StatusPending {
+			out = append(out, &env.Rcpts[i])
+		}
+	}
+	return out
+}
+
 // pending returns the addresses still to be delivered.
 func (env *Envelope) pending() []string {
 	var out []string
@@ -131,12 +142,33 @@ func (q *Queue) save(env *Envelope, old time.Time) error {
 		return err
 	}
 	return q.db.Batch(func(tx *bolt.Tx) error {
-		sched := tx.Bucket(bucketSched)
+		msgs, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketSched)
+		cur := msgs.Get([]byte(env.ID))
+		if cur == nil {
+			return nil // deleted by an admin while the attempt ran
+		}
 		if err := sched.Delete(schedKey(old, env.ID)); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketMsgs).Put([]byte(env.ID), v); err != nil {
+		stored, err := decodeEnvelope(cur)
+		if err != nil {
 			return err
+		}
+		held := stored.Held
+		v := v
+		if held { // put on hold while the attempt ran: stays held, unscheduled
+			e := *env
+			e.Held = true
+			var err error
+			if v, err = encodeEnvelope(&e); err != nil {
+				return err
+			}
+		}
+		if err := msgs.Put([]byte(env.ID), v); err != nil {
+			return err
+		}
+		if held {
+			return nil
 		}
 		return sched.Put(schedKey(env.NextAttempt, env.ID), nil)
 	})
@@ -152,6 +184,23 @@ func (q *Queue) remove(env *Envelope, sched time.Time) error {
 		}
 		return tx.Bucket(bucketMsgs).Delete([]byte(env.ID))
 	})
+	return q.removeFinish(env, err)
+}
+
+// removeRecord deletes env whatever its schedule entry (admin delete).
+func (q *Queue) removeRecord(env *Envelope) error {
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		if !env.Held {
+			if err := tx.Bucket(bucketSched).Delete(schedKey(env.NextAttempt, env.ID)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMsgs).Delete([]byte(env.ID))
+	})
+	return q.removeFinish(env, err)
+}
+
+func (q *Queue) removeFinish(env *Envelope, err error) error {
 	if err != nil {
 		return fmt.Errorf("queue: remove %s: %w", env.ID, err)
 	}

@@ -79,6 +79,7 @@ func New(cfg *config.Config, lc config.Listener, q Queue, log *slog.Logger) *Ser
 	srv.ReadTimeout = cfg.Timeouts.Command.D()
 	srv.WriteTimeout = cfg.Timeouts.Command.D()
 	srv.EnableSMTPUTF8 = true
+	srv.EnableDSN = true // RFC 3461: NOTIFY, ORCPT, RET, ENVID kept for our reports
 	srv.ErrorLog = errorLog{s.log}
 	s.smtp = srv
 	return s

@@ -23,12 +23,14 @@ type session struct {
 	haveFrom bool
 	utf8     bool
 	body     string
-	rcpts    []string
+	ret      string // DSN RET
+	envid    string // DSN ENVID
+	rcpts    []queue.Rcpt
 	seen     map[string]bool
 }
 
 func (s *session) Reset() {
-	s.from, s.haveFrom, s.utf8, s.body = "", false, false, ""
+	s.from, s.haveFrom, s.utf8, s.body, s.ret, s.envid = "", false, false, "", "", ""
 	s.rcpts, s.seen = nil, nil
 }
 
@@ -41,6 +43,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.utf8 = opts != nil && opts.UTF8
 	if opts != nil {
 		s.body = string(opts.Body)
+		s.ret, s.envid = string(opts.Return), opts.EnvelopeID
 	}
 	if from != "" {
 		m, err := parseMailbox(from, s.utf8)
@@ -58,7 +61,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 
 // Rcpt accepts or refuses one recipient (see checkRcpt). A duplicate
 // recipient is acknowledged but stored once.
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	addr, rep := s.srv.checkRcpt(to, s.utf8)
 	if rep != nil {
 		if rep.Code == 554 {
@@ -71,7 +74,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	if !s.seen[addr] {
 		s.seen[addr] = true
-		s.rcpts = append(s.rcpts, addr)
+		s.rcpts = append(s.rcpts, dsnRcpt(addr, opts))
 	}
 	return nil
 }
@@ -93,6 +96,22 @@ func (s *Server) checkRcpt(to string, utf8 bool) (string, *smtp.SMTPError) {
 	return m.wire(), nil
 }
 
+// dsnRcpt keeps a recipient's DSN parameters (RFC 3461 sections 4.1, 4.2)
+// for the reports the queue may send later.
+func dsnRcpt(addr string, opts *smtp.RcptOptions) queue.Rcpt {
+	rc := queue.Rcpt{Addr: addr}
+	if opts == nil {
+		return rc
+	}
+	for _, n := range opts.Notify {
+		rc.Notify = append(rc.Notify, string(n))
+	}
+	if opts.OriginalRecipient != "" {
+		rc.ORcpt = string(opts.OriginalRecipientType) + ";" + opts.OriginalRecipient
+	}
+	return rc
+}
+
 // Data streams the message into the queue and answers 250 only after the
 // queue committed it. Every error path consumes the rest of the data (or
 // closes the connection), so the remainder of a message is never read as
@@ -103,10 +122,8 @@ func (s *session) Data(r io.Reader) error {
 		defer s.dc.inData.Store(false)
 	}
 	r = markReader{r}
-	env := queue.Envelope{From: s.from, ClientIP: s.ip, Helo: s.conn.Hostname(), Body: s.body, UTF8: s.utf8}
-	for _, a := range s.rcpts {
-		env.Rcpts = append(env.Rcpts, queue.Rcpt{Addr: a})
-	}
+	env := queue.Envelope{From: s.from, ClientIP: s.ip, Helo: s.conn.Hostname(), Body: s.body, UTF8: s.utf8,
+		Ret: s.ret, EnvID: s.envid, Rcpts: s.rcpts}
 	in, err := s.srv.queue.NewMessage(env)
 	if err != nil {
 		return s.fail("", err, r)
@@ -116,7 +133,7 @@ func (s *session) Data(r io.Reader) error {
 	_, tls := s.conn.TLSConnectionState()
 	single := ""
 	if len(s.rcpts) == 1 {
-		single = s.rcpts[0]
+		single = s.rcpts[0].Addr
 	}
 	hdr := receivedHeader(s.conn.Hostname(), s.ip, s.srv.cfg.Hostname, in.ID(), single, tls, s.utf8, s.srv.now())
 	if _, err := io.WriteString(in, hdr); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +20,11 @@ import (
 // startListener runs an MX listener with a real queue in a temp dir.
 func startListener(t *testing.T, edit func(*config.Config)) (addr string, q *queue.Queue, dir string) {
 	t.Helper()
+	return startListenerOpts(t, edit, queue.Options{})
+}
+
+func startListenerOpts(t *testing.T, edit func(*config.Config), opts queue.Options) (addr string, q *queue.Queue, dir string) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.RelayDomains = []string{"relay.test"}
 	if edit != nil {
@@ -26,7 +32,8 @@ func startListener(t *testing.T, edit func(*config.Config)) (addr string, q *que
 	}
 	dir = t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	q, err := queue.Open(dir, queue.Options{Logger: log})
+	opts.Logger = log
+	q, err := queue.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,4 +252,51 @@ func TestSpoolFailureIsTemporary(t *testing.T) {
 		t.Errorf("internal error text leaked: %q", got)
 	}
 	c.cmd("NOOP", "250")
+}
+
+// fullDisk is a spool file on a disk that fills up after limit bytes.
+type fullDisk struct {
+	f     *os.File
+	limit int
+}
+
+func (d *fullDisk) Write(p []byte) (int, error) {
+	if len(p) > d.limit {
+		return 0, &os.PathError{Op: "write", Path: d.f.Name(), Err: syscall.ENOSPC}
+	}
+	d.limit -= len(p)
+	return d.f.Write(p)
+}
+func (d *fullDisk) Sync() error  { return d.f.Sync() }
+func (d *fullDisk) Close() error { return d.f.Close() }
+
+// A full disk while receiving: the client gets 452 4.3.1 (retry later),
+// the session and the daemon go on, nothing half-written is queued.
+func TestDiskFullIs452(t *testing.T) {
+	addr, q, dir := startListenerOpts(t, nil, queue.Options{CreateFile: func(path string) (queue.File, error) {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		return &fullDisk{f: f, limit: 200 << 10}, err
+	}})
+	c := dial(t, addr)
+	c.envelope("user@relay.test")
+	for i := 0; i < 100; i++ { // 1 MiB: far past the 200 KiB that fit
+		c.send(strings.Repeat("x", 10<<10-2) + "\r\n")
+	}
+	c.send(".\r\n")
+	got := c.expect("452 4.3.1")
+	if strings.Contains(got, "no space") || strings.Contains(got, "spool") {
+		t.Errorf("internal error text leaked: %q", got)
+	}
+	if st, _ := q.Stats(); st.Messages != 0 {
+		t.Errorf("half-written message is visible: %+v", st)
+	}
+	if es, _ := os.ReadDir(filepath.Join(dir, "spool")); len(es) != 0 {
+		t.Errorf("spool files left: %d", len(es))
+	}
+	// Same session, a small message fits: the daemon is still serving.
+	c.cmd("MAIL FROM:<s@src.test>", "250")
+	c.cmd("RCPT TO:<user@relay.test>", "250")
+	c.cmd("DATA", "354")
+	c.send("Subject: small\r\n\r\nok\r\n.\r\n")
+	queuedID(t, c.reply())
 }

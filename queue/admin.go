@@ -1,0 +1,291 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Admin operations, used by the control socket (package control). Each is
+// one bbolt transaction; they are safe while the scheduler runs. A message
+// whose delivery attempt is in flight keeps that attempt: Hold and Delete
+// take effect on its record, and the attempt's result respects them
+// (store.go save); Bounce refuses until the attempt is over.
+
+// ErrInFlight is returned by operations that cannot act on a message while
+// a delivery attempt for it runs.
+var ErrInFlight = errors.New("a delivery attempt is in flight; try again in a moment")
+
+// State of a message, as listed.
+const (
+	StateActive   = "active"   // a delivery attempt runs now
+	StateHold     = "hold"     // on hold
+	StateDeferred = "deferred" // tried before, waiting for its next attempt
+	StateIncoming = "incoming" // not tried yet
+)
+
+// State returns env's state.
+func (q *Queue) State(env *Envelope) string {
+	switch {
+	case q.isInflight(env.ID):
+		return StateActive
+	case env.Held:
+		return StateHold
+	case env.Attempts > 0:
+		return StateDeferred
+	}
+	return StateIncoming
+}
+
+// Filter selects messages for List. Empty fields match everything. Address
+// and domain matches are case-insensitive.
+type Filter struct {
+	Sender    string // exact envelope sender ("<>" for the null sender)
+	Recipient string // exact recipient address
+	Domain    string // a recipient domain
+	State     string // StateActive, StateHold, StateDeferred, StateIncoming
+}
+
+func (f Filter) match(q *Queue, env *Envelope) bool {
+	if f.Sender != "" && !strings.EqualFold(f.Sender, env.From) && !(f.Sender == "<>" && env.From == "") {
+		return false
+	}
+	if f.State != "" && q.State(env) != f.State {
+		return false
+	}
+	if f.Recipient == "" && f.Domain == "" {
+		return true
+	}
+	for _, rc := range env.Rcpts {
+		if f.Recipient != "" && !strings.EqualFold(rc.Addr, f.Recipient) {
+			continue
+		}
+		if f.Domain != "" && !strings.EqualFold(rc.Addr[strings.LastIndexByte(rc.Addr, '@')+1:], f.Domain) {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// listPage bounds how many records one read transaction decodes, so a slow
+// reader of a huge queue never holds a bbolt read transaction for long
+// (which would stall the file growth of writers, i.e. new mail).
+const listPage = 500
+
+// List calls fn for every message matching f, in arrival order (queue IDs
+// sort by arrival). fn runs outside any transaction; returning an error
+// stops the listing with that error.
+func (q *Queue) List(f Filter, fn func(*Envelope) error) error {
+	var after []byte
+	for {
+		var page []*Envelope
+		err := q.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketMsgs).Cursor()
+			k, v := c.First()
+			if after != nil {
+				k, v = c.Seek(after)
+				if k != nil && string(k) == string(after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && len(page) < listPage; k, v = c.Next() {
+				env, err := decodeEnvelope(v)
+				if err != nil {
+					return err
+				}
+				page = append(page, env)
+				after = append(after[:0], k...)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("queue: list: %w", err)
+		}
+		for _, env := range page {
+			if f.match(q, env) {
+				if err := fn(env); err != nil {
+					return err
+				}
+			}
+		}
+		if len(page) < listPage {
+			return nil
+		}
+	}
+}
+
+// update applies fn to the stored envelope of id in one transaction and
+// writes it back with its schedule entry moved to the new NextAttempt (none
+// while held).
+func (q *Queue) update(id string, fn func(env *Envelope) error) error {
+	return q.db.Update(func(tx *bolt.Tx) error {
+		msgs, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketSched)
+		v := msgs.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("queue: %s: %w", id, ErrNotFound)
+		}
+		env, err := decodeEnvelope(v)
+		if err != nil {
+			return err
+		}
+		oldNext, oldHeld := env.NextAttempt, env.Held
+		if err := fn(env); err != nil {
+			return err
+		}
+		if nv, err := encodeEnvelope(env); err != nil {
+			return err
+		} else if err := msgs.Put([]byte(id), nv); err != nil {
+			return err
+		}
+		if !oldHeld {
+			if err := sched.Delete(schedKey(oldNext, id)); err != nil {
+				return err
+			}
+		}
+		if env.Held {
+			return nil
+		}
+		return sched.Put(schedKey(env.NextAttempt, id), nil)
+	})
+}
+
+// Flush makes id due now (Postfix postqueue -i). A held message stays held.
+func (q *Queue) Flush(id string) error {
+	err := q.update(id, func(env *Envelope) error {
+		if env.Held {
+			return fmt.Errorf("queue: %s is on hold; release it first", id)
+		}
+		env.NextAttempt = q.now()
+		return nil
+	})
+	if err == nil {
+		q.log.Info("flushed", "queue_id", id)
+		q.wake()
+	}
+	return err
+}
+
+// FlushMatching makes every message matching f due now and returns how
+// many (Postfix postqueue -s domain / -f).
+func (q *Queue) FlushMatching(f Filter) (int, error) {
+	var ids []string
+	err := q.List(f, func(env *Envelope) error {
+		if !env.Held {
+			ids = append(ids, env.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		if err := q.Flush(id); err == nil {
+			n++
+		} else if !errors.Is(err, ErrNotFound) {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Hold takes id off the schedule until Release (Postfix postsuper -h).
+func (q *Queue) Hold(id string) error {
+	err := q.update(id, func(env *Envelope) error { env.Held = true; return nil })
+	if err == nil {
+		q.log.Info("held", "queue_id", id)
+	}
+	return err
+}
+
+// Release puts a held message back on the schedule, due now (postsuper -H).
+func (q *Queue) Release(id string) error {
+	err := q.update(id, func(env *Envelope) error {
+		env.Held = false
+		env.NextAttempt = q.now()
+		return nil
+	})
+	if err == nil {
+		q.log.Info("released", "queue_id", id)
+		q.wake()
+	}
+	return err
+}
+
+// Delete removes id without telling the sender (postsuper -d).
+func (q *Queue) Delete(id string) error {
+	env, err := q.Get(id)
+	if err != nil {
+		return err
+	}
+	if err := q.removeRecord(env); err != nil {
+		return err
+	}
+	q.log.Info("removed", "queue_id", id, "reason", "deleted by administrator")
+	return nil
+}
+
+// Bounce returns id to its sender now: every pending recipient fails with
+// 5.0.0 and a DSN goes out as for any permanent failure.
+func (q *Queue) Bounce(id string) error {
+	if q.isInflight(id) {
+		return fmt.Errorf("queue: bounce %s: %w", id, ErrInFlight)
+	}
+	q.setInflight(id, true) // keep the scheduler away while we conclude
+	env, err := q.Get(id)
+	if err != nil {
+		q.setInflight(id, false)
+		return err
+	}
+	now := q.now()
+	failed := env.pendingRcpts()
+	for _, rc := range failed {
+		rc.Status, rc.DSN, rc.LastTry = StatusFailed, "5.0.0", now
+		rc.LastReply = "550 5.0.0 message returned by the postmaster of " + q.opts.Hostname
+		q.log.Info("delivery", "queue_id", id, "to", "<"+rc.Addr+">", "dsn", "5.0.0",
+			"status", "bounced", "reply", rc.LastReply)
+	}
+	q.conclude(env, now, failed, nil) // clears the in-flight mark
+	return nil
+}
+
+// Headers returns the header section of id's message (our Received header
+// included), at most 256 KiB.
+func (q *Queue) Headers(id string) ([]byte, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("queue: %q: %w", id, ErrNotFound)
+	}
+	if _, err := q.Get(id); err != nil {
+		return nil, err
+	}
+	return readHeaders(q.bodyPath(id), 256<<10)
+}
+
+// Stats counts the queue (a full pass over the records: for admin use).
+type Stats struct {
+	Messages int            `json:"messages"`
+	Bytes    int64          `json:"bytes"`
+	Pending  int            `json:"pending_rcpts"`
+	ByState  map[string]int `json:"by_state"`
+	Oldest   time.Time      `json:"oldest,omitzero"`
+}
+
+// Stats reads the queue's counters.
+func (q *Queue) Stats() (Stats, error) {
+	st := Stats{ByState: map[string]int{}}
+	err := q.List(Filter{}, func(env *Envelope) error {
+		st.Messages++
+		st.Bytes += env.Size
+		st.Pending += len(env.pending())
+		st.ByState[q.State(env)]++
+		if st.Oldest.IsZero() || env.Arrival.Before(st.Oldest) {
+			st.Oldest = env.Arrival
+		}
+		return nil
+	})
+	return st, err
+}
