@@ -19,6 +19,9 @@ import (
 // a delivery attempt for it runs.
 var ErrInFlight = errors.New("a delivery attempt is in flight; try again in a moment")
 
+// ErrHeld is returned by Flush for a message on hold.
+var ErrHeld = errors.New("message is on hold; release it first")
+
 // State of a message, as listed.
 const (
 	StateActive   = "active"   // a delivery attempt runs now
@@ -157,7 +160,7 @@ func (q *Queue) update(id string, fn func(env *Envelope) error) error {
 func (q *Queue) Flush(id string) error {
 	err := q.update(id, func(env *Envelope) error {
 		if env.Held {
-			return fmt.Errorf("queue: %s is on hold; release it first", id)
+			return fmt.Errorf("queue: flush %s: %w", id, ErrHeld)
 		}
 		env.NextAttempt = q.now()
 		return nil

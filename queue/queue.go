@@ -183,7 +183,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue: open: %w", err)
 	}
 	db, err := bolt.Open(filepath.Join(dir, "queue.db"), 0o600, &bolt.Options{
-		Timeout:        2 * time.Second,
+		Timeout:        daemonLockTimeout,
 		NoFreelistSync: true, // freelist rebuilt at open: cheaper commits
 		FreelistType:   bolt.FreelistMapType,
 	})

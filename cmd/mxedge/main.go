@@ -3,6 +3,17 @@
 //
 //	mxedge serve [-config FILE]         run the relay (built-in local default without -config)
 //	mxedge config check [-config FILE]  validate a configuration and print it with defaults filled in
+//	mxedge queue list [filters] [-json] list queued messages (like mailq)
+//	mxedge queue show ID [-json]        one message: envelope, state, headers
+//	mxedge queue flush [ID | filters]   attempt delivery now
+//	mxedge queue hold|release ID        stop / resume delivery attempts of a message
+//	mxedge queue delete|bounce ID       remove a message silently / return it to its sender
+//	mxedge queue stats [-json]          queue counters
+//	mxedge queue compact                shrink queue.db (offline: stop mxedge first)
+//
+// The queue commands talk to the running daemon over its control socket,
+// <data_dir>/control.sock (package control); every one takes -config FILE
+// to find the data directory. Exit status: 0 ok, 1 error, 2 usage.
 package main
 
 import (
@@ -17,6 +28,14 @@ const usage = `usage:
                                        example.test, mailboxes under ./mxedge-data)
   mxedge config check [-config FILE]   validate FILE and print the effective
                                        configuration (defaults filled in); exit 1 on errors
+  mxedge queue list [-sender A] [-recipient A] [-domain D] [-state S] [-json]
+  mxedge queue show ID [-json]
+  mxedge queue flush [ID | -domain D | -sender A | -recipient A]
+  mxedge queue hold|release|delete|bounce ID
+  mxedge queue stats [-json]
+  mxedge queue compact                 administer the queue of the running relay
+                                       (compact: offline); all take -config FILE;
+                                       "mxedge queue help" for details
 `
 
 func main() {
@@ -31,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return cmdServe(args[1:], stdout, stderr)
+	case "queue":
+		return cmdQueue(args[1:], stdout, stderr)
 	case "config":
 		if len(args) > 1 && args[1] == "check" {
 			return cmdConfigCheck(args[2:], stdout, stderr)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/control"
 	"github.com/mxedge/mxedge/delivery"
 	"github.com/mxedge/mxedge/internal/localbackend"
 	"github.com/mxedge/mxedge/queue"
@@ -48,7 +49,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 
 // serve runs the relay until ctx is cancelled, then shuts down in order:
 // listeners stop accepting and drain (bounded by timeouts.shutdown), the
-// scheduler lets deliveries in flight finish (same bound), the queue closes.
+// scheduler lets deliveries in flight finish (same bound), the control
+// socket closes (same bound), the queue closes.
 func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer, log *slog.Logger) error {
 	if demo {
 		b := &localbackend.Backend{Domain: "example.test", Users: demoUsers,
@@ -61,16 +63,21 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		fmt.Fprintf(stdout, "demo backend for example.test on %s: users %v; mail is stored under %s/<user>/new/\n",
 			addr, demoUsers, b.Dir)
 	}
-	q, err := queue.Open(filepath.Join(cfg.DataDir, "queue"), queue.Options{
-		MinBackoff:  cfg.Queue.MinBackoff.D(),
-		MaxBackoff:  cfg.Queue.MaxBackoff.D(),
-		Concurrency: cfg.Queue.Concurrency,
-		Logger:      log,
-	})
+	q, err := queue.Open(filepath.Join(cfg.DataDir, "queue"), queueOptions(cfg, log))
 	if err != nil {
 		return err
 	}
 	defer q.Close()
+
+	// The admin socket is bound before the listeners are announced, so
+	// that "mxedge queue ..." works once the "listener on" lines are out.
+	ctl := control.New(q, log)
+	ctlPath := control.SocketPath(cfg.DataDir)
+	ctlLn, err := ctl.Listen(ctlPath)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "control socket at %s\n", ctlPath)
 
 	var servers []*smtpd.Server
 	var lns []net.Listener
@@ -81,6 +88,7 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 			for _, l := range lns {
 				l.Close()
 			}
+			ctlLn.Close()
 			return err
 		}
 		servers, lns = append(servers, s), append(lns, ln)
@@ -98,6 +106,11 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 			}
 		}()
 	}
+	go func() {
+		if err := ctl.Serve(ctlLn); err != nil {
+			errc <- err
+		}
+	}()
 	qctx, qcancel := context.WithCancel(context.Background())
 	qdone := make(chan error, 1)
 	go func() { qdone <- q.Run(qctx, delivery.New(cfg, log), cfg.Timeouts.Shutdown.D()) }()
@@ -120,6 +133,27 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	if err := <-qdone; err != nil && !errors.Is(err, context.Canceled) {
 		runErr = errors.Join(runErr, err)
 	}
+	// Admin commands keep working while deliveries drain; the socket
+	// closes before the queue does (deferred q.Close).
+	if err := ctl.Shutdown(sctx); err != nil {
+		log.Warn("admin requests cut at shutdown", "err", err)
+	}
+	ctlLn.Close() // removes the socket file even if Serve has not run yet
 	log.Info("mxedge stopped", "shutdown", time.Since(t0).Round(time.Millisecond).String())
 	return runErr
+}
+
+// queueOptions maps the configuration onto the queue's options.
+func queueOptions(cfg *config.Config, log *slog.Logger) queue.Options {
+	return queue.Options{
+		Hostname:       cfg.Hostname,
+		MinBackoff:     cfg.Queue.MinBackoff.D(),
+		MaxBackoff:     cfg.Queue.MaxBackoff.D(),
+		MaxLifetime:    cfg.Queue.MaxLifetime.D(),
+		BounceLifetime: cfg.Queue.BounceLifetime.D(),
+		DelayWarning:   cfg.Queue.DelayWarning.D(),
+		Postmaster:     cfg.Queue.Postmaster,
+		Concurrency:    cfg.Queue.Concurrency,
+		Logger:         log,
+	}
 }

@@ -1,0 +1,524 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/mxedge/mxedge/control"
+	"github.com/mxedge/mxedge/queue"
+)
+
+const queueUsage = `usage:
+  mxedge queue list [-sender A] [-recipient A] [-domain D] [-state S] [-json]
+                                        list queued messages, oldest first (like mailq);
+                                        -state active|hold|deferred|incoming, -sender '<>'
+  mxedge queue show ID [-json]          one message: envelope, state, headers
+  mxedge queue flush [ID | -domain D | -sender A | -recipient A]
+                                        attempt delivery now (no argument: every message)
+  mxedge queue hold ID                  stop delivery attempts until released
+  mxedge queue release ID               undo hold; attempt delivery now
+  mxedge queue delete ID                remove without telling the sender
+  mxedge queue bounce ID                return to the sender now (delivery status notification)
+  mxedge queue stats [-json]            counts by state, size, oldest message
+  mxedge queue compact                  shrink queue.db; offline: stop mxedge first
+Every command takes -config FILE (default: the built-in local default) to find the
+data directory, and the running daemon's control socket in it; -json prints JSON
+(list: one object per line). Exit status: 0 ok, 1 error, 2 usage.
+`
+
+func cmdQueue(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, queueUsage)
+		return 2
+	}
+	name, args := args[0], args[1:]
+	switch name {
+	case "list":
+		return queueList(args, stdout, stderr)
+	case "show":
+		return queueShow(args, stdout, stderr)
+	case "flush":
+		return queueFlush(args, stdout, stderr)
+	case "hold", "release", "delete", "bounce":
+		return queueAction(name, args, stdout, stderr)
+	case "stats":
+		return queueStats(args, stdout, stderr)
+	case "compact":
+		return queueCompact(args, stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, queueUsage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "mxedge: unknown command \"queue %s\"\n%s", name, queueUsage)
+	return 2
+}
+
+// queueCmd is one "mxedge queue" subcommand: its flags (-config and -json
+// for all) and its output.
+type queueCmd struct {
+	name   string
+	fs     *flag.FlagSet
+	config *string
+	json   *bool
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func newQueueCmd(name, argsUsage string, stdout, stderr io.Writer) *queueCmd {
+	fs := flag.NewFlagSet("queue "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: mxedge queue %s %s\n", name, argsUsage)
+		fs.PrintDefaults()
+	}
+	return &queueCmd{
+		name:   name,
+		fs:     fs,
+		config: fs.String("config", "", "configuration file (default: the built-in local default)"),
+		json:   fs.Bool("json", false, "print JSON"),
+		stdout: stdout,
+		stderr: stderr,
+	}
+}
+
+// parse parses args, flags before or after the positional arguments
+// ("show ID -json"), and returns the positional ones if there are min to
+// max of them; otherwise it prints the usage and returns false.
+func (c *queueCmd) parse(args []string, min, max int) ([]string, bool) {
+	var pos []string
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			return nil, false
+		}
+		args = c.fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	if len(pos) < min || len(pos) > max {
+		fmt.Fprintf(c.stderr, "mxedge queue %s: wrong number of arguments\n", c.name)
+		c.fs.Usage()
+		return nil, false
+	}
+	return pos, true
+}
+
+// client connects to the daemon of the configured data directory.
+func (c *queueCmd) client() (*control.Client, error) {
+	cfg, err := loadConfig(*c.config)
+	if err != nil {
+		return nil, err
+	}
+	return control.NewClient(control.SocketPath(cfg.DataDir)), nil
+}
+
+// fail prints err and returns exit status 1.
+func (c *queueCmd) fail(err error) int {
+	fmt.Fprintf(c.stderr, "mxedge queue %s: %v\n", c.name, err)
+	return 1
+}
+
+func (c *queueCmd) printJSON(v any) int {
+	if err := json.NewEncoder(c.stdout).Encode(v); err != nil {
+		return c.fail(err)
+	}
+	return 0
+}
+
+func queueList(args []string, stdout, stderr io.Writer) int {
+	c := newQueueCmd("list", "[-sender A] [-recipient A] [-domain D] [-state S] [-json]", stdout, stderr)
+	var f queue.Filter
+	c.fs.StringVar(&f.Sender, "sender", "", "only messages from this envelope sender (<> for bounces)")
+	c.fs.StringVar(&f.Recipient, "recipient", "", "only messages with this recipient")
+	c.fs.StringVar(&f.Domain, "domain", "", "only messages with a recipient in this domain")
+	c.fs.StringVar(&f.State, "state", "", "only messages in this state: active, hold, deferred, incoming")
+	if _, ok := c.parse(args, 0, 0); !ok {
+		return 2
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	w := bufio.NewWriter(stdout)
+	enc := json.NewEncoder(w)
+	p := &listPrinter{w: w, now: time.Now()}
+	err = cl.List(context.Background(), f, func(m *control.Message) error {
+		if *c.json {
+			return enc.Encode(m)
+		}
+		p.message(m)
+		return nil
+	})
+	if err == nil && !*c.json {
+		p.footer(f != queue.Filter{})
+	}
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return c.fail(err)
+	}
+	return 0
+}
+
+// listPrinter writes the human form of "queue list", one message at a time
+// (a listing of a million messages is never held in memory):
+//
+//	QUEUE ID          STATE           SIZE  ARRIVAL              SENDER
+//	0G3Q8Z9V1B2C3D4E  deferred        1234  2026-03-04 10:00:00  sender@src.test
+//	    alice@relay.test  pending    (4.4.1 connect to 192.0.2.1:25: connection refused)
+//	    bob@relay.test    delivered
+//	    next attempt 2026-03-04 10:05:00 (in 4m10s), 3 attempts so far
+//
+//	-- 1 message, 2 KiB
+type listPrinter struct {
+	w     io.Writer
+	now   time.Time
+	n     int
+	bytes int64
+}
+
+const listRow = "%-16s  %-8s  %10v  %-19s  %s\n"
+
+func (p *listPrinter) message(m *control.Message) {
+	if p.n == 0 {
+		fmt.Fprintf(p.w, listRow, "QUEUE ID", "STATE", "SIZE", "ARRIVAL", "SENDER")
+	}
+	p.n++
+	p.bytes += m.Size
+	fmt.Fprintf(p.w, listRow, m.ID, m.State, m.Size, localTime(m.Arrival), sender(m.From))
+	writeRcpts(p.w, "    ", m.Rcpts)
+	fmt.Fprintf(p.w, "    %s\n\n", nextAttempt(m, p.now))
+}
+
+func (p *listPrinter) footer(filtered bool) {
+	switch {
+	case p.n == 0 && filtered:
+		fmt.Fprintln(p.w, "No matching messages.")
+	case p.n == 0:
+		fmt.Fprintln(p.w, "Mail queue is empty.")
+	default:
+		fmt.Fprintf(p.w, "-- %s, %d KiB\n", plural(p.n, "message"), (p.bytes+1023)/1024)
+	}
+}
+
+// writeRcpts writes one line per recipient: address, status and, unless
+// delivered, the last reply (or error) with its enhanced status code.
+func writeRcpts(w io.Writer, indent string, rcpts []queue.Rcpt) {
+	width := 0
+	for _, rc := range rcpts {
+		width = max(width, len(printable(rc.Addr)))
+	}
+	for _, rc := range rcpts {
+		line := fmt.Sprintf("%s%-*s  %-9s", indent, width, printable(rc.Addr), rc.Status)
+		if rc.Status != queue.StatusDelivered && rc.LastReply != "" {
+			reason := rc.LastReply
+			if rc.DSN != "" && !strings.Contains(reason, rc.DSN) { // not a reply: a network error
+				reason = rc.DSN + " " + reason
+			}
+			line += "  (" + printable(reason) + ")"
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+	}
+}
+
+func nextAttempt(m *control.Message, now time.Time) string {
+	switch m.State {
+	case queue.StateHold:
+		return "on hold (mxedge queue release " + m.ID + ")"
+	case queue.StateActive:
+		return "delivery attempt in progress"
+	}
+	s := "next attempt now"
+	if m.NextAttempt.After(now) {
+		s = fmt.Sprintf("next attempt %s (in %s)", localTime(m.NextAttempt), m.NextAttempt.Sub(now).Round(time.Second))
+	}
+	if m.Attempts > 0 {
+		s += fmt.Sprintf(", %s so far", plural(m.Attempts, "attempt"))
+	}
+	return s
+}
+
+func queueShow(args []string, stdout, stderr io.Writer) int {
+	c := newQueueCmd("show", "ID [-json]", stdout, stderr)
+	pos, ok := c.parse(args, 1, 1)
+	if !ok {
+		return 2
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	m, err := cl.Show(context.Background(), pos[0])
+	if err != nil {
+		return c.fail(err)
+	}
+	if *c.json {
+		return c.printJSON(m)
+	}
+	w := bufio.NewWriter(stdout)
+	now := time.Now()
+	field := func(name, format string, a ...any) {
+		fmt.Fprintf(w, "%-12s %s\n", name+":", fmt.Sprintf(format, a...))
+	}
+	field("Queue ID", "%s", m.ID)
+	state := m.State
+	if m.Held && m.State != queue.StateHold {
+		state += ", on hold"
+	}
+	field("State", "%s", state)
+	field("Arrival", "%s (%s ago)", localTime(m.Arrival), now.Sub(m.Arrival).Round(time.Second))
+	field("Size", "%d bytes", m.Size)
+	field("Sender", "%s", sender(m.From))
+	if m.ClientIP != "" || m.Helo != "" {
+		field("Client", "%s, HELO %s", printable(m.ClientIP), printable(m.Helo))
+	}
+	var opts []string
+	if m.Body != "" {
+		opts = append(opts, "BODY="+m.Body)
+	}
+	if m.UTF8 {
+		opts = append(opts, "SMTPUTF8")
+	}
+	if m.Ret != "" {
+		opts = append(opts, "RET="+m.Ret)
+	}
+	if m.EnvID != "" {
+		opts = append(opts, "ENVID="+m.EnvID)
+	}
+	if len(opts) > 0 {
+		field("Parameters", "%s", printable(strings.Join(opts, " ")))
+	}
+	var notes []string
+	if m.Warned {
+		notes = append(notes, "delay warning sent")
+	}
+	if m.Notice {
+		notes = append(notes, "delivery status notification (never reported on)")
+	}
+	if len(notes) > 0 {
+		field("Notes", "%s", strings.Join(notes, "; "))
+	}
+	field("Delivery", "%s", nextAttempt(m, now))
+	fmt.Fprintln(w, "Recipients:")
+	for _, rc := range m.Rcpts {
+		writeRcpts(w, "    ", []queue.Rcpt{rc})
+		var d []string
+		if rc.Relay != "" {
+			d = append(d, "relay "+rc.Relay)
+		}
+		if !rc.LastTry.IsZero() {
+			d = append(d, "last try "+localTime(rc.LastTry))
+		}
+		if rc.DSN != "" {
+			d = append(d, "dsn "+rc.DSN)
+		}
+		if len(rc.Notify) > 0 {
+			d = append(d, "NOTIFY="+strings.Join(rc.Notify, ","))
+		}
+		if rc.ORcpt != "" {
+			d = append(d, "ORCPT="+rc.ORcpt)
+		}
+		if len(d) > 0 {
+			fmt.Fprintf(w, "        %s\n", printable(strings.Join(d, ", ")))
+		}
+	}
+	fmt.Fprintf(w, "\n%s", printableText(m.Headers))
+	if err := w.Flush(); err != nil {
+		return c.fail(err)
+	}
+	return 0
+}
+
+func queueFlush(args []string, stdout, stderr io.Writer) int {
+	c := newQueueCmd("flush", "[ID | -domain D | -sender A | -recipient A]", stdout, stderr)
+	var f queue.Filter
+	c.fs.StringVar(&f.Sender, "sender", "", "flush the messages from this envelope sender")
+	c.fs.StringVar(&f.Recipient, "recipient", "", "flush the messages with this recipient")
+	c.fs.StringVar(&f.Domain, "domain", "", "flush the messages with a recipient in this domain")
+	pos, ok := c.parse(args, 0, 1)
+	if !ok {
+		return 2
+	}
+	if len(pos) == 1 && f != (queue.Filter{}) {
+		fmt.Fprintln(stderr, "mxedge queue flush: give an ID or filters, not both")
+		c.fs.Usage()
+		return 2
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	if len(pos) == 1 {
+		if err := cl.Flush(context.Background(), pos[0]); err != nil {
+			return c.fail(err)
+		}
+		if *c.json {
+			return c.printJSON(control.ActionResult{ID: pos[0], Result: "flushed"})
+		}
+		fmt.Fprintf(stdout, "%s: flushed\n", pos[0])
+		return 0
+	}
+	n, err := cl.FlushMatching(context.Background(), f)
+	if err != nil {
+		return c.fail(err)
+	}
+	if *c.json {
+		return c.printJSON(control.FlushResult{Flushed: n})
+	}
+	fmt.Fprintf(stdout, "flushed %s\n", plural(n, "message"))
+	return 0
+}
+
+func queueAction(name string, args []string, stdout, stderr io.Writer) int {
+	c := newQueueCmd(name, "ID", stdout, stderr)
+	pos, ok := c.parse(args, 1, 1)
+	if !ok {
+		return 2
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	var do func(context.Context, string) error
+	var result string
+	switch name {
+	case "hold":
+		do, result = cl.Hold, "held"
+	case "release":
+		do, result = cl.Release, "released"
+	case "delete":
+		do, result = cl.Delete, "deleted"
+	case "bounce":
+		do, result = cl.Bounce, "bounced"
+	}
+	if err := do(context.Background(), pos[0]); err != nil {
+		return c.fail(err)
+	}
+	if *c.json {
+		return c.printJSON(control.ActionResult{ID: pos[0], Result: result})
+	}
+	fmt.Fprintf(stdout, "%s: %s\n", pos[0], result)
+	return 0
+}
+
+func queueStats(args []string, stdout, stderr io.Writer) int {
+	c := newQueueCmd("stats", "[-json]", stdout, stderr)
+	if _, ok := c.parse(args, 0, 0); !ok {
+		return 2
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	st, err := cl.Stats(context.Background())
+	if err != nil {
+		return c.fail(err)
+	}
+	if *c.json {
+		return c.printJSON(st)
+	}
+	fmt.Fprintf(stdout, "messages:    %d (%s)\n", st.Messages, humanBytes(st.Bytes))
+	fmt.Fprintf(stdout, "recipients:  %d pending\n", st.Pending)
+	var by []string
+	for _, s := range []string{queue.StateActive, queue.StateDeferred, queue.StateIncoming, queue.StateHold} {
+		by = append(by, fmt.Sprintf("%s %d", s, st.ByState[s]))
+	}
+	fmt.Fprintf(stdout, "by state:    %s\n", strings.Join(by, ", "))
+	if !st.Oldest.IsZero() {
+		fmt.Fprintf(stdout, "oldest:      %s (%s ago)\n", localTime(st.Oldest), time.Since(st.Oldest).Round(time.Second))
+	}
+	return 0
+}
+
+// queueCompact works on the files directly: the daemon must not run.
+func queueCompact(args []string, stdout, stderr io.Writer) int {
+	c := newQueueCmd("compact", "[-config FILE]", stdout, stderr)
+	if _, ok := c.parse(args, 0, 0); !ok {
+		return 2
+	}
+	cfg, err := loadConfig(*c.config)
+	if err != nil {
+		return c.fail(err)
+	}
+	dir := filepath.Join(cfg.DataDir, "queue")
+	before, after, err := queue.Compact(dir)
+	if errors.Is(err, queue.ErrLocked) {
+		return c.fail(fmt.Errorf("%s is in use by a running mxedge: stop mxedge first", filepath.Join(dir, "queue.db")))
+	}
+	if err != nil {
+		return c.fail(err)
+	}
+	path := filepath.Join(dir, "queue.db")
+	if *c.json {
+		return c.printJSON(struct {
+			Path   string `json:"path"`
+			Before int64  `json:"before"`
+			After  int64  `json:"after"`
+		}{path, before, after})
+	}
+	fmt.Fprintf(stdout, "compacted %s: %s -> %s (%d -> %d bytes)\n", path, humanBytes(before), humanBytes(after), before, after)
+	return 0
+}
+
+func localTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
+
+func sender(from string) string {
+	if from == "" {
+		return "<>"
+	}
+	return printable(from)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	case n < 1<<30:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+}
+
+// printable replaces control characters with '?': addresses, replies of
+// remote servers and headers come from outside and must not drive the
+// admin's terminal (escape sequences).
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// printableText is printable for a header section: line breaks and tabs
+// stay (CRLF becomes LF).
+func printableText(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}
