@@ -262,10 +262,16 @@ func (q *Queue) Headers(id string) ([]byte, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("queue: %q: %w", id, ErrNotFound)
 	}
-	if _, err := q.Get(id); err != nil {
+	env, err := q.Get(id)
+	if err != nil {
 		return nil, err
 	}
-	return readHeaders(q.bodyPath(id), 256<<10)
+	body, err := q.openBody(env)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	return readHeaders(body, 256<<10), nil
 }
 
 // Stats counts the queue (a full pass over the records: for admin use).

@@ -65,7 +65,8 @@ type Envelope struct {
 	From    string    `json:"from"` // reverse-path as sent on the wire; "" is the null sender
 	Rcpts   []Rcpt    `json:"rcpts"`
 	Arrival time.Time `json:"arrival"`
-	Size    int64     `json:"size"` // bytes in the spool file
+	Size    int64     `json:"size"`             // bytes of the stored message
+	Inline  bool      `json:"inline,omitempty"` // body stored in bbolt, not in a spool file
 
 	// Facts from the SMTP session, for logs and the outbound MAIL command.
 	ClientIP string `json:"client_ip,omitempty"`
@@ -106,6 +107,9 @@ type Options struct {
 	BounceLifetime time.Duration // retry period of a message from <> [1d]
 	DelayWarning   time.Duration // send one delay notice after this long; 0 = off
 	Postmaster     string        // gets failures of messages from <> ["" = log only]
+	// InlineMax: messages up to this size are stored inside the bbolt
+	// commit with their envelope instead of in a spool file [64 KiB].
+	InlineMax int
 	// CreateFile creates a spool file; tests inject failures (a full disk)
 	// here [os.OpenFile with O_EXCL, mode 0600].
 	CreateFile func(path string) (File, error)
@@ -136,8 +140,9 @@ type Queue struct {
 }
 
 var (
-	bucketMsgs  = []byte("msgs")  // queue ID -> JSON Envelope
-	bucketSched = []byte("sched") // 8-byte next-attempt nanos + queue ID -> empty
+	bucketMsgs   = []byte("msgs")   // queue ID -> JSON Envelope
+	bucketSched  = []byte("sched")  // 8-byte next-attempt nanos + queue ID -> empty
+	bucketBodies = []byte("bodies") // queue ID -> message, for messages of at most InlineMax bytes
 )
 
 // Open opens (creating if needed) the queue in dir: dir/queue.db and
@@ -169,6 +174,9 @@ func Open(dir string, opts Options) (*Queue, error) {
 	if opts.BounceLifetime <= 0 {
 		opts.BounceLifetime = 24 * time.Hour
 	}
+	if opts.InlineMax == 0 {
+		opts.InlineMax = 64 << 10
+	}
 	if opts.CreateFile == nil {
 		opts.CreateFile = createFile
 	}
@@ -186,6 +194,9 @@ func Open(dir string, opts Options) (*Queue, error) {
 		Timeout:        daemonLockTimeout,
 		NoFreelistSync: true, // freelist rebuilt at open: cheaper commits
 		FreelistType:   bolt.FreelistMapType,
+		// Reserve address space up front: growing the mapping waits for
+		// every read transaction, which would stall commits.
+		InitialMmapSize: 1 << 30,
 	})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -196,7 +207,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 	db.MaxBatchSize = opts.BatchSize
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMsgs, bucketSched} {
+		for _, b := range [][]byte{bucketMsgs, bucketSched, bucketBodies} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -5,8 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,49 +57,72 @@ func spoolFiles(t *testing.T, q *Queue) []string {
 }
 
 func TestCommitAbortAndRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inline int
+	}{{"inline in bbolt", 0}, {"spool file", -1}} {
+		t.Run(tc.name, func(t *testing.T) { testCommitAbortAndRestart(t, tc.inline) })
+	}
+}
+
+func testCommitAbortAndRestart(t *testing.T, inline int) {
 	dir := t.TempDir()
-	q := openTest(t, dir, Options{})
-	id := receive(t, q, "Subject: hi\r\n\r\nbody\r\n", "a@x.test", "b@x.test")
+	q := openTest(t, dir, Options{InlineMax: inline})
+	const body = "Subject: hi\r\n\r\nbody\r\n"
+	id := receive(t, q, body, "a@x.test", "b@x.test")
 
 	// Aborted message: no record, no file.
 	in, err := q.NewMessage(Envelope{Rcpts: []Rcpt{{Addr: "c@x.test"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(in, "partial")
+	io.WriteString(in, strings.Repeat("partial\r\n", 10000))
 	in.Abort()
 	if _, err := q.Get(in.ID()); err == nil {
 		t.Fatal("aborted message is visible")
 	}
 
 	// Unacknowledged message left behind by a crash: a spool file without
-	// a record (Commit never reached bbolt).
+	// a record (Commit never reached bbolt). 100 KiB: past any inline size.
 	crashed, err := q.NewMessage(Envelope{Rcpts: []Rcpt{{Addr: "d@x.test"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(crashed, "half a message")
+	io.WriteString(crashed, strings.Repeat("half a message\r\n", 7000))
 	crashed.w.Flush()
 	crashed.f.Close()
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	q = openTest(t, dir, Options{})
+	q = openTest(t, dir, Options{InlineMax: inline})
 	defer q.Close()
 	env, err := q.Get(id)
 	if err != nil {
 		t.Fatalf("acknowledged message lost across restart: %v", err)
 	}
-	if env.Size != int64(len("Subject: hi\r\n\r\nbody\r\n")) || len(env.Rcpts) != 2 || env.Rcpts[0].Status != StatusPending {
+	if env.Size != int64(len(body)) || len(env.Rcpts) != 2 || env.Rcpts[0].Status != StatusPending {
 		t.Errorf("envelope after restart: %+v", env)
 	}
-	if files := spoolFiles(t, q); len(files) != 1 || files[0] != id {
-		t.Errorf("spool after restart = %v, want only %s", files, id)
+	wantFiles := []string{id}
+	if env.Inline {
+		wantFiles = nil
 	}
-	body, err := os.ReadFile(filepath.Join(q.spoolDir, id))
-	if err != nil || string(body) != "Subject: hi\r\n\r\nbody\r\n" {
-		t.Errorf("body after restart = %q, %v", body, err)
+	if files := spoolFiles(t, q); strings.Join(files, ",") != strings.Join(wantFiles, ",") {
+		t.Errorf("spool after restart = %v, want %v", files, wantFiles)
+	}
+	msg, err := q.Message(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := msg.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if string(got) != body {
+		t.Errorf("body after restart = %q", got)
 	}
 }
 

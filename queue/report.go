@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -57,7 +56,7 @@ func (q *Queue) sendReport(env *Envelope, action dsn.Action, rcpts []*Rcpt) {
 }
 
 func (q *Queue) queueReport(env *Envelope, action dsn.Action, rcpts []*Rcpt, to string) (string, error) {
-	orig, err := os.Open(q.bodyPath(env.ID))
+	orig, err := q.openBody(env)
 	if err != nil {
 		return "", err
 	}

@@ -29,12 +29,12 @@ type Message struct {
 	UTF8    bool   // SMTPUTF8 is required
 	Attempt int    // 1 for the first attempt
 
-	path string
+	open func() (io.ReadCloser, error)
 }
 
 // Open returns the message as stored: trace headers, then the data, with
 // CRLF line endings and without dot-stuffing. The caller closes it.
-func (m *Message) Open() (io.ReadCloser, error) { return os.Open(m.path) }
+func (m *Message) Open() (io.ReadCloser, error) { return m.open() }
 
 // Result is the outcome of one attempt for one recipient.
 type Result struct {
@@ -147,7 +147,7 @@ func (q *Queue) message(env *Envelope) *Message {
 	return &Message{
 		ID: env.ID, From: env.From, Rcpts: env.pending(), Arrival: env.Arrival,
 		Size: env.Size, Body: env.Body, UTF8: env.UTF8, Attempt: env.Attempts + 1,
-		path: q.bodyPath(env.ID),
+		open: func() (io.ReadCloser, error) { return q.openBody(env) },
 	}
 }
 

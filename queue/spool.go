@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // ErrNoSpace is wrapped by receive errors caused by a full disk, so that the
@@ -19,6 +22,12 @@ var ErrNoSpace = errors.New("queue: insufficient system storage")
 // Incoming is a message being received. The listener writes the message
 // (trace headers first, then the data as received, CRLF line endings) and
 // then calls Commit or Abort exactly once.
+//
+// A message that fits in Options.InlineMax is held in memory until Commit
+// and then stored inside the same bbolt transaction as its envelope; a
+// larger one is streamed to a spool file as soon as it outgrows that
+// buffer. Either way memory per session is bounded by InlineMax plus a
+// 64 KiB write buffer, whatever the message size.
 //
 // Contract: nothing of an Incoming is visible to the scheduler, to admin
 // commands or after a restart until Commit has returned nil; after Commit
@@ -30,20 +39,36 @@ type Incoming struct {
 	q    *Queue
 	env  Envelope
 	path string
-	f    File
+	buf  []byte // the message while it fits inline
+	f    File   // the spool file, once the message outgrew buf
 	w    *bufio.Writer
 	n    int64
 	err  error // sticky write error
+	done bool
 }
 
 // ID is the queue ID of the message being received.
 func (in *Incoming) ID() string { return in.env.ID }
 
-// Write appends p to the spooled message. Errors are sticky: after the first
+// Write appends p to the message. Errors are sticky: after the first
 // failure every Write and the Commit return it.
 func (in *Incoming) Write(p []byte) (int, error) {
 	if in.err != nil {
 		return 0, in.err
+	}
+	if in.done {
+		return 0, fmt.Errorf("queue: write %s: already finished", in.env.ID)
+	}
+	if in.f == nil && len(in.buf)+len(p) <= in.q.opts.InlineMax {
+		in.buf = append(in.buf, p...)
+		in.n += int64(len(p))
+		return len(p), nil
+	}
+	if in.f == nil {
+		if err := in.spill(); err != nil {
+			in.err = err
+			return 0, err
+		}
 	}
 	n, err := in.w.Write(p)
 	in.n += int64(n)
@@ -51,6 +76,22 @@ func (in *Incoming) Write(p []byte) (int, error) {
 		in.err = in.wrap("write", err)
 	}
 	return n, in.err
+}
+
+// spill moves the message from memory to a new spool file.
+func (in *Incoming) spill() error {
+	f, err := in.q.opts.CreateFile(in.path)
+	if err != nil {
+		return in.wrap("create spool file", err)
+	}
+	in.f = f
+	in.w = bufio.NewWriterSize(f, 64<<10)
+	_, err = in.w.Write(in.buf)
+	in.buf = nil
+	if err != nil {
+		return in.wrap("write", err)
+	}
+	return nil
 }
 
 func (in *Incoming) wrap(op string, err error) error {
@@ -62,45 +103,47 @@ func (in *Incoming) wrap(op string, err error) error {
 
 // Commit makes the message durable and visible, in this order (RFC 5321
 // section 6.1: a 250 is a promise to deliver or report):
-//  1. flush and fsync the spool file, then close it;
-//  2. fsync the spool directory so the file's name is durable too;
-//  3. commit the envelope and schedule entry to bbolt (group commit shared
-//     with concurrent sessions, which fsyncs the database).
+//  1. for a spooled message: flush and fsync the spool file, close it, and
+//     fsync the spool directory so the file's name is durable too;
+//  2. commit the envelope, the schedule entry and (for an inline message)
+//     the body to bbolt, in a group commit shared with concurrent sessions,
+//     which fsyncs the database.
 //
-// Only after 3 is the message part of the queue; a crash before leaves an
-// orphan spool file that Open removes.
+// Only after 2 is the message part of the queue; a crash before leaves at
+// most an orphan spool file that Open removes.
 func (in *Incoming) Commit(ctx context.Context) error {
-	if in.f == nil {
+	if in.done {
 		return fmt.Errorf("queue: commit %s: already finished", in.env.ID)
 	}
+	in.done = true
 	err := in.err
-	if err == nil {
+	if err == nil && in.f != nil {
 		if err = in.w.Flush(); err != nil {
 			err = in.wrap("flush", err)
 		}
-	}
-	if err == nil {
-		if err = in.f.Sync(); err != nil {
-			err = in.wrap("fsync", err)
+		if err == nil {
+			if err = in.f.Sync(); err != nil {
+				err = in.wrap("fsync", err)
+			}
 		}
-	}
-	if cerr := in.f.Close(); err == nil && cerr != nil {
-		err = in.wrap("close", cerr)
-	}
-	in.f = nil
-	if err == nil {
-		if err = in.q.syncSpoolDir(); err != nil {
-			err = in.wrap("fsync spool dir", err)
+		if cerr := in.f.Close(); err == nil && cerr != nil {
+			err = in.wrap("close", cerr)
+		}
+		if err == nil {
+			if err = in.q.syncSpoolDir(); err != nil {
+				err = in.wrap("fsync spool dir", err)
+			}
 		}
 	}
 	if err == nil {
 		in.env.Size = in.n
-		if err = in.q.insert(ctx, &in.env); err != nil {
+		in.env.Inline = in.f == nil
+		if err = in.q.insert(ctx, &in.env, in.buf); err != nil {
 			err = in.wrap("commit", err)
 		}
 	}
 	if err != nil {
-		_ = os.Remove(in.path)
+		in.discardFile()
 		return err
 	}
 	in.q.logAccepted(&in.env)
@@ -111,12 +154,19 @@ func (in *Incoming) Commit(ctx context.Context) error {
 // Abort discards the message. It is safe to call after Commit (then it does
 // nothing), so that a listener can defer it.
 func (in *Incoming) Abort() {
-	if in.f == nil {
+	if in.done {
 		return
 	}
-	_ = in.f.Close()
-	in.f = nil
-	_ = os.Remove(in.path)
+	in.done = true
+	in.discardFile()
+}
+
+func (in *Incoming) discardFile() {
+	in.buf = nil
+	if in.f != nil {
+		_ = in.f.Close()
+		_ = os.Remove(in.path)
+	}
 }
 
 // File is a spool file being written.
@@ -144,13 +194,7 @@ func (q *Queue) NewMessage(env Envelope) (*Incoming, error) {
 	for i := range env.Rcpts {
 		env.Rcpts[i].Status = StatusPending
 	}
-	path := q.bodyPath(env.ID)
-	f, err := q.opts.CreateFile(path)
-	if err != nil {
-		in := &Incoming{env: env}
-		return nil, in.wrap("create spool file", err)
-	}
-	return &Incoming{q: q, env: env, path: path, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+	return &Incoming{q: q, env: env, path: q.bodyPath(env.ID)}, nil
 }
 
 func (q *Queue) bodyPath(id string) string { return filepath.Join(q.spoolDir, id) }
@@ -183,21 +227,37 @@ func (q *Queue) removeOrphans() (int, error) {
 
 func (q *Queue) now() time.Time { return q.opts.Now() }
 
-// readHeaders reads the header section of the file at path: everything up
-// to and including the first empty line, at most max bytes.
-func readHeaders(path string, max int) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	br := bufio.NewReader(io.LimitReader(f, int64(max)))
+// readHeaders reads the header section from r: everything up to and
+// including the first empty line, at most max bytes.
+func readHeaders(r io.Reader, max int) []byte {
+	br := bufio.NewReader(io.LimitReader(r, int64(max)))
 	var out []byte
 	for {
 		line, err := br.ReadBytes('\n')
 		out = append(out, line...)
-		if err != nil || len(line) <= 2 && (string(line) == "\r\n" || string(line) == "\n") {
-			return out, nil
+		if err != nil || string(line) == "\r\n" || string(line) == "\n" {
+			return out
 		}
 	}
+}
+
+// openBody opens the stored message of env: from bbolt for an inline
+// message, else its spool file.
+func (q *Queue) openBody(env *Envelope) (io.ReadCloser, error) {
+	if !env.Inline {
+		return os.Open(q.bodyPath(env.ID))
+	}
+	var body []byte
+	err := q.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketBodies).Get([]byte(env.ID))
+		if v == nil {
+			return fmt.Errorf("queue: body of %s: %w", env.ID, ErrNotFound)
+		}
+		body = append([]byte(nil), v...) // v is only valid inside the transaction
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(body)), nil
 }

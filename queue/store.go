@@ -56,7 +56,7 @@ func parseSchedKey(k []byte) (time.Time, string) {
 
 // insert stores a new message due at once, in a group commit. The batch
 // function may run more than once; it only puts, so it is idempotent.
-func (q *Queue) insert(ctx context.Context, env *Envelope) error {
+func (q *Queue) insert(ctx context.Context, env *Envelope, body []byte) error {
 	env.NextAttempt = env.Arrival
 	v, err := encodeEnvelope(env)
 	if err != nil {
@@ -68,6 +68,11 @@ func (q *Queue) insert(ctx context.Context, env *Envelope) error {
 	return q.db.Batch(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketMsgs).Put([]byte(env.ID), v); err != nil {
 			return err
+		}
+		if env.Inline {
+			if err := tx.Bucket(bucketBodies).Put([]byte(env.ID), body); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bucketSched).Put(schedKey(env.NextAttempt, env.ID), nil)
 	})
@@ -182,7 +187,7 @@ func (q *Queue) remove(env *Envelope, sched time.Time) error {
 		if err := tx.Bucket(bucketSched).Delete(schedKey(sched, env.ID)); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMsgs).Delete([]byte(env.ID))
+		return deleteRecord(tx, env.ID)
 	})
 	return q.removeFinish(env, err)
 }
@@ -195,14 +200,25 @@ func (q *Queue) removeRecord(env *Envelope) error {
 				return err
 			}
 		}
-		return tx.Bucket(bucketMsgs).Delete([]byte(env.ID))
+		return deleteRecord(tx, env.ID)
 	})
 	return q.removeFinish(env, err)
+}
+
+// deleteRecord deletes a message's record and inline body.
+func deleteRecord(tx *bolt.Tx, id string) error {
+	if err := tx.Bucket(bucketBodies).Delete([]byte(id)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMsgs).Delete([]byte(id))
 }
 
 func (q *Queue) removeFinish(env *Envelope, err error) error {
 	if err != nil {
 		return fmt.Errorf("queue: remove %s: %w", env.ID, err)
+	}
+	if env.Inline {
+		return nil
 	}
 	if err := removeFile(q.bodyPath(env.ID)); err != nil {
 		return fmt.Errorf("queue: remove %s: %w", env.ID, err)

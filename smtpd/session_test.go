@@ -112,6 +112,22 @@ func (c *client) envelope(rcpts ...string) {
 	c.cmd("DATA", "354")
 }
 
+// stored returns the message as the queue holds it.
+func stored(t *testing.T, q *queue.Queue, id string) []byte {
+	t.Helper()
+	msg, err := q.Message(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := msg.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, _ := io.ReadAll(r)
+	return b
+}
+
 func queuedID(t *testing.T, reply string) string {
 	t.Helper()
 	i := strings.Index(reply, "queued as ")
@@ -122,7 +138,7 @@ func queuedID(t *testing.T, reply string) string {
 }
 
 func TestAcceptedMessageIsQueuedWithReceived(t *testing.T) {
-	addr, q, dir := startListener(t, nil)
+	addr, q, _ := startListener(t, nil)
 	c := dial(t, addr)
 	c.envelope("User@RELAY.test", "user@relay.test")
 	c.send("Subject: t\r\n\r\n..dot\r\nbody\r\n.\r\n")
@@ -134,7 +150,7 @@ func TestAcceptedMessageIsQueuedWithReceived(t *testing.T) {
 	if len(env.Rcpts) != 2 || env.Rcpts[0].Addr != "User@relay.test" || env.Rcpts[1].Addr != "user@relay.test" {
 		t.Errorf("recipients %+v", env.Rcpts)
 	}
-	body, _ := os.ReadFile(filepath.Join(dir, "spool", id))
+	body := stored(t, q, id)
 	if !strings.HasPrefix(string(body), "Received: from client.test (unknown [127.0.0.1])\r\n\tby mx.example.test (mxedge) with ESMTP id "+id+";") {
 		t.Errorf("no Received header first: %q", body)
 	}
@@ -194,12 +210,12 @@ func TestBareLineEndingPolicy(t *testing.T) {
 		}
 	})
 	t.Run("normalize", func(t *testing.T) {
-		addr, _, dir := startListener(t, func(c *config.Config) { c.Listeners[0].BareLineEndings = "normalize" })
+		addr, q, _ := startListener(t, func(c *config.Config) { c.Listeners[0].BareLineEndings = "normalize" })
 		c := dial(t, addr)
 		c.envelope("user@relay.test")
 		c.send("Subject: s\r\n\r\na\nb\rc\r\n.\r\n")
 		id := queuedID(t, c.reply())
-		body, _ := os.ReadFile(filepath.Join(dir, "spool", id))
+		body := stored(t, q, id)
 		if !strings.HasSuffix(string(body), "\r\n\r\na\r\nb c\r\n") {
 			t.Errorf("normalized body %q", body)
 		}
@@ -240,7 +256,7 @@ func TestHopLimit(t *testing.T) {
 }
 
 func TestSpoolFailureIsTemporary(t *testing.T) {
-	addr, _, dir := startListener(t, nil)
+	addr, _, dir := startListenerOpts(t, nil, queue.Options{InlineMax: -1}) // always a spool file
 	if err := os.RemoveAll(filepath.Join(dir, "spool")); err != nil {
 		t.Fatal(err)
 	}
