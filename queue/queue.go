@@ -4,26 +4,36 @@
 //
 // # Storage
 //
-// Envelopes and delivery state live in bbolt (queue.db in the data
-// directory); message bodies live in spool files (spool/<queue ID>), one per
-// message, referenced by the queue ID. Bodies are not stored in bbolt
-// because bbolt has a single writer and copy-on-write pages: every body byte
-// would pass through the one write transaction that all sessions share,
-// large bodies would grow the file and its freelist, and a 10 MiB message
-// would hold up every other session's commit. Spool files are written by
-// each session in parallel while the data arrives (memory per session is a
-// 64 KiB buffer, whatever the message size) and are fsynced independently;
-// only the small envelope record goes through bbolt, where concurrent
-// sessions share one commit (DB.Batch, group commit).
+// Envelopes and delivery state live in bbolt (queue.db in the queue
+// directory). Message bodies live in one of two places, chosen per message
+// while it arrives:
+//
+//   - Up to Options.InlineMax (64 KiB, most mail) the body is buffered in
+//     memory and committed in the same bbolt transaction as its envelope
+//     (bucket "bodies"). Concurrent sessions share that commit (DB.Batch,
+//     group commit), so one pair of fsyncs makes a whole batch of messages
+//     durable, and there is no file to create, fsync, name in a directory
+//     and unlink per message: that per-file work was most of the receive
+//     path's cost in the profile (see the closing note of the queue issue).
+//   - A larger body is streamed to a spool file (spool/<queue ID>) as soon
+//     as it outgrows the buffer, through a 64 KiB write buffer, and fsynced
+//     before the commit. Large bodies stay out of bbolt because bbolt has a
+//     single writer and copy-on-write pages: a 10 MiB body would be copied
+//     through the one write transaction all sessions share, hold up their
+//     commits, and grow the file and its freelist.
+//
+// Memory per session is therefore bounded (InlineMax plus the write buffer)
+// whatever the message size.
 //
 // # Durability (RFC 5321 section 6.1)
 //
 // A message is acknowledged (250) only after Incoming.Commit returned nil,
-// which happens after: spool file fsynced, spool directory fsynced, bbolt
-// transaction with the envelope committed (bbolt fsyncs on commit). The
-// bbolt record is what makes a message exist; a spool file without a record
-// is an unacknowledged leftover and is deleted by Open. A message is removed
-// in the reverse order: record first, then the spool file.
+// which happens after: (spooled messages) spool file fsynced and spool
+// directory fsynced, then the bbolt transaction with the envelope (and an
+// inline body) committed, which bbolt fsyncs. The bbolt record is what
+// makes a message exist; a spool file without a record is an
+// unacknowledged leftover and is deleted by Open. A message is removed in
+// the reverse order: record and inline body first, then any spool file.
 //
 // Delivery is at least once: a crash after the next hop accepted a message
 // but before the result was committed delivers it again after restart.
