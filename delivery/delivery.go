@@ -6,20 +6,31 @@
 // smtp:[host]:port). MX routing (RFC 5321 section 5) and TLS policy come
 // later.
 //
-// Per next hop it opens one connection and runs one transaction with all of
-// the message's recipients for that hop (RFC 5321 section 3.3):
-// EHLO <hostname>, MAIL FROM, one RCPT per recipient, DATA, QUIT. Results
-// are per recipient: a 5xx to one RCPT fails only that recipient, a 4xx
-// defers it, and the reply to the final "." applies to every recipient the
-// next hop accepted. Connection failures, timeouts and greeting/EHLO
-// failures defer all recipients of that hop. go-smtp's SendMail is not used
-// because it aborts the whole transaction on the first RCPT error.
+// Per next hop it runs one transaction with all of the message's
+// recipients for that hop (RFC 5321 section 3.3): MAIL FROM, one RCPT per
+// recipient, DATA. Results are per recipient: a 5xx to one RCPT fails only
+// that recipient, a 4xx defers it, and the reply to the final "." applies
+// to every recipient the next hop accepted. Connection failures, timeouts
+// and greeting/EHLO failures defer all recipients of that hop. go-smtp's
+// SendMail is not used because it aborts the whole transaction on the
+// first RCPT error.
+//
+// Connections are reused (session.go, conncache.go), like Postfix's
+// connection cache: after a transaction that ended cleanly the session
+// stays open, idle, for the next message to the same hop, up to
+// idleTime unused, reuseTime old and reuseCount transactions. A cached
+// connection that turns out to be closed is replaced by a new one once,
+// and only before anything was accepted on it.
+//
+// A next hop that cannot be connected to repeatedly is marked dead
+// (deadhop.go): for a while its recipients are deferred at once, without
+// connecting, and then one attempt probes it.
 //
 // Every network step has a deadline: connect (timeouts.connect), each
 // command's reply (timeouts.reply), each write of the body and the reply to
 // "." (timeouts.data_done). go-smtp's client sets no deadline on body
-// writes, so deadlineWriter extends the connection's write deadline per
-// write. Cancelling the context closes the connection.
+// writes, so the body goes out through bodyWriter (body.go), which sets
+// one per write. Cancelling the context closes the connection.
 package delivery
 
 import (
@@ -30,6 +41,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -38,18 +50,67 @@ import (
 	"github.com/mxedge/mxedge/queue"
 )
 
-// Deliverer implements queue.Deliverer over SMTP.
+// Defaults of the connection cache and the dead-hop state; see limits.
+const (
+	// DefaultIdleTime closes a cached connection unused this long
+	// (Postfix smtp_connection_cache_time_limit 2s).
+	DefaultIdleTime = 2 * time.Second
+	// DefaultReuseTime: a connection this old is not reused (Postfix
+	// smtp_connection_reuse_time_limit 300s).
+	DefaultReuseTime = 300 * time.Second
+	// DefaultReuseCount: a connection is not reused after this many
+	// transactions (Postfix smtp_connection_reuse_count_limit is
+	// unlimited by default; a bound spreads load when the next hop is a
+	// pool of servers behind one address).
+	DefaultReuseCount = 100
+	// DefaultDeadAfter consecutive connection failures mark a hop dead.
+	DefaultDeadAfter = 3
+	// DefaultDeadMin is the first dead period; it doubles, up to
+	// DefaultDeadMax, while the probes keep failing.
+	DefaultDeadMin = 60 * time.Second
+	DefaultDeadMax = 10 * time.Minute
+)
+
+// limits of the connection cache and the dead-hop state. New sets the
+// defaults; tests shorten them before the first Deliver.
+type limits struct {
+	idleTime   time.Duration // close a cached connection unused this long
+	reuseTime  time.Duration // do not reuse a connection older than this
+	reuseCount int           // do not reuse a connection after this many transactions
+	maxIdle    int           // idle connections kept per next hop
+	deadAfter  int           // consecutive connection failures that mark a hop dead
+	deadMin    time.Duration // first dead period
+	deadMax    time.Duration // cap of the doubling dead period
+}
+
+// Deliverer implements queue.Deliverer over SMTP. It keeps idle
+// connections between deliveries: call Close when done with it.
 type Deliverer struct {
 	hostname string
 	routes   map[string]string
 	t        config.Timeouts
 	log      *slog.Logger
 	dialer   net.Dialer
+	lim      limits
+	// now is the clock of connection ages and dead periods (not of
+	// network deadlines); tests replace it.
+	now func() time.Time
+
+	bufs sync.Pool // *bodyBufs
+
+	mu     sync.Mutex            // guards idle and closed
+	idle   map[string][]*session // per next hop, least recently used first
+	closed bool
+	quits  sync.WaitGroup // sessions being closed in the background
+
+	hopMu sync.Mutex           // guards hops
+	hops  map[string]*hopState // next hops with connection failures
 }
 
 var _ queue.Deliverer = (*Deliverer)(nil)
 
-// New returns a Deliverer for cfg's routes and timeouts.
+// New returns a Deliverer for cfg's routes and timeouts. It keeps up to
+// queue.concurrency idle connections per next hop.
 func New(cfg *config.Config, log *slog.Logger) *Deliverer {
 	return &Deliverer{
 		hostname: cfg.Hostname,
@@ -57,6 +118,15 @@ func New(cfg *config.Config, log *slog.Logger) *Deliverer {
 		t:        cfg.Timeouts,
 		log:      log,
 		dialer:   net.Dialer{Timeout: cfg.Timeouts.Connect.D()},
+		lim: limits{
+			idleTime: DefaultIdleTime, reuseTime: DefaultReuseTime, reuseCount: DefaultReuseCount,
+			maxIdle:   max(cfg.Queue.Concurrency, 1),
+			deadAfter: DefaultDeadAfter, deadMin: DefaultDeadMin, deadMax: DefaultDeadMax,
+		},
+		bufs: sync.Pool{New: newBodyBufs},
+		now:  time.Now,
+		idle: map[string][]*session{},
+		hops: map[string]*hopState{},
 	}
 }
 
@@ -89,105 +159,175 @@ func domainOf(addr string) string {
 	return addr[strings.LastIndexByte(addr, '@')+1:]
 }
 
-// transaction delivers msg to rcpts at one next hop.
-func (d *Deliverer) transaction(ctx context.Context, hop string, msg *queue.Message, rcpts []string) []queue.Result {
-	relay := hop
-	all := func(code int, enh, text string) []queue.Result {
-		rs := make([]queue.Result, len(rcpts))
-		for i, r := range rcpts {
-			rs[i] = queue.Result{Rcpt: r, Code: code, Enhanced: enh, Text: text, Relay: relay}
-		}
-		return rs
+// all gives every recipient the same result.
+func all(rcpts []string, relay string, code int, enh, text string) []queue.Result {
+	rs := make([]queue.Result, len(rcpts))
+	for i, r := range rcpts {
+		rs[i] = queue.Result{Rcpt: r, Code: code, Enhanced: enh, Text: text, Relay: relay}
 	}
-	conn, err := d.dialer.DialContext(ctx, "tcp", strings.NewReplacer("[", "", "]", "").Replace(hop))
-	if err != nil {
-		return all(0, "4.4.1", "connect to "+hop+": "+netReason(err))
-	}
-	if ra := conn.RemoteAddr().String(); ra != hop {
-		relay = hop + " [" + ra + "]"
-	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	c := smtp.NewClient(conn)
-	defer c.Close()
-	c.CommandTimeout = d.t.Reply.D()
-	c.SubmissionTimeout = d.t.DataDone.D()
-
-	if err := c.Hello(d.hostname); err != nil {
-		// A refused greeting or EHLO is a property of the host, not of the
-		// recipients: defer (issue: MX walk moves on to the next host).
-		code, enh, text := describe(err)
-		if code/100 == 5 {
-			code, enh = 0, "4.4.0"
-			text = "greeting/EHLO refused: " + text
-		}
-		return all(code, enh, text)
-	}
-	if msg.UTF8 {
-		if ok, _ := c.Extension("SMTPUTF8"); !ok {
-			// RFC 6531 section 3.4: no downgrade; return the message.
-			return all(550, "5.6.7", "next hop does not support SMTPUTF8, which this message requires")
-		}
-	}
-	mailOpts := &smtp.MailOptions{Size: msg.Size, UTF8: msg.UTF8}
-	if err := c.Mail(msg.From, mailOpts); err != nil {
-		return all(describe(err))
-	}
-	var results, accepted []queue.Result
-	for _, r := range rcpts {
-		if err := c.Rcpt(r, nil); err != nil {
-			code, enh, text := describe(err)
-			if code == 0 { // the connection broke: the rest is deferred
-				for _, rest := range rcpts[len(results)+len(accepted):] {
-					results = append(results, queue.Result{Rcpt: rest, Code: 0, Enhanced: enh, Text: text, Relay: relay})
-				}
-				return results
-			}
-			results = append(results, queue.Result{Rcpt: r, Code: code, Enhanced: enh, Text: text, Relay: relay})
-			continue
-		}
-		accepted = append(accepted, queue.Result{Rcpt: r, Relay: relay})
-	}
-	if len(accepted) == 0 {
-		_ = c.Quit()
-		return results
-	}
-	code, enh, text := d.data(c, conn, msg)
-	for i := range accepted {
-		accepted[i].Code, accepted[i].Enhanced, accepted[i].Text = code, enh, text
-	}
-	if code/100 == 2 {
-		_ = c.Quit()
-	}
-	return append(results, accepted...)
+	return rs
 }
 
-// data sends the body and returns the reply to the final ".".
-func (d *Deliverer) data(c *smtp.Client, conn net.Conn, msg *queue.Message) (int, string, string) {
+// transaction delivers msg to rcpts at one next hop: on a cached
+// connection if there is one, else (or if that one turns out to be
+// closed) on a new connection, unless the hop is marked dead.
+func (d *Deliverer) transaction(ctx context.Context, hop string, msg *queue.Message, rcpts []string) []queue.Result {
 	body, err := msg.Open()
 	if err != nil {
 		d.log.Error("cannot open queued message", "queue_id", msg.ID, "err", err)
-		return 451, "4.3.0", "local error reading queued message"
+		return all(rcpts, "", 451, "4.3.0", "local error reading queued message")
 	}
 	defer body.Close()
-	w, err := c.Data()
-	if err != nil {
-		return describe(err)
+
+	probe, deadText := d.admit(hop)
+	if deadText != "" {
+		return all(rcpts, hop, 0, "4.4.1", deadText)
 	}
-	dw := &deadlineWriter{w: w, conn: conn, d: d.t.DataDone.D()}
-	if _, err := io.Copy(dw, body); err != nil {
-		if dw.err == nil { // reading our own spool file failed
-			d.log.Error("reading queued message failed", "queue_id", msg.ID, "err", err)
-			return 451, "4.3.0", "local error reading queued message"
+	if !probe { // a probe tests a new connection
+		if s := d.take(hop); s != nil {
+			rs, stale := d.run(ctx, s, msg, body, rcpts, true)
+			if !stale {
+				return rs
+			}
+			d.log.Debug("cached connection lost, reconnecting", "queue_id", msg.ID, "relay", s.relay,
+				"age", d.now().Sub(s.created).Round(time.Millisecond).String())
 		}
-		return describe(dw.err)
+	}
+	s, code, enh, text := d.connect(ctx, hop, probe)
+	if s == nil {
+		return all(rcpts, hop, code, enh, text)
+	}
+	rs, _ := d.run(ctx, s, msg, body, rcpts, false)
+	return rs
+}
+
+// next says what becomes of a session after a transaction.
+type next int
+
+const (
+	drop  next = iota // broken, closing or cancelled: close without QUIT
+	keep              // outside any transaction: may be reused
+	reset             // a transaction may still be open: RSET, then reuse
+)
+
+// run runs one transaction on s and then caches or closes s. stale
+// reports that s was a reused connection that turned out to be closed
+// before the next hop accepted anything (the network failed or it said
+// 421 to MAIL): results are then empty and the caller may retry on a new
+// connection. Nothing is retried once MAIL was accepted.
+func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, body io.Reader, rcpts []string, reused bool) (results []queue.Result, stale bool) {
+	stop := context.AfterFunc(ctx, func() { s.nc.Close() })
+	after := drop
+	defer func() {
+		if after == reset {
+			after = keep
+			if err := s.reset(d.hostname); err != nil {
+				after = drop
+			}
+		}
+		if !stop() { // the context closed the connection
+			after = drop
+		}
+		if after == keep {
+			d.park(s)
+		} else {
+			s.c.Close()
+		}
+	}()
+
+	if msg.UTF8 {
+		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
+			// RFC 6531 section 3.4: no downgrade; return the message.
+			after = keep
+			return all(rcpts, s.relay, 550, "5.6.7", "next hop does not support SMTPUTF8, which this message requires"), false
+		}
+	}
+	s.count++
+	if err := s.c.Mail(msg.From, &smtp.MailOptions{Size: msg.Size, UTF8: msg.UTF8}); err != nil {
+		code, enh, text := describe(err)
+		if closing(code) {
+			if reused && ctx.Err() == nil {
+				return nil, true
+			}
+			return all(rcpts, s.relay, code, enh, text), false
+		}
+		after = keep // a refused MAIL starts no transaction
+		return all(rcpts, s.relay, code, enh, text), false
+	}
+	if reused {
+		d.hopAlive(s.hop)
+	}
+	var accepted []queue.Result
+	for i, r := range rcpts {
+		err := s.c.Rcpt(r, nil)
+		if err == nil {
+			accepted = append(accepted, queue.Result{Rcpt: r, Relay: s.relay})
+			continue
+		}
+		code, enh, text := describe(err)
+		if closing(code) {
+			// The rest, and those already accepted, are deferred.
+			for _, a := range accepted {
+				results = append(results, queue.Result{Rcpt: a.Rcpt, Code: code, Enhanced: enh, Text: text, Relay: s.relay})
+			}
+			return append(results, all(rcpts[i:], s.relay, code, enh, text)...), false
+		}
+		results = append(results, queue.Result{Rcpt: r, Code: code, Enhanced: enh, Text: text, Relay: s.relay})
+	}
+	if len(accepted) == 0 {
+		after = reset // MAIL was accepted: end that transaction
+		return results, false
+	}
+	code, enh, text, a := d.data(s, msg, body)
+	after = a
+	for i := range accepted {
+		accepted[i].Code, accepted[i].Enhanced, accepted[i].Text = code, enh, text
+	}
+	return append(results, accepted...), false
+}
+
+// closing reports whether a reply code means the connection is gone: no
+// reply at all, or 421 (RFC 5321 section 3.8: the server closes the
+// channel after it).
+func closing(code int) bool { return code == 0 || code == 421 }
+
+// data sends the body and returns the reply to the final "." and what
+// becomes of the session.
+func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader) (int, string, string, next) {
+	w, err := s.c.Data()
+	if err != nil {
+		code, enh, text := describe(err)
+		if closing(code) {
+			return code, enh, text, drop
+		}
+		return code, enh, text, reset
+	}
+	bufs := d.bufs.Get().(*bodyBufs)
+	bw := &bodyWriter{conn: s.nc, timeout: d.t.DataDone.D(), chunk: bodyChunk, out: bufs.out[:0]}
+	readErr, netErr := bw.send(body, bufs.in)
+	bufs.out = bw.out[:0]
+	d.bufs.Put(bufs)
+	// On an error, closing the connection without the final "." makes the
+	// next hop discard the partial message.
+	if readErr != nil {
+		d.log.Error("reading queued message failed", "queue_id", msg.ID, "err", readErr)
+		return 451, "4.3.0", "local error reading queued message", drop
+	}
+	if netErr != nil {
+		code, enh, text := describe(netErr)
+		return code, enh, text, drop
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
-		return describe(err)
+		code, enh, text := describe(err)
+		if closing(code) {
+			return code, enh, text, drop
+		}
+		// Any reply to "." ends the transaction (RFC 5321 section 4.1.1.4).
+		return code, enh, text, keep
 	}
 	enh, text := splitEnhanced(resp.StatusText)
-	return 250, enh, text
+	return 250, enh, text, keep
 }
 
 // splitEnhanced splits "2.0.0 Ok: queued" into its enhanced status code
@@ -204,28 +344,6 @@ func splitEnhanced(s string) (string, string) {
 		}
 	}
 	return code, rest
-}
-
-// deadlineWriter pushes the connection's write deadline out before each
-// write of the body, so a large message may take as long as it needs while
-// a stalled receiver is given up after d.
-type deadlineWriter struct {
-	w    io.Writer
-	conn net.Conn
-	d    time.Duration
-	err  error
-}
-
-func (w *deadlineWriter) Write(p []byte) (int, error) {
-	if err := w.conn.SetWriteDeadline(time.Now().Add(w.d)); err != nil {
-		w.err = err
-		return 0, err
-	}
-	n, err := w.w.Write(p)
-	if err != nil {
-		w.err = err
-	}
-	return n, err
 }
 
 // describe turns a client error into (code, enhanced code, text). Replies
@@ -251,6 +369,8 @@ func netReason(err error) string {
 		return "timeout"
 	case errors.Is(err, net.ErrClosed):
 		return "connection closed"
+	case errors.Is(err, io.EOF):
+		return "connection closed by next hop"
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Err != nil {

@@ -43,13 +43,17 @@ func spooled(t *testing.T, from, body string, rcpts ...string) *queue.Message {
 	return msg
 }
 
-func newDeliverer(routes map[string]string) *Deliverer {
+// newDeliverer returns a Deliverer for routes, closed when the test ends.
+func newDeliverer(t *testing.T, routes map[string]string) *Deliverer {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Hostname = "relay.mxedge.test"
 	cfg.Routes = routes
 	cfg.Timeouts.Reply = config.Duration(5 * time.Second)
 	cfg.Timeouts.Connect = config.Duration(2 * time.Second)
-	return New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { d.Close() })
+	return d
 }
 
 func byRcpt(rs []queue.Result) map[string]queue.Result {
@@ -67,7 +71,7 @@ func TestOneTransactionPerRecipientResults(t *testing.T) {
 	}
 	defer be.Close()
 	be.Users = map[string]bool{"alice": true, "bob": true}
-	d := newDeliverer(map[string]string{"relay.test": be.Addr()})
+	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	body := "Subject: hi\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n"
 	msg := spooled(t, "sender@src.test", body, "alice@relay.test", "nobody@relay.test", "bob@relay.test")
 	res := byRcpt(d.Deliver(context.Background(), msg))
@@ -112,7 +116,7 @@ func TestTemporaryFailures(t *testing.T) {
 	}
 	defer be.Close()
 	be.DataReply = "452 4.3.1 Insufficient system storage"
-	d := newDeliverer(map[string]string{"dead.test": dead, "full.test": be.Addr()})
+	d := newDeliverer(t, map[string]string{"dead.test": dead, "full.test": be.Addr()})
 	msg := spooled(t, "", "Subject: x\r\n\r\ny\r\n", "a@dead.test", "b@full.test", "c@noroute.test")
 	res := byRcpt(d.Deliver(context.Background(), msg))
 	if r := res["a@dead.test"]; r.Code != 0 || !strings.Contains(r.Text, "refused") {
@@ -145,7 +149,7 @@ func TestCancelStopsPromptly(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	d := newDeliverer(map[string]string{"tarpit.test": ln.Addr().String()})
+	d := newDeliverer(t, map[string]string{"tarpit.test": ln.Addr().String()})
 	msg := spooled(t, "s@src.test", "x\r\n", "a@tarpit.test")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan []queue.Result)

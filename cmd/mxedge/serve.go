@@ -127,7 +127,9 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	}()
 	qctx, qcancel := context.WithCancel(context.Background())
 	qdone := make(chan error, 1)
-	go func() { qdone <- q.Run(qctx, delivery.New(cfg, log), cfg.Timeouts.Shutdown.D()) }()
+	dl := delivery.New(cfg, log)
+	defer dl.Close() // QUIT to cached next-hop connections, after the scheduler stopped
+	go func() { qdone <- q.Run(qctx, dl, cfg.Timeouts.Shutdown.D()) }()
 	log.Info("mxedge started", "hostname", cfg.Hostname, "data_dir", cfg.DataDir)
 
 	var runErr error

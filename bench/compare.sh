@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Side-by-side relay benchmark: Postfix (the reference) and mxedge, in the
+# same run, through the same sink, with the shared harness in
+# /work/shared/bench (see bench/README.md).
+#
+# Usage: bench/compare.sh [-profile] [-keep]
+#   -profile  also record a 10 s CPU profile of mxedge under the 10 KiB x
+#             20 sessions load (perf, else "mxedge serve -cpuprofile"), and
+#             report where it spends CPU
+#   -keep     keep the work directory (mxedge data, logs, perf data)
+# Environment:
+#   BENCH_CASES    "messages:bytes:sessions ..." (default: the four cases below)
+#   BENCH_WAIT_S   per-run limit for the sink to get every message (default 300)
+#   BENCH_PROFILE_N, BENCH_PROFILE_SIZE  the -profile load (default: 10240-byte
+#                  messages, as many as the 20-session run delivered in 14 s)
+#   BENCH_PROFILER perf (default when installed) or pprof
+#   BENCH_SHARED   the shared harness (default /work/shared/bench)
+#   BENCH_TMP      where the work directory goes (default /var/tmp, the same
+#                  file system as Postfix's queue)
+#   MXEDGE_ADDR    mxedge's listener (default 127.0.0.1:2700)
+#   MXEDGE_CONCURRENCY  mxedge queue.concurrency (default 20, the Postfix
+#                  peer's default_destination_concurrency_limit)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+shared=${BENCH_SHARED:-/work/shared/bench}
+cases=${BENCH_CASES:-"5000:10240:20 5000:1024:20 300:1048576:20 5000:10240:200"}
+export BENCH_WAIT_S=${BENCH_WAIT_S:-300}
+profile=0 keep=0
+for a in "$@"; do
+  case $a in
+    -profile) profile=1 ;;
+    -keep) keep=1 ;;
+    *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
+  esac
+done
+
+pf_addr=127.0.0.1:2600 mx_addr=${MXEDGE_ADDR:-127.0.0.1:2700} sink_addr=127.0.0.1:2626
+work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/mxedge-bench.XXXXXX")
+mxpid=
+cleanup() {
+  [ -n "$mxpid" ] && kill "$mxpid" 2>/dev/null && wait "$mxpid" 2>/dev/null
+  # Postfix stays up: it is the shared reference (postfix-peer.sh stop).
+  if [ $keep = 1 ]; then echo "work directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+# Wait until something listens on HOST:PORT.
+await_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2; return 1
+}
+# The sink's and mxedge's ports must be free (another benchmark running?).
+for a in $sink_addr $mx_addr; do
+  if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
+    echo "something already listens on $a: another benchmark running? (MXEDGE_ADDR=... picks another mxedge port)" >&2
+    exit 1
+  fi
+done
+
+# (a) build mxedge
+say "building mxedge"
+(cd "$root" && go build -o "$work/mxedge" ./cmd/mxedge)
+
+# (b) Postfix, the reference relay
+say "starting Postfix on $pf_addr"
+"$shared/postfix-peer.sh" start >/dev/null
+await_port $pf_addr
+if [ -n "$(postqueue -j 2>/dev/null)" ]; then
+  echo "Postfix's queue is not empty (an earlier run?); empty it with: postsuper -d ALL" >&2; exit 1
+fi
+
+# (c) mxedge, routing bench.test to the sink
+mkdir -p "$work/data"
+cat >"$work/mxedge.toml" <<TOML
+hostname = "relay.bench.test"
+data_dir = "$work/data"
+relay_domains = ["bench.test"]
+[routes]
+"bench.test" = "$sink_addr"
+[[listener]]
+name = "mx"
+kind = "mx"
+address = "$mx_addr"
+[queue]
+concurrency = ${MXEDGE_CONCURRENCY:-20}
+TOML
+say "starting mxedge on $mx_addr (data in $work/data)"
+"$work/mxedge" serve -config "$work/mxedge.toml" >"$work/mxedge.out" 2>"$work/mxedge.log" &
+mxpid=$!
+await_port $mx_addr
+
+# cpu_ticks PID: user+system CPU time of a process, in clock ticks.
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# Both queues must be empty before a run: a late delivery would reach the
+# next run's sink and be counted there.
+await_drained() {
+  for _ in $(seq 600); do
+    local pf mx
+    pf=$(postqueue -j 2>/dev/null | wc -l)
+    # Small messages live inside queue.db, not as spool files: ask mxedge.
+    mx=$("$work/mxedge" queue stats -json -config "$work/mxedge.toml" 2>/dev/null |
+      grep -o '"messages": *[0-9]*' | grep -o '[0-9]*$') || mx=unknown
+    [ "$pf" = 0 ] && [ "$mx" = 0 ] && return 0
+    sleep 0.5
+  done
+  echo "queues not empty after 300 s (postfix $pf, mxedge $mx)" >&2; return 1
+}
+
+# run RELAY ADDR N SIZE SESS: one mta-bench run; prints "accept e2e cpu",
+# cpu being mxedge's CPU time per message in ms (- for Postfix, whose work
+# is spread over short-lived processes).
+run() {
+  local name=$1 addr=$2 n=$3 size=$4 sess=$5 out t0= cpu=-
+  await_drained
+  [ "$name" = mxedge ] && t0=$(cpu_ticks $mxpid)
+  if ! out=$("$shared/mta-bench.sh" "$addr" "$n" "$size" "$sess" 2>&1); then
+    say "$name ${n}x${size}Bx${sess} failed: $out"
+    echo "- - -"; return
+  fi
+  [ -n "$t0" ] && cpu=$(awk -v a="$t0" -v b="$(cpu_ticks $mxpid)" -v n="$n" -v hz="$hz" 'BEGIN{printf "%.2f", (b-a)/hz*1000/n}')
+  say "$name ${n}x${size}Bx${sess}: $out"
+  grep -o 'accept_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]*' <<<"$out" | sed -E 's/accept_msgs_per_s=([0-9]+) e2e_msgs_per_s=([0-9]+).*/\1 \2/' | tr '\n' ' '
+  echo "$cpu"
+}
+
+# (d) the runs, Postfix first, then mxedge, case by case
+rows=()
+for c in $cases; do
+  IFS=: read -r n size sess <<<"$c"
+  read -r pa pe _ < <(run postfix $pf_addr "$n" "$size" "$sess")
+  read -r ma me mxcpu < <(run mxedge $mx_addr "$n" "$size" "$sess")
+  rows+=("$n $size $sess $pa $ma $pe $me $mxcpu")
+done
+
+# (e) optional CPU profile of mxedge under the 10 KiB load: perf if it is
+# installed (sees the kernel's share too: syscalls, fsync, TCP), else Go's
+# profiler through "mxedge serve -cpuprofile" (BENCH_PROFILER=pprof forces it).
+if [ $profile = 1 ]; then
+  profiler=${BENCH_PROFILER:-perf}
+  command -v perf >/dev/null || profiler=pprof
+  await_drained
+  size=${BENCH_PROFILE_SIZE:-10240}
+  # Enough messages to keep mxedge busy for the 10 s: 14 s at the rate
+  # measured above for this size with 20 sessions, if there was such a run.
+  n=${BENCH_PROFILE_N:-}
+  for r in "${rows[@]}"; do
+    read -r rn rsize rsess _ _ _ me _ <<<"$r"
+    [ -z "$n" ] && [ "$rsize" = "$size" ] && [ "$rsess" = 20 ] && [ "$me" != - ] && n=$((me * 14))
+  done
+  n=${n:-12000}
+  if [ "$profiler" = pprof ]; then # restart mxedge with the profiler on
+    kill "$mxpid"; wait "$mxpid" 2>/dev/null || true
+    "$work/mxedge" serve -cpuprofile "$work/cpu.pprof" -config "$work/mxedge.toml" >>"$work/mxedge.out" 2>>"$work/mxedge.log" &
+    mxpid=$!
+    await_port $mx_addr
+  fi
+  say "profiling mxedge ($profiler): $n x $size B x 20 sessions, 10 s"
+  "$shared/mta-bench.sh" $mx_addr "$n" "$size" 20 >"$work/profile-run.txt" 2>&1 & load=$!
+  sleep 1
+  t0=$(cpu_ticks $mxpid); w0=$(date +%s.%N)
+  if [ "$profiler" = perf ]; then
+    perf record -q -F 499 -g -p $mxpid -o "$work/perf.data" -- sleep 10 >/dev/null 2>&1 || true
+  else
+    sleep 10
+  fi
+  t1=$(cpu_ticks $mxpid); w1=$(date +%s.%N)
+  wait $load || true
+  echo
+  echo "mxedge CPU profile ($profiler; $n x $size B x 20 sessions: $(cat "$work/profile-run.txt"))"
+  awk -v a="$t0" -v b="$t1" -v w0="$w0" -v w1="$w1" -v hz="$hz" -v cores="$(nproc)" \
+    'BEGIN{printf "mxedge used %.2f CPU cores on average (of %d) during the 10 s\n", (b-a)/hz/(w1-w0), cores}'
+  if [ "$profiler" = perf ]; then
+    perf report -i "$work/perf.data" --stdio --no-children --sort symbol 2>/dev/null >"$work/perf-self.txt" || true
+    perf report -i "$work/perf.data" --stdio --children --sort symbol 2>/dev/null >"$work/perf-children.txt" || true
+    echo "-- top functions by own CPU time:"
+    grep -E '^ +[0-9]' "$work/perf-self.txt" | head -25 || true
+    echo "-- top functions including callees:"
+    grep -E '^ +[0-9]' "$work/perf-children.txt" | head -50 || true
+    echo "(full reports: perf-self.txt, perf-children.txt in the work directory; -keep keeps it)"
+  else
+    # The profile covers the whole run of this mxedge process (mostly the load).
+    kill "$mxpid"; wait "$mxpid" 2>/dev/null || true; mxpid=
+    (cd "$root" && go tool pprof -top -nodecount=35 "$work/mxedge" "$work/cpu.pprof" 2>/dev/null | sed -n '1,45p') || true
+    (cd "$root" && go tool pprof -top -cum -nodecount=45 "$work/mxedge" "$work/cpu.pprof" 2>/dev/null | sed -n '6,55p') || true
+    echo "(profile: cpu.pprof in the work directory; -keep keeps it)"
+  fi
+fi
+
+# The table
+echo
+printf '%-22s | %-25s | %-25s | %s\n' "" "accepted msgs/s" "end-to-end msgs/s" "mxedge"
+printf '%-22s | %7s %7s %9s | %7s %7s %9s | %s\n' "messages x size x sess" postfix mxedge "mx/pf" postfix mxedge "mx/pf" "CPU ms/msg"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0 > 0 && b != "-") printf "%.2fx", b/a; else printf "-" }'; }
+human() { awk -v b="$1" 'BEGIN{ if (b >= 1048576) printf "%gMiB", b/1048576; else if (b >= 1024) printf "%gKiB", b/1024; else printf "%gB", b }'; }
+for r in "${rows[@]}"; do
+  read -r n size sess pa ma pe me cpu <<<"$r"
+  printf '%-22s | %7s %7s %9s | %7s %7s %9s | %s\n' "$n x $(human "$size") x $sess" \
+    "$pa" "$ma" "$(ratio "$pa" "$ma")" "$pe" "$me" "$(ratio "$pe" "$me")" "$cpu"
+done

@@ -1,0 +1,170 @@
+package delivery
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net/textproto"
+	"strings"
+	"testing"
+	"time"
+)
+
+// wire collects what bodyWriter writes, and the deadlines it sets.
+type wire struct {
+	bytes.Buffer
+	writes, deadlines int
+}
+
+func (w *wire) Write(p []byte) (int, error) { w.writes++; return w.Buffer.Write(p) }
+
+func (w *wire) SetWriteDeadline(time.Time) error { w.deadlines++; return nil }
+
+// viaTextproto is what go-smtp sends for body: textproto's dot writer,
+// closed.
+func viaTextproto(body []byte, split int) []byte {
+	var out bytes.Buffer
+	bw := bufio.NewWriter(&out)
+	dw := textproto.NewWriter(bw).DotWriter()
+	writeSplit(dw.Write, body, split)
+	dw.Close()
+	return out.Bytes()
+}
+
+// viaBodyWriter is what delivery sends: bodyWriter, then go-smtp's
+// CloseWithResponse with a data writer that has seen no byte.
+func viaBodyWriter(t *testing.T, body []byte, split, chunk int) []byte {
+	w := &wire{}
+	bw := &bodyWriter{conn: w, timeout: time.Second, chunk: chunk}
+	writeSplit(func(p []byte) (int, error) { return len(p), bw.write(p) }, body, split)
+	if err := bw.finish(); err != nil {
+		t.Fatal(err)
+	}
+	if w.writes != w.deadlines {
+		t.Errorf("%d writes with %d deadlines", w.writes, w.deadlines)
+	}
+	bufw := bufio.NewWriter(&w.Buffer)
+	textproto.NewWriter(bufw).DotWriter().Close()
+	return w.Bytes()
+}
+
+// writeSplit writes body in pieces of split bytes (all at once if 0).
+func writeSplit(write func([]byte) (int, error), body []byte, split int) {
+	if split <= 0 {
+		split = len(body) + 1
+	}
+	for len(body) > 0 {
+		n := min(split, len(body))
+		write(body[:n])
+		body = body[n:]
+	}
+}
+
+func TestBodyWriter(t *testing.T) {
+	for _, tc := range []struct{ body, wire string }{
+		{"", "\r\n.\r\n"},
+		{"a\r\n", "a\r\n.\r\n"},
+		{"a", "a\r\n.\r\n"},
+		{".\r\n", "..\r\n.\r\n"},
+		{"x\r\n.\r\n..y\r\n", "x\r\n..\r\n...y\r\n.\r\n"},
+		{"bare\nlf\n.dot", "bare\r\nlf\r\n..dot\r\n.\r\n"},
+		{"ends in cr\r", "ends in cr\r\n.\r\n"},
+		{"\r\n\r\n", "\r\n\r\n.\r\n"},
+	} {
+		for _, chunk := range []int{1, 2, 3, bodyChunk} {
+			for _, split := range []int{0, 1, 2} {
+				if got := viaBodyWriter(t, []byte(tc.body), split, chunk); string(got) != tc.wire {
+					t.Errorf("%q (chunk %d, split %d): got %q, want %q", tc.body, chunk, split, got, tc.wire)
+				}
+			}
+		}
+		if got := viaTextproto([]byte(tc.body), 0); string(got) != tc.wire {
+			t.Errorf("%q: textproto sends %q, the table says %q", tc.body, got, tc.wire)
+		}
+	}
+}
+
+func TestBodyWriterLargeWrites(t *testing.T) {
+	// 1 MiB of 78-byte lines goes out in writes of about bodyChunk bytes.
+	line := strings.Repeat("x", 76) + "\r\n"
+	body := []byte(strings.Repeat(line, (1<<20)/len(line)))
+	w := &wire{}
+	bw := &bodyWriter{conn: w, timeout: time.Second, chunk: bodyChunk}
+	if rerr, werr := bw.send(bytes.NewReader(body), make([]byte, bodyChunk)); rerr != nil || werr != nil {
+		t.Fatal(rerr, werr)
+	}
+	if w.writes > len(body)/bodyChunk+2 {
+		t.Errorf("%d writes for %d bytes", w.writes, len(body))
+	}
+	if !bytes.Equal(w.Bytes(), body[:len(body)-2]) {
+		t.Errorf("body changed on the way")
+	}
+}
+
+func TestBodyWriterErrors(t *testing.T) {
+	// A write error is returned as netErr and sticks; a read error as readErr.
+	bw := &bodyWriter{conn: failingConn{}, timeout: time.Second, chunk: 4}
+	if rerr, werr := bw.send(strings.NewReader("0123456789\r\n"), make([]byte, 4)); rerr != nil || werr == nil {
+		t.Errorf("write error: readErr %v, netErr %v", rerr, werr)
+	}
+	bw = &bodyWriter{conn: &wire{}, timeout: time.Second, chunk: 4}
+	if rerr, werr := bw.send(errReader{}, make([]byte, 4)); rerr == nil || werr != nil {
+		t.Errorf("read error: readErr %v, netErr %v", rerr, werr)
+	}
+}
+
+type failingConn struct{}
+
+func (failingConn) Write([]byte) (int, error)        { return 0, errors.New("broken pipe") }
+func (failingConn) SetWriteDeadline(time.Time) error { return nil }
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("I/O error") }
+
+// FuzzBodyWriter: bodyWriter plus go-smtp's closing sends exactly what
+// go-smtp's own data writer sends, for any body, any split into writes and
+// any chunk size.
+func FuzzBodyWriter(f *testing.F) {
+	for _, s := range []string{"", "a\r\n", ".", "..\r\n.\r\n", "\r\r\n", "\n.\n", "x\r", "\r.\r\n", ".\r\r\n."} {
+		f.Add([]byte(s), uint8(0), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, split, chunk uint8) {
+		want := viaTextproto(body, int(split))
+		if got := viaBodyWriter(t, body, int(split), int(chunk)+1); !bytes.Equal(got, want) {
+			t.Errorf("body %q split %d chunk %d:\n got %q\nwant %q", body, split, chunk, got, want)
+		}
+	})
+}
+
+// discardConn is a connection that drops everything.
+type discardConn struct{}
+
+func (discardConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+
+// BenchmarkBody: 1 MiB of 78-byte lines through go-smtp's data writer
+// (textproto, 4 KiB buffer) and through bodyWriter.
+func BenchmarkBody(b *testing.B) {
+	line := strings.Repeat("x", 76) + "\r\n"
+	body := []byte(strings.Repeat(line, (1<<20)/len(line)))
+	in := make([]byte, bodyChunk)
+	b.Run("textproto", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			dw := textproto.NewWriter(bufio.NewWriter(discardConn{})).DotWriter()
+			for p := body; len(p) > 0; p = p[min(len(p), len(in)):] {
+				dw.Write(p[:min(len(p), len(in))])
+			}
+			dw.Close()
+		}
+	})
+	b.Run("bodyWriter", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		out := make([]byte, 0, 2*bodyChunk)
+		for b.Loop() {
+			bw := &bodyWriter{conn: discardConn{}, timeout: time.Second, chunk: bodyChunk, out: out[:0]}
+			bw.send(bytes.NewReader(body), in)
+		}
+	})
+}

@@ -1,0 +1,165 @@
+package delivery
+
+import "time"
+
+// The connection cache: idle sessions per next hop, like Postfix's
+// scache(8) with smtp_connection_cache_on_demand. A session is parked
+// after a transaction that left it outside any mail transaction, and taken
+// by the next transaction to the same hop, most recently used first (so a
+// burst's surplus connections age out while the busy ones stay warm).
+//
+// No RSET when a session is taken or parked after DATA: the reply to the
+// final "." ends the transaction and clears the reverse-path, forward-path
+// and mail data buffers (RFC 5321 section 4.1.1.4; section 3.3: a new
+// transaction may start with MAIL at once), so RSET would only confirm a
+// state the server is already in. It would cost two round trips with
+// go-smtp, whose Reset forgets the EHLO and sends it again before the next
+// MAIL. Whether a cached connection still works is learnt from its MAIL:
+// a network error or 421 there, before anything was accepted, makes
+// Deliverer.transaction retry once on a new connection (never later: once
+// DATA was sent, the next hop may have the message). RSET (4.1.1.5) is
+// sent only when a transaction may still be open: MAIL accepted and every
+// RCPT refused, or DATA refused (session.reset).
+//
+// Ownership: a session is owned by the goroutine using it, or by the cache
+// (the idle map) while parked. Whoever removes it from the idle map under
+// mu owns it; the idle timer's function does nothing if the session is
+// gone from the map.
+
+// take returns a cached session to hop that may be reused, or nil.
+// Sessions found expired are closed.
+func (d *Deliverer) take(hop string) *session {
+	now := d.now()
+	var s *session
+	var expired []*session
+	d.mu.Lock()
+	list := d.idle[hop]
+	for len(list) > 0 && s == nil {
+		s, list = list[len(list)-1], list[:len(list)-1]
+		s.timer.Stop()
+		if now.Sub(s.used) >= d.lim.idleTime || !d.reusable(s, now) {
+			expired, s = append(expired, s), nil
+		}
+	}
+	if len(list) == 0 {
+		delete(d.idle, hop)
+	} else {
+		d.idle[hop] = list
+	}
+	d.mu.Unlock()
+	for _, e := range expired {
+		d.retire(e)
+	}
+	return s
+}
+
+// reusable reports whether s may carry another transaction: younger than
+// reuseTime (Postfix smtp_connection_reuse_time_limit) and fewer than
+// reuseCount transactions.
+func (d *Deliverer) reusable(s *session, now time.Time) bool {
+	return now.Sub(s.created) < d.lim.reuseTime && s.count < d.lim.reuseCount
+}
+
+// park caches s, which is outside any transaction, for idleTime, or closes
+// it if it may not be reused or the Deliverer is closed. With maxIdle
+// sessions to the hop already cached, the least recently used one goes.
+func (d *Deliverer) park(s *session) {
+	now := d.now()
+	s.used = now
+	if !d.reusable(s, now) {
+		d.retire(s)
+		return
+	}
+	var evicted *session
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		d.retire(s)
+		return
+	}
+	list := d.idle[s.hop]
+	if len(list) >= d.lim.maxIdle {
+		evicted = list[0]
+		evicted.timer.Stop()
+		list = append(list[:0], list[1:]...)
+	}
+	d.idle[s.hop] = append(list, s)
+	s.parks++
+	gen := s.parks
+	s.timer = time.AfterFunc(d.lim.idleTime, func() { d.expire(s, gen) })
+	d.mu.Unlock()
+	if evicted != nil {
+		d.retire(evicted)
+	}
+}
+
+// expire closes s if it is still idle in the cache since its gen-th
+// park: its idle timer fired. (A timer that fired while take stopped it
+// finds s gone, or parked again with a new timer.)
+func (d *Deliverer) expire(s *session, gen int) {
+	d.mu.Lock()
+	list := d.idle[s.hop]
+	found := false
+	for i, x := range list {
+		if x == s && s.parks == gen {
+			list = append(list[:i], list[i+1:]...)
+			found = true
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(d.idle, s.hop)
+	} else {
+		d.idle[s.hop] = list
+	}
+	d.mu.Unlock()
+	if found {
+		d.retire(s)
+	}
+}
+
+// retire closes s, which the caller owns, with QUIT in the background;
+// Close waits for those. After Close it just closes the socket.
+func (d *Deliverer) retire(s *session) {
+	d.mu.Lock()
+	closed := d.closed
+	if !closed {
+		d.quits.Add(1)
+	}
+	d.mu.Unlock()
+	if closed {
+		s.c.Close()
+		return
+	}
+	go func() {
+		defer d.quits.Done()
+		s.quit()
+	}()
+}
+
+// Close closes every cached connection (QUIT, at most 2 s each, in
+// parallel) and waits for connections being closed in the background.
+// Deliveries after Close still work but keep no connection. Call it after
+// the queue's Run has returned.
+func (d *Deliverer) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	var all []*session
+	for hop, list := range d.idle {
+		for _, s := range list {
+			s.timer.Stop()
+			all = append(all, s)
+		}
+		delete(d.idle, hop)
+	}
+	d.quits.Add(len(all)) // under mu: no Add can race with a Wait
+	d.mu.Unlock()
+	for _, s := range all {
+		go func() {
+			defer d.quits.Done()
+			s.quit()
+		}()
+	}
+	d.quits.Wait()
+	return nil
+}

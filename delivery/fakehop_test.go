@@ -1,0 +1,199 @@
+package delivery
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeHop is a next hop whose connections a test scripts, for what
+// internal/smtptest cannot do: close an idle connection, refuse the
+// greeting, hold the greeting back. It records the client address of every
+// connection in the order accepted, so that a test can prove that no
+// connection was made (see acceptedBefore).
+type fakeHop struct {
+	ln     net.Listener
+	handle func(c net.Conn)
+
+	mu       sync.Mutex
+	accepted []string
+	acceptCh chan string
+	wg       sync.WaitGroup
+}
+
+// startFakeHop listens on 127.0.0.6 and runs handle for every connection;
+// it stops when the test ends.
+func startFakeHop(t *testing.T, handle func(c net.Conn)) *fakeHop {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.6:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &fakeHop{ln: ln, handle: handle, acceptCh: make(chan string, 1000)}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			h.mu.Lock()
+			h.accepted = append(h.accepted, c.RemoteAddr().String())
+			h.mu.Unlock()
+			h.acceptCh <- c.RemoteAddr().String()
+			h.wg.Add(1)
+			go func() {
+				defer h.wg.Done()
+				defer c.Close()
+				h.handle(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); h.wg.Wait() })
+	return h
+}
+
+func (h *fakeHop) addr() string { return h.ln.Addr().String() }
+
+// conns is the number of connections accepted so far.
+func (h *fakeHop) conns() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.accepted)
+}
+
+// acceptedBefore connects a marker connection of its own and returns how
+// many connections the hop accepted before it. Connections are accepted in
+// the order they were made, so this counts every connection made before
+// the call, including any whose Accept had not run yet.
+func (h *fakeHop) acceptedBefore(t *testing.T) int {
+	t.Helper()
+	c, err := net.Dial("tcp", h.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	marker := c.LocalAddr().String()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case a := <-h.acceptCh:
+			if a == marker {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				for i, x := range h.accepted {
+					if x == marker {
+						h.accepted = append(h.accepted[:i], h.accepted[i+1:]...)
+						return i
+					}
+				}
+			}
+		case <-timeout:
+			t.Fatal("marker connection not accepted")
+		}
+	}
+}
+
+// script is what serveSMTP does at the points a test cares about.
+type script struct {
+	// greeting replaces "220 fake.test ESMTP"; a code other than 220 ends
+	// the session after it.
+	greeting string
+	// dot returns the reply to the final "." of the n-th message on this
+	// connection (n from 1); "" closes the connection without a reply.
+	// nil: 250.
+	dot func(n int) string
+	// idle runs after the reply to the n-th message; false closes the
+	// connection (after it wrote, say, a 421).
+	idle func(n int, w *bufio.Writer) bool
+}
+
+// serveSMTP is a minimal SMTP server session in which every command
+// succeeds, scripted by s.
+func serveSMTP(c net.Conn, s script) {
+	r, w := bufio.NewReader(c), bufio.NewWriter(c)
+	say := func(line string) { w.WriteString(line + "\r\n"); w.Flush() }
+	if s.greeting == "" {
+		s.greeting = "220 fake.test ESMTP"
+	}
+	say(s.greeting)
+	if !strings.HasPrefix(s.greeting, "220") {
+		return
+	}
+	n := 0
+	for {
+		c.SetReadDeadline(time.Now().Add(time.Minute))
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		verb, _, _ := strings.Cut(strings.ToUpper(strings.TrimSpace(line)), " ")
+		switch verb {
+		case "EHLO":
+			say("250-fake.test")
+			say("250-8BITMIME")
+			say("250 SIZE 104857600")
+		case "DATA":
+			say("354 go ahead")
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+			}
+			n++
+			reply := "250 2.0.0 Ok: queued"
+			if s.dot != nil {
+				reply = s.dot(n)
+			}
+			if reply == "" {
+				return
+			}
+			say(reply)
+			if s.idle != nil && !s.idle(n, w) {
+				return
+			}
+		case "QUIT":
+			say("221 2.0.0 Bye")
+			return
+		default:
+			say("250 2.0.0 Ok")
+		}
+	}
+}
+
+// fakeClock is the Deliverer's clock in tests.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2025, 11, 23, 10, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}

@@ -1,0 +1,351 @@
+package delivery
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mxedge/mxedge/internal/smtptest"
+	"github.com/mxedge/mxedge/queue"
+)
+
+// count returns how often line occurs in cmds.
+func count(cmds []string, line string) int {
+	n := 0
+	for _, c := range cmds {
+		if c == line {
+			n++
+		}
+	}
+	return n
+}
+
+func TestTwoMessagesOneConnection(t *testing.T) {
+	be, err := smtptest.Start("127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
+	m1 := spooled(t, "one@src.test", "Subject: 1\r\n\r\nfirst\r\n", "alice@relay.test")
+	m2 := spooled(t, "two@src.test", "Subject: 2\r\n\r\nsecond\r\n", "bob@relay.test", "carol@relay.test")
+	for _, m := range []struct {
+		msg  *queue.Message
+		want int
+	}{{m1, 1}, {m2, 2}} {
+		rs := d.Deliver(context.Background(), m.msg)
+		if len(rs) != m.want {
+			t.Fatalf("results %+v", rs)
+		}
+		for _, r := range rs {
+			if r.Code != 250 {
+				t.Errorf("%s: %+v", r.Rcpt, r)
+			}
+		}
+	}
+	if n := be.Conns(); n != 1 {
+		t.Fatalf("%d connections for two messages, want 1", n)
+	}
+	// The second transaction starts with MAIL: no RSET, no second EHLO
+	// (RFC 5321 section 4.1.1.4), no QUIT in between.
+	want := []string{
+		"EHLO relay.mxedge.test",
+		fmt.Sprintf("MAIL FROM:<one@src.test> BODY=8BITMIME SIZE=%d", m1.Size),
+		"RCPT TO:<alice@relay.test>",
+		"DATA",
+		fmt.Sprintf("MAIL FROM:<two@src.test> BODY=8BITMIME SIZE=%d", m2.Size),
+		"RCPT TO:<bob@relay.test>",
+		"RCPT TO:<carol@relay.test>",
+		"DATA",
+	}
+	if got := be.Commands(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("dialogue\n got %q\nwant %q", got, want)
+	}
+	msgs := be.Messages()
+	if len(msgs) != 2 || string(msgs[1].Body()) != "Subject: 2\r\n\r\nsecond\r\n" || len(msgs[1].Rcpts) != 2 {
+		t.Errorf("second message as received: %+v", msgs)
+	}
+	d.Close() // QUIT to the cached connection, and wait for its reply
+	if got := be.Commands(); got[len(got)-1] != "QUIT" || be.Conns() != 1 {
+		t.Errorf("after Close: %d connections, dialogue %q", be.Conns(), got)
+	}
+}
+
+func TestIdleConnectionExpires(t *testing.T) {
+	// With the fake clock: a cached connection idle for idleTime is not
+	// taken any more, but closed with QUIT.
+	be, err := smtptest.Start("127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
+	clk := newFakeClock()
+	d.now = clk.now
+	d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
+	clk.advance(DefaultIdleTime - time.Millisecond)
+	d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
+	if n := be.Conns(); n != 1 {
+		t.Fatalf("reuse within the idle time: %d connections", n)
+	}
+	clk.advance(DefaultIdleTime)
+	rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
+	if rs[0].Code != 250 || be.Conns() != 2 {
+		t.Fatalf("after the idle time: %+v over %d connections, want 250 over 2", rs[0], be.Conns())
+	}
+	d.Close()
+	if n := count(be.Commands(), "QUIT"); n != 2 {
+		t.Errorf("%d QUITs, want 2 (expired connection and the cached one)", n)
+	}
+}
+
+func TestIdleTimerClosesConnection(t *testing.T) {
+	// The real idle timer closes a connection nobody takes. The wait below
+	// is bounded and ends with the QUIT; 5 s is far above the 50 ms timer.
+	be, err := smtptest.Start("127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
+	d.lim.idleTime = 50 * time.Millisecond
+	d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
+	deadline := time.Now().Add(5 * time.Second)
+	for count(be.Commands(), "QUIT") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("idle connection not closed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d.mu.Lock()
+	idle := len(d.idle)
+	d.mu.Unlock()
+	if idle != 0 {
+		t.Errorf("closed connection still cached")
+	}
+	if rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test")); rs[0].Code != 250 || be.Conns() != 2 {
+		t.Errorf("after expiry: %+v over %d connections", rs[0], be.Conns())
+	}
+}
+
+func TestReuseLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(d *Deliverer, clk *fakeClock)
+		step  func(clk *fakeClock) // between messages
+		msgs  int
+		conns int
+	}{
+		{"count", func(d *Deliverer, _ *fakeClock) { d.lim.reuseCount = 2 }, func(*fakeClock) {}, 5, 3},
+		{"age", func(d *Deliverer, _ *fakeClock) { d.lim.idleTime = time.Hour },
+			func(clk *fakeClock) { clk.advance(100 * time.Second) }, 5, 2}, // 0,100,200 | 300,400
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be, err := smtptest.Start("127.0.0.3:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer be.Close()
+			d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
+			clk := newFakeClock()
+			d.now = clk.now
+			tc.setup(d, clk)
+			for i := range tc.msgs {
+				if i > 0 {
+					tc.step(clk)
+				}
+				if rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test")); rs[0].Code != 250 {
+					t.Fatalf("message %d: %+v", i, rs[0])
+				}
+			}
+			if n := be.Conns(); n != tc.conns {
+				t.Errorf("%d connections, want %d", n, tc.conns)
+			}
+			d.Close()
+			if n := count(be.Commands(), "QUIT"); n != tc.conns {
+				t.Errorf("%d QUITs for %d connections", n, tc.conns)
+			}
+		})
+	}
+}
+
+func TestRefusedRecipientsResetBeforeReuse(t *testing.T) {
+	// MAIL accepted, every RCPT refused: the transaction is still open, so
+	// RSET before the connection is reused (and go-smtp repeats EHLO).
+	be, err := smtptest.Start("127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	be.Users = map[string]bool{"alice": true}
+	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
+	if rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "nobody@relay.test")); rs[0].Code != 550 {
+		t.Fatalf("unknown recipient: %+v", rs[0])
+	}
+	if rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "alice@relay.test")); rs[0].Code != 250 {
+		t.Fatalf("alice: %+v", rs[0])
+	}
+	want := []string{"EHLO relay.mxedge.test", "MAIL FROM:<s@src.test> BODY=8BITMIME SIZE=3", "RCPT TO:<nobody@relay.test>",
+		"RSET", "EHLO relay.mxedge.test", "MAIL FROM:<s@src.test> BODY=8BITMIME SIZE=3", "RCPT TO:<alice@relay.test>", "DATA"}
+	if got := be.Commands(); strings.Join(got, "\n") != strings.Join(want, "\n") || be.Conns() != 1 {
+		t.Errorf("%d connections, dialogue\n got %q\nwant %q", be.Conns(), got, want)
+	}
+}
+
+func TestNextHopClosedIdleConnection(t *testing.T) {
+	// The next hop drops the first connection while it is idle in the
+	// cache, silently or after a 421 (Postfix's smtpd says "421 4.4.2 ...
+	// Error: timeout exceeded"). The next message finds out at MAIL and
+	// goes out on a new connection, once.
+	for _, farewell := range []string{"", "421 4.4.2 fake.test Error: timeout exceeded"} {
+		t.Run(fmt.Sprintf("farewell=%q", farewell), func(t *testing.T) {
+			release, closed := make(chan struct{}), make(chan struct{})
+			var mu sync.Mutex
+			conn, delivered := 0, 0
+			hop := startFakeHop(t, func(c net.Conn) {
+				mu.Lock()
+				conn++
+				first := conn == 1
+				mu.Unlock()
+				s := script{dot: func(int) string {
+					mu.Lock()
+					delivered++
+					mu.Unlock()
+					return "250 2.0.0 Ok: queued"
+				}}
+				if first {
+					s.idle = func(_ int, w *bufio.Writer) bool {
+						<-release
+						if farewell != "" {
+							w.WriteString(farewell + "\r\n")
+							w.Flush()
+						}
+						return false
+					}
+					defer close(closed) // after the connection is closed
+				}
+				serveSMTP(c, s)
+			})
+			d := newDeliverer(t, map[string]string{"relay.test": hop.addr()})
+			if rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test")); rs[0].Code != 250 {
+				t.Fatalf("first message: %+v", rs[0])
+			}
+			close(release)
+			<-closed
+			rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
+			if rs[0].Code != 250 {
+				t.Fatalf("second message: %+v", rs[0])
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if conn != 2 || delivered != 2 {
+				t.Errorf("%d connections, %d messages delivered; want 2 and 2", conn, delivered)
+			}
+		})
+	}
+}
+
+func TestNoRetryAfterData(t *testing.T) {
+	// The cached connection dies after the body was sent: the outcome is
+	// unknown to us (the next hop may have the message), so the recipients
+	// are deferred and nothing is sent again now.
+	hop := startFakeHop(t, func(c net.Conn) {
+		serveSMTP(c, script{dot: func(n int) string {
+			if n == 2 {
+				return "" // close without replying to "."
+			}
+			return "250 2.0.0 Ok"
+		}})
+	})
+	d := newDeliverer(t, map[string]string{"relay.test": hop.addr()})
+	if rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test")); rs[0].Code != 250 {
+		t.Fatalf("first message: %+v", rs[0])
+	}
+	rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
+	if rs[0].Code != 0 || rs[0].Enhanced != "4.4.2" {
+		t.Errorf("connection lost after DATA: %+v, want deferred with code 0", rs[0])
+	}
+	if n := hop.acceptedBefore(t); n != 1 {
+		t.Errorf("%d connections, want 1: no retry after DATA", n)
+	}
+}
+
+func TestIdleConnectionsPerHopBounded(t *testing.T) {
+	be, err := smtptest.Start("127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
+	d.lim.maxIdle = 2
+	var ss []*session
+	for range 3 {
+		s, _, _, text := d.connect(context.Background(), be.Addr(), false)
+		if s == nil {
+			t.Fatal(text)
+		}
+		ss = append(ss, s)
+	}
+	for _, s := range ss {
+		d.park(s)
+	}
+	d.mu.Lock()
+	idle := append([]*session(nil), d.idle[be.Addr()]...)
+	d.mu.Unlock()
+	if len(idle) != 2 || idle[0] != ss[1] || idle[1] != ss[2] {
+		t.Errorf("cached %d sessions; want the 2 most recently parked", len(idle))
+	}
+	if got := d.take(be.Addr()); got != ss[2] {
+		t.Errorf("take did not return the most recently used session")
+	}
+	d.park(ss[2])
+	d.Close()
+	if n := count(be.Commands(), "QUIT"); n != 3 {
+		t.Errorf("%d QUITs, want 3", n)
+	}
+}
+
+func TestConcurrentDeliveries(t *testing.T) {
+	be, err := smtptest.Start("127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
+	d.lim.maxIdle = 4
+	const n = 60
+	msgs := make([]*queue.Message, n)
+	for i := range msgs {
+		msgs[i] = spooled(t, "s@src.test", fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i), "a@relay.test")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	for round := range 3 {
+		for _, m := range msgs[round*n/3 : (round+1)*n/3] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if rs := d.Deliver(context.Background(), m); rs[0].Code != 250 {
+					errs <- fmt.Sprintf("%+v", rs[0])
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if got := len(be.Messages()); got != n {
+		t.Errorf("%d messages arrived, want %d", got, n)
+	}
+	d.Close()
+	if q, c := count(be.Commands(), "QUIT"), be.Conns(); q != c || c >= n {
+		t.Errorf("%d connections for %d messages, %d closed with QUIT", c, n, q)
+	}
+}
