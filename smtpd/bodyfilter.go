@@ -41,7 +41,7 @@ var crlf = []byte("\r\n")
 func (f *bodyFilter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 && !f.bad {
-		if f.cr {
+		if f.cr { // the previous chunk ended in CR
 			f.cr = false
 			if p[0] == '\n' {
 				p = p[1:]
@@ -55,25 +55,48 @@ func (f *bodyFilter) Write(p []byte) (int, error) {
 			}
 			continue
 		}
-		i := bytes.IndexAny(p, "\r\n")
-		if i < 0 {
-			return n, f.text(p)
+		// Scan to the next LF with IndexByte (vectorised), then look for a
+		// CR inside the line: only one right before the LF is legitimate.
+		i := bytes.IndexByte(p, '\n')
+		line := p
+		if i >= 0 {
+			line = p[:i]
 		}
-		if err := f.text(p[:i]); err != nil {
-			return 0, err
-		}
-		c := p[i]
-		p = p[i+1:]
-		if c == '\r' {
-			f.cr = true
-			continue
-		}
-		if !f.normalize { // bare LF
-			f.bad = true
-			break
-		}
-		if err := f.newline(); err != nil {
-			return 0, err
+		j := bytes.IndexByte(line, '\r')
+		switch {
+		case j >= 0 && j < len(line)-1: // CR inside the line: stray
+			if err := f.text(line[:j]); err != nil {
+				return 0, err
+			}
+			p, f.cr = p[j+1:], true // the next byte is not LF: strayCR
+		case i < 0: // no LF in this chunk
+			if j == len(line)-1 { // ends in CR: wait for the next byte
+				line, f.cr = line[:j], true
+			}
+			if err := f.text(line); err != nil {
+				return 0, err
+			}
+			p = nil
+		case j == len(line)-1 && j >= 0: // CRLF
+			if err := f.text(line[:j]); err != nil {
+				return 0, err
+			}
+			if err := f.newline(); err != nil {
+				return 0, err
+			}
+			p = p[i+1:]
+		default: // bare LF
+			if err := f.text(line); err != nil {
+				return 0, err
+			}
+			p = p[i+1:]
+			if !f.normalize {
+				f.bad = true
+				break
+			}
+			if err := f.newline(); err != nil {
+				return 0, err
+			}
 		}
 	}
 	return n, nil

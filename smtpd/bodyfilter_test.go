@@ -76,3 +76,54 @@ func FuzzBodyFilterNormalize(f *testing.F) {
 		}
 	})
 }
+
+// reference is the byte-at-a-time statement of the policy that bodyFilter
+// implements with vectorised scans.
+func reference(in []byte, normalize bool) (out []byte, bad bool) {
+	for i := 0; i < len(in); i++ {
+		c := in[i]
+		switch {
+		case c == '\r' && i+1 < len(in) && in[i+1] == '\n':
+			out = append(out, '\r', '\n')
+			i++
+		case c == '\r':
+			if !normalize {
+				return nil, true
+			}
+			out = append(out, ' ')
+		case c == '\n':
+			if !normalize {
+				return nil, true
+			}
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, c)
+		}
+	}
+	return out, false
+}
+
+func FuzzBodyFilterMatchesReference(f *testing.F) {
+	f.Add([]byte("a\r\nb\nc\rd\r\r\n.\r\n"), 3, true)
+	f.Add([]byte("Received: x\r\n\r\nbody\r"), 1, false)
+	f.Fuzz(func(t *testing.T, in []byte, chunk int, normalize bool) {
+		if chunk <= 0 {
+			chunk = 1
+		}
+		var out bytes.Buffer
+		bf := newBodyFilter(&out, normalize)
+		for rest := in; len(rest) > 0; {
+			n := min(chunk, len(rest))
+			bf.Write(rest[:n])
+			rest = rest[n:]
+		}
+		bf.finish()
+		want, bad := reference(in, normalize)
+		if bf.bad != bad {
+			t.Fatalf("%q normalize=%v: bad=%v, reference %v", in, normalize, bf.bad, bad)
+		}
+		if !bad && !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("%q normalize=%v chunk=%d:\n got %q\nwant %q", in, normalize, chunk, out.Bytes(), want)
+		}
+	})
+}
