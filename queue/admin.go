@@ -125,35 +125,37 @@ func (q *Queue) List(f Filter, fn func(*Envelope) error) error {
 // writes it back with its schedule entry moved to the new NextAttempt (none
 // while held).
 func (q *Queue) update(id string, fn func(env *Envelope) error) error {
-	return q.db.Update(func(tx *bolt.Tx) error {
-		msgs, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketSched)
-		v := msgs.Get([]byte(id))
-		if v == nil {
-			return fmt.Errorf("queue: %s: %w", id, ErrNotFound)
-		}
-		env, err := decodeEnvelope(v)
-		if err != nil {
+	return q.db.Update(func(tx *bolt.Tx) error { return updateTx(tx, id, fn) })
+}
+
+func updateTx(tx *bolt.Tx, id string, fn func(env *Envelope) error) error {
+	msgs, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketSched)
+	v := msgs.Get([]byte(id))
+	if v == nil {
+		return fmt.Errorf("queue: %s: %w", id, ErrNotFound)
+	}
+	env, err := decodeEnvelope(v)
+	if err != nil {
+		return err
+	}
+	oldNext, oldHeld := env.NextAttempt, env.Held
+	if err := fn(env); err != nil {
+		return err
+	}
+	if nv, err := encodeEnvelope(env); err != nil {
+		return err
+	} else if err := msgs.Put([]byte(id), nv); err != nil {
+		return err
+	}
+	if !oldHeld {
+		if err := sched.Delete(schedKey(oldNext, id)); err != nil {
 			return err
 		}
-		oldNext, oldHeld := env.NextAttempt, env.Held
-		if err := fn(env); err != nil {
-			return err
-		}
-		if nv, err := encodeEnvelope(env); err != nil {
-			return err
-		} else if err := msgs.Put([]byte(id), nv); err != nil {
-			return err
-		}
-		if !oldHeld {
-			if err := sched.Delete(schedKey(oldNext, id)); err != nil {
-				return err
-			}
-		}
-		if env.Held {
-			return nil
-		}
-		return sched.Put(schedKey(env.NextAttempt, id), nil)
-	})
+	}
+	if env.Held {
+		return nil
+	}
+	return sched.Put(schedKey(env.NextAttempt, id), nil)
 }
 
 // Flush makes id due now (Postfix postqueue -i). A held message stays held.
@@ -173,7 +175,8 @@ func (q *Queue) Flush(id string) error {
 }
 
 // FlushMatching makes every message matching f due now and returns how
-// many (Postfix postqueue -s domain / -f).
+// many (Postfix postqueue -s domain / -f). It updates up to 1000 messages
+// per transaction, so flushing a huge queue costs few fsyncs.
 func (q *Queue) FlushMatching(f Filter) (int, error) {
 	var ids []string
 	err := q.List(f, func(env *Envelope) error {
@@ -186,13 +189,36 @@ func (q *Queue) FlushMatching(f Filter) (int, error) {
 		return 0, err
 	}
 	n := 0
-	for _, id := range ids {
-		if err := q.Flush(id); err == nil {
-			n++
-		} else if !errors.Is(err, ErrNotFound) {
-			return n, err
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 1000)]
+		ids = ids[len(chunk):]
+		now := q.now()
+		err := q.db.Update(func(tx *bolt.Tx) error {
+			for _, id := range chunk {
+				err := updateTx(tx, id, func(env *Envelope) error {
+					if env.Held {
+						return ErrHeld
+					}
+					env.NextAttempt = now
+					return nil
+				})
+				switch {
+				case err == nil:
+					n++
+				case errors.Is(err, ErrNotFound), errors.Is(err, ErrHeld):
+					// gone or held since the listing: skip it
+				default:
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("queue: flush: %w", err)
 		}
 	}
+	q.log.Info("flushed", "count", n)
+	q.wake()
 	return n, nil
 }
 

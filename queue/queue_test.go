@@ -286,3 +286,28 @@ func TestDeferredStateSurvivesRestart(t *testing.T) {
 		t.Errorf("deferred message is due at once: %v %v", due, err)
 	}
 }
+
+func TestFlushMatchingSkipsHeld(t *testing.T) {
+	q := openTest(t, t.TempDir(), Options{})
+	defer q.Close()
+	later := time.Now().Add(time.Hour)
+	var ids []string
+	for _, r := range []string{"a@one.test", "b@two.test", "c@one.test"} {
+		id := receive(t, q, "x\r\n", r)
+		if err := q.update(id, func(env *Envelope) error { env.NextAttempt = later; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := q.Hold(ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	n, err := q.FlushMatching(Filter{Domain: "one.test"})
+	if err != nil || n != 1 {
+		t.Fatalf("flushed %d, %v; want 1 (the other one.test message is held)", n, err)
+	}
+	due, _, _ := q.due(time.Now().Add(time.Second), 10)
+	if len(due) != 1 || due[0].ID != ids[0] {
+		t.Errorf("due after flush: %v", due)
+	}
+}

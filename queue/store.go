@@ -54,6 +54,9 @@ func parseSchedKey(k []byte) (time.Time, string) {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))), string(k[8:])
 }
 
+// appendFill is the bbolt page fill for buckets whose new keys sort last.
+const appendFill = 0.9
+
 // insert stores a new message due at once, in a group commit. The batch
 // function may run more than once; it only puts, so it is idempotent.
 func (q *Queue) insert(ctx context.Context, env *Envelope, body []byte) error {
@@ -66,15 +69,19 @@ func (q *Queue) insert(ctx context.Context, env *Envelope, body []byte) error {
 		return err
 	}
 	return q.db.Batch(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketMsgs).Put([]byte(env.ID), v); err != nil {
+		msgs, bodies, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketBodies), tx.Bucket(bucketSched)
+		// Queue IDs and new schedule keys grow with time, so inserts append:
+		// fill pages fully instead of bbolt's default half (a smaller file).
+		msgs.FillPercent, bodies.FillPercent, sched.FillPercent = appendFill, appendFill, appendFill
+		if err := msgs.Put([]byte(env.ID), v); err != nil {
 			return err
 		}
 		if env.Inline {
-			if err := tx.Bucket(bucketBodies).Put([]byte(env.ID), body); err != nil {
+			if err := bodies.Put([]byte(env.ID), body); err != nil {
 				return err
 			}
 		}
-		return tx.Bucket(bucketSched).Put(schedKey(env.NextAttempt, env.ID), nil)
+		return sched.Put(schedKey(env.NextAttempt, env.ID), nil)
 	})
 }
 
