@@ -19,8 +19,8 @@ type Config struct {
 	// Hostname is the relay's own name: SMTP banner, EHLO name on outbound
 	// connections, Received headers. Postfix: myhostname.
 	Hostname string `toml:"hostname" json:"hostname"`
-	// DataDir holds the queue database and spool (and later the
-	// verification cache and control socket).
+	// DataDir holds the queue database and spool, the recipient
+	// verification cache (verify.db) and the control socket.
 	DataDir string `toml:"data_dir" json:"data_dir"`
 
 	// Listeners are the SMTP listeners. Only kind "mx" exists so far.
@@ -39,6 +39,75 @@ type Config struct {
 	Limits   Limits   `toml:"limits" json:"limits"`
 	Timeouts Timeouts `toml:"timeouts" json:"timeouts"`
 	Queue    Queue    `toml:"queue" json:"queue"`
+
+	// Verify tunes recipient verification (package verifycache): SMTP
+	// probes to a relay domain's next hop, answered at RCPT time from a
+	// cache. Postfix: reject_unverified_recipient and verify(8).
+	Verify Verify `toml:"verify" json:"verify"`
+	// VerifyDomains overrides Verify.Mode for single relay domains; keys
+	// in the same normal form as RelayDomains, each a relay domain.
+	// (A top-level table rather than [verify.domains]: a relay domain's
+	// policy sits next to its route.)
+	VerifyDomains map[string]VerifyDomain `toml:"verify_domains" json:"verify_domains"`
+}
+
+// Verify is the [verify] table: recipient verification for the relay
+// domains on the MX listener (never for senders, never on submission).
+type Verify struct {
+	// Mode of every relay domain without an entry in VerifyDomains:
+	// "probe" (default: ask the domain's next hop) or "off".
+	Mode string `toml:"mode" json:"mode"`
+	// ProbeSender is the MAIL FROM of probes: an address, "<>" for the
+	// null sender, or "" for double-bounce@<hostname> (Postfix
+	// address_verify_sender).
+	ProbeSender string `toml:"probe_sender" json:"probe_sender"`
+	// PositiveTTL: how long an address the next hop accepted stays known,
+	// counted from the last successful probe (Postfix
+	// address_verify_positive_expire_time 31d).
+	PositiveTTL Duration `toml:"positive_ttl" json:"positive_ttl"`
+	// PositiveRefresh: a known address used after this age is probed again
+	// in the background; the answer never waits for it (Postfix
+	// address_verify_positive_refresh_time 7d).
+	PositiveRefresh Duration `toml:"positive_refresh" json:"positive_refresh"`
+	// NegativeTTL: how long an address the next hop refused stays unknown
+	// (Postfix address_verify_negative_expire_time 3d; hours here, so new
+	// mailboxes work soon).
+	NegativeTTL Duration `toml:"negative_ttl" json:"negative_ttl"`
+	// TempfailTTL: how long a probe that failed temporarily is remembered
+	// (in memory), so that a down next hop is not probed per RCPT.
+	TempfailTTL Duration `toml:"tempfail_ttl" json:"tempfail_ttl"`
+	// InlineWait bounds how long RCPT waits for a probe before answering
+	// 450 (Postfix address_verify_poll_count x poll_delay).
+	InlineWait Duration `toml:"inline_wait" json:"inline_wait"`
+	// ProbeTimeout bounds one probe dialogue, connect to RSET.
+	ProbeTimeout Duration `toml:"probe_timeout" json:"probe_timeout"`
+	// ProbeConcurrency: probes in flight at once per next hop.
+	ProbeConcurrency int `toml:"probe_concurrency" json:"probe_concurrency"`
+	// ProbeRate: probes started per second per next hop, at most.
+	ProbeRate int `toml:"probe_rate" json:"probe_rate"`
+	// DictionaryLimit: after this many unknown recipients from one client
+	// IP within DictionaryWindow, that client triggers no more probes and
+	// every refusal to it is delayed by DictionaryDelay.
+	DictionaryLimit int `toml:"dictionary_limit" json:"dictionary_limit"`
+	// DictionaryDisconnect: at this many, the client is disconnected with
+	// 421, and stays refused for the rest of the window.
+	DictionaryDisconnect int `toml:"dictionary_disconnect" json:"dictionary_disconnect"`
+	// DictionaryWindow: the counting period per client IP.
+	DictionaryWindow Duration `toml:"dictionary_window" json:"dictionary_window"`
+	// DictionaryDelay: added before each refusal once over the limit.
+	DictionaryDelay Duration `toml:"dictionary_delay" json:"dictionary_delay"`
+	// CatchAllInterval: how often each probed domain is tested with a
+	// random nonexistent address; "0s" turns the test off.
+	CatchAllInterval Duration `toml:"catchall_interval" json:"catchall_interval"`
+}
+
+// VerifyDomain is the verification policy of one relay domain.
+type VerifyDomain struct {
+	// Mode: "probe", "off", or "list" (recipients from List only).
+	Mode string `toml:"mode" json:"mode"`
+	// List is the recipient list file of mode "list": one local part or
+	// address per line, # comments.
+	List string `toml:"list,omitempty" json:"list,omitempty"`
 }
 
 // Listener is one SMTP listening socket.

@@ -33,6 +33,26 @@ func base() Config {
 			MaxLifetime:    Duration(72 * time.Hour),
 			BounceLifetime: Duration(24 * time.Hour),
 		},
+		Verify: Verify{
+			Mode: "probe",
+			// shared/PRINCIPLES.md: known addresses ~30 days, so that the
+			// relay keeps accepting for known users through a long backend
+			// outage; unknown ones only hours.
+			PositiveTTL:          Duration(30 * day),
+			PositiveRefresh:      Duration(7 * day),
+			NegativeTTL:          Duration(3 * time.Hour),
+			TempfailTTL:          Duration(time.Minute),
+			InlineWait:           Duration(8 * time.Second),
+			ProbeTimeout:         Duration(30 * time.Second),
+			ProbeConcurrency:     4,
+			ProbeRate:            20,
+			DictionaryLimit:      20,
+			DictionaryDisconnect: 50,
+			DictionaryWindow:     Duration(time.Hour),
+			DictionaryDelay:      Duration(time.Second),
+			CatchAllInterval:     Duration(day),
+		},
+		VerifyDomains: map[string]VerifyDomain{},
 	}
 }
 
@@ -105,4 +125,24 @@ func (c *Config) complete() {
 		routes[n] = c.Routes[k]
 	}
 	c.Routes = routes
+
+	// The same for verify_domains.
+	vds := make(map[string]VerifyDomain, len(c.VerifyDomains))
+	rest = rest[:0]
+	for k, v := range c.VerifyDomains {
+		if n, err := normalizeDomain(k); err == nil && n == k {
+			vds[k] = v
+		} else {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	for _, k := range rest {
+		n, err := normalizeDomain(k)
+		if _, taken := vds[n]; err != nil || taken {
+			n = k
+		}
+		vds[n] = c.VerifyDomains[k]
+	}
+	c.VerifyDomains = vds
 }

@@ -130,7 +130,100 @@ func (c *Config) problems() []error {
 	if c.Queue.Concurrency < 1 {
 		add("queue.concurrency %d: must be at least 1", c.Queue.Concurrency)
 	}
+	errs = append(errs, c.verifyProblems(seen)...)
 	return errs
+}
+
+// verifyProblems checks [verify] and [verify_domains]; relay holds the
+// valid relay domains.
+func (c *Config) verifyProblems(relay map[string]int) []error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+	v := c.Verify
+	if v.Mode != "probe" && v.Mode != "off" {
+		add(`verify.mode %q: must be "probe" or "off" (a recipient list is set per domain in [verify_domains])`, v.Mode)
+	}
+	if p := v.ProbeSender; p != "" && p != "<>" && !isAddress(p) {
+		add(`verify.probe_sender %q: must be an address local@domain, "<>" (null sender) or empty (double-bounce@hostname)`, p)
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{
+		{"verify.positive_ttl", v.PositiveTTL},
+		{"verify.positive_refresh", v.PositiveRefresh},
+		{"verify.negative_ttl", v.NegativeTTL},
+		{"verify.tempfail_ttl", v.TempfailTTL},
+		{"verify.inline_wait", v.InlineWait},
+		{"verify.probe_timeout", v.ProbeTimeout},
+		{"verify.dictionary_window", v.DictionaryWindow},
+	} {
+		if d.v <= 0 {
+			add("%s %q: must be greater than 0", d.key, d.v)
+		}
+	}
+	if v.PositiveRefresh > 0 && v.PositiveRefresh >= v.PositiveTTL {
+		add("verify.positive_refresh %q: must be less than verify.positive_ttl %q", v.PositiveRefresh, v.PositiveTTL)
+	}
+	if v.DictionaryDelay < 0 {
+		add("verify.dictionary_delay %q: must be 0 (no delay) or positive", v.DictionaryDelay)
+	}
+	if v.CatchAllInterval < 0 {
+		add("verify.catchall_interval %q: must be 0 (off) or positive", v.CatchAllInterval)
+	}
+	if v.ProbeConcurrency < 1 {
+		add("verify.probe_concurrency %d: must be at least 1", v.ProbeConcurrency)
+	}
+	if v.ProbeRate < 1 {
+		add("verify.probe_rate %d: must be at least 1 (probes per second per next hop)", v.ProbeRate)
+	}
+	if v.DictionaryLimit < 1 {
+		add("verify.dictionary_limit %d: must be at least 1", v.DictionaryLimit)
+	}
+	if v.DictionaryDisconnect < v.DictionaryLimit {
+		add("verify.dictionary_disconnect %d: must be at least verify.dictionary_limit (%d)", v.DictionaryDisconnect, v.DictionaryLimit)
+	}
+
+	domains := make([]string, 0, len(c.VerifyDomains))
+	for d := range c.VerifyDomains {
+		domains = append(domains, d)
+	}
+	slices.Sort(domains)
+	for _, d := range domains {
+		vd := c.VerifyDomains[d]
+		key := fmt.Sprintf("verify_domains.%q", d)
+		if err := checkNormalDomain(d); err != nil {
+			n, nerr := normalizeDomain(d)
+			if _, dup := c.VerifyDomains[n]; nerr == nil && dup {
+				err = fmt.Errorf("same domain as verify_domains.%q", n)
+			}
+			add("%s: %v", key, err)
+		} else if _, ok := relay[d]; !ok {
+			add("%s: not in relay_domains (only mail for relay domains is verified)", key)
+		}
+		switch vd.Mode {
+		case "probe", "off":
+			if vd.List != "" {
+				add(`%s.list %q: only for mode = "list"`, key, vd.List)
+			}
+		case "list":
+			if vd.List == "" {
+				add(`%s.list: mode "list" needs a recipient list file`, key)
+			}
+		default:
+			add(`%s.mode %q: must be "probe", "off" or "list"`, key, vd.Mode)
+		}
+	}
+	return errs
+}
+
+// isAddress reports whether s looks like local@domain without brackets,
+// quotes or white space.
+func isAddress(s string) bool {
+	return strings.Count(s, "@") == 1 && !strings.HasPrefix(s, "@") && !strings.HasSuffix(s, "@") &&
+		!strings.ContainsAny(s, " <>\"\r\n\t")
 }
 
 // checkHostname reports why s is not a DNS host name: letters, digits and

@@ -11,9 +11,9 @@ import (
 )
 
 // Operator's story: the backend refuses a recipient after the relay
-// accepted the message (no recipient verification yet). The sender gets an
-// RFC 3464 bounce from <>, delivered through the same queue; the delivered
-// recipient of the same message is not reported.
+// accepted the message (recipient verification is off in relayConfig).
+// The sender gets an RFC 3464 bounce from <>, delivered through the same
+// queue; the delivered recipient of the same message is not reported.
 func TestBackendRefusalIsBouncedToSender(t *testing.T) {
 	dir := t.TempDir()
 	be := startBackend(t, "127.0.0.3:0")

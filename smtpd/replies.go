@@ -7,6 +7,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxedge/mxedge/queue"
+	"github.com/mxedge/mxedge/verifycache"
 )
 
 // Every reply the MX listener decides is built here, so that codes are
@@ -34,7 +35,36 @@ var (
 	replyTempLocal      = reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem, try again later")
 	replyNoSpace        = reply(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
 	replyTimeout        = reply(421, smtp.EnhancedCode{4, 4, 2}, "Timeout exceeded, closing connection")
+	// Dictionary attack: the client collected too many unknown recipients
+	// (verify.dictionary_disconnect); it may come back after the window.
+	replyTooManyUnknown = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many unknown recipients, closing connection")
 )
+
+// verifyReply maps a recipient verification verdict to the reply: nil to
+// accept. Postfix's reject_unverified_recipient wording, which operators
+// grep for. An internal error is a 451, never a 5xx; the next hop's reason
+// for an unknown address is quoted (it has been made printable and
+// bounded by verifycache).
+func verifyReply(rcpt string, v verifycache.Verdict) *smtp.SMTPError {
+	switch v.Action {
+	case verifycache.Accept:
+		return nil
+	case verifycache.Reject:
+		msg := "<" + rcpt + ">: Recipient address rejected: "
+		if v.Reply == "" {
+			msg += "User unknown in relay recipient table"
+		} else {
+			msg += "undeliverable address: " + v.Reply
+		}
+		return reply(550, smtp.EnhancedCode{5, 1, 1}, msg)
+	case verifycache.Disconnect:
+		return replyTooManyUnknown
+	}
+	if v.Err != nil {
+		return replyTempLocal
+	}
+	return reply(450, smtp.EnhancedCode{4, 1, 1}, "<"+rcpt+">: Recipient address rejected: unverified address: try again later")
+}
 
 // replyQueued is the 250 after DATA. go-smtp sends the code and text of the
 // error Data returns, so a 2xx "error" is how a backend puts the queue ID in

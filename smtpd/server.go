@@ -15,6 +15,9 @@
 //   - RFC 5321 section 2.3.8: bare CR / bare LF policy against SMTP
 //     smuggling (bodyfilter.go).
 //   - A hop count limit against mail loops (Postfix hopcount_limit).
+//   - Recipient verification (Postfix reject_unverified_recipient): after
+//     the relay check, a Verifier (package verifycache) says whether the
+//     recipient exists; never for senders.
 //
 // Replies are decided in replies.go only. The listener hands the message to
 // the queue (Queue); it answers 250 only after the queue's Commit returned,
@@ -33,6 +36,7 @@ import (
 
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/queue"
+	"github.com/mxedge/mxedge/verifycache"
 )
 
 // Queue is where accepted messages go. NewMessage starts a message; the
@@ -41,6 +45,34 @@ import (
 type Queue interface {
 	NewMessage(env queue.Envelope) (*queue.Incoming, error)
 }
+
+// Verifier decides whether a recipient of a relay domain exists;
+// *verifycache.Verifier implements it. Verify gets the recipient in wire
+// form (as checkRcpt returns it) and the client's IP address, and returns
+// within its own bound (verify.inline_wait) or when ctx ends. It never
+// answers Reject for an internal error: that is a Defer with Err set.
+// The listener applies the verdict's Delay before it answers.
+//
+// Example: a verifier that knows only postmaster:
+//
+//	type onlyPostmaster struct{}
+//
+//	func (onlyPostmaster) Verify(_ context.Context, _, addr string) verifycache.Verdict {
+//		if strings.HasPrefix(addr, "postmaster@") {
+//			return verifycache.Verdict{Action: verifycache.Accept}
+//		}
+//		return verifycache.Verdict{Action: verifycache.Reject}
+//	}
+type Verifier interface {
+	Verify(ctx context.Context, clientIP, addr string) verifycache.Verdict
+}
+
+// Option configures a Server beyond its configuration.
+type Option func(*Server)
+
+// WithVerifier makes the listener verify recipients with v (MX listeners
+// only: submission never verifies).
+func WithVerifier(v Verifier) Option { return func(s *Server) { s.verifier = v } }
 
 // Server is one MX listener.
 type Server struct {
@@ -52,10 +84,11 @@ type Server struct {
 	normalize bool
 	smtp      *smtp.Server
 	now       func() time.Time
+	verifier  Verifier // nil: recipients are not verified
 }
 
 // New builds the MX listener lc of cfg, handing messages to q.
-func New(cfg *config.Config, lc config.Listener, q Queue, log *slog.Logger) *Server {
+func New(cfg *config.Config, lc config.Listener, q Queue, log *slog.Logger, opts ...Option) *Server {
 	s := &Server{
 		cfg:       cfg,
 		lc:        lc,
@@ -67,6 +100,9 @@ func New(cfg *config.Config, lc config.Listener, q Queue, log *slog.Logger) *Ser
 	}
 	for _, d := range cfg.RelayDomains {
 		s.relay[d] = true
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	srv := smtp.NewServer(s)
 	srv.Addr = lc.Address

@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxedge/mxedge/queue"
+	"github.com/mxedge/mxedge/verifycache"
 )
 
 // session is one SMTP session on the MX listener.
@@ -69,14 +70,53 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 		return rep
 	}
+	if s.seen[addr] {
+		return nil
+	}
+	if rep := s.verify(addr); rep != nil {
+		return rep
+	}
 	if s.seen == nil {
 		s.seen = map[string]bool{}
 	}
-	if !s.seen[addr] {
-		s.seen[addr] = true
-		s.rcpts = append(s.rcpts, dsnRcpt(addr, opts))
-	}
+	s.seen[addr] = true
+	s.rcpts = append(s.rcpts, dsnRcpt(addr, opts))
 	return nil
+}
+
+// verify asks the Verifier whether addr exists (after the relay check,
+// shared/PRINCIPLES.md) and returns the refusal, or nil to accept. A
+// client over the dictionary attack limit waits before each refusal and is
+// disconnected at the hard limit.
+func (s *session) verify(addr string) *smtp.SMTPError {
+	if s.srv.verifier == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Timeouts.Command.D())
+	defer cancel()
+	v := s.srv.verifier.Verify(ctx, s.ip, addr)
+	rep := verifyReply(addr, v)
+	if rep == nil {
+		return nil
+	}
+	attrs := []any{"client_ip", s.ip, "from", "<" + s.from + ">", "to", "<" + addr + ">",
+		"action", v.Action.String(), "source", v.Source}
+	if v.Reply != "" {
+		attrs = append(attrs, "reply", v.Reply)
+	}
+	if v.Err != nil {
+		attrs = append(attrs, "err", v.Err)
+		s.srv.log.Warn("recipient not verified", attrs...)
+	} else {
+		s.srv.log.Info("recipient rejected", attrs...)
+	}
+	if v.Delay > 0 {
+		time.Sleep(v.Delay)
+	}
+	if v.Action == verifycache.Disconnect {
+		s.closeWith(rep)
+	}
+	return rep
 }
 
 // checkRcpt decides a recipient as go-smtp parsed it and returns its wire

@@ -10,8 +10,10 @@
 //	mxedge queue delete|bounce ID       remove a message silently / return it to its sender
 //	mxedge queue stats [-json]          queue counters
 //	mxedge queue compact                shrink queue.db (offline: stop mxedge first)
+//	mxedge verify show|probe|forget ADDR recipient verification cache: an entry, a fresh probe, removal
+//	mxedge verify stats [-json]         verification counters and catch-all domains
 //
-// The queue commands talk to the running daemon over its control socket,
+// The queue and verify commands talk to the running daemon over its control socket,
 // <data_dir>/control.sock (package control); every one takes -config FILE
 // to find the data directory. Exit status: 0 ok, 1 error, 2 usage.
 package main
@@ -36,6 +38,9 @@ const usage = `usage:
   mxedge queue compact                 administer the queue of the running relay
                                        (compact: offline); all take -config FILE;
                                        "mxedge queue help" for details
+  mxedge verify show|probe|forget ADDR [-json]
+  mxedge verify stats [-json]          recipient verification cache of the running relay;
+                                       all take -config FILE; "mxedge verify help" for details
 `
 
 func main() {
@@ -52,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdServe(args[1:], stdout, stderr)
 	case "queue":
 		return cmdQueue(args[1:], stdout, stderr)
+	case "verify":
+		return cmdVerify(args[1:], stdout, stderr)
 	case "config":
 		if len(args) > 1 && args[1] == "check" {
 			return cmdConfigCheck(args[2:], stdout, stderr)

@@ -51,6 +51,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	// Recipient list files belong to the configuration: their errors
+	// (file:line) are reported like the file's, before anything starts.
+	if _, err := verifyOptions(cfg, nil); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -64,7 +70,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 // serve runs the relay until ctx is cancelled, then shuts down in order:
 // listeners stop accepting and drain (bounded by timeouts.shutdown), the
 // scheduler lets deliveries in flight finish (same bound), the control
-// socket closes (same bound), the queue closes.
+// socket closes (same bound), the verification cache closes (probes in
+// flight are cut), the queue closes.
 func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer, log *slog.Logger) error {
 	if demo {
 		b := &localbackend.Backend{Domain: "example.test", Users: demoUsers,
@@ -83,9 +90,18 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	}
 	defer q.Close()
 
+	// Recipient verification (closed before the queue, after the
+	// listeners have drained: deferred calls run in reverse).
+	ver, err := openVerifier(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer ver.Close()
+
 	// The admin socket is bound before the listeners are announced, so
 	// that "mxedge queue ..." works once the "listener on" lines are out.
 	ctl := control.New(q, log)
+	ctl.HandleVerify(ver)
 	ctlPath := control.SocketPath(cfg.DataDir)
 	ctlLn, err := ctl.Listen(ctlPath)
 	if err != nil {
@@ -96,7 +112,9 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	var servers []*smtpd.Server
 	var lns []net.Listener
 	for _, lc := range cfg.Listeners {
-		s := smtpd.New(cfg, lc, q, log)
+		// Every listener is an MX listener so far; submission will not
+		// verify.
+		s := smtpd.New(cfg, lc, q, log, smtpd.WithVerifier(ver))
 		ln, err := s.Listen()
 		if err != nil {
 			for _, l := range lns {

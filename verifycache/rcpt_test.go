@@ -1,0 +1,317 @@
+package verifycache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/textproto"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/queue"
+	"github.com/mxedge/mxedge/smtpd"
+	"github.com/mxedge/mxedge/verifycache"
+)
+
+// Stories at the MX listener: smtpd with a real Verifier in front of a
+// fake backend, talked to over TCP as a sending MTA would.
+
+var discard = slog.New(slog.DiscardHandler)
+
+// startMX runs an MX listener for relay.test with v (nil: no verification)
+// and returns its address and queue.
+func startMX(t testing.TB, v smtpd.Verifier) (string, *queue.Queue) {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Hostname = "mx1.relay.test"
+	cfg.RelayDomains = []string{"relay.test"}
+	q, err := queue.Open(t.TempDir(), queue.Options{Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []smtpd.Option
+	if v != nil {
+		opts = append(opts, smtpd.WithVerifier(v))
+	}
+	s := smtpd.New(cfg, cfg.Listeners[0], q, discard, opts...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		q.Close()
+	})
+	return ln.Addr().String(), q
+}
+
+// openVerifier opens a Verifier for relay.test routed to hop.
+func openVerifier(t testing.TB, hop string, edit func(*verifycache.Options)) *verifycache.Verifier {
+	t.Helper()
+	o := verifycache.Options{
+		Hostname:         "mx1.relay.test",
+		ProbeSender:      "double-bounce@mx1.relay.test",
+		Router:           verifycache.StaticRoutes{"relay.test": hop},
+		Domains:          map[string]verifycache.Policy{"relay.test": {Mode: verifycache.ModeProbe}},
+		NoSync:           true,
+		MaintainEvery:    -1,
+		CatchAllInterval: -1,
+		Logger:           discard,
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	v, err := verifycache.Open(filepath.Join(t.TempDir(), verifycache.FileName), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+type smtpClient struct {
+	t  testing.TB
+	nc net.Conn
+	tp *textproto.Conn
+}
+
+func dialMX(t testing.TB, addr string) *smtpClient {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &smtpClient{t: t, nc: nc, tp: textproto.NewConn(nc)}
+	t.Cleanup(func() { c.tp.Close() })
+	if r := c.read(); !strings.HasPrefix(r, "220") {
+		t.Fatalf("greeting %q", r)
+	}
+	return c
+}
+
+// read returns one reply as "CODE TEXT", or "EOF" when the server closed
+// the connection.
+func (c *smtpClient) read() string {
+	c.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	code, msg, err := c.tp.ReadResponse(0)
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return "EOF"
+	}
+	var pe textproto.ProtocolError
+	if err != nil && !errors.As(err, &pe) && code == 0 {
+		return "EOF: " + err.Error()
+	}
+	return fmt.Sprintf("%d %s", code, msg)
+}
+
+func (c *smtpClient) cmd(line string) string {
+	if err := c.tp.PrintfLine("%s", line); err != nil {
+		return "EOF: " + err.Error()
+	}
+	return c.read()
+}
+
+func (c *smtpClient) expect(line, want string) string {
+	c.t.Helper()
+	got := c.cmd(line)
+	if !strings.HasPrefix(got, want) {
+		c.t.Fatalf("%s: got %q, want %s", line, got, want)
+	}
+	return got
+}
+
+func TestRcptVerifiedAtTheListener(t *testing.T) {
+	be := verifycache.StartFake(t, "127.0.0.3:0", "alice", "bob")
+	mx, _ := startMX(t, openVerifier(t, be.Addr(), nil))
+	c := dialMX(t, mx)
+	c.expect("EHLO sender.src.test", "250")
+	c.expect("MAIL FROM:<someone@src.test>", "250")
+	c.expect("RCPT TO:<alice@relay.test>", "250")
+	got := c.expect("RCPT TO:<nobody@relay.test>", "550 5.1.1")
+	if want := "550 5.1.1 <nobody@relay.test>: Recipient address rejected: undeliverable address: " +
+		"550 5.1.1 <nobody@relay.test>: Recipient address rejected: User unknown in local recipient table"; got != want {
+		t.Errorf("refusal\n got %q\nwant %q", got, want)
+	}
+	c.expect("RCPT TO:<victim@elsewhere.example>", "554 5.7.1") // relay check first: never probed
+	// The local part's case is the backend's business (this one is
+	// case-sensitive); the domain's is not.
+	c.expect("RCPT TO:<Alice@RELAY.TEST>", "550 5.1.1 <Alice@relay.test>")
+	c.expect("RCPT TO:<bob@RELAY.TEST>", "250")
+	c.expect("DATA", "354")
+	c.expect("Subject: hi\r\n\r\nbody\r\n.", "250 2.0.0 Ok: queued as ")
+	c.expect("QUIT", "221")
+
+	cmds := strings.Join(be.Commands(), "\n")
+	for _, bad := range []string{"someone@src.test", "elsewhere.example", "DATA"} {
+		if strings.Contains(cmds, bad) {
+			t.Errorf("backend saw %q (senders and foreign domains are never probed, probes never send DATA):\n%s", bad, cmds)
+		}
+	}
+	if !strings.Contains(cmds, "RCPT TO:<Alice@relay.test>") {
+		t.Errorf("no probe of Alice@relay.test:\n%s", cmds)
+	}
+
+	// Second session: answered from the cache.
+	n := len(be.Commands())
+	c = dialMX(t, mx)
+	c.expect("EHLO sender.src.test", "250")
+	c.expect("MAIL FROM:<someone@src.test>", "250")
+	c.expect("RCPT TO:<alice@relay.test>", "250")
+	c.expect("RCPT TO:<nobody@relay.test>", "550 5.1.1")
+	if len(be.Commands()) != n {
+		t.Errorf("cache hits reached the backend: %q", be.Commands()[n:])
+	}
+}
+
+func TestRcptBackendDown(t *testing.T) {
+	be := verifycache.StartFake(t, "127.0.0.3:0", "alice")
+	addr := be.Addr()
+	v := openVerifier(t, addr, nil)
+	mx, q := startMX(t, v)
+	c := dialMX(t, mx)
+	c.expect("EHLO sender.src.test", "250")
+	c.expect("MAIL FROM:<someone@src.test>", "250")
+	c.expect("RCPT TO:<alice@relay.test>", "250")
+	c.expect("RSET", "250")
+	be.Close() // the backend goes down
+
+	c.expect("MAIL FROM:<someone@src.test>", "250")
+	c.expect("RCPT TO:<alice@relay.test>", "250") // known: accepted and queued
+	got := c.expect("RCPT TO:<carol@relay.test>", "450 4.1.1")
+	if got != "450 4.1.1 <carol@relay.test>: Recipient address rejected: unverified address: try again later" {
+		t.Errorf("got %q", got)
+	}
+	c.expect("DATA", "354")
+	c.expect("Subject: during the outage\r\n\r\nbody\r\n.", "250 2.0.0 Ok: queued as ")
+	st, err := q.Stats()
+	if err != nil || st.Messages != 1 || st.Pending != 1 {
+		t.Errorf("queue: %+v, %v", st, err)
+	}
+}
+
+// 500 random recipients from one client: cut off with 421 at
+// dictionary_disconnect, after dictionary_limit probes.
+func TestRcptDictionaryAttack(t *testing.T) {
+	be := verifycache.StartFake(t, "127.0.0.3:0", "alice")
+	mx, _ := startMX(t, openVerifier(t, be.Addr(), func(o *verifycache.Options) {
+		o.DictLimit, o.DictDisconnect, o.DictDelay = 5, 10, 10*time.Millisecond
+	}))
+	c := dialMX(t, mx)
+	c.expect("EHLO sender.src.test", "250")
+	c.expect("MAIL FROM:<spammer@src.test>", "250")
+	var replies []string
+	for i := 0; i < 500; i++ {
+		r := c.cmd(fmt.Sprintf("RCPT TO:<guess%03d@relay.test>", i))
+		replies = append(replies, r)
+		if !strings.HasPrefix(r, "550") && !strings.HasPrefix(r, "450") {
+			break
+		}
+	}
+	if len(replies) != 10 || replies[9] != "421 4.7.0 Too many unknown recipients, closing connection" ||
+		!strings.HasPrefix(replies[4], "550") || !strings.HasPrefix(replies[5], "450 4.1.1") {
+		t.Fatalf("replies: %q", replies)
+	}
+	if r := c.cmd("RCPT TO:<alice@relay.test>"); !strings.HasPrefix(r, "EOF") {
+		t.Errorf("connection still open after 421: %q", r)
+	}
+	if n := be.Count("RCPT TO:<guess"); n != 5 {
+		t.Errorf("backend saw %d probes, want 5", n)
+	}
+	// Reconnecting does not help, except for a known address.
+	c = dialMX(t, mx)
+	c.expect("EHLO sender.src.test", "250")
+	c.expect("MAIL FROM:<spammer@src.test>", "250")
+	c.expect("RCPT TO:<guess999@relay.test>", "421 4.7.0")
+}
+
+// verifierFunc is a Verifier from a function.
+type verifierFunc func(ctx context.Context, ip, addr string) verifycache.Verdict
+
+func (f verifierFunc) Verify(ctx context.Context, ip, addr string) verifycache.Verdict {
+	return f(ctx, ip, addr)
+}
+
+// The listener hands the verifier the address as Normalize writes it, and
+// an internal error is a 451, never a 5xx.
+func TestRcptAddressFormAndInternalError(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	mx, _ := startMX(t, verifierFunc(func(_ context.Context, ip, addr string) verifycache.Verdict {
+		mu.Lock()
+		got = append(got, addr)
+		mu.Unlock()
+		if strings.HasPrefix(addr, "broken") {
+			return verifycache.Verdict{Action: verifycache.Defer, Err: errors.New("disk on fire")}
+		}
+		return verifycache.Verdict{Action: verifycache.Accept}
+	}))
+	c := dialMX(t, mx)
+	c.expect("EHLO sender.src.test", "250")
+	c.expect("MAIL FROM:<someone@src.test>", "250")
+	inputs := []string{"Alice@RELAY.Test", `"john doe"@relay.test`, `"plain"@relay.test`, "x.y+z@Relay.Test"}
+	for _, in := range inputs {
+		c.expect("RCPT TO:<"+in+">", "250")
+	}
+	if r := c.expect("RCPT TO:<broken@relay.test>", "451"); r != "451 4.3.0 Temporary local problem, try again later" {
+		t.Errorf("internal error: %q", r)
+	}
+	c.expect("RCPT TO:<alice@relay.test>", "250")
+	c.expect("RCPT TO:<alice@relay.test>", "250") // a duplicate is not verified again
+	mu.Lock()
+	defer mu.Unlock()
+	for i, in := range inputs {
+		want, _ := verifycache.Normalize(in)
+		if got[i] != want {
+			t.Errorf("RCPT TO:<%s>: verifier got %q, Normalize gives %q", in, got[i], want)
+		}
+	}
+	if len(got) != len(inputs)+2 {
+		t.Errorf("verifier calls: %q", got)
+	}
+}
+
+// BenchmarkRcptRoundTrip measures one RCPT TO over TCP, verification off
+// and on (a cache hit), reported as rcpt-ns/op; ns/op is MAIL + RCPT +
+// RSET.
+func BenchmarkRcptRoundTrip(b *testing.B) {
+	be := verifycache.StartFake(b, "127.0.0.3:0", "alice")
+	for _, tc := range []struct {
+		name string
+		v    smtpd.Verifier
+	}{
+		{"off", nil},
+		{"on", openVerifier(b, be.Addr(), nil)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			mx, _ := startMX(b, tc.v)
+			c := dialMX(b, mx)
+			c.expect("EHLO bench.test", "250")
+			c.expect("MAIL FROM:<s@src.test>", "250")
+			c.expect("RCPT TO:<alice@relay.test>", "250") // warms the cache
+			c.expect("RSET", "250")
+			var rcpt time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				c.expect("MAIL FROM:<s@src.test>", "250")
+				t0 := time.Now()
+				c.expect("RCPT TO:<alice@relay.test>", "250")
+				rcpt += time.Since(t0)
+				c.expect("RSET", "250")
+			}
+			b.ReportMetric(float64(rcpt.Nanoseconds())/float64(b.N), "rcpt-ns/op")
+		})
+	}
+	if n := be.Count("RCPT TO:"); n != 1 {
+		b.Errorf("%d probes, want 1", n)
+	}
+}
