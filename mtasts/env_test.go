@@ -1,0 +1,317 @@
+package mtasts
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mxedge/mxedge/resolver"
+	"github.com/mxedge/mxedge/resolver/dnstest"
+)
+
+// clock is a fake clock for policy ages.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// testCA is a certificate authority made for one test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "mxedge test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+// leaf issues a server certificate for names.
+func (ca *testCA) leaf(t *testing.T, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// response is what the policy server answers for one host.
+type response struct {
+	status   int    // default 200
+	ctype    string // default "text/plain; charset=utf-8"
+	body     string
+	location string // Location header
+	delay    time.Duration
+}
+
+// policyServer is the HTTPS server of every mta-sts.<domain> of a test,
+// on 127.0.0.2, with a certificate of the test CA. It answers per Host.
+type policyServer struct {
+	srv  *httptest.Server
+	port string
+
+	mu    sync.Mutex
+	resps map[string]response // by host name
+	hits  map[string]int      // requests by host name
+}
+
+// certNames are the names in the policy server's certificate: every
+// domain of the tests but badcert.example.
+var certNames = []string{
+	"mta-sts.example.org", "mta-sts.example.net", "mta-sts.testing.example",
+	"mta-sts.none.example", "mta-sts.redirect.example", "mta-sts.big.example",
+	"mta-sts.bad.example", "mta-sts.busy.example",
+}
+
+func startPolicyServer(t *testing.T, ca *testCA) *policyServer {
+	t.Helper()
+	s := &policyServer{resps: map[string]response{}, hits: map[string]int{}}
+	l, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.srv.Listener.Close()
+	s.srv.Listener = l
+	s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, certNames...)}}
+	s.srv.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError) // TLS failures are expected
+	s.srv.StartTLS()
+	t.Cleanup(s.srv.Close)
+	_, s.port, _ = net.SplitHostPort(l.Addr().String())
+	return s
+}
+
+func (s *policyServer) serve(w http.ResponseWriter, r *http.Request) {
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	s.mu.Lock()
+	s.hits[host]++
+	resp, ok := s.resps[host]
+	s.mu.Unlock()
+	if !ok || r.URL.Path != "/.well-known/mta-sts.txt" || r.Method != http.MethodGet {
+		http.NotFound(w, r)
+		return
+	}
+	if resp.delay > 0 {
+		time.Sleep(resp.delay)
+	}
+	if resp.ctype == "" {
+		resp.ctype = "text/plain; charset=utf-8"
+	}
+	w.Header().Set("Content-Type", resp.ctype)
+	if resp.location != "" {
+		w.Header().Set("Location", resp.location)
+	}
+	if resp.status == 0 {
+		resp.status = http.StatusOK
+	}
+	w.WriteHeader(resp.status)
+	w.Write([]byte(resp.body))
+}
+
+func (s *policyServer) set(domain string, r response) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resps["mta-sts."+domain] = r
+}
+
+// requests returns how many requests arrived for mta-sts.<domain>.
+func (s *policyServer) requests(domain string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hits["mta-sts."+domain]
+}
+
+// logBuf collects log lines, safe for concurrent use.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// env is one test's world: a DNS server, the policy server, a resolver,
+// an HTTP client that reaches the policy server, a fake clock.
+type env struct {
+	t      *testing.T
+	dns    *dnstest.Server
+	res    *resolver.Resolver
+	srv    *policyServer
+	clock  *clock
+	client *http.Client
+	log    *logBuf
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	d, err := dnstest.Start("127.0.0.53:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	ca := newCA(t)
+	e := &env{
+		t:     t,
+		dns:   d,
+		res:   resolver.New(resolver.Config{Servers: []string{d.Addr()}, CacheSize: -1, Timeout: 2 * time.Second}),
+		srv:   startPolicyServer(t, ca),
+		clock: newClock(),
+		log:   &logBuf{},
+	}
+	// The client resolves mta-sts.<domain> through the test DNS server
+	// (the dialer the default client uses), dials the policy server's
+	// port instead of 443, and trusts the test CA only.
+	tr := &http.Transport{
+		DialContext:       (&dialer{r: e.res, port: e.srv.port}).DialContext,
+		TLSClientConfig:   &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12},
+		DisableKeepAlives: true,
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	e.client = &http.Client{Transport: tr}
+	return e
+}
+
+// newCache returns a Cache of e with the cache file in dir ("" none).
+func (e *env) newCache(dir string) *Cache {
+	e.t.Helper()
+	c, err := New(Options{
+		Resolver:   e.res,
+		HTTPClient: e.client,
+		Dir:        dir,
+		Now:        e.clock.now,
+		Log:        slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// publish publishes the TXT record with id for domain, the address of
+// mta-sts.<domain> (the policy server), and the policy body.
+func (e *env) publish(domain, id, body string) {
+	e.t.Helper()
+	e.setTXT(domain, "v=STSv1; id="+id+";")
+	e.dns.Remove("mta-sts."+domain+".", dns.TypeA)
+	if err := e.dns.Add(fmt.Sprintf("mta-sts.%s. 300 IN A 127.0.0.2", domain)); err != nil {
+		e.t.Fatal(err)
+	}
+	e.srv.set(domain, response{body: body})
+}
+
+// setTXT replaces the TXT records of _mta-sts.<domain>; no record if
+// txts is empty.
+func (e *env) setTXT(domain string, txts ...string) {
+	e.t.Helper()
+	name := "_mta-sts." + domain + "."
+	e.dns.Remove(name, dns.TypeTXT)
+	for _, txt := range txts {
+		if err := e.dns.Add(fmt.Sprintf("%s 300 IN TXT %q", name, txt)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// get calls c.Get with a deadline and fails the test on error.
+func (e *env) get(c *Cache, domain string) *Policy {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := c.Get(ctx, domain)
+	if err != nil {
+		e.t.Fatalf("Get(%s): %v", domain, err)
+	}
+	return p
+}
+
+// policyText builds a policy file.
+func policyText(mode string, maxAge int, mx ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version: STSv1\r\nmode: %s\r\n", mode)
+	for _, m := range mx {
+		fmt.Fprintf(&b, "mx: %s\r\n", m)
+	}
+	fmt.Fprintf(&b, "max_age: %d\r\n", maxAge)
+	return b.String()
+}
