@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -62,81 +61,8 @@ func cmdQueue(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// queueCmd is one "mxedge queue" subcommand: its flags (-config and -json
-// for all) and its output.
-type queueCmd struct {
-	name   string
-	fs     *flag.FlagSet
-	config *string
-	json   *bool
-	stdout io.Writer
-	stderr io.Writer
-}
-
-func newQueueCmd(name, argsUsage string, stdout, stderr io.Writer) *queueCmd {
-	fs := flag.NewFlagSet("queue "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mxedge queue %s %s\n", name, argsUsage)
-		fs.PrintDefaults()
-	}
-	return &queueCmd{
-		name:   name,
-		fs:     fs,
-		config: fs.String("config", "", "configuration file (default: the built-in local default)"),
-		json:   fs.Bool("json", false, "print JSON"),
-		stdout: stdout,
-		stderr: stderr,
-	}
-}
-
-// parse parses args, flags before or after the positional arguments
-// ("show ID -json"), and returns the positional ones if there are min to
-// max of them; otherwise it prints the usage and returns false.
-func (c *queueCmd) parse(args []string, min, max int) ([]string, bool) {
-	var pos []string
-	for {
-		if err := c.fs.Parse(args); err != nil {
-			return nil, false
-		}
-		args = c.fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos, args = append(pos, args[0]), args[1:]
-	}
-	if len(pos) < min || len(pos) > max {
-		fmt.Fprintf(c.stderr, "mxedge queue %s: wrong number of arguments\n", c.name)
-		c.fs.Usage()
-		return nil, false
-	}
-	return pos, true
-}
-
-// client connects to the daemon of the configured data directory.
-func (c *queueCmd) client() (*control.Client, error) {
-	cfg, err := loadConfig(*c.config)
-	if err != nil {
-		return nil, err
-	}
-	return control.NewClient(control.SocketPath(cfg.DataDir)), nil
-}
-
-// fail prints err and returns exit status 1.
-func (c *queueCmd) fail(err error) int {
-	fmt.Fprintf(c.stderr, "mxedge queue %s: %v\n", c.name, err)
-	return 1
-}
-
-func (c *queueCmd) printJSON(v any) int {
-	if err := json.NewEncoder(c.stdout).Encode(v); err != nil {
-		return c.fail(err)
-	}
-	return 0
-}
-
 func queueList(args []string, stdout, stderr io.Writer) int {
-	c := newQueueCmd("list", "[-sender A] [-recipient A] [-domain D] [-state S] [-json]", stdout, stderr)
+	c := newAdminCmd("queue", "list", "[-sender A] [-recipient A] [-domain D] [-state S] [-json]", stdout, stderr)
 	var f queue.Filter
 	c.fs.StringVar(&f.Sender, "sender", "", "only messages from this envelope sender (<> for bounces)")
 	c.fs.StringVar(&f.Recipient, "recipient", "", "only messages with this recipient")
@@ -250,7 +176,7 @@ func nextAttempt(m *control.Message, now time.Time) string {
 }
 
 func queueShow(args []string, stdout, stderr io.Writer) int {
-	c := newQueueCmd("show", "ID [-json]", stdout, stderr)
+	c := newAdminCmd("queue", "show", "ID [-json]", stdout, stderr)
 	pos, ok := c.parse(args, 1, 1)
 	if !ok {
 		return 2
@@ -341,7 +267,7 @@ func queueShow(args []string, stdout, stderr io.Writer) int {
 }
 
 func queueFlush(args []string, stdout, stderr io.Writer) int {
-	c := newQueueCmd("flush", "[ID | -domain D | -sender A | -recipient A]", stdout, stderr)
+	c := newAdminCmd("queue", "flush", "[ID | -domain D | -sender A | -recipient A]", stdout, stderr)
 	var f queue.Filter
 	c.fs.StringVar(&f.Sender, "sender", "", "flush the messages from this envelope sender")
 	c.fs.StringVar(&f.Recipient, "recipient", "", "flush the messages with this recipient")
@@ -381,7 +307,7 @@ func queueFlush(args []string, stdout, stderr io.Writer) int {
 }
 
 func queueAction(name string, args []string, stdout, stderr io.Writer) int {
-	c := newQueueCmd(name, "ID", stdout, stderr)
+	c := newAdminCmd("queue", name, "ID", stdout, stderr)
 	pos, ok := c.parse(args, 1, 1)
 	if !ok {
 		return 2
@@ -413,7 +339,7 @@ func queueAction(name string, args []string, stdout, stderr io.Writer) int {
 }
 
 func queueStats(args []string, stdout, stderr io.Writer) int {
-	c := newQueueCmd("stats", "[-json]", stdout, stderr)
+	c := newAdminCmd("queue", "stats", "[-json]", stdout, stderr)
 	if _, ok := c.parse(args, 0, 0); !ok {
 		return 2
 	}
@@ -443,7 +369,7 @@ func queueStats(args []string, stdout, stderr io.Writer) int {
 
 // queueCompact works on the files directly: the daemon must not run.
 func queueCompact(args []string, stdout, stderr io.Writer) int {
-	c := newQueueCmd("compact", "[-config FILE]", stdout, stderr)
+	c := newAdminCmd("queue", "compact", "[-config FILE]", stdout, stderr)
 	if _, ok := c.parse(args, 0, 0); !ok {
 		return 2
 	}

@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -125,78 +123,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// verifyCmd is one "mxedge verify" subcommand; like queueCmd.
-type verifyCmd struct {
-	name   string
-	fs     *flag.FlagSet
-	config *string
-	json   *bool
-	stdout io.Writer
-	stderr io.Writer
-}
-
-func newVerifyCmd(name, argsUsage string, stdout, stderr io.Writer) *verifyCmd {
-	fs := flag.NewFlagSet("verify "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mxedge verify %s %s\n", name, argsUsage)
-		fs.PrintDefaults()
-	}
-	return &verifyCmd{
-		name:   name,
-		fs:     fs,
-		config: fs.String("config", "", "configuration file (default: the built-in local default)"),
-		json:   fs.Bool("json", false, "print JSON"),
-		stdout: stdout,
-		stderr: stderr,
-	}
-}
-
-// parse parses flags before or after the positional arguments and
-// returns the positional ones if there are exactly n.
-func (c *verifyCmd) parse(args []string, n int) ([]string, bool) {
-	var pos []string
-	for {
-		if err := c.fs.Parse(args); err != nil {
-			return nil, false
-		}
-		args = c.fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos, args = append(pos, args[0]), args[1:]
-	}
-	if len(pos) != n {
-		fmt.Fprintf(c.stderr, "mxedge verify %s: wrong number of arguments\n", c.name)
-		c.fs.Usage()
-		return nil, false
-	}
-	return pos, true
-}
-
-func (c *verifyCmd) client() (*control.Client, error) {
-	cfg, err := loadConfig(*c.config)
-	if err != nil {
-		return nil, err
-	}
-	return control.NewClient(control.SocketPath(cfg.DataDir)), nil
-}
-
-func (c *verifyCmd) fail(err error) int {
-	fmt.Fprintf(c.stderr, "mxedge verify %s: %v\n", c.name, err)
-	return 1
-}
-
-func (c *verifyCmd) printJSON(v any) int {
-	if err := json.NewEncoder(c.stdout).Encode(v); err != nil {
-		return c.fail(err)
-	}
-	return 0
-}
-
 func verifyShow(args []string, stdout, stderr io.Writer) int {
-	c := newVerifyCmd("show", "ADDR [-json]", stdout, stderr)
-	pos, ok := c.parse(args, 1)
+	c := newAdminCmd("verify", "show", "ADDR [-json]", stdout, stderr)
+	pos, ok := c.parse(args, 1, 1)
 	if !ok {
 		return 2
 	}
@@ -268,8 +197,8 @@ func verifyShow(args []string, stdout, stderr io.Writer) int {
 }
 
 func verifyProbe(args []string, stdout, stderr io.Writer) int {
-	c := newVerifyCmd("probe", "ADDR [-json]", stdout, stderr)
-	pos, ok := c.parse(args, 1)
+	c := newAdminCmd("verify", "probe", "ADDR [-json]", stdout, stderr)
+	pos, ok := c.parse(args, 1, 1)
 	if !ok {
 		return 2
 	}
@@ -313,8 +242,8 @@ func verifyProbe(args []string, stdout, stderr io.Writer) int {
 }
 
 func verifyForget(args []string, stdout, stderr io.Writer) int {
-	c := newVerifyCmd("forget", "ADDR [-json]", stdout, stderr)
-	pos, ok := c.parse(args, 1)
+	c := newAdminCmd("verify", "forget", "ADDR [-json]", stdout, stderr)
+	pos, ok := c.parse(args, 1, 1)
 	if !ok {
 		return 2
 	}
@@ -334,8 +263,8 @@ func verifyForget(args []string, stdout, stderr io.Writer) int {
 }
 
 func verifyStats(args []string, stdout, stderr io.Writer) int {
-	c := newVerifyCmd("stats", "[-json]", stdout, stderr)
-	if _, ok := c.parse(args, 0); !ok {
+	c := newAdminCmd("verify", "stats", "[-json]", stdout, stderr)
+	if _, ok := c.parse(args, 0, 0); !ok {
 		return 2
 	}
 	cl, err := c.client()

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/mxedge/mxedge/control"
+)
+
+// adminCmd is one admin subcommand ("mxedge queue list", "mxedge verify
+// show", ...) that talks to the running daemon over its control socket:
+// its flags (-config and -json for all) and its output.
+type adminCmd struct {
+	group  string // "queue", "verify"
+	name   string
+	fs     *flag.FlagSet
+	config *string
+	json   *bool
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func newAdminCmd(group, name, argsUsage string, stdout, stderr io.Writer) *adminCmd {
+	fs := flag.NewFlagSet(group+" "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: mxedge %s %s %s\n", group, name, argsUsage)
+		fs.PrintDefaults()
+	}
+	return &adminCmd{
+		group:  group,
+		name:   name,
+		fs:     fs,
+		config: fs.String("config", "", "configuration file (default: the built-in local default)"),
+		json:   fs.Bool("json", false, "print JSON"),
+		stdout: stdout,
+		stderr: stderr,
+	}
+}
+
+// parse parses args, flags before or after the positional arguments
+// ("show ID -json"), and returns the positional ones if there are min to
+// max of them; otherwise it prints the usage and returns false.
+func (c *adminCmd) parse(args []string, min, max int) ([]string, bool) {
+	var pos []string
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			return nil, false
+		}
+		args = c.fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	if len(pos) < min || len(pos) > max {
+		fmt.Fprintf(c.stderr, "mxedge %s %s: wrong number of arguments\n", c.group, c.name)
+		c.fs.Usage()
+		return nil, false
+	}
+	return pos, true
+}
+
+// client connects to the daemon of the configured data directory.
+func (c *adminCmd) client() (*control.Client, error) {
+	cfg, err := loadConfig(*c.config)
+	if err != nil {
+		return nil, err
+	}
+	return control.NewClient(control.SocketPath(cfg.DataDir)), nil
+}
+
+// fail prints err and returns exit status 1.
+func (c *adminCmd) fail(err error) int {
+	fmt.Fprintf(c.stderr, "mxedge %s %s: %v\n", c.group, c.name, err)
+	return 1
+}
+
+func (c *adminCmd) printJSON(v any) int {
+	if err := json.NewEncoder(c.stdout).Encode(v); err != nil {
+		return c.fail(err)
+	}
+	return 0
+}
