@@ -40,6 +40,15 @@ type Config struct {
 	Timeouts Timeouts `toml:"timeouts" json:"timeouts"`
 	Queue    Queue    `toml:"queue" json:"queue"`
 
+	// DNS configures the one resolver every stage uses.
+	DNS DNS `toml:"dns" json:"dns"`
+	// Delivery tunes the outbound SMTP client (package delivery).
+	Delivery Delivery `toml:"delivery" json:"delivery"`
+	// TLSPolicy overrides Delivery.DefaultTLSPolicy for single destination
+	// domains (same normal form as RelayDomains): "none", "may",
+	// "encrypt", "verify" or "dane". Postfix: smtp_tls_policy_maps.
+	TLSPolicy map[string]string `toml:"tls_policy" json:"tls_policy"`
+
 	// Verify tunes recipient verification (package verifycache): SMTP
 	// probes to a relay domain's next hop, answered at RCPT time from a
 	// cache. Postfix: reject_unverified_recipient and verify(8).
@@ -176,6 +185,58 @@ type Queue struct {
 	// Postmaster, if set, gets a copy of the failure report of a message
 	// that cannot be bounced (null sender); else the failure is only logged.
 	Postmaster string `toml:"postmaster" json:"postmaster"`
+}
+
+// DNS is the [dns] table: the recursive servers the relay asks.
+type DNS struct {
+	// Servers are "ip" or "ip:port" (port 53 if missing), asked in order;
+	// empty: those of /etc/resolv.conf. DANE needs a validating resolver
+	// here (it trusts the AD bit).
+	Servers []string `toml:"servers" json:"servers"`
+	// Timeout bounds each exchange with one server.
+	Timeout Duration `toml:"timeout" json:"timeout"`
+}
+
+// Delivery is the [delivery] table: the outbound SMTP client.
+type Delivery struct {
+	// SourceAddress is the local IP address outbound connections are
+	// bound to, so that the outbound IP matches the PTR of Hostname;
+	// "" lets the system choose. Postfix: smtp_bind_address.
+	SourceAddress string `toml:"source_address" json:"source_address"`
+	// MXPort is the TCP port of MX hosts (RFC 5321: 25). Only tests and
+	// lab setups change it.
+	MXPort int `toml:"mx_port" json:"mx_port"`
+	// Smarthost, if set, is the next hop "host:port" of every domain
+	// without a route, instead of its MX hosts. Postfix: relayhost.
+	Smarthost string `toml:"smarthost" json:"smarthost"`
+	// SmarthostAuthFile holds "user:password" for SASL PLAIN to the
+	// smarthost; "" means no AUTH.
+	SmarthostAuthFile string `toml:"smarthost_auth_file" json:"smarthost_auth_file"`
+	// SmarthostTLS: TLS is always required towards the smarthost;
+	// "verify" (certificate checked against the system roots and the
+	// smarthost's name) or "encrypt" (not checked).
+	SmarthostTLS string `toml:"smarthost_tls" json:"smarthost_tls"`
+	// MaxRcptsPerTransaction: recipients per SMTP transaction (Postfix
+	// smtp_destination_recipient_limit 50).
+	MaxRcptsPerTransaction int `toml:"max_rcpts_per_transaction" json:"max_rcpts_per_transaction"`
+	// DestinationConcurrency: connections in use at once per destination
+	// (Postfix default_destination_concurrency_limit 20).
+	DestinationConcurrency int `toml:"destination_concurrency" json:"destination_concurrency"`
+	// InitialDestinationConcurrency: the slow-start window of a
+	// destination (Postfix initial_destination_concurrency 5).
+	InitialDestinationConcurrency int `toml:"initial_destination_concurrency" json:"initial_destination_concurrency"`
+	// Concurrency: outbound connections in use at once, all destinations.
+	Concurrency int `toml:"concurrency" json:"concurrency"`
+	// DefaultTLSPolicy of every destination without an entry in
+	// [tls_policy]: "none", "may", "encrypt", "verify" or "dane".
+	// Postfix: smtp_tls_security_level.
+	DefaultTLSPolicy string `toml:"default_tls_policy" json:"default_tls_policy"`
+	// MTASTS: honour the MTA-STS policies of destination domains
+	// (RFC 8461; cached in <data_dir>/mtasts.json).
+	MTASTS bool `toml:"mta_sts" json:"mta_sts"`
+	// DANE: honour the DNSSEC-signed TLSA records of MX hosts (RFC 7672);
+	// needs a validating resolver in [dns].
+	DANE bool `toml:"dane" json:"dane"`
 }
 
 // Duration is a time.Duration written as "300s", "5m", "1h30m" or with a day

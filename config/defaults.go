@@ -53,6 +53,19 @@ func base() Config {
 			CatchAllInterval:     Duration(day),
 		},
 		VerifyDomains: map[string]VerifyDomain{},
+		DNS:           DNS{Servers: []string{}, Timeout: Duration(5 * time.Second)},
+		Delivery: Delivery{
+			MXPort:                        25,
+			SmarthostTLS:                  "verify",
+			MaxRcptsPerTransaction:        50, // Postfix smtp_destination_recipient_limit
+			DestinationConcurrency:        20, // Postfix default_destination_concurrency_limit
+			InitialDestinationConcurrency: 5,  // Postfix initial_destination_concurrency
+			Concurrency:                   100,
+			DefaultTLSPolicy:              "may",
+			MTASTS:                        true,
+			DANE:                          true,
+		},
+		TLSPolicy: map[string]string{},
 	}
 }
 
@@ -145,4 +158,27 @@ func (c *Config) complete() {
 		vds[n] = c.VerifyDomains[k]
 	}
 	c.VerifyDomains = vds
+
+	if c.DNS.Servers == nil {
+		c.DNS.Servers = []string{}
+	}
+	// The same for tls_policy.
+	tps := make(map[string]string, len(c.TLSPolicy))
+	rest = rest[:0]
+	for k, v := range c.TLSPolicy {
+		if n, err := normalizeDomain(k); err == nil && n == k {
+			tps[k] = v
+		} else {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	for _, k := range rest {
+		n, err := normalizeDomain(k)
+		if _, taken := tps[n]; err != nil || taken {
+			n = k
+		}
+		tps[n] = c.TLSPolicy[k]
+	}
+	c.TLSPolicy = tps
 }

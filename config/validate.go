@@ -74,7 +74,7 @@ func (c *Config) problems() []error {
 		}
 		seen[d] = i
 		if _, ok := c.Routes[d]; !ok {
-			add(`relay domain %q: no route; add routes.%q = "host:port" (MX routing is not implemented yet)`, d, d)
+			add(`relay domain %q: no route; add routes.%q = "host:port" (its MX points at this relay: delivery by MX would loop)`, d, d)
 		}
 	}
 
@@ -131,6 +131,83 @@ func (c *Config) problems() []error {
 		add("queue.concurrency %d: must be at least 1", c.Queue.Concurrency)
 	}
 	errs = append(errs, c.verifyProblems(seen)...)
+	errs = append(errs, c.deliveryProblems()...)
+	return errs
+}
+
+// tlsPolicies are the values of delivery.default_tls_policy and
+// [tls_policy] (Postfix smtp_tls_security_level names).
+var tlsPolicies = []string{"none", "may", "encrypt", "verify", "dane"}
+
+// deliveryProblems checks [dns], [delivery] and [tls_policy].
+func (c *Config) deliveryProblems() []error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+	for i, s := range c.DNS.Servers {
+		host := s
+		if h, _, err := net.SplitHostPort(s); err == nil {
+			if _, err := checkAddress(s, true); err != nil {
+				add("dns.servers[%d] %q: %v", i, s, err)
+				continue
+			}
+			host = h
+		}
+		if !isIP(strings.Trim(host, "[]")) {
+			add(`dns.servers[%d] %q: must be an IP address, optionally with a port ("192.0.2.53", "[2001:db8::53]:53")`, i, s)
+		}
+	}
+	if c.DNS.Timeout <= 0 {
+		add("dns.timeout %q: must be greater than 0", c.DNS.Timeout)
+	}
+	dl := c.Delivery
+	if a := dl.SourceAddress; a != "" && !isIP(a) {
+		add(`delivery.source_address %q: must be an IP address of this host, or "" (the system chooses)`, a)
+	}
+	if dl.MXPort < 1 || dl.MXPort > 65535 {
+		add("delivery.mx_port %d: must be a number from 1 to 65535", dl.MXPort)
+	}
+	if dl.Smarthost != "" {
+		if _, err := checkAddress(dl.Smarthost, true); err != nil {
+			add("delivery.smarthost %q: %v", dl.Smarthost, err)
+		}
+	} else if dl.SmarthostAuthFile != "" {
+		add("delivery.smarthost_auth_file %q: only with delivery.smarthost", dl.SmarthostAuthFile)
+	}
+	if dl.SmarthostTLS != "verify" && dl.SmarthostTLS != "encrypt" {
+		add(`delivery.smarthost_tls %q: must be "verify" or "encrypt" (TLS is always required towards the smarthost)`, dl.SmarthostTLS)
+	}
+	if dl.MaxRcptsPerTransaction < 1 {
+		add("delivery.max_rcpts_per_transaction %d: must be at least 1", dl.MaxRcptsPerTransaction)
+	}
+	if dl.DestinationConcurrency < 1 {
+		add("delivery.destination_concurrency %d: must be at least 1", dl.DestinationConcurrency)
+	}
+	if dl.InitialDestinationConcurrency < 1 || dl.DestinationConcurrency >= 1 && dl.InitialDestinationConcurrency > dl.DestinationConcurrency {
+		add("delivery.initial_destination_concurrency %d: must be from 1 to delivery.destination_concurrency (%d)",
+			dl.InitialDestinationConcurrency, dl.DestinationConcurrency)
+	}
+	if dl.Concurrency < 1 {
+		add("delivery.concurrency %d: must be at least 1", dl.Concurrency)
+	}
+	allowed := `must be "none", "may", "encrypt", "verify" or "dane"`
+	if !slices.Contains(tlsPolicies, dl.DefaultTLSPolicy) {
+		add("delivery.default_tls_policy %q: %s", dl.DefaultTLSPolicy, allowed)
+	}
+	for _, d := range sortedKeys(c.TLSPolicy) {
+		key := fmt.Sprintf("tls_policy.%q", d)
+		if err := checkNormalDomain(d); err != nil {
+			n, nerr := normalizeDomain(d)
+			if _, dup := c.TLSPolicy[n]; nerr == nil && dup {
+				err = fmt.Errorf("same domain as tls_policy.%q", n)
+			}
+			add("%s: %v", key, err)
+		}
+		if !slices.Contains(tlsPolicies, c.TLSPolicy[d]) {
+			add("%s = %q: %s", key, c.TLSPolicy[d], allowed)
+		}
+	}
 	return errs
 }
 

@@ -73,7 +73,7 @@ func TestValidate(t *testing.T) {
 		{"relay domain empty", func(c *Config) { c.RelayDomains = append(c.RelayDomains, "") }, `relay_domains[1] "": not a valid domain name: empty`},
 		{"relay domain not normal", func(c *Config) { c.RelayDomains[0] = "Example.TEST" }, `relay_domains[0] "Example.TEST": must be written as "example.test" (lowercase, IDN as A-labels)`},
 		{"relay domain duplicate", func(c *Config) { c.RelayDomains = append(c.RelayDomains, "example.test") }, `relay_domains[1] "example.test": listed twice (see relay_domains[0])`},
-		{"relay domain no route", func(c *Config) { c.RelayDomains = append(c.RelayDomains, "other.test") }, `relay domain "other.test": no route; add routes."other.test" = "host:port" (MX routing is not implemented yet)`},
+		{"relay domain no route", func(c *Config) { c.RelayDomains = append(c.RelayDomains, "other.test") }, `relay domain "other.test": no route; add routes."other.test" = "host:port" (its MX points at this relay: delivery by MX would loop)`},
 		{"no relay domains", func(c *Config) { c.RelayDomains = nil }, ""},
 
 		{"route key invalid", func(c *Config) { c.Routes["exa mple.org"] = "10.0.0.1:25" }, `routes."exa mple.org": not a valid domain name`},
@@ -157,7 +157,7 @@ concurrency = 0
 		`mxedge.toml: listener[1].address ":99999": port "99999": must be a number from 1 to 65535`,
 		`mxedge.toml: relay_domains[1] "exa mple.org": not a valid domain name: label "exa mple" contains " "; only letters, digits and hyphens are allowed`,
 		`mxedge.toml: relay_domains[2] "example.org": listed twice (see relay_domains[0])`,
-		`mxedge.toml: relay domain "nohop.example": no route; add routes."nohop.example" = "host:port" (MX routing is not implemented yet)`,
+		`mxedge.toml: relay domain "nohop.example": no route; add routes."nohop.example" = "host:port" (its MX points at this relay: delivery by MX would loop)`,
 		`mxedge.toml: routes."example.org" = "10.0.0.25": not "host:port" or "[host]:port": missing port in address`,
 		`mxedge.toml: limits.message_size 0: must be greater than 0`,
 		`mxedge.toml: limits.recipients 0: must be at least 1`,

@@ -26,7 +26,8 @@ import "time"
 // mu owns it; the idle timer's function does nothing if the session is
 // gone from the map.
 
-// take returns a cached session to hop that may be reused, or nil.
+// take returns a cached session for key (session.key: the next hop,
+// plus the TLS plan if it is strict) that may be reused, or nil.
 // Sessions found expired are closed.
 func (d *Deliverer) take(hop string) *session {
 	now := d.now()
@@ -77,13 +78,13 @@ func (d *Deliverer) park(s *session) {
 		d.retire(s)
 		return
 	}
-	list := d.idle[s.hop]
+	list := d.idle[s.key]
 	if len(list) >= d.lim.maxIdle {
 		evicted = list[0]
 		evicted.timer.Stop()
 		list = append(list[:0], list[1:]...)
 	}
-	d.idle[s.hop] = append(list, s)
+	d.idle[s.key] = append(list, s)
 	s.parks++
 	gen := s.parks
 	s.timer = time.AfterFunc(d.lim.idleTime, func() { d.expire(s, gen) })
@@ -98,7 +99,7 @@ func (d *Deliverer) park(s *session) {
 // finds s gone, or parked again with a new timer.)
 func (d *Deliverer) expire(s *session, gen int) {
 	d.mu.Lock()
-	list := d.idle[s.hop]
+	list := d.idle[s.key]
 	found := false
 	for i, x := range list {
 		if x == s && s.parks == gen {
@@ -108,9 +109,9 @@ func (d *Deliverer) expire(s *session, gen int) {
 		}
 	}
 	if len(list) == 0 {
-		delete(d.idle, s.hop)
+		delete(d.idle, s.key)
 	} else {
-		d.idle[s.hop] = list
+		d.idle[s.key] = list
 	}
 	d.mu.Unlock()
 	if found {

@@ -19,6 +19,12 @@ import (
 // still deferred while it runs. If it connects, the hop is alive again; if
 // not, it is dead for twice as long, up to deadMax. Any successful
 // connection (or a transaction started on a cached one) resets the count.
+// deadMin and deadMax are DefaultDeadMin and DefaultDeadMax, but never
+// longer than queue.min_backoff and queue.max_backoff.
+//
+// The hop is a route or the smarthost as configured, or one address
+// "ip:port" of an MX host: a dead MX address is skipped and the walk goes
+// on to the next one (destination.go); all of them dead defers.
 
 // hopState is a next hop with connection failures. Hops without are not
 // in Deliverer.hops.
@@ -82,11 +88,12 @@ func (d *Deliverer) connFailed(ctx context.Context, hop string, probe bool) {
 		"period", st.period.String(), "next_try", st.deadUntil.Format(time.TimeOnly))
 }
 
-// connOK records a working connection to hop: it clears the dead state
-// and the failure count.
+// connOK records a working connection to hop: it clears the dead state,
+// the failure count and the memory of a failure (destination.go).
 func (d *Deliverer) connOK(hop string) {
 	d.hopMu.Lock()
 	defer d.hopMu.Unlock()
+	delete(d.failed, hop)
 	st := d.hops[hop]
 	if st == nil {
 		return

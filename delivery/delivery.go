@@ -1,44 +1,72 @@
 // Package delivery is mxedge's outbound SMTP client: it takes a queued
 // message and hands it to the next hop of each recipient's domain.
 //
-// First version: every domain is delivered to its configured route (a fixed
-// next hop "host:port", used as is without MX lookup, like Postfix's
-// smtp:[host]:port). MX routing (RFC 5321 section 5) and TLS policy come
-// later.
+// Where mail goes (destination.go): a domain in [routes] goes to that
+// fixed next hop "host:port" as is, without MX lookup (Postfix
+// transport_maps with smtp:[host]:port); every other domain goes to the
+// smarthost if one is configured (TLS required, optional AUTH PLAIN,
+// smarthost.go), else to its MX hosts: RFC 5321 section 5.1 by package
+// mxroute (preference order, equal preferences shuffled, CNAME, implicit
+// MX, null MX 5.1.10, this relay among the MX hosts 5.4.6, at most 5
+// addresses). The walk (walk, below) tries the addresses in order and
+// moves on after a connection failure, a 4xx or 5xx greeting or EHLO,
+// 421, or a TLS policy failure; an address that failed is tried last
+// until the queue's next retry (queue.min_backoff).
 //
-// Per next hop it runs one transaction with all of the message's
-// recipients for that hop (RFC 5321 section 3.3): MAIL FROM, one RCPT per
-// recipient, DATA. Results are per recipient: a 5xx to one RCPT fails only
-// that recipient, a 4xx defers it, and the reply to the final "." applies
-// to every recipient the next hop accepted. Connection failures, timeouts
-// and greeting/EHLO failures defer all recipients of that hop. go-smtp's
-// SendMail is not used because it aborts the whole transaction on the
-// first RCPT error.
+// Per destination it runs transactions of at most
+// max_rcpts_per_transaction recipients (RFC 5321 section 3.3): MAIL FROM
+// (SIZE; BODY=8BITMIME; SMTPUTF8), one RCPT per recipient, DATA. Results
+// are per recipient: a 5xx to one RCPT fails only that recipient, a 4xx
+// defers it, and the reply to the final "." applies to every recipient
+// the next hop accepted. Connection failures, timeouts and greeting/EHLO
+// failures at every address defer all recipients. A message that needs
+// SMTPUTF8 or 8BITMIME is returned (5.6.7, 5.6.3) by a next hop without
+// it: no downgrade. go-smtp's SendMail is not used because it aborts the
+// whole transaction on the first RCPT error.
+//
+// TLS (tlspolicy.go, starttls.go): STARTTLS per policy ("none", "may",
+// "encrypt", "verify", "dane"; default and per domain in config), raised
+// by the domain's DANE TLSA records (RFC 7672) or MTA-STS policy (RFC
+// 8461), DANE first. The plaintext EHLO carries the configured hostname.
+// Every result's Relay says which TLS version, cipher and policy were
+// used ("mx1.example.org:25 [192.0.2.1:25] tls=TLSv1.3/TLS_AES_128_GCM_SHA256
+// policy=dane"), so the queue's delivery log line does.
+//
+// Concurrency (limiter.go): at most destination_concurrency transactions
+// per destination, with slow start, and delivery.concurrency in all;
+// destinations of one message are delivered in parallel; a delivery that
+// finds its destination full waits up to 5 s, then is deferred (4.4.5),
+// so that a slow destination cannot hold the queue's attempt slots.
 //
 // Connections are reused (session.go, conncache.go), like Postfix's
 // connection cache: after a transaction that ended cleanly the session
 // stays open, idle, for the next message to the same hop, up to
-// idleTime unused, reuseTime old and reuseCount transactions. A cached
-// connection that turns out to be closed is replaced by a new one once,
-// and only before anything was accepted on it.
+// idleTime unused, reuseTime old and reuseCount transactions; a session
+// made under a strict TLS plan is reused only under the same plan. A
+// cached connection that turns out to be closed is replaced by a new one
+// once, and only before anything was accepted on it.
 //
-// A next hop that cannot be connected to repeatedly is marked dead
-// (deadhop.go): for a while its recipients are deferred at once, without
-// connecting, and then one attempt probes it.
+// A next hop (a route, the smarthost, or one MX address) that cannot be
+// connected to repeatedly is marked dead (deadhop.go): for a while it is
+// skipped without connecting (its recipients deferred if nothing else is
+// left), and then one attempt probes it.
 //
 // Every network step has a deadline: connect (timeouts.connect), each
-// command's reply (timeouts.reply), each write of the body and the reply to
-// "." (timeouts.data_done). go-smtp's client sets no deadline on body
-// writes, so the body goes out through bodyWriter (body.go), which sets
-// one per write. Cancelling the context closes the connection.
+// command's reply and the TLS handshake (timeouts.reply), each write of
+// the body and the reply to "." (timeouts.data_done). go-smtp's client
+// sets no deadline on body writes, so the body goes out through
+// bodyWriter (body.go), which sets one per write. Cancelling the context
+// closes the connection.
 package delivery
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -47,6 +75,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/mxroute"
 	"github.com/mxedge/mxedge/queue"
 )
 
@@ -71,8 +100,9 @@ const (
 	DefaultDeadMax = 10 * time.Minute
 )
 
-// limits of the connection cache and the dead-hop state. New sets the
-// defaults; tests shorten them before the first Deliver.
+// limits of the connection cache, the dead-hop state and the
+// concurrency limiter. New sets the defaults; tests shorten them before
+// the first Deliver.
 type limits struct {
 	idleTime   time.Duration // close a cached connection unused this long
 	reuseTime  time.Duration // do not reuse a connection older than this
@@ -81,75 +111,139 @@ type limits struct {
 	deadAfter  int           // consecutive connection failures that mark a hop dead
 	deadMin    time.Duration // first dead period
 	deadMax    time.Duration // cap of the doubling dead period
+	failedFor  time.Duration // an address that failed is tried last this long
+	slotWait   time.Duration // wait for a concurrency slot at most this long
+	maxRcpts   int           // recipients per transaction
 }
 
 // Deliverer implements queue.Deliverer over SMTP. It keeps idle
 // connections between deliveries: call Close when done with it.
 type Deliverer struct {
-	hostname string
-	routes   map[string]string
-	t        config.Timeouts
-	log      *slog.Logger
-	dialer   net.Dialer
-	lim      limits
+	hostname   string
+	routes     map[string]string
+	smarthost  string
+	shTLS      string // smarthost_tls
+	shAuth     string // smarthost_auth_file, read at each connection
+	mxPort     int
+	tlsPolicy  map[string]string
+	defaultTLS string
+	t          config.Timeouts
+	log        *slog.Logger
+	dialer     net.Dialer
+	source     net.IP // delivery.source_address; nil: unbound
+	lim        limits
+	limit      *limiter
 	// now is the clock of connection ages and dead periods (not of
 	// network deadlines); tests replace it.
 	now func() time.Time
 
+	resolver mxroute.Resolver // nil: no MX delivery
+	self     func(host string, ip net.IP) bool
+	roots    *x509.CertPool // nil: the system's
+	sts      STS
+	dane     DANE
+	rngMu    sync.Mutex
+	rng      *rand.Rand // nil: mxroute's random source
+
 	bufs sync.Pool // *bodyBufs
 
 	mu     sync.Mutex            // guards idle and closed
-	idle   map[string][]*session // per next hop, least recently used first
+	idle   map[string][]*session // per cache key, least recently used first
 	closed bool
 	quits  sync.WaitGroup // sessions being closed in the background
 
-	hopMu sync.Mutex           // guards hops
-	hops  map[string]*hopState // next hops with connection failures
+	hopMu  sync.Mutex           // guards hops and failed
+	hops   map[string]*hopState // next hops with connection failures
+	failed map[string]time.Time // addresses by time of their last connection failure
 }
 
 var _ queue.Deliverer = (*Deliverer)(nil)
 
-// New returns a Deliverer for cfg's routes and timeouts. It keeps up to
-// queue.concurrency idle connections per next hop.
-func New(cfg *config.Config, log *slog.Logger) *Deliverer {
-	return &Deliverer{
-		hostname: cfg.Hostname,
-		routes:   cfg.Routes,
-		t:        cfg.Timeouts,
-		log:      log,
-		dialer:   net.Dialer{Timeout: cfg.Timeouts.Connect.D()},
+// New returns a Deliverer for cfg's routes, [delivery] settings,
+// [tls_policy] and timeouts. It keeps up to queue.concurrency idle
+// connections per next hop. Domains without a route are delivered by MX
+// only with WithResolver (else deferred as a configuration error).
+func New(cfg *config.Config, log *slog.Logger, opts ...Option) *Deliverer {
+	dc := cfg.Delivery
+	d := &Deliverer{
+		hostname:   cfg.Hostname,
+		routes:     cfg.Routes,
+		smarthost:  dc.Smarthost,
+		shTLS:      dc.SmarthostTLS,
+		shAuth:     dc.SmarthostAuthFile,
+		mxPort:     dc.MXPort,
+		tlsPolicy:  cfg.TLSPolicy,
+		defaultTLS: dc.DefaultTLSPolicy,
+		t:          cfg.Timeouts,
+		log:        log,
+		dialer:     net.Dialer{Timeout: cfg.Timeouts.Connect.D()},
+		source:     net.ParseIP(dc.SourceAddress),
 		lim: limits{
 			idleTime: DefaultIdleTime, reuseTime: DefaultReuseTime, reuseCount: DefaultReuseCount,
 			maxIdle:   max(cfg.Queue.Concurrency, 1),
-			deadAfter: DefaultDeadAfter, deadMin: DefaultDeadMin, deadMax: DefaultDeadMax,
+			deadAfter: DefaultDeadAfter,
+			// A dead period never outlasts the queue's retry delays: the
+			// retry of a message deferred because its hop was dead should
+			// find the hop probed again.
+			deadMin:   bounded(DefaultDeadMin, cfg.Queue.MinBackoff.D()),
+			deadMax:   bounded(DefaultDeadMax, cfg.Queue.MaxBackoff.D()),
+			failedFor: cfg.Queue.MinBackoff.D(),
+			slotWait:  DefaultSlotWait,
+			maxRcpts:  max(dc.MaxRcptsPerTransaction, 1),
 		},
-		bufs: sync.Pool{New: newBodyBufs},
-		now:  time.Now,
-		idle: map[string][]*session{},
-		hops: map[string]*hopState{},
+		limit:  newLimiter(dc.InitialDestinationConcurrency, dc.DestinationConcurrency, dc.Concurrency),
+		bufs:   sync.Pool{New: newBodyBufs},
+		now:    time.Now,
+		idle:   map[string][]*session{},
+		hops:   map[string]*hopState{},
+		failed: map[string]time.Time{},
 	}
+	if d.mxPort == 0 {
+		d.mxPort = 25
+	}
+	if d.defaultTLS == "" {
+		d.defaultTLS = levelMay
+	}
+	if d.shTLS == "" {
+		d.shTLS = levelVerify
+	}
+	d.self = selfFunc(cfg, d.mxPort)
+	for _, o := range opts {
+		o(d)
+	}
+	return d
 }
 
-// Deliver implements queue.Deliverer: it groups the recipients by next hop
-// and runs one transaction per hop, one hop after the other.
-func (d *Deliverer) Deliver(ctx context.Context, msg *queue.Message) []queue.Result {
-	var results []queue.Result
-	var hops []string
-	byHop := map[string][]string{}
-	for _, rcpt := range msg.Rcpts {
-		hop, ok := d.routes[domainOf(rcpt)]
-		if !ok {
-			results = append(results, queue.Result{Rcpt: rcpt, Code: 451, Enhanced: "4.3.5",
-				Text: "no route for domain " + domainOf(rcpt) + " (configuration error)"})
-			continue
-		}
-		if byHop[hop] == nil {
-			hops = append(hops, hop)
-		}
-		byHop[hop] = append(byHop[hop], rcpt)
+// bounded is d, but at most limit if limit is positive.
+func bounded(d, limit time.Duration) time.Duration {
+	if limit > 0 {
+		return min(d, limit)
 	}
-	for _, hop := range hops {
-		results = append(results, d.transaction(ctx, hop, msg, byHop[hop])...)
+	return d
+}
+
+// Deliver implements queue.Deliverer: it groups the recipients by
+// destination (destination.go) and delivers to the destinations in
+// parallel, so that a slow one does not hold up the others; per
+// destination, transactions of at most max_rcpts_per_transaction
+// recipients run one after the other.
+func (d *Deliverer) Deliver(ctx context.Context, msg *queue.Message) []queue.Result {
+	dests, results := d.destinations(msg.Rcpts)
+	if len(dests) == 1 {
+		return append(results, d.deliverDest(ctx, msg, dests[0])...)
+	}
+	per := make([][]queue.Result, len(dests))
+	var wg sync.WaitGroup
+	for i, dest := range dests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			per[i] = d.deliverDest(ctx, msg, dest)
+		}()
+	}
+	wg.Wait()
+	for _, rs := range per {
+		results = append(results, rs...)
 	}
 	return results
 }
@@ -168,37 +262,86 @@ func all(rcpts []string, relay string, code int, enh, text string) []queue.Resul
 	return rs
 }
 
-// transaction delivers msg to rcpts at one next hop: on a cached
-// connection if there is one, else (or if that one turns out to be
-// closed) on a new connection, unless the hop is marked dead.
-func (d *Deliverer) transaction(ctx context.Context, hop string, msg *queue.Message, rcpts []string) []queue.Result {
+// allFailed gives every recipient the result of f.
+func allFailed(rcpts []string, f failure) []queue.Result {
+	return all(rcpts, f.relay, f.code, f.enh, f.text)
+}
+
+// walk delivers msg to rcpts in one transaction at the first of targets
+// that works (RFC 5321 section 5.1: on to the next address on a
+// connection failure, a 4xx or 5xx greeting or EHLO, 421, or a TLS policy
+// failure). Per target: a cached connection if there is one (and if it
+// turns out to be closed, a new one), else a new connection, unless the
+// hop is marked dead. connected reports that some address got as far as
+// a transaction; connFailed that every address tried failed to connect.
+func (d *Deliverer) walk(ctx context.Context, msg *queue.Message, targets []*target, rcpts []string) (rs []queue.Result, connected, connFailed bool) {
 	body, err := msg.Open()
 	if err != nil {
 		d.log.Error("cannot open queued message", "queue_id", msg.ID, "err", err)
-		return all(rcpts, "", 451, "4.3.0", "local error reading queued message")
+		return all(rcpts, "", 451, "4.3.0", "local error reading queued message"), false, false
 	}
 	defer body.Close()
 
-	probe, deadText := d.admit(hop)
-	if deadText != "" {
-		return all(rcpts, hop, 0, "4.4.1", deadText)
-	}
-	if !probe { // a probe tests a new connection
-		if s := d.take(hop); s != nil {
-			rs, stale := d.run(ctx, s, msg, body, rcpts, true)
-			if !stale {
-				return rs
-			}
-			d.log.Debug("cached connection lost, reconnecting", "queue_id", msg.ID, "relay", s.relay,
-				"age", d.now().Sub(s.created).Round(time.Millisecond).String())
+	// The recipients get the last failure, except that a failure without
+	// word from a server (connect, dead hop) does not replace one with
+	// (a reply, a TLS policy failure): "certificate not accepted at MX
+	// 10" says more than "connection refused at MX 20".
+	var last failure
+	note := func(f failure) {
+		if last.text == "" || last.conn || !f.conn {
+			last = f
 		}
 	}
-	s, code, enh, text := d.connect(ctx, hop, probe)
-	if s == nil {
-		return all(rcpts, hop, code, enh, text)
+	tried, connFails := 0, 0
+	for _, t := range targets {
+		if ctx.Err() != nil {
+			break
+		}
+		if t.fail != nil {
+			note(*t.fail)
+			continue
+		}
+		probe, deadText := d.admit(t.hop)
+		if deadText != "" {
+			note(failure{enh: "4.4.1", text: deadText, relay: t.hop, conn: true})
+			continue
+		}
+		if !probe { // a probe tests a new connection
+			if s := d.take(t.plan.cacheKey(t.hop)); s != nil {
+				rs, retry := d.run(ctx, s, msg, body, rcpts, true)
+				if !retry {
+					return rs, true, false
+				}
+				d.log.Debug("cached connection lost, reconnecting", "queue_id", msg.ID, "relay", s.relay,
+					"age", d.now().Sub(s.created).Round(time.Millisecond).String())
+			}
+		}
+		tried++
+		s, f := d.connect(ctx, t, probe)
+		if s == nil {
+			note(f)
+			if f.conn {
+				connFails++
+				d.noteFailed(t.hop)
+			}
+			if len(targets) > 1 {
+				d.log.Info("next hop failed", "queue_id", msg.ID, "relay", f.relay, "reason", f.text)
+			}
+			continue
+		}
+		rs, retry := d.run(ctx, s, msg, body, rcpts, false)
+		if !retry {
+			return rs, true, false
+		}
+		// 421 or a lost connection before anything was accepted: the next
+		// address.
+		note(failure{code: rs[0].Code, enh: rs[0].Enhanced, text: rs[0].Text, relay: rs[0].Relay})
+		connected = true
 	}
-	rs, _ := d.run(ctx, s, msg, body, rcpts, false)
-	return rs
+	if last.text == "" {
+		last = failure{enh: "4.4.1", text: "no address to try"}
+	}
+	return allFailed(rcpts, last), connected, tried > 0 && connFails == tried
 }
 
 // next says what becomes of a session after a transaction.
@@ -210,13 +353,14 @@ const (
 	reset             // a transaction may still be open: RSET, then reuse
 )
 
-// run runs one transaction on s and then caches or closes s. stale
-// reports that s was a reused connection that turned out to be closed
-// before the next hop accepted anything (the network failed or it said
-// 421 to MAIL): results are then empty and the caller may retry on a new
-// connection. Nothing is retried once MAIL was accepted.
-func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, body io.Reader, rcpts []string, reused bool) (results []queue.Result, stale bool) {
-	stop := context.AfterFunc(ctx, func() { s.nc.Close() })
+// run runs one transaction on s and then caches or closes s. retry
+// reports that the connection turned out to be closed before the next
+// hop accepted anything (the network failed or it said 421 to MAIL):
+// the caller may try again, on a new connection if s was a cached one,
+// else at the next address; the results then say why (all recipients
+// alike). Nothing is retried once MAIL was accepted.
+func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, body io.Reader, rcpts []string, reused bool) (results []queue.Result, retry bool) {
+	stop := context.AfterFunc(ctx, func() { s.raw.Close() })
 	after := drop
 	defer func() {
 		if after == reset {
@@ -242,14 +386,22 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 			return all(rcpts, s.relay, 550, "5.6.7", "next hop does not support SMTPUTF8, which this message requires"), false
 		}
 	}
+	if msg.Body == "8BITMIME" {
+		if ok, _ := s.c.Extension("8BITMIME"); !ok {
+			// RFC 6152 section 3: 8-bit data only to a server that
+			// announces 8BITMIME; mxedge does not convert to 7 bit, so
+			// the message is returned (RFC 3463: 5.6.3 conversion
+			// required but not supported). go-smtp adds BODY=8BITMIME
+			// to MAIL whenever the server announces it.
+			after = keep
+			return all(rcpts, s.relay, 550, "5.6.3", "next hop does not support 8BITMIME, which this message requires"), false
+		}
+	}
 	s.count++
 	if err := s.c.Mail(msg.From, &smtp.MailOptions{Size: msg.Size, UTF8: msg.UTF8}); err != nil {
 		code, enh, text := describe(err)
 		if closing(code) {
-			if reused && ctx.Err() == nil {
-				return nil, true
-			}
-			return all(rcpts, s.relay, code, enh, text), false
+			return all(rcpts, s.relay, code, enh, text), ctx.Err() == nil
 		}
 		after = keep // a refused MAIL starts no transaction
 		return all(rcpts, s.relay, code, enh, text), false

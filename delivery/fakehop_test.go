@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bufio"
+	"crypto/tls"
 	"net"
 	"strings"
 	"sync"
@@ -28,7 +29,13 @@ type fakeHop struct {
 // it stops when the test ends.
 func startFakeHop(t *testing.T, handle func(c net.Conn)) *fakeHop {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.6:0")
+	return startFakeHopAt(t, "127.0.0.6:0", handle)
+}
+
+// startFakeHopAt is startFakeHop on addr.
+func startFakeHopAt(t *testing.T, addr string, handle func(c net.Conn)) *fakeHop {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +124,20 @@ type script struct {
 	// idle runs after the reply to the n-th message; false closes the
 	// connection (after it wrote, say, a 421).
 	idle func(n int, w *bufio.Writer) bool
+	// tls, if set, is offered with STARTTLS.
+	tls *tls.Config
+	// starttls replaces the reply "220 2.0.0 Ready to start TLS"; a reply
+	// other than 220 keeps the session in plaintext. "garbage" answers
+	// 220 and then sends bytes that are not TLS.
+	starttls string
+	// record gets every command line, "TLS: " in front after STARTTLS,
+	// and "DATA: <bytes>" for each message.
+	record func(line string)
+	// no8bit: do not announce 8BITMIME.
+	no8bit bool
+	// auth, if set, is offered as AUTH PLAIN (after STARTTLS if tls is
+	// set) and is the base64 response that succeeds.
+	auth string
 }
 
 // serveSMTP is a minimal SMTP server session in which every command
@@ -132,20 +153,68 @@ func serveSMTP(c net.Conn, s script) {
 		return
 	}
 	n := 0
+	prefix := ""
+	record := func(line string) {
+		if s.record != nil {
+			s.record(prefix + line)
+		}
+	}
 	for {
 		c.SetReadDeadline(time.Now().Add(time.Minute))
 		line, err := r.ReadString('\n')
 		if err != nil {
 			return
 		}
+		record(strings.TrimRight(line, "\r\n"))
 		verb, _, _ := strings.Cut(strings.ToUpper(strings.TrimSpace(line)), " ")
 		switch verb {
 		case "EHLO":
 			say("250-fake.test")
-			say("250-8BITMIME")
+			if s.tls != nil && prefix == "" {
+				say("250-STARTTLS")
+			}
+			if s.auth != "" && (s.tls == nil || prefix != "") {
+				say("250-AUTH PLAIN")
+			}
+			if !s.no8bit {
+				say("250-8BITMIME")
+			}
 			say("250 SIZE 104857600")
+		case "AUTH":
+			if f := strings.Fields(line); len(f) == 3 && f[2] == s.auth {
+				say("235 2.7.0 Authentication successful")
+			} else {
+				say("535 5.7.8 Authentication credentials invalid")
+			}
+		case "STARTTLS":
+			if s.tls == nil || prefix != "" {
+				say("502 5.5.1 no")
+				continue
+			}
+			reply := s.starttls
+			if reply == "" || reply == "garbage" {
+				reply = "220 2.0.0 Ready to start TLS"
+			}
+			say(reply)
+			if !strings.HasPrefix(reply, "220") {
+				continue
+			}
+			if s.starttls == "garbage" {
+				c.Write([]byte("this is not TLS\r\n"))
+				return
+			}
+			tc := tls.Server(c, s.tls)
+			tc.SetDeadline(time.Now().Add(10 * time.Second))
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			tc.SetDeadline(time.Time{})
+			c = tc
+			r, w = bufio.NewReader(tc), bufio.NewWriter(tc)
+			prefix = "TLS: "
 		case "DATA":
 			say("354 go ahead")
+			var data strings.Builder
 			for {
 				l, err := r.ReadString('\n')
 				if err != nil {
@@ -154,7 +223,9 @@ func serveSMTP(c net.Conn, s script) {
 				if l == ".\r\n" {
 					break
 				}
+				data.WriteString(l)
 			}
+			record("DATA: " + data.String())
 			n++
 			reply := "250 2.0.0 Ok: queued"
 			if s.dot != nil {

@@ -285,9 +285,10 @@ func TestIdleConnectionsPerHopBounded(t *testing.T) {
 	d.lim.maxIdle = 2
 	var ss []*session
 	for range 3 {
-		s, _, _, text := d.connect(context.Background(), be.Addr(), false)
+		tg := &target{name: be.Addr(), addr: be.Addr(), hop: be.Addr(), plan: tlsPlan{level: levelMay, policy: levelMay}}
+		s, f := d.connect(context.Background(), tg, false)
 		if s == nil {
-			t.Fatal(text)
+			t.Fatal(f.text)
 		}
 		ss = append(ss, s)
 	}

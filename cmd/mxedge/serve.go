@@ -57,6 +57,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	if err := delivery.CheckSmarthostAuth(cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -89,6 +93,15 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		return err
 	}
 	defer q.Close()
+
+	// The one DNS resolver ([dns]) of every stage that asks DNS.
+	res := newResolver(cfg)
+	// Delivery: MX routing over it, MTA-STS, DANE.
+	dl, err := newDeliverer(ctx, cfg, res, log)
+	if err != nil {
+		return err
+	}
+	defer dl.Close() // QUIT to cached next-hop connections, after the scheduler stopped
 
 	// Recipient verification (closed before the queue, after the
 	// listeners have drained: deferred calls run in reverse).
@@ -145,8 +158,6 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	}()
 	qctx, qcancel := context.WithCancel(context.Background())
 	qdone := make(chan error, 1)
-	dl := delivery.New(cfg, log)
-	defer dl.Close() // QUIT to cached next-hop connections, after the scheduler stopped
 	go func() { qdone <- q.Run(qctx, dl, cfg.Timeouts.Shutdown.D()) }()
 	log.Info("mxedge started", "hostname", cfg.Hostname, "data_dir", cfg.DataDir)
 

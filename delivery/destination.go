@@ -1,0 +1,201 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/mxedge/mxedge/mxroute"
+	"github.com/mxedge/mxedge/queue"
+)
+
+// Destinations: where the recipients of one domain go, in this order of
+// precedence (Postfix: transport_maps, relayhost, MX):
+//
+//  1. a route in [routes]: the fixed next hop "host:port", without MX
+//     lookup, bracketed or not;
+//  2. the smarthost (delivery.smarthost), if set, with TLS required;
+//  3. the domain's MX hosts (RFC 5321 section 5.1, package mxroute), at
+//     delivery.mx_port.
+//
+// A destination is the unit of the concurrency limit (limiter.go) and of
+// one transaction: recipients of domains sharing a route or the smarthost
+// (with the same TLS policy) travel together, MX recipients per domain.
+
+// destination is one group of a message's recipients.
+type destination struct {
+	key    string // limiter key and log name: "route:HOP", "smarthost", "mx:DOMAIN"
+	domain string // a recipient domain (the one, for MX)
+	hop    string // route or smarthost "host:port"; "" for MX
+	rcpts  []string
+}
+
+// destinations groups rcpts by destination, in the order of first
+// appearance. Recipients that cannot be routed get results at once.
+func (d *Deliverer) destinations(rcpts []string) ([]*destination, []queue.Result) {
+	var dests []*destination
+	var results []queue.Result
+	byKey := map[string]*destination{}
+	for _, rcpt := range rcpts {
+		domain := domainOf(rcpt)
+		var key, hop string
+		if h, ok := d.routes[domain]; ok {
+			key, hop = "route:"+h+" "+d.routePlan(domain, hopHost(h)).level, h
+		} else if d.smarthost != "" {
+			key, hop = "smarthost", d.smarthost
+		} else if d.resolver != nil {
+			key = "mx:" + domain
+		} else {
+			results = append(results, queue.Result{Rcpt: rcpt, Code: 451, Enhanced: "4.3.5",
+				Text: "no route for domain " + domain + " (configuration error)"})
+			continue
+		}
+		dest := byKey[key]
+		if dest == nil {
+			dest = &destination{key: key, domain: domain, hop: hop}
+			byKey[key] = dest
+			dests = append(dests, dest)
+		}
+		dest.rcpts = append(dest.rcpts, rcpt)
+	}
+	return dests, results
+}
+
+// hopHost is the host of a "host:port" or "[host]:port" next hop.
+func hopHost(hop string) string {
+	host, _, err := net.SplitHostPort(hop)
+	if err != nil {
+		return strings.Trim(hop, "[]")
+	}
+	return host
+}
+
+// deliverDest delivers msg to dest's recipients: a concurrency slot, the
+// targets, then one walk per max_rcpts_per_transaction recipients.
+func (d *Deliverer) deliverDest(ctx context.Context, msg *queue.Message, dest *destination) []queue.Result {
+	if ok, why := d.limit.acquire(ctx, dest.key, d.lim.slotWait); !ok {
+		// Code 0: deferred without a reply from anyone.
+		return all(dest.rcpts, "", 0, "4.4.5", why+" for "+dest.name())
+	}
+	good, bad := false, false
+	defer func() { d.limit.release(dest.key, good, bad, d.now()) }()
+
+	targets, f := d.targets(ctx, msg.ID, dest)
+	if f != nil {
+		return allFailed(dest.rcpts, *f)
+	}
+	var results []queue.Result
+	for rest := dest.rcpts; len(rest) > 0; {
+		n := min(len(rest), d.lim.maxRcpts)
+		rs, connected, connFailed := d.walk(ctx, msg, targets, rest[:n])
+		results = append(results, rs...)
+		good = good || connected
+		bad = bad || connFailed && !connected
+		rest = rest[n:]
+	}
+	return results
+}
+
+// name is the destination for messages: the route, "smarthost", or the
+// domain.
+func (dest *destination) name() string {
+	if dest.hop != "" {
+		return dest.hop
+	}
+	return dest.domain
+}
+
+// targets returns the addresses to try for dest, in order, or why there
+// are none: a permanent failure (Code 550) for an MX walk that says the
+// domain takes no mail, a deferral otherwise.
+func (d *Deliverer) targets(ctx context.Context, msgID string, dest *destination) ([]*target, *failure) {
+	switch {
+	case dest.key == "smarthost":
+		p := tlsPlan{level: d.shTLS, policy: "smarthost-" + d.shTLS, server: hopHost(dest.hop)}
+		return []*target{{name: dest.hop, addr: unbracket(dest.hop), hop: dest.hop, plan: p, authFile: d.shAuth}}, nil
+	case dest.hop != "":
+		p := d.routePlan(dest.domain, hopHost(dest.hop))
+		return []*target{{name: dest.hop, addr: unbracket(dest.hop), hop: dest.hop, plan: p}}, nil
+	}
+	route, err := mxroute.Gather(ctx, d.resolver, dest.domain, mxroute.Options{Self: d.self, Rand: d.newRand()})
+	if err != nil {
+		var e *mxroute.Error
+		if !errors.As(err, &e) {
+			return nil, &failure{enh: "4.4.3", text: "MX lookup for " + dest.domain + " failed, will retry"}
+		}
+		if e.Err != nil {
+			d.log.Info("MX walk failed", "queue_id", msgID, "domain", dest.domain, "dsn", e.Code, "err", e.Err)
+		}
+		if e.Temporary {
+			return nil, &failure{enh: e.Code, text: e.Text}
+		}
+		// RFC 3463 and RFC 7505 section 4.2: 550 5.1.10 for a null MX;
+		// 5.1.2 no such domain, 5.4.6 routing loop, 5.4.4 unroutable.
+		return nil, &failure{code: 550, enh: e.Code, text: e.Text}
+	}
+	sts := d.stsLoader(ctx, dest.domain, d.levelFor(dest.domain), msgID)
+	port := strconv.Itoa(d.mxPort)
+	var out []*target
+	for _, h := range route.Hosts {
+		plan, fail := d.mxPlan(ctx, dest.domain, h.Name, route.Authentic && h.Authentic, sts, msgID)
+		for _, ip := range h.Addrs {
+			addr := net.JoinHostPort(ip.String(), port)
+			out = append(out, &target{name: h.Name, addr: addr, hop: addr, plan: plan, fail: fail})
+		}
+	}
+	return d.failedLast(out), nil
+}
+
+// unbracket removes the brackets of "[host]:port" for dialing.
+func unbracket(hop string) string {
+	return strings.NewReplacer("[", "", "]", "").Replace(hop)
+}
+
+// newRand returns a generator for one MX shuffle, drawn from the seeded
+// one of WithRand; nil without it (mxroute's random source).
+func (d *Deliverer) newRand() *rand.Rand {
+	if d.rng == nil {
+		return nil
+	}
+	d.rngMu.Lock()
+	defer d.rngMu.Unlock()
+	return rand.New(rand.NewPCG(d.rng.Uint64(), d.rng.Uint64()))
+}
+
+// noteFailed remembers that the address hop could not be connected.
+func (d *Deliverer) noteFailed(hop string) {
+	d.hopMu.Lock()
+	defer d.hopMu.Unlock()
+	d.failed[hop] = d.now()
+}
+
+// failedLast moves the addresses that failed within lim.failedFor
+// (queue.min_backoff: until the next retry) behind the others, keeping
+// the order within both groups: the next attempt starts at an address
+// that may work, and still reaches the failed one if all others fail.
+func (d *Deliverer) failedLast(ts []*target) []*target {
+	now := d.now()
+	d.hopMu.Lock()
+	recent := func(t *target) bool {
+		at, ok := d.failed[t.hop]
+		if ok && now.Sub(at) >= d.lim.failedFor {
+			delete(d.failed, t.hop)
+			return false
+		}
+		return ok
+	}
+	var ok, failed []*target
+	for _, t := range ts {
+		if recent(t) {
+			failed = append(failed, t)
+		} else {
+			ok = append(ok, t)
+		}
+	}
+	d.hopMu.Unlock()
+	return slices.Concat(ok, failed)
+}

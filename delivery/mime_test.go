@@ -1,0 +1,39 @@
+package delivery
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+
+	"github.com/mxedge/mxedge/queue"
+)
+
+// A message that needs 8BITMIME (or SMTPUTF8) is returned with 5.6.3
+// (5.6.7) by a next hop that does not announce it; nothing is sent.
+func TestEightBitAndUTF8Refusal(t *testing.T) {
+	rec := &recorder{}
+	hop := startFakeHop(t, func(c net.Conn) { serveSMTP(c, script{no8bit: true, record: rec.record}) })
+	d := newDeliverer(t, map[string]string{"relay.test": hop.addr()})
+	d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, tc := range []struct {
+		change func(*queue.Message)
+		code   int
+		enh    string
+	}{
+		{func(m *queue.Message) { m.Body = "8BITMIME" }, 550, "5.6.3"},
+		{func(m *queue.Message) { m.UTF8 = true }, 550, "5.6.7"},
+		{func(m *queue.Message) { m.Body = "7BIT" }, 250, ""},
+	} {
+		m := spooled(t, "s@src.test", "x\r\n", "a@relay.test")
+		tc.change(m)
+		r := d.Deliver(context.Background(), m)[0]
+		if r.Code != tc.code || tc.enh != "" && r.Enhanced != tc.enh {
+			t.Errorf("%+v, want %d %s", r, tc.code, tc.enh)
+		}
+	}
+	if plain, _ := rec.mails(); plain != 1 {
+		t.Errorf("%d MAIL commands, want 1 (the 7-bit message)", plain)
+	}
+}

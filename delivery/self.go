@@ -1,0 +1,58 @@
+package delivery
+
+import (
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/mxedge/mxedge/config"
+)
+
+// selfFunc returns the test of mxroute.Options.Self for cfg: a host is
+// this relay if its name is the configured hostname, or its address is
+// one the relay receives mail on at port (the MX port): a listener's
+// address, or any address of this host for a listener on a wildcard
+// address (RFC 5321 section 5.1: "any of the names or addresses by which
+// it might be known in mail transactions").
+func selfFunc(cfg *config.Config, port int) func(host string, ip net.IP) bool {
+	hostname := strings.ToLower(cfg.Hostname)
+	var ips []net.IP
+	wildcard := false
+	for _, l := range cfg.Listeners {
+		h, p, err := net.SplitHostPort(l.Address)
+		if err != nil || p != strconv.Itoa(port) {
+			continue
+		}
+		ip := net.ParseIP(h)
+		switch {
+		case h == "" || ip != nil && ip.IsUnspecified():
+			wildcard = true
+		case ip != nil:
+			ips = append(ips, ip)
+		default:
+			if addrs, err := net.LookupIP(h); err == nil { // a listener given by name, resolved like Listen does
+				ips = append(ips, addrs...)
+			}
+		}
+	}
+	if wildcard {
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok {
+					ips = append(ips, n.IP)
+				}
+			}
+		}
+	}
+	return func(host string, ip net.IP) bool {
+		if ip == nil {
+			return host == hostname
+		}
+		for _, x := range ips {
+			if x.Equal(ip) {
+				return true
+			}
+		}
+		return false
+	}
+}
