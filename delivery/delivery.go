@@ -207,7 +207,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) *Deliverer {
 	if d.shTLS == "" {
 		d.shTLS = levelVerify
 	}
-	d.self = selfFunc(cfg, d.mxPort)
+	d.self = SelfFunc(cfg, d.mxPort)
 	for _, o := range opts {
 		o(d)
 	}

@@ -8,13 +8,13 @@ import (
 	"github.com/mxedge/mxedge/config"
 )
 
-// selfFunc returns the test of mxroute.Options.Self for cfg: a host is
+// SelfFunc returns the test of mxroute.Options.Self for cfg: a host is
 // this relay if its name is the configured hostname, or its address is
 // one the relay receives mail on at port (the MX port): a listener's
 // address, or any address of this host for a listener on a wildcard
 // address (RFC 5321 section 5.1: "any of the names or addresses by which
 // it might be known in mail transactions").
-func selfFunc(cfg *config.Config, port int) func(host string, ip net.IP) bool {
+func SelfFunc(cfg *config.Config, port int) func(host string, ip net.IP) bool {
 	hostname := strings.ToLower(cfg.Hostname)
 	var ips []net.IP
 	wildcard := false

@@ -10,9 +10,9 @@
 // # Probe (probe.go)
 //
 // The probe takes the route delivery takes: Router maps the domain to its
-// next hops. Today that is the fixed "host:port" of [routes] (StaticRoutes);
-// MX routing does not exist yet, and when it does, an MX Router returns the
-// MX hosts in preference order and the probe walks them as delivery will.
+// next hops. The daemon uses MXRoutes: the fixed "host:port" of [routes]
+// (every relay domain has one: its MX is this relay), else the domain's MX
+// hosts in preference order (mxroute), walked as delivery walks them.
 // The dialogue (RFC 5321 sections 3.3, 4.1.1):
 //
 //	EHLO <hostname>

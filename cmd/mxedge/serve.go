@@ -53,7 +53,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	// Recipient list files belong to the configuration: their errors
 	// (file:line) are reported like the file's, before anything starts.
-	if _, err := verifyOptions(cfg, nil); err != nil {
+	if _, err := verifyOptions(cfg, nil, nil); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
@@ -105,7 +105,7 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 
 	// Recipient verification (closed before the queue, after the
 	// listeners have drained: deferred calls run in reverse).
-	ver, err := openVerifier(cfg, log)
+	ver, err := openVerifier(cfg, res, log)
 	if err != nil {
 		return err
 	}

@@ -8,18 +8,22 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/control"
+	"github.com/mxedge/mxedge/delivery"
+	"github.com/mxedge/mxedge/mxroute"
+	"github.com/mxedge/mxedge/resolver"
 	"github.com/mxedge/mxedge/verifycache"
 )
 
 // openVerifier opens the recipient verification cache of cfg,
 // <data_dir>/verify.db, and reads the recipient lists.
-func openVerifier(cfg *config.Config, log *slog.Logger) (*verifycache.Verifier, error) {
-	o, err := verifyOptions(cfg, log)
+func openVerifier(cfg *config.Config, res *resolver.Resolver, log *slog.Logger) (*verifycache.Verifier, error) {
+	o, err := verifyOptions(cfg, res, log)
 	if err != nil {
 		return nil, err
 	}
@@ -29,7 +33,10 @@ func openVerifier(cfg *config.Config, log *slog.Logger) (*verifycache.Verifier, 
 // verifyOptions maps [verify] and [verify_domains] onto the verifier's
 // options. Every relay domain gets a policy: its entry in verify_domains,
 // else verify.mode.
-func verifyOptions(cfg *config.Config, log *slog.Logger) (verifycache.Options, error) {
+//
+// Probes take delivery's route (res nil: fixed routes only, for checks):
+// a [routes] next hop, else the domain's MX hosts on delivery.mx_port.
+func verifyOptions(cfg *config.Config, res *resolver.Resolver, log *slog.Logger) (verifycache.Options, error) {
 	v := cfg.Verify
 	domains := map[string]verifycache.Policy{}
 	var errs []error
@@ -64,10 +71,19 @@ func verifyOptions(cfg *config.Config, log *slog.Logger) (verifycache.Options, e
 		}
 		return d.D()
 	}
+	var router verifycache.Router = verifycache.StaticRoutes(cfg.Routes)
+	if res != nil {
+		router = verifycache.MXRoutes{
+			Static:   cfg.Routes,
+			Resolver: res,
+			Options:  mxroute.Options{Self: delivery.SelfFunc(cfg, cfg.Delivery.MXPort)},
+			Port:     strconv.Itoa(cfg.Delivery.MXPort),
+		}
+	}
 	return verifycache.Options{
 		Hostname:         cfg.Hostname,
 		ProbeSender:      sender,
-		Router:           verifycache.StaticRoutes(cfg.Routes),
+		Router:           router,
 		Domains:          domains,
 		PositiveTTL:      v.PositiveTTL.D(),
 		RefreshAfter:     v.PositiveRefresh.D(),
