@@ -8,18 +8,16 @@ import "time"
 // by the next transaction to the same hop, most recently used first (so a
 // burst's surplus connections age out while the busy ones stay warm).
 //
-// No RSET when a session is taken or parked after DATA: the reply to the
-// final "." ends the transaction and clears the reverse-path, forward-path
-// and mail data buffers (RFC 5321 section 4.1.1.4; section 3.3: a new
-// transaction may start with MAIL at once), so RSET would only confirm a
-// state the server is already in. It would cost two round trips with
-// go-smtp, whose Reset forgets the EHLO and sends it again before the next
-// MAIL. Whether a cached connection still works is learnt from its MAIL:
-// a network error or 421 there, before anything was accepted, makes
-// Deliverer.transaction retry once on a new connection (never later: once
-// DATA was sent, the next hop may have the message). RSET (4.1.1.5) is
-// sent only when a transaction may still be open: MAIL accepted and every
-// RCPT refused, or DATA refused (session.reset).
+// RSET before reuse (RFC 5321 section 4.1.1.5), as Postfix's smtp(8)
+// verifies a cached session (smtp_rset_timeout): checkCached sends RSET
+// (and EHLO again, since go-smtp's Reset forgets it) when a session is
+// taken, which both ends a transaction left open (every RCPT refused, DATA
+// refused) and finds a connection the next hop dropped while it was idle,
+// before anything of the next message is sent. It costs two round trips per
+// reused message. If the connection still fails at MAIL (a network error or
+// 421 before anything was accepted), Deliverer.transaction retries once on
+// a new connection (never later: once DATA was sent, the next hop may have
+// the message).
 //
 // Ownership: a session is owned by the goroutine using it, or by the cache
 // (the idle map) while parked. Whoever removes it from the idle map under
@@ -163,4 +161,19 @@ func (d *Deliverer) Close() error {
 	}
 	d.quits.Wait()
 	return nil
+}
+
+// checkCached verifies with RSET that a cached session is still usable
+// before it carries another message (as Postfix's smtp(8) does with
+// smtp_rset_timeout), so a connection the next hop dropped while idle is
+// found before the transaction starts. A failing session is closed and
+// false returned: the caller connects anew.
+func (d *Deliverer) checkCached(s *session) bool {
+	s.c.CommandTimeout = d.t.Reply.D()
+	if err := s.reset(d.hostname); err != nil {
+		d.log.Debug("cached connection failed RSET", "relay", s.relay, "err", err)
+		s.c.Close()
+		return false
+	}
+	return true
 }

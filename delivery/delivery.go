@@ -307,7 +307,7 @@ func (d *Deliverer) walk(ctx context.Context, msg *queue.Message, targets []*tar
 			continue
 		}
 		if !probe { // a probe tests a new connection
-			if s := d.take(t.plan.cacheKey(t.hop)); s != nil {
+			if s := d.take(t.plan.cacheKey(t.hop)); s != nil && d.checkCached(s) {
 				rs, retry := d.run(ctx, s, msg, body, rcpts, true)
 				if !retry {
 					return rs, true, false
@@ -349,8 +349,8 @@ type next int
 
 const (
 	drop  next = iota // broken, closing or cancelled: close without QUIT
-	keep              // outside any transaction: may be reused
-	reset             // a transaction may still be open: RSET, then reuse
+	keep              // may be reused: checkCached sends RSET before the next transaction
+	reset             // a transaction may still be open: reused the same way (RSET first)
 )
 
 // run runs one transaction on s and then caches or closes s. retry
@@ -364,10 +364,7 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 	after := drop
 	defer func() {
 		if after == reset {
-			after = keep
-			if err := s.reset(d.hostname); err != nil {
-				after = drop
-			}
+			after = keep // the RSET before reuse ends the open transaction
 		}
 		if !stop() { // the context closed the connection
 			after = drop

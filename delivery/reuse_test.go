@@ -51,13 +51,15 @@ func TestTwoMessagesOneConnection(t *testing.T) {
 	if n := be.Conns(); n != 1 {
 		t.Fatalf("%d connections for two messages, want 1", n)
 	}
-	// The second transaction starts with MAIL: no RSET, no second EHLO
-	// (RFC 5321 section 4.1.1.4), no QUIT in between.
+	// The cached connection is checked with RSET before reuse (go-smtp
+	// then repeats EHLO); no QUIT in between.
 	want := []string{
 		"EHLO relay.mxedge.test",
 		fmt.Sprintf("MAIL FROM:<one@src.test> BODY=8BITMIME SIZE=%d", m1.Size),
 		"RCPT TO:<alice@relay.test>",
 		"DATA",
+		"RSET",
+		"EHLO relay.mxedge.test",
 		fmt.Sprintf("MAIL FROM:<two@src.test> BODY=8BITMIME SIZE=%d", m2.Size),
 		"RCPT TO:<bob@relay.test>",
 		"RCPT TO:<carol@relay.test>",
