@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -83,4 +84,26 @@ func (c *adminCmd) printJSON(v any) int {
 		return c.fail(err)
 	}
 	return 0
+}
+
+// fetch is the common part of the admin commands that read something from
+// the daemon: parse args (exactly n positional), connect, call, and with
+// -json print the result. done is true when the command is finished (JSON
+// printed, or an error reported); code is then its exit status.
+func fetch[T any](c *adminCmd, args []string, n int, call func(context.Context, *control.Client, []string) (T, error)) (v T, code int, done bool) {
+	pos, ok := c.parse(args, n, n)
+	if !ok {
+		return v, 2, true
+	}
+	cl, err := c.client()
+	if err != nil {
+		return v, c.fail(err), true
+	}
+	if v, err = call(context.Background(), cl, pos); err != nil {
+		return v, c.fail(err), true
+	}
+	if *c.json {
+		return v, c.printJSON(v), true
+	}
+	return v, 0, false
 }

@@ -177,20 +177,11 @@ func nextAttempt(m *control.Message, now time.Time) string {
 
 func queueShow(args []string, stdout, stderr io.Writer) int {
 	c := newAdminCmd("queue", "show", "ID [-json]", stdout, stderr)
-	pos, ok := c.parse(args, 1, 1)
-	if !ok {
-		return 2
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.fail(err)
-	}
-	m, err := cl.Show(context.Background(), pos[0])
-	if err != nil {
-		return c.fail(err)
-	}
-	if *c.json {
-		return c.printJSON(m)
+	m, code, done := fetch(c, args, 1, func(ctx context.Context, cl *control.Client, pos []string) (*control.Message, error) {
+		return cl.Show(ctx, pos[0])
+	})
+	if done {
+		return code
 	}
 	w := bufio.NewWriter(stdout)
 	now := time.Now()
@@ -340,19 +331,11 @@ func queueAction(name string, args []string, stdout, stderr io.Writer) int {
 
 func queueStats(args []string, stdout, stderr io.Writer) int {
 	c := newAdminCmd("queue", "stats", "[-json]", stdout, stderr)
-	if _, ok := c.parse(args, 0, 0); !ok {
-		return 2
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.fail(err)
-	}
-	st, err := cl.Stats(context.Background())
-	if err != nil {
-		return c.fail(err)
-	}
-	if *c.json {
-		return c.printJSON(st)
+	st, code, done := fetch(c, args, 0, func(ctx context.Context, cl *control.Client, _ []string) (queue.Stats, error) {
+		return cl.Stats(ctx)
+	})
+	if done {
+		return code
 	}
 	fmt.Fprintf(stdout, "messages:    %d (%s)\n", st.Messages, humanBytes(st.Bytes))
 	fmt.Fprintf(stdout, "recipients:  %d pending\n", st.Pending)

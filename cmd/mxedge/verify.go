@@ -141,20 +141,11 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 
 func verifyShow(args []string, stdout, stderr io.Writer) int {
 	c := newAdminCmd("verify", "show", "ADDR [-json]", stdout, stderr)
-	pos, ok := c.parse(args, 1, 1)
-	if !ok {
-		return 2
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.fail(err)
-	}
-	l, err := cl.VerifyShow(context.Background(), pos[0])
-	if err != nil {
-		return c.fail(err)
-	}
-	if *c.json {
-		return c.printJSON(l)
+	l, code, done := fetch(c, args, 1, func(ctx context.Context, cl *control.Client, pos []string) (verifycache.Lookup, error) {
+		return cl.VerifyShow(ctx, pos[0])
+	})
+	if done {
+		return code
 	}
 	w := bufio.NewWriter(stdout)
 	now := time.Now()
@@ -214,20 +205,11 @@ func verifyShow(args []string, stdout, stderr io.Writer) int {
 
 func verifyProbe(args []string, stdout, stderr io.Writer) int {
 	c := newAdminCmd("verify", "probe", "ADDR [-json]", stdout, stderr)
-	pos, ok := c.parse(args, 1, 1)
-	if !ok {
-		return 2
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.fail(err)
-	}
-	rep, err := cl.VerifyProbe(context.Background(), pos[0])
-	if err != nil {
-		return c.fail(err)
-	}
-	if *c.json {
-		return c.printJSON(rep)
+	rep, code, done := fetch(c, args, 1, func(ctx context.Context, cl *control.Client, pos []string) (verifycache.ProbeReport, error) {
+		return cl.VerifyProbe(ctx, pos[0])
+	})
+	if done {
+		return code
 	}
 	w := bufio.NewWriter(stdout)
 	for _, line := range rep.Transcript {
@@ -280,19 +262,11 @@ func verifyForget(args []string, stdout, stderr io.Writer) int {
 
 func verifyStats(args []string, stdout, stderr io.Writer) int {
 	c := newAdminCmd("verify", "stats", "[-json]", stdout, stderr)
-	if _, ok := c.parse(args, 0, 0); !ok {
-		return 2
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.fail(err)
-	}
-	st, err := cl.VerifyStats(context.Background())
-	if err != nil {
-		return c.fail(err)
-	}
-	if *c.json {
-		return c.printJSON(st)
+	st, code, done := fetch(c, args, 0, func(ctx context.Context, cl *control.Client, _ []string) (verifycache.Stats, error) {
+		return cl.VerifyStats(ctx)
+	})
+	if done {
+		return code
 	}
 	w := bufio.NewWriter(stdout)
 	e := st.Entries
