@@ -22,6 +22,10 @@ import (
 // Options.Postmaster is set, reported to the postmaster. Reports we generate
 // ourselves (Envelope.Notice) get no report of any kind, so no loop.
 
+// bounceSizeLimit is the largest original returned whole in a report when
+// the sender gave no RET (Postfix bounce_size_limit).
+const bounceSizeLimit = 50000
+
 // wants reports whether rc asked for a report of action a.
 func (rc *Rcpt) wants(a dsn.Action) bool { return dsn.NotifyWants(rc.Notify, a) }
 
@@ -62,6 +66,10 @@ func (q *Queue) queueReport(env *Envelope, action dsn.Action, rcpts []*Rcpt, to 
 	}
 	defer orig.Close()
 	now := q.now()
+	maxFull := int64(bounceSizeLimit)
+	if env.Ret == "FULL" {
+		maxFull = 1 << 20
+	}
 	r := &dsn.Report{
 		ReportingMTA: q.opts.Hostname,
 		From:         "MAILER-DAEMON@" + q.opts.Hostname,
@@ -71,8 +79,12 @@ func (q *Queue) queueReport(env *Envelope, action dsn.Action, rcpts []*Rcpt, to 
 		ArrivalDate:  env.Arrival,
 		Date:         now,
 		Original:     orig,
-		ReturnFull:   env.Ret == "FULL",
-		SMTPUTF8:     env.UTF8,
+		// RFC 3461 section 4.3: RET=HDRS returns the header section,
+		// RET=FULL the message (up to 1 MiB); without RET, like Postfix
+		// (bounce_size_limit), the message when it is small.
+		ReturnFull: env.Ret != "HDRS",
+		MaxFull:    maxFull,
+		SMTPUTF8:   env.UTF8,
 	}
 	for _, rc := range rcpts {
 		dr := dsn.Recipient{

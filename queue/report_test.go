@@ -147,7 +147,7 @@ func TestPermanentFailureIsReturnedOnce(t *testing.T) {
 		"Original-Recipient: rfc822;Bad@X.test", "Final-Recipient: rfc822; bad@x.test",
 		"Action: failed", "Status: 5.1.1", "Remote-MTA: dns; backend.test",
 		"Diagnostic-Code: smtp; 550 5.1.1 scripted 550",
-		"Subject: original", // headers returned (RET absent = headers)
+		"Subject: original", "the body", // no RET and small: returned whole
 		id,
 	} {
 		if !strings.Contains(b[0].body, want) {
@@ -157,27 +157,36 @@ func TestPermanentFailureIsReturnedOnce(t *testing.T) {
 	if strings.Contains(b[0].body, "Final-Recipient: rfc822; ok@x.test") {
 		t.Error("delivered recipient reported as failed")
 	}
-	if strings.Contains(b[0].body, "the body") {
-		t.Error("body returned without RET=FULL")
-	}
+
 }
 
 func TestNotifyAndRet(t *testing.T) {
-	d := newRecorder(map[string]int{"never@x.test": 550, "full@x.test": 550})
+	d := newRecorder(map[string]int{"never@x.test": 550, "full@x.test": 550, "hdrs@x.test": 550, "big@x.test": 550})
 	q := runQueue(t, Options{}, d)
+	big := "Subject: big\r\n\r\n" + strings.Repeat("the body of a big message\r\n", 3000) // 84 KB
 	receiveEnv(t, q, Envelope{From: "a@src.test", Rcpts: []Rcpt{{Addr: "never@x.test", Notify: []string{"NEVER"}}}}, origBody)
-	receiveEnv(t, q, Envelope{From: "b@src.test", Ret: "FULL", Rcpts: []Rcpt{{Addr: "full@x.test"}}}, origBody)
+	receiveEnv(t, q, Envelope{From: "b@src.test", Ret: "FULL", Rcpts: []Rcpt{{Addr: "full@x.test"}}}, big)
 	receiveEnv(t, q, Envelope{From: "c@src.test", Rcpts: []Rcpt{{Addr: "ok@x.test", Notify: []string{"SUCCESS"}}}}, origBody)
-	calls := d.waitCalls(t, 5) // 3 messages, 2 reports (none for NOTIFY=NEVER)
+	receiveEnv(t, q, Envelope{From: "d@src.test", Ret: "HDRS", Rcpts: []Rcpt{{Addr: "hdrs@x.test"}}}, origBody)
+	receiveEnv(t, q, Envelope{From: "e@src.test", Rcpts: []Rcpt{{Addr: "big@x.test"}}}, big)
+	calls := d.waitCalls(t, 9) // 5 messages, 4 reports (none for NOTIFY=NEVER)
 	b := reports(calls)
-	if len(b) != 2 {
-		t.Fatalf("want 2 reports, got %d: %+v", len(b), b)
+	if len(b) != 4 {
+		t.Fatalf("want 4 reports, got %d: %+v", len(b), b)
 	}
 	for _, r := range b {
 		switch r.rcpts[0] {
 		case "b@src.test":
 			if !strings.Contains(r.body, "the body") {
 				t.Errorf("RET=FULL bounce lacks the body:\n%s", r.body)
+			}
+		case "d@src.test":
+			if strings.Contains(r.body, "the body") || !strings.Contains(r.body, "Subject: original") {
+				t.Errorf("RET=HDRS bounce must return the headers only:\n%s", r.body)
+			}
+		case "e@src.test":
+			if strings.Contains(r.body, "the body") || !strings.Contains(r.body, "Subject: big") {
+				t.Errorf("no RET, 84 KB: headers only (over bounce_size_limit):\n%s", r.body)
 			}
 		case "c@src.test":
 			if !strings.Contains(r.body, "Action: relayed") {
