@@ -5,7 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"golang.org/x/net/idna"
+	"github.com/mxedge/mxedge/internal/domainname"
 )
 
 // mailbox is an address from MAIL or RCPT, split and normalised.
@@ -62,40 +62,12 @@ func parseMailbox(s string, smtputf8 bool) (mailbox, error) {
 	if !isASCII(d) && !smtputf8 {
 		return mailbox{}, errNonASCII
 	}
-	dom, ok := normalizeDomain(d)
-	if !ok {
+	dom, err := domainname.Normalize(d)
+	if err != nil {
 		return mailbox{}, errSyntax
 	}
 	m.domain = dom
 	return m, nil
-}
-
-// normalizeDomain lowercases a domain and converts U-labels to A-labels
-// (RFC 5890). A trailing dot, an empty label, or anything but letters,
-// digits and hyphens in a label is refused: "example.org." must not slip
-// past a relay_domains comparison, nor be passed on to a backend that
-// might treat it differently.
-func normalizeDomain(d string) (string, bool) {
-	if d == "" || strings.HasSuffix(d, ".") || len(d) > 253 {
-		return "", false
-	}
-	a, err := idna.Lookup.ToASCII(d)
-	if err != nil {
-		return "", false
-	}
-	a = strings.ToLower(a)
-	for _, label := range strings.Split(a, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return "", false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return "", false
-			}
-		}
-	}
-	return a, true
 }
 
 // routed reports whether the local part carries sender-specified routing:

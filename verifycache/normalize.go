@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"golang.org/x/net/idna"
+	"github.com/mxedge/mxedge/internal/domainname"
 )
 
 // Normalize returns the cache key of an address typed by an operator
@@ -41,16 +41,14 @@ func Normalize(addr string) (string, error) {
 	return wire(local, dom), nil
 }
 
-// normalizeDomain lowercases d and converts U-labels to A-labels.
+// normalizeDomain is the normal form smtpd gives the domain at RCPT, so
+// that cache keys match (domainname.Normalize).
 func normalizeDomain(d string) (string, error) {
-	if d == "" || strings.HasSuffix(d, ".") || len(d) > 253 {
-		return "", errors.New("bad domain")
-	}
-	a, err := idna.Lookup.ToASCII(d)
+	n, err := domainname.Normalize(d)
 	if err != nil {
-		return "", fmt.Errorf("bad domain: %v", err)
+		return "", fmt.Errorf("bad domain %q: %w", d, err)
 	}
-	return strings.ToLower(a), nil
+	return n, nil
 }
 
 // unquote removes the quotes of a quoted-string local part and its
