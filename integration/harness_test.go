@@ -57,26 +57,7 @@ func freeAddr(t *testing.T, ip string) string {
 // after acceptance), which verification, on by default, would answer in
 // the session. verify_test.go has the verification scenarios.
 func relayConfig(dataDir, mx, backend string) string {
-	return fmt.Sprintf(`hostname = "mx1.relay.test"
-data_dir = %q
-relay_domains = ["relay.test"]
-
-[[listener]]
-address = %q
-
-[routes]
-"relay.test" = %q
-
-[queue]
-min_backoff = "1s"
-max_backoff = "2s"
-
-[timeouts]
-shutdown = "5s"
-
-[verify]
-mode = "off"
-`, dataDir, mx, backend)
+	return verifyConfig(dataDir, mx, backend, `mode = "off"`)
 }
 
 // relay is one running mxedge process.
