@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxedge/mxedge/internal/fakeclock"
 	"github.com/mxedge/mxedge/queue"
 )
 
@@ -40,26 +41,13 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// clock is a settable queue clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type env struct {
 	q     *queue.Queue
 	c     *Client
 	sock  string
 	dir   string
 	log   *syncBuffer
-	clock *clock
+	clock *fakeclock.Clock // the queue's clock
 }
 
 // start opens a real queue in a temp dir and serves it on a real socket.
@@ -67,7 +55,7 @@ func start(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{dir: dir, sock: SocketPath(dir), log: &syncBuffer{},
-		clock: &clock{t: time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)}}
+		clock: fakeclock.New(time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC))}
 	log := slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	q, err := queue.Open(filepath.Join(dir, "queue"), queue.Options{Logger: log, Now: e.clock.Now})
 	if err != nil {
@@ -299,7 +287,7 @@ func TestFlush(t *testing.T) {
 	}
 	t0 := next(m3)
 
-	e.clock.Add(time.Hour)
+	e.clock.Advance(time.Hour)
 	if n, err := e.c.FlushMatching(ctx, queue.Filter{Domain: "one.test"}); err != nil || n != 2 {
 		t.Fatalf("flush domain one.test: %d, %v; want 2", n, err)
 	}
@@ -308,7 +296,7 @@ func TestFlush(t *testing.T) {
 		t.Errorf("next attempts after flushing one.test: %v %v %v; want %v %v %v", next(m1), next(m2), next(m3), now, now, t0)
 	}
 
-	e.clock.Add(time.Hour)
+	e.clock.Advance(time.Hour)
 	if err := e.c.Flush(ctx, m3); err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +344,7 @@ func TestStats(t *testing.T) {
 		t.Fatalf("empty queue: %+v, %v", st, err)
 	}
 	m1 := e.put(t, "a@src.test", "x@one.test")
-	e.clock.Add(time.Minute)
+	e.clock.Advance(time.Minute)
 	e.put(t, "b@src.test", "y@two.test", "x@one.test")
 	e.put(t, "c@src.test", "z@two.test")
 	if err := e.c.Hold(ctx, m1); err != nil {

@@ -55,8 +55,8 @@ func TestDeadHop(t *testing.T) {
 	var logs syncBuffer
 	d.log = slog.New(slog.NewTextHandler(&logs, nil))
 	clk := newFakeClock()
-	d.now = clk.now
-	t0 := clk.now()
+	d.now = clk.Now
+	t0 := clk.Now()
 	deliver := func() []queue.Result {
 		return d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test", "b@relay.test"))
 	}
@@ -75,7 +75,7 @@ func TestDeadHop(t *testing.T) {
 	}
 
 	// Dead: deferred at once, without connecting.
-	clk.advance(DefaultDeadMin - time.Second)
+	clk.Advance(DefaultDeadMin - time.Second)
 	rs := deliver()
 	want := deadText(hop.addr(), 3, t0.Add(DefaultDeadMin))
 	for _, r := range rs {
@@ -89,7 +89,7 @@ func TestDeadHop(t *testing.T) {
 
 	// After the dead period one probe connects; it works.
 	healthy.Store(true)
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	if rs := deliver(); rs[0].Code != 250 || rs[1].Code != 250 {
 		t.Fatalf("probe: %+v", rs)
 	}
@@ -118,7 +118,7 @@ func TestDeadPeriodDoubles(t *testing.T) {
 	d := newDeliverer(t, map[string]string{"down.test": addr})
 	d.lim.deadMax = 200 * time.Second
 	clk := newFakeClock()
-	d.now = clk.now
+	d.now = clk.Now
 	deliver := func() queue.Result {
 		return d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@down.test"))[0]
 	}
@@ -130,11 +130,11 @@ func TestDeadPeriodDoubles(t *testing.T) {
 	// Each failed probe marks the hop dead for twice as long, up to deadMax.
 	failures := 3
 	for _, period := range []time.Duration{60 * time.Second, 120 * time.Second, 200 * time.Second, 200 * time.Second} {
-		want := deadText(addr, failures, clk.now().Add(period))
+		want := deadText(addr, failures, clk.Now().Add(period))
 		if r := deliver(); r.Text != want {
 			t.Fatalf("dead for %v: got %q, want %q", period, r.Text, want)
 		}
-		clk.advance(period)
+		clk.Advance(period)
 		if r := deliver(); !strings.Contains(r.Text, "refused") {
 			t.Fatalf("probe after %v: %+v", period, r)
 		}
@@ -155,11 +155,11 @@ func TestDeadHopProbeAlone(t *testing.T) {
 	})
 	d := newDeliverer(t, map[string]string{"relay.test": hop.addr()})
 	clk := newFakeClock()
-	d.now = clk.now
+	d.now = clk.Now
 	for range 3 {
 		d.connFailed(context.Background(), hop.addr(), false)
 	}
-	clk.advance(DefaultDeadMin)
+	clk.Advance(DefaultDeadMin)
 	probe := make(chan []queue.Result)
 	go func() {
 		probe <- d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxedge/mxedge/internal/fakeclock"
 )
 
 // fakeHop is a next hop whose connections a test scripts, for what
@@ -248,23 +250,8 @@ func serveSMTP(c net.Conn, s script) {
 }
 
 // fakeClock is the Deliverer's clock in tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = fakeclock.Clock
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 11, 23, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	return fakeclock.New(time.Date(2025, 11, 23, 10, 0, 0, 0, time.UTC))
 }

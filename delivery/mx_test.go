@@ -281,7 +281,7 @@ func TestMXFailedAddressTriedLast(t *testing.T) {
 	})
 	e := newMXEnv(t, mxZone, port, nil, WithRand(rand.New(rand.NewPCG(1, 1))))
 	clk := newFakeClock()
-	e.d.now = clk.now
+	e.d.now = clk.Now
 	for i := range 20 {
 		if r := e.deliver(t, fmt.Sprintf("u%d@pair.example", i))[0]; r.Code != 250 || !strings.HasPrefix(r.Relay, "b.pair.example") {
 			t.Fatalf("%+v", r)
@@ -291,10 +291,10 @@ func TestMXFailedAddressTriedLast(t *testing.T) {
 		t.Errorf("the failing MX 10 host was connected %d times in 20 deliveries, want 1", n)
 	}
 	// After min_backoff it is back in the shuffle.
-	clk.advance(e.cfg.Queue.MinBackoff.D())
+	clk.Advance(e.cfg.Queue.MinBackoff.D())
 	for i := range 20 {
 		e.deliver(t, fmt.Sprintf("v%d@pair.example", i))
-		clk.advance(e.cfg.Queue.MinBackoff.D())
+		clk.Advance(e.cfg.Queue.MinBackoff.D())
 	}
 	if n := busy.conns(); n < 5 {
 		t.Errorf("the recovered window: %d connections to a.pair.example in 20 deliveries", n)

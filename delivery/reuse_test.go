@@ -88,14 +88,14 @@ func TestIdleConnectionExpires(t *testing.T) {
 	defer be.Close()
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	clk := newFakeClock()
-	d.now = clk.now
+	d.now = clk.Now
 	d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
-	clk.advance(DefaultIdleTime - time.Millisecond)
+	clk.Advance(DefaultIdleTime - time.Millisecond)
 	d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
 	if n := be.Conns(); n != 1 {
 		t.Fatalf("reuse within the idle time: %d connections", n)
 	}
-	clk.advance(DefaultIdleTime)
+	clk.Advance(DefaultIdleTime)
 	rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
 	if rs[0].Code != 250 || be.Conns() != 2 {
 		t.Fatalf("after the idle time: %+v over %d connections, want 250 over 2", rs[0], be.Conns())
@@ -145,7 +145,7 @@ func TestReuseLimits(t *testing.T) {
 	}{
 		{"count", func(d *Deliverer, _ *fakeClock) { d.lim.reuseCount = 2 }, func(*fakeClock) {}, 5, 3},
 		{"age", func(d *Deliverer, _ *fakeClock) { d.lim.idleTime = time.Hour },
-			func(clk *fakeClock) { clk.advance(100 * time.Second) }, 5, 2}, // 0,100,200 | 300,400
+			func(clk *fakeClock) { clk.Advance(100 * time.Second) }, 5, 2}, // 0,100,200 | 300,400
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			be, err := smtptest.Start("127.0.0.3:0")
@@ -155,7 +155,7 @@ func TestReuseLimits(t *testing.T) {
 			defer be.Close()
 			d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 			clk := newFakeClock()
-			d.now = clk.now
+			d.now = clk.Now
 			tc.setup(d, clk)
 			for i := range tc.msgs {
 				if i > 0 {

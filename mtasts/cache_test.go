@@ -28,7 +28,7 @@ func TestGetEnforce(t *testing.T) {
 	if p == nil {
 		t.Fatal("no policy")
 	}
-	if p.Mode != ModeEnforce || p.ID != "20250101T000000" || p.MaxAge != 7*day || !p.Fetched.Equal(e.clock.now()) {
+	if p.Mode != ModeEnforce || p.ID != "20250101T000000" || p.MaxAge != 7*day || !p.Fetched.Equal(e.clock.Now()) {
 		t.Fatalf("policy %+v", p)
 	}
 	if want := []string{"mx1.example.org", "*.mail.example.org"}; !slices.Equal(p.MX, want) {
@@ -120,7 +120,7 @@ func TestGetIDUnchangedNoRefetch(t *testing.T) {
 		if p := e.get(c, "example.org"); p == nil || p.ID != "1" {
 			t.Fatalf("policy %+v", p)
 		}
-		e.clock.advance(time.Hour)
+		e.clock.Advance(time.Hour)
 	}
 	if n := e.srv.requests("example.org"); n != 1 {
 		t.Fatalf("%d requests, want 1", n)
@@ -152,12 +152,12 @@ func TestGetExpiry(t *testing.T) {
 	e.publish("example.org", "1", policyText("enforce", 3600, "mx.example.org"))
 	c := e.newCache("")
 	first := e.get(c, "example.org").Fetched
-	e.clock.advance(3599 * time.Second)
+	e.clock.Advance(3599 * time.Second)
 	if p := e.get(c, "example.org"); !p.Fetched.Equal(first) {
 		t.Fatalf("refetched before expiry: %+v", p)
 	}
-	e.clock.advance(time.Second)
-	if p := e.get(c, "example.org"); !p.Fetched.Equal(e.clock.now()) {
+	e.clock.Advance(time.Second)
+	if p := e.get(c, "example.org"); !p.Fetched.Equal(e.clock.Now()) {
 		t.Fatalf("not refetched at expiry: %+v", p)
 	}
 	if n := e.srv.requests("example.org"); n != 2 {
@@ -185,14 +185,14 @@ func TestGetFetchFailureKeepsCached(t *testing.T) {
 	if n := e.srv.requests("example.org"); n != 2 {
 		t.Fatalf("%d requests, want 2 (no retry within 5 minutes)", n)
 	}
-	e.clock.advance(5 * time.Minute)
+	e.clock.Advance(5 * time.Minute)
 	e.get(c, "example.org")
 	if n := e.srv.requests("example.org"); n != 3 {
 		t.Fatalf("%d requests, want 3", n)
 	}
 
 	// Once the cached policy expires, there is none.
-	e.clock.advance(day)
+	e.clock.Advance(day)
 	if p := e.get(c, "example.org"); p != nil {
 		t.Fatalf("policy %+v after expiry", p)
 	}
@@ -387,7 +387,7 @@ func TestPersistence(t *testing.T) {
 	// Restart while DNS fails: the policy seen before the restart holds,
 	// without a fetch.
 	e.dns.SetRcode("_mta-sts.example.org.", dns.TypeTXT, dns.RcodeServerFailure)
-	e.clock.advance(2 * time.Hour)
+	e.clock.Advance(2 * time.Hour)
 	c2 := e.newCache(dir)
 	got := e.get(c2, "example.org")
 	if got == nil || got.ID != want.ID || !slices.Equal(got.MX, want.MX) || got.Mode != want.Mode ||
@@ -399,12 +399,12 @@ func TestPersistence(t *testing.T) {
 	}
 	// none.example (max_age 3600) expired during the "downtime": not
 	// loaded, so fetched again.
-	if p := e.get(c2, "none.example"); p == nil || !p.Fetched.Equal(e.clock.now()) {
+	if p := e.get(c2, "none.example"); p == nil || !p.Fetched.Equal(e.clock.Now()) {
 		t.Fatalf("none.example: %+v", p)
 	}
 
 	// Past expiry, a restarted cache has nothing: DNS failure = error.
-	e.clock.advance(day)
+	e.clock.Advance(day)
 	c3 := e.newCache(dir)
 	if p, err := c3.Get(context.Background(), "example.org"); p != nil || !resolver.IsTemporary(err) {
 		t.Fatalf("after expiry: %+v, %v", p, err)
@@ -429,7 +429,7 @@ func TestPersistence(t *testing.T) {
 func TestLoadSkipsInvalid(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
-	now := e.clock.now().Format(time.RFC3339)
+	now := e.clock.Now().Format(time.RFC3339)
 	data := `{"version":1,"policies":{
 		"good.example":{"mode":"enforce","mx":["mx.good.example"],"max_age":86400,"id":"1","fetched":"` + now + `"},
 		"badmode.example":{"mode":"strict","mx":["mx.x"],"max_age":86400,"id":"1","fetched":"` + now + `"},
@@ -457,12 +457,12 @@ func TestRefresh(t *testing.T) {
 	e.publish("example.org", "1", policyText("enforce", 86400, "mx.example.org"))
 	e.publish("example.net", "1", policyText("enforce", 86400, "mx.example.net"))
 	c := e.newCache(dir)
-	start := e.clock.now()
+	start := e.clock.Now()
 	e.get(c, "example.org")
 	e.get(c, "example.net")
 
 	// Not due before half of max_age.
-	e.clock.advance(11 * time.Hour)
+	e.clock.Advance(11 * time.Hour)
 	c.Refresh(context.Background())
 	if n := e.srv.requests("example.org"); n != 1 {
 		t.Fatalf("%d requests, want 1", n)
@@ -471,7 +471,7 @@ func TestRefresh(t *testing.T) {
 	// Due: example.org is refetched, with the same id. example.net
 	// withdrew its record: it is left to expire.
 	e.setTXT("example.net")
-	e.clock.advance(2 * time.Hour)
+	e.clock.Advance(2 * time.Hour)
 	c.Refresh(context.Background())
 	if n := e.srv.requests("example.org"); n != 2 {
 		t.Fatalf("%d requests, want 2", n)
@@ -482,7 +482,7 @@ func TestRefresh(t *testing.T) {
 
 	// A day after the first fetch, example.org is still valid thanks to
 	// the refresh, also after a restart while DNS fails.
-	e.clock.advance(start.Add(day + time.Hour).Sub(e.clock.now()))
+	e.clock.Advance(start.Add(day + time.Hour).Sub(e.clock.Now()))
 	e.dns.SetRcode("_mta-sts.example.org.", dns.TypeTXT, dns.RcodeServerFailure)
 	if p := e.get(e.newCache(dir), "example.org"); p == nil {
 		t.Fatal("refreshed policy expired")
@@ -504,7 +504,7 @@ func TestRefresh(t *testing.T) {
 	}
 	e.dns.SetRcode("_mta-sts.example.org.", dns.TypeTXT, dns.RcodeSuccess)
 	e.srv.set("example.org", response{status: 500})
-	e.clock.advance(time.Minute)
+	e.clock.Advance(time.Minute)
 	c.Refresh(context.Background())
 	if n := e.srv.requests("example.org"); n != 3 {
 		t.Fatalf("%d requests, want 3", n)

@@ -22,29 +22,15 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mxedge/mxedge/internal/fakeclock"
 	"github.com/mxedge/mxedge/resolver"
 	"github.com/mxedge/mxedge/resolver/dnstest"
 )
 
 // clock is a fake clock for policy ages.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = fakeclock.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clock { return fakeclock.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 // testCA is a certificate authority made for one test.
 type testCA struct {
@@ -259,7 +245,7 @@ func (e *env) newCache(dir string) *Cache {
 		Resolver:   e.res,
 		HTTPClient: e.client,
 		Dir:        dir,
-		Now:        e.clock.now,
+		Now:        e.clock.Now,
 		Log:        slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -11,25 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mxedge/mxedge/internal/fakeclock"
 )
-
-// fakeClock is a settable clock for lifetimes and warnings.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // recorder answers every recipient with the code scripted for it (default
 // 250) and records each attempt, body included.
@@ -229,7 +213,7 @@ func waitEmpty(t *testing.T, q *Queue) {
 }
 
 func TestExpiryAndDelayWarning(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
 	d := newRecorder(map[string]int{"slow@x.test": 451})
 	q := runQueue(t, Options{Now: clock.Now, MaxLifetime: 72 * time.Hour, DelayWarning: 4 * time.Hour,
 		MinBackoff: time.Minute, MaxBackoff: time.Hour}, d)

@@ -14,28 +14,14 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mxedge/mxedge/internal/fakeclock"
 	"github.com/mxedge/mxedge/resolver/dnstest"
 )
 
 // clock is a fake clock for the cache.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = fakeclock.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clock { return fakeclock.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 // zone is the test data of most tests.
 var zone = []string{
@@ -71,7 +57,7 @@ func startDNS(t *testing.T) *dnstest.Server {
 
 // newResolver returns a resolver asking servers, with a fake clock.
 func newResolver(clk *clock, cacheSize int, servers ...string) *Resolver {
-	return New(Config{Servers: servers, Timeout: 300 * time.Millisecond, Attempts: 1, Now: clk.now, CacheSize: cacheSize})
+	return New(Config{Servers: servers, Timeout: 300 * time.Millisecond, Attempts: 1, Now: clk.Now, CacheSize: cacheSize})
 }
 
 func TestLookupMX(t *testing.T) {
@@ -358,7 +344,7 @@ func TestCache(t *testing.T) {
 		return res
 	}
 	lookup()
-	clk.advance(100 * time.Second)
+	clk.Advance(100 * time.Second)
 	if res := lookup(); res.TTL != 200 {
 		t.Errorf("cached TTL %d, want 200", res.TTL)
 	}
@@ -368,11 +354,11 @@ func TestCache(t *testing.T) {
 	// A changed answer is seen only after the TTL.
 	s.Remove("example.org.", dns.TypeMX)
 	s.Add("example.org. 300 IN MX 5 new.example.org.")
-	clk.advance(199 * time.Second)
+	clk.Advance(199 * time.Second)
 	if mxs, _, _ := r.LookupMX(ctx, "example.org"); len(mxs) != 2 {
 		t.Errorf("before expiry: %v", mxs)
 	}
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	if mxs, _, _ := r.LookupMX(ctx, "example.org"); len(mxs) != 1 || mxs[0].Mx != "new.example.org." {
 		t.Errorf("after expiry: %v", mxs)
 	}
@@ -401,7 +387,7 @@ func TestNegativeCache(t *testing.T) {
 			clk := newClock()
 			r := newResolver(clk, 0, s.Addr())
 			for i, step := range []time.Duration{0, 29 * time.Second, time.Second} {
-				clk.advance(step)
+				clk.Advance(step)
 				_, res, err := r.LookupMX(context.Background(), tt.name)
 				if !errors.Is(err, tt.kind) {
 					t.Fatalf("error %v, want %v", err, tt.kind)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxedge/mxedge/internal/fakeclock"
 )
 
 // FakeBackend is a mailbox backend for the tests: a hand-written SMTP
@@ -233,20 +235,10 @@ func (b *FakeBackend) serve(c net.Conn) {
 }
 
 // fakeClock is a settable cache clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = fakeclock.Clock
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	return fakeclock.New(time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC))
 }
 
 // switchRouter is a Router whose next hops can be changed (backend moved

@@ -205,14 +205,14 @@ func TestPositiveLifetimeBackendDown(t *testing.T) {
 	e.want(t, "alice@relay.test", Accept, "probe")
 	verified := e.clock.Now()
 
-	e.clock.Add(1 * day)
+	e.clock.Advance(1 * day)
 	e.want(t, "alice@relay.test", Accept, "cache")
 	if n := e.be.Count("RCPT TO:"); n != 1 {
 		t.Fatalf("day 1: %d probes, want 1 (no refresh before day 7)", n)
 	}
 
 	e.router.set(deadAddr(t)) // the backend goes down
-	e.clock.Add(7 * day)      // day 8
+	e.clock.Advance(7 * day)  // day 8
 	e.want(t, "alice@relay.test", Accept, "cache")
 	e.settle(t, "alice@relay.test")
 	en := e.entry(t, "alice@relay.test")
@@ -221,18 +221,18 @@ func TestPositiveLifetimeBackendDown(t *testing.T) {
 		t.Errorf("after a failed refresh: %+v", en)
 	}
 
-	e.clock.Add(21 * day) // day 29
+	e.clock.Advance(21 * day) // day 29
 	e.want(t, "alice@relay.test", Accept, "cache")
 	e.settle(t, "alice@relay.test")
 
-	e.clock.Add(2 * day) // day 31: expired; the backend is still down
+	e.clock.Advance(2 * day) // day 31: expired; the backend is still down
 	vd := e.want(t, "alice@relay.test", Defer, "probe")
 	if !strings.HasPrefix(vd.Reply, "connect to") {
 		t.Errorf("day 31: %+v", vd)
 	}
 	// The temporary failure is held: no new probe for a minute.
 	e.want(t, "alice@relay.test", Defer, "cache")
-	e.clock.Add(61 * time.Second)
+	e.clock.Advance(61 * time.Second)
 	e.router.set(e.be.Addr()) // back up
 	e.want(t, "alice@relay.test", Accept, "probe")
 }
@@ -241,14 +241,14 @@ func TestPositiveLifetimeBackendDown(t *testing.T) {
 func TestPositiveRefreshedInBackground(t *testing.T) {
 	e := newEnv(t, nil)
 	e.want(t, "alice@relay.test", Accept, "probe")
-	e.clock.Add(6 * day)
+	e.clock.Advance(6 * day)
 	e.want(t, "alice@relay.test", Accept, "cache")
 	e.settle(t, "alice@relay.test")
 	if n := e.be.Count("RCPT TO:"); n != 1 {
 		t.Fatalf("refreshed before day 7: %d probes", n)
 	}
-	e.clock.Add(2 * day) // day 8
-	gate := e.be.Hold()  // the refresh blocks at the backend...
+	e.clock.Advance(2 * day) // day 8
+	gate := e.be.Hold()      // the refresh blocks at the backend...
 	start := time.Now()
 	e.want(t, "alice@relay.test", Accept, "cache") // ...the RCPT does not wait for it
 	if d := time.Since(start); d > time.Second {
@@ -260,7 +260,7 @@ func TestPositiveRefreshedInBackground(t *testing.T) {
 	if !en.Verified.Equal(e.clock.Now()) || !en.Expires.Equal(e.clock.Now().Add(30*day)) {
 		t.Errorf("refresh did not renew the entry: %+v", en)
 	}
-	e.clock.Add(25 * day) // day 33: valid thanks to the refresh
+	e.clock.Advance(25 * day) // day 33: valid thanks to the refresh
 	e.want(t, "alice@relay.test", Accept, "cache")
 	st, _ := e.v.Stats()
 	if st.Refreshes < 2 {
@@ -274,7 +274,7 @@ func TestFailedRefreshKeepsPositive(t *testing.T) {
 	e := newEnv(t, nil)
 	e.want(t, "alice@relay.test", Accept, "probe")
 	e.be.SetUsers("bob") // alice deleted, or a misconfigured backend
-	e.clock.Add(8 * day)
+	e.clock.Advance(8 * day)
 	e.want(t, "alice@relay.test", Accept, "cache")
 	e.settle(t, "alice@relay.test")
 	en := e.entry(t, "alice@relay.test")
@@ -306,10 +306,10 @@ func TestFailedRefreshKeepsPositive(t *testing.T) {
 func TestNegativeReprobedAfterTTL(t *testing.T) {
 	e := newEnv(t, nil)
 	e.want(t, "carol@relay.test", Reject, "probe")
-	e.clock.Add(3*time.Hour - time.Second)
+	e.clock.Advance(3*time.Hour - time.Second)
 	e.want(t, "carol@relay.test", Reject, "cache")
 	e.be.SetUsers("alice", "bob", "carol") // the mailbox is created
-	e.clock.Add(2 * time.Second)
+	e.clock.Advance(2 * time.Second)
 	e.want(t, "carol@relay.test", Accept, "probe")
 	if n := e.be.Count("RCPT TO:<carol@relay.test>"); n != 2 {
 		t.Errorf("%d probes of carol, want 2", n)
@@ -501,7 +501,7 @@ func TestDictionaryAttack(t *testing.T) {
 	}
 	e.want(t, "bob@relay.test", Accept, "probe")
 	// The window ends.
-	e.clock.Add(time.Hour)
+	e.clock.Advance(time.Hour)
 	if vd := e.verifyFrom(t, "203.0.113.9", "carol@relay.test"); vd.Action != Reject || vd.Source != "probe" {
 		t.Errorf("after the window: %+v", vd)
 	}
@@ -542,7 +542,7 @@ func TestCatchAllDetected(t *testing.T) {
 	if st, _ := e.v.Stats(); len(st.CatchAll) != 0 {
 		t.Fatal("tested again before the interval")
 	}
-	e.clock.Add(day)
+	e.clock.Advance(day)
 	e.v.Maintain(context.Background())
 	st, _ := e.v.Stats()
 	if len(st.CatchAll) != 1 || st.CatchAll[0] != "relay.test" || !strings.HasPrefix(st.Domains[0].CatchAll.Probe, "mxedge-nx-") {
@@ -570,11 +570,11 @@ func TestCleanupDeletesExpired(t *testing.T) {
 	e := newEnv(t, nil)
 	e.want(t, "alice@relay.test", Accept, "probe")
 	e.want(t, "nobody@relay.test", Reject, "probe")
-	e.clock.Add(4 * time.Hour)
+	e.clock.Advance(4 * time.Hour)
 	if n, err := e.v.Cleanup(); n != 1 || err != nil {
 		t.Errorf("cleanup at +4h: %d, %v; want the negative entry", n, err)
 	}
-	e.clock.Add(30 * day)
+	e.clock.Advance(30 * day)
 	st, _ := e.v.Stats()
 	if st.Entries["expired"] != 1 {
 		t.Errorf("entries %+v", st.Entries)
@@ -635,7 +635,7 @@ func TestAdmin(t *testing.T) {
 	if l.Answer != "accept" || !l.Valid || l.Entry.State != StateExists {
 		t.Errorf("Show after the probe: %+v", l)
 	}
-	e.clock.Add(8 * day)
+	e.clock.Advance(8 * day)
 	if l, _ := e.v.Show("alice@relay.test"); !l.RefreshDue {
 		t.Errorf("Show at day 8: %+v", l)
 	}
@@ -713,8 +713,8 @@ func TestEntriesSurviveRestart(t *testing.T) {
 func TestBackgroundPassRuns(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.MaintainEvery = 10 * time.Millisecond })
 	e.want(t, "nobody@relay.test", Reject, "probe")
-	e.clock.Add(2 * time.Hour) // the cleanup is due again
-	e.clock.Add(2 * time.Hour) // and the entry expired
+	e.clock.Advance(2 * time.Hour) // the cleanup is due again
+	e.clock.Advance(2 * time.Hour) // and the entry expired
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		st, _ := e.v.Stats()
