@@ -118,56 +118,24 @@ func (c *Config) complete() {
 		}
 	}
 
-	// Keys already in normal form first, so that "Example.ORG" next to
-	// "example.org" is the one kept as written, for Validate to report.
-	routes := make(map[string]string, len(c.Routes))
-	var rest []string
-	for k, v := range c.Routes {
-		if n, err := normalizeDomain(k); err == nil && n == k {
-			routes[k] = v
-		} else {
-			rest = append(rest, k)
-		}
-	}
-	slices.Sort(rest)
-	for _, k := range rest {
-		n, err := normalizeDomain(k)
-		if _, taken := routes[n]; err != nil || taken {
-			n = k // invalid or a duplicate: Validate reports it
-		}
-		routes[n] = c.Routes[k]
-	}
-	c.Routes = routes
-
-	// The same for verify_domains.
-	vds := make(map[string]VerifyDomain, len(c.VerifyDomains))
-	rest = rest[:0]
-	for k, v := range c.VerifyDomains {
-		if n, err := normalizeDomain(k); err == nil && n == k {
-			vds[k] = v
-		} else {
-			rest = append(rest, k)
-		}
-	}
-	slices.Sort(rest)
-	for _, k := range rest {
-		n, err := normalizeDomain(k)
-		if _, taken := vds[n]; err != nil || taken {
-			n = k
-		}
-		vds[n] = c.VerifyDomains[k]
-	}
-	c.VerifyDomains = vds
-
+	c.Routes = normalizeKeys(c.Routes)
+	c.VerifyDomains = normalizeKeys(c.VerifyDomains)
+	c.TLSPolicy = normalizeKeys(c.TLSPolicy)
 	if c.DNS.Servers == nil {
 		c.DNS.Servers = []string{}
 	}
-	// The same for tls_policy.
-	tps := make(map[string]string, len(c.TLSPolicy))
-	rest = rest[:0]
-	for k, v := range c.TLSPolicy {
+}
+
+// normalizeKeys returns m with its domain keys in normal form. Keys already
+// in normal form are taken first, so that "Example.ORG" next to
+// "example.org" is the one kept as written, for Validate to report; so is a
+// key that cannot be normalized.
+func normalizeKeys[V any](m map[string]V) map[string]V {
+	out := make(map[string]V, len(m))
+	var rest []string
+	for k, v := range m {
 		if n, err := normalizeDomain(k); err == nil && n == k {
-			tps[k] = v
+			out[k] = v
 		} else {
 			rest = append(rest, k)
 		}
@@ -175,10 +143,10 @@ func (c *Config) complete() {
 	slices.Sort(rest)
 	for _, k := range rest {
 		n, err := normalizeDomain(k)
-		if _, taken := tps[n]; err != nil || taken {
-			n = k
+		if _, taken := out[n]; err != nil || taken {
+			n = k // invalid or a duplicate: Validate reports it
 		}
-		tps[n] = c.TLSPolicy[k]
+		out[n] = m[k]
 	}
-	c.TLSPolicy = tps
+	return out
 }

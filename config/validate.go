@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/net/idna"
+	"github.com/mxedge/mxedge/internal/domainname"
 )
 
 // Validate checks the effective configuration and returns all problems
@@ -303,60 +303,20 @@ func isAddress(s string) bool {
 		!strings.ContainsAny(s, " <>\"\r\n\t")
 }
 
-// checkHostname reports why s is not a DNS host name: letters, digits and
-// hyphens in dot-separated labels of at most 63 octets, at most 253 octets in
-// all (RFC 1123 section 2.1, RFC 1035 section 2.3.4), no trailing dot, and
-// not an IP address (RFC 1123 section 2.1: a name's last label is not
-// numeric).
+// checkHostname reports why s is not a DNS host name in A-labels: letters,
+// digits and hyphens in dot-separated labels of at most 63 octets, at most
+// 253 octets in all (RFC 1123 section 2.1, RFC 1035 section 2.3.4), no
+// trailing dot, and not an IP address (a name's last label is not numeric).
 func checkHostname(s string) error {
-	switch {
-	case s == "":
-		return errors.New("empty")
-	case strings.HasSuffix(s, ".") && s != ".":
-		return fmt.Errorf("trailing dot not allowed (write %q)", strings.TrimSuffix(s, "."))
-	case net.ParseIP(s) != nil:
-		return errors.New("an IP address, not a name")
-	case len(s) > 253:
-		return fmt.Errorf("%d characters, at most 253 allowed", len(s))
-	}
-	labels := strings.Split(s, ".")
-	for _, l := range labels {
-		if l == "" {
-			return errors.New("empty label")
-		}
-		if len(l) > 63 {
-			return fmt.Errorf("label %q has %d characters, at most 63 allowed", l, len(l))
-		}
-		for _, r := range l {
-			if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-') {
-				return fmt.Errorf("label %q contains %q; only letters, digits and hyphens are allowed", l, string(r))
-			}
-		}
-		if l[0] == '-' || l[len(l)-1] == '-' {
-			return fmt.Errorf("label %q starts or ends with a hyphen", l)
-		}
-	}
-	if allDigits(labels[len(labels)-1]) {
-		return errors.New("last label is numeric")
-	}
-	return nil
+	_, err := domainname.Normalize(s, domainname.Options{Hostname: true, ASCII: true})
+	return err
 }
 
 // normalizeDomain returns the normal form of a domain name: lowercase, IDN
-// labels as A-labels (UTS #46 lookup profile, RFC 5890), no trailing dot.
+// labels as A-labels (UTS #46 lookup profile, RFC 5890), no trailing dot;
+// the same form smtpd compares recipient domains in.
 func normalizeDomain(s string) (string, error) {
-	if strings.HasSuffix(s, ".") {
-		return "", checkHostname(s)
-	}
-	if !isASCII(s) || strings.Contains(strings.ToLower(s), "xn--") {
-		a, err := idna.Lookup.ToASCII(s)
-		if err != nil {
-			return "", err
-		}
-		s = a
-	}
-	s = strings.ToLower(s)
-	return s, checkHostname(s)
+	return domainname.Normalize(s, domainname.Options{Hostname: true})
 }
 
 // checkNormalDomain reports why s is not a valid domain name in normal form.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mxedge/mxedge/internal/domainname"
 	"github.com/mxedge/mxedge/resolver"
 )
 
@@ -306,11 +307,12 @@ func (c *Cache) refresh(ctx context.Context, domain string, old *Policy) {
 	c.fetchShared(ctx, domain, id)
 }
 
-// normalizeDomain returns domain lowercase without trailing dot, or an
-// error wrapping resolver.ErrInvalid if it is not a host name.
+// normalizeDomain returns domain in the relay's one normal form
+// (domainname: lowercase, A-labels, a trailing dot dropped), or an error
+// wrapping resolver.ErrInvalid if it is not a host name.
 func normalizeDomain(domain string) (string, error) {
-	d := strings.ToLower(strings.TrimSuffix(domain, "."))
-	if !validDomain(d) {
+	d, err := domainname.Normalize(domain, domainname.Options{TrailingDot: true, ASCII: true})
+	if err != nil {
 		return "", fmt.Errorf("mtasts: domain %q: %w", domain, resolver.ErrInvalid)
 	}
 	return d, nil

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mxedge/mxedge/internal/domainname"
 )
 
 // Mode is a policy's mode (RFC 8461 section 5).
@@ -187,24 +189,11 @@ func normalizePattern(s string) (string, bool) {
 	return s, validDomain(name)
 }
 
-// validDomain reports whether s is a domain in LDH syntax: labels of
-// letters, digits and inner hyphens, 1 to 63 characters, 253 at most in
-// all, no trailing dot.
+// validDomain reports whether s is a domain in LDH syntax, no trailing dot
+// (domainname's normal form, A-labels only).
 func validDomain(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			if c := label[i]; !isAlnum(c) && c != '-' {
-				return false
-			}
-		}
-	}
-	return true
+	_, err := domainname.Normalize(s, domainname.Options{ASCII: true})
+	return err == nil
 }
 
 // validate checks a policy read back from the cache file.
