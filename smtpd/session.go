@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mxedge/mxedge/internal/address"
 	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/verifycache"
 )
@@ -47,14 +48,14 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.ret, s.envid = string(opts.Return), opts.EnvelopeID
 	}
 	if from != "" {
-		m, err := parseMailbox(from, s.utf8)
-		if errors.Is(err, errNonASCII) {
+		m, err := address.Parse(from, s.utf8)
+		if errors.Is(err, address.ErrNonASCII) {
 			return replyNeedUTF8
 		}
 		if err != nil {
 			return replyBadSender
 		}
-		from = m.wire()
+		from = m.Wire()
 	}
 	s.from, s.haveFrom = from, true
 	return nil
@@ -124,16 +125,16 @@ func (s *session) verify(addr string) *smtp.SMTPError {
 // (reject_unauth_destination): the domain must be a relay domain, and the
 // local part must not route onward.
 func (s *Server) checkRcpt(to string, utf8 bool) (string, *smtp.SMTPError) {
-	m, err := parseMailbox(to, utf8)
+	m, err := address.Parse(to, utf8)
 	switch {
-	case errors.Is(err, errNonASCII):
+	case errors.Is(err, address.ErrNonASCII):
 		return "", replyNeedUTF8
 	case err != nil:
 		return "", replyBadRcpt
-	case m.routed(), !s.relay[m.domain]:
+	case m.Routed(), !s.relay[m.Domain]:
 		return "", replyRelayDenied(to)
 	}
-	return m.wire(), nil
+	return m.Wire(), nil
 }
 
 // dsnRcpt keeps a recipient's DSN parameters (RFC 3461 sections 4.1, 4.2)

@@ -3,6 +3,8 @@ package verifycache
 import (
 	"strings"
 	"testing"
+
+	"github.com/mxedge/mxedge/internal/address"
 )
 
 // FuzzDialogueLog: the bytes of a probe connection (the next hop's replies
@@ -56,6 +58,26 @@ func FuzzNormalize(f *testing.F) {
 		}
 		if n2, err := Normalize(n); err != nil || n2 != n {
 			t.Fatalf("Normalize(%q) = %q, again %q, %v", s, n, n2, err)
+		}
+	})
+}
+
+// FuzzCacheKeyAgreesWithListener: the cache key of an address the MX
+// listener accepted (address.Parse of what go-smtp hands over, written with
+// Wire) is that wire form itself, so an operator's "mxedge verify show" of
+// the address finds the entry the RCPT made.
+func FuzzCacheKeyAgreesWithListener(f *testing.F) {
+	for _, s := range []string{"Alice@Example.ORG", "john doe@x.test", "a\"b@c.test", "jörg@bücher.example", ".lead@x.test"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := address.Parse(s, true)
+		if err != nil || strings.HasPrefix(m.Domain, "[") {
+			return
+		}
+		w := m.Wire()
+		if n, err := Normalize(w); err != nil || n != w {
+			t.Fatalf("listener form %q of %q: Normalize gives %q, %v", w, s, n, err)
 		}
 	})
 }

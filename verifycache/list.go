@@ -8,6 +8,9 @@ import (
 	"os"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/mxedge/mxedge/internal/address"
+	"github.com/mxedge/mxedge/internal/domainname"
 )
 
 // List is a static recipient list of one domain: the local parts that
@@ -98,7 +101,7 @@ func parseListLine(line, domain string) (string, error) {
 		if end < 0 {
 			return "", fmt.Errorf("%q: quoted local part without its closing quote", line)
 		}
-		uq, err := unquote(line[:end+1])
+		uq, err := address.Unquote(line[:end+1])
 		if err != nil {
 			return "", fmt.Errorf("%q: %v", line, err)
 		}
@@ -126,9 +129,9 @@ func parseListLine(line, domain string) (string, error) {
 	}
 	if rest != "" {
 		d := rest[1:]
-		nd, err := normalizeDomain(d)
+		nd, err := domainname.Normalize(d)
 		if err != nil {
-			return "", fmt.Errorf("%q: %v", line, err)
+			return "", fmt.Errorf("%q: bad domain %q: %v", line, d, err)
 		}
 		if nd != domain {
 			return "", fmt.Errorf("%q: address of another domain (this list is for %s)", line, domain)
@@ -145,7 +148,7 @@ func parseListLine(line, domain string) (string, error) {
 			return "", fmt.Errorf("%q: control character", line)
 		}
 	}
-	return strings.TrimSuffix(wire(local, "x"), "@x"), nil
+	return strings.TrimSuffix(address.Mailbox{Local: local, Domain: "x"}.Wire(), "@x"), nil
 }
 
 // startsComment reports whether s is white space, optionally followed by
