@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/mxedge/mxedge/internal/domainname"
 	"github.com/mxedge/mxedge/resolver"
@@ -67,7 +68,7 @@ type Cache struct {
 	mu       sync.Mutex
 	policies map[string]*Policy   // by domain; never modified once stored
 	failed   map[string]time.Time // by flightKey: no fetch before then
-	flights  map[string]*flight   // by flightKey
+	flights  singleflight.Group   // by flightKey
 
 	saveMu sync.Mutex // serializes writes of the cache file
 }
@@ -86,7 +87,6 @@ func New(o Options) (*Cache, error) {
 		log:      o.Log,
 		policies: map[string]*Policy{},
 		failed:   map[string]time.Time{},
-		flights:  map[string]*flight{},
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -168,13 +168,6 @@ func (c *Cache) lookupID(ctx context.Context, domain string) (string, error) {
 	return selectRecord(rrs)
 }
 
-// flight is a fetch in progress; p and err are set when done is closed.
-type flight struct {
-	done chan struct{}
-	p    *Policy
-	err  error
-}
-
 func flightKey(domain, id string) string { return domain + " " + id }
 
 // fetchShared fetches domain's policy for TXT id and caches it, unless a
@@ -193,24 +186,21 @@ func (c *Cache) fetchShared(ctx context.Context, domain, id string) (*Policy, er
 		}
 		delete(c.failed, key)
 	}
-	f, ok := c.flights[key]
-	if !ok {
-		f = &flight{done: make(chan struct{})}
-		c.flights[key] = f
-		go c.runFetch(context.WithoutCancel(ctx), f, domain, id)
-	}
 	c.mu.Unlock()
+	fctx := context.WithoutCancel(ctx)
+	ch := c.flights.DoChan(key, func() (any, error) { return c.runFetch(fctx, domain, id) })
 	select {
-	case <-f.done:
-		return f.p, f.err
+	case r := <-ch:
+		p, _ := r.Val.(*Policy)
+		return p, r.Err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-// runFetch is the flight f: fetch, then cache the policy or remember the
-// failure, then log.
-func (c *Cache) runFetch(ctx context.Context, f *flight, domain, id string) {
+// runFetch is the flight of (domain, id): fetch, then cache the policy or
+// remember the failure, then log.
+func (c *Cache) runFetch(ctx context.Context, domain, id string) (*Policy, error) {
 	p, err := c.fetch(ctx, domain)
 	key := flightKey(domain, id)
 	c.mu.Lock()
@@ -234,11 +224,7 @@ func (c *Cache) runFetch(ctx context.Context, f *flight, domain, id string) {
 			"mx", strings.Join(p.MX, ","), "max_age", int64(p.MaxAge/time.Second))
 		c.save() // before anyone is told: a policy in use survives a crash
 	}
-	c.mu.Lock()
-	delete(c.flights, key)
-	c.mu.Unlock()
-	f.p, f.err = p, err
-	close(f.done)
+	return p, err
 }
 
 // Refresh refetches the cached policies that are close to expiry (RFC

@@ -492,8 +492,8 @@ func TestCoalescing(t *testing.T) {
 	}
 }
 
-// When every caller gives up, the query is cancelled, and the next caller
-// starts a new one.
+// A caller that gives up makes the next caller start a new query instead
+// of joining the late one.
 func TestCoalescingAbandoned(t *testing.T) {
 	s := startDNS(t)
 	s.SetDelay(300 * time.Millisecond)

@@ -1,53 +1,56 @@
 package verifycache
 
-import "sync"
+import (
+	"sync"
 
-// flight makes concurrent probes of one address one probe: the first
-// lookup starts it, later ones wait for the same result. (A tiny
-// singleflight; golang.org/x/sync is not a dependency.)
+	"golang.org/x/sync/singleflight"
+)
+
+// flight makes concurrent probes of one address one probe
+// (golang.org/x/sync singleflight): the first lookup starts it, later ones
+// wait for the same result. It also knows which probes are in flight
+// (admin show, refreshes), which singleflight alone does not say.
 type flight struct {
-	mu    sync.Mutex
-	calls map[string]*call
+	g  singleflight.Group
+	mu sync.Mutex
+	in map[string]bool // addresses being probed
 }
 
-// call is one probe in flight. done is closed once the result is in res
-// and in the cache.
-type call struct {
-	done  chan struct{}
+// outcome is one probe's result, as its waiters see it.
+type outcome struct {
 	res   ProbeResult
 	entry Entry // the entry after the probe, if have
 	have  bool
-	err   error // storing the result failed
 }
 
-// join returns the call for key and whether the caller must run it (it
-// is new). The runner calls finish when done.
-func (f *flight) join(key string) (c *call, run bool) {
+// start returns the channel on which the probe of key delivers its outcome
+// (Err: storing the result failed), running run in its own goroutine if no
+// probe of key is in flight; joined reports that one was.
+func (f *flight) start(key string, run func() (outcome, error)) (ch <-chan singleflight.Result, joined bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if c = f.calls[key]; c != nil {
-		return c, false
+	joined = f.in[key]
+	if !joined {
+		if f.in == nil {
+			f.in = map[string]bool{}
+		}
+		f.in[key] = true
 	}
-	if f.calls == nil {
-		f.calls = map[string]*call{}
-	}
-	c = &call{done: make(chan struct{})}
-	f.calls[key] = c
-	return c, true
-}
-
-// finish publishes c's result: later lookups find it in the cache, so
-// the call is forgotten.
-func (f *flight) finish(key string, c *call) {
-	f.mu.Lock()
-	delete(f.calls, key)
-	f.mu.Unlock()
-	close(c.done)
+	return f.g.DoChan(key, func() (any, error) {
+		o, err := run()
+		// Forgotten before anyone is told: a lookup that comes after
+		// the outcome is in the cache starts afresh.
+		f.mu.Lock()
+		f.g.Forget(key)
+		delete(f.in, key)
+		f.mu.Unlock()
+		return o, err
+	}), joined
 }
 
 // inFlight reports whether a probe of key is running.
 func (f *flight) inFlight(key string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.calls[key] != nil
+	return f.in[key]
 }

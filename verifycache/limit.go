@@ -3,30 +3,29 @@ package verifycache
 import (
 	"context"
 	"sync"
-	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // limiter bounds the probes per next hop: at most conc in flight, and
-// starts paced to rate per second with a burst of one second's worth
-// (generic cell rate algorithm). It measures real time (now is time.Now
-// outside tests): it paces network traffic, unlike the cache's TTLs.
+// starts paced to perSec per second with a burst of one second's worth
+// (golang.org/x/time/rate). It measures real time: it paces network
+// traffic, unlike the cache's TTLs.
 type limiter struct {
-	conc int
-	rate float64
-	now  func() time.Time
+	conc   int
+	perSec float64
 
 	mu   sync.Mutex
 	hops map[string]*hopLimit
 }
 
 type hopLimit struct {
-	sem chan struct{}
-	mu  sync.Mutex
-	tat time.Time // theoretical arrival time of the next start
+	sem  chan struct{}
+	pace *rate.Limiter // nil: no rate limit
 }
 
-func newLimiter(conc int, rate float64, now func() time.Time) *limiter {
-	return &limiter{conc: max(conc, 1), rate: rate, now: now, hops: map[string]*hopLimit{}}
+func newLimiter(conc int, perSec float64) *limiter {
+	return &limiter{conc: max(conc, 1), perSec: perSec, hops: map[string]*hopLimit{}}
 }
 
 func (l *limiter) hop(hop string) *hopLimit {
@@ -35,6 +34,9 @@ func (l *limiter) hop(hop string) *hopLimit {
 	h := l.hops[hop]
 	if h == nil {
 		h = &hopLimit{sem: make(chan struct{}, l.conc)}
+		if l.perSec > 0 {
+			h.pace = rate.NewLimiter(rate.Limit(l.perSec), max(int(l.perSec), 1))
+		}
 		l.hops[hop] = h
 	}
 	return h
@@ -51,31 +53,13 @@ func (l *limiter) acquire(ctx context.Context, hop string) (release func(), err 
 		return nil, ctx.Err()
 	}
 	release = func() { <-h.sem }
-	if l.rate <= 0 {
-		return release, nil
-	}
-	interval := time.Duration(float64(time.Second) / l.rate)
-	tolerance := time.Duration(max(l.rate-1, 0)) * interval
-	h.mu.Lock()
-	now := l.now()
-	start := now
-	if earliest := h.tat.Add(-tolerance); earliest.After(start) {
-		start = earliest
-	}
-	if h.tat.After(start) {
-		h.tat = h.tat.Add(interval)
-	} else {
-		h.tat = start.Add(interval)
-	}
-	h.mu.Unlock()
-	if wait := start.Sub(now); wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
+	if h.pace != nil {
+		if err := h.pace.Wait(ctx); err != nil {
 			release()
-			return nil, ctx.Err()
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return nil, err
 		}
 	}
 	return release, nil

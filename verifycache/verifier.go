@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Domain modes (config: verify.mode, verify_domains).
@@ -211,7 +213,7 @@ func Open(path string, o Options) (*Verifier, error) {
 			timeout:     o.ProbeTimeout,
 			stepTimeout: o.ReplyTimeout,
 			dialer:      netDialer(o.ConnectTimeout),
-			limits:      newLimiter(o.Concurrency, o.Rate, time.Now),
+			limits:      newLimiter(o.Concurrency, o.Rate),
 			pool:        newPool(o.Concurrency, time.Now),
 			now:         time.Now,
 		},
@@ -315,19 +317,21 @@ func (v *Verifier) unknown(ip string, vd Verdict) Verdict {
 // wait starts (or joins) the probe of addr and waits for it up to
 // InlineWait.
 func (v *Verifier) wait(ctx context.Context, ip, addr string) Verdict {
-	c := v.startProbe(addr, "rcpt")
+	ch := v.startProbe(addr, "rcpt")
 	t := time.NewTimer(v.o.InlineWait)
 	defer t.Stop()
+	var r singleflight.Result
 	select {
-	case <-c.done:
+	case r = <-ch:
 	case <-t.C:
 		v.stats.inlineTimeouts.Add(1)
 		return Verdict{Action: Defer, Source: "probe", Reply: "probe still running"}
 	case <-ctx.Done():
 		return Verdict{Action: Defer, Source: "probe", Reply: "probe still running"}
 	}
-	if c.err != nil {
-		return Verdict{Action: Defer, Source: "probe", Err: c.err}
+	c, _ := r.Val.(outcome)
+	if r.Err != nil {
+		return Verdict{Action: Defer, Source: "probe", Err: r.Err}
 	}
 	if c.have && c.entry.Valid(v.now()) {
 		switch c.entry.State {
@@ -351,35 +355,31 @@ func (v *Verifier) maybeRefresh(e Entry, now time.Time) {
 	v.startProbe(e.Addr, "refresh")
 }
 
-// startProbe returns the probe in flight for addr, starting it if there is
-// none. The probe runs on its own (bounded by ProbeTimeout and Close), so
-// its result is cached even when nobody waits any more.
-func (v *Verifier) startProbe(addr, why string) *call {
-	c, run := v.flight.join(addr)
-	if !run {
-		v.stats.coalesced.Add(1)
-		return c
-	}
-	v.mu.RLock()
-	if v.closed {
+// startProbe returns the channel of the probe in flight for addr,
+// starting it if there is none. The probe runs on its own (bounded by
+// ProbeTimeout and Close), so its result is cached even when nobody waits
+// any more.
+func (v *Verifier) startProbe(addr, why string) <-chan singleflight.Result {
+	ch, joined := v.flight.start(addr, func() (outcome, error) {
+		v.mu.RLock()
+		if v.closed {
+			v.mu.RUnlock()
+			return outcome{res: ProbeResult{Addr: addr, Result: ResultTempfail, Reply: "shutting down"}}, nil
+		}
+		v.wg.Add(1)
 		v.mu.RUnlock()
-		c.res = ProbeResult{Addr: addr, Result: ResultTempfail, Reply: "shutting down"}
-		v.flight.finish(addr, c)
-		return c
-	}
-	v.wg.Add(1)
-	v.mu.RUnlock()
-	go func() {
 		defer v.wg.Done()
 		res := v.prober.probe(v.ctx, addr, false)
-		c.res = res
-		c.entry, c.have, c.err = v.record(res, why)
-		v.flight.finish(addr, c)
+		e, have, err := v.record(res, why)
 		if res.Stage == stageRcpt {
 			v.firstUse(domainOf(addr))
 		}
-	}()
-	return c
+		return outcome{res: res, entry: e, have: have}, err
+	})
+	if joined {
+		v.stats.coalesced.Add(1)
+	}
+	return ch
 }
 
 // record logs a probe, counts it and stores its result by the cache's

@@ -438,7 +438,7 @@ func TestProbeConcurrencyLimit(t *testing.T) {
 }
 
 func TestProbeRateLimit(t *testing.T) {
-	l := newLimiter(100, 10, time.Now) // 10 per second, burst 10
+	l := newLimiter(100, 10) // 10 per second, burst 10
 	start := time.Now()
 	for i := 0; i < 15; i++ {
 		release, err := l.acquire(context.Background(), "hop")
