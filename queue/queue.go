@@ -75,8 +75,10 @@ type Envelope struct {
 	From    string    `json:"from"` // reverse-path as sent on the wire; "" is the null sender
 	Rcpts   []Rcpt    `json:"rcpts"`
 	Arrival time.Time `json:"arrival"`
-	Size    int64     `json:"size"`             // bytes of the stored message
-	Inline  bool      `json:"inline,omitempty"` // body stored in bbolt, not in a spool file
+	// Size is the length of the stored message as delivered: the header
+	// block (prepended fields, bucket "heads") plus the data.
+	Size   int64 `json:"size"`
+	Inline bool  `json:"inline,omitempty"` // data stored in bbolt, not in a spool file
 
 	// Facts from the SMTP session, for logs and the outbound MAIL command.
 	ClientIP string `json:"client_ip,omitempty"`
@@ -152,7 +154,8 @@ type Queue struct {
 var (
 	bucketMsgs   = []byte("msgs")   // queue ID -> JSON Envelope
 	bucketSched  = []byte("sched")  // 8-byte next-attempt nanos + queue ID -> empty
-	bucketBodies = []byte("bodies") // queue ID -> message, for messages of at most InlineMax bytes
+	bucketBodies = []byte("bodies") // queue ID -> message data, for data of at most InlineMax bytes
+	bucketHeads  = []byte("heads")  // queue ID -> header block on top of the data; absent = none
 )
 
 // Open opens (creating if needed) the queue in dir: dir/queue.db and
@@ -217,7 +220,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 	db.MaxBatchSize = opts.BatchSize
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMsgs, bucketSched, bucketBodies} {
+		for _, b := range [][]byte{bucketMsgs, bucketSched, bucketBodies, bucketHeads} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -32,8 +32,10 @@ type Message struct {
 	open func() (io.ReadCloser, error)
 }
 
-// Open returns the message as stored: trace headers, then the data, with
-// CRLF line endings and without dot-stuffing. The caller closes it.
+// Open returns the message as stored, as it is to be sent: the header
+// block (the fields prepended while it was received), then the data (trace
+// headers, then what the client sent), with CRLF line endings and without
+// dot-stuffing; Size bytes. The caller closes it.
 func (m *Message) Open() (io.ReadCloser, error) { return m.open() }
 
 // Result is the outcome of one attempt for one recipient.
@@ -147,7 +149,7 @@ func (q *Queue) message(env *Envelope) *Message {
 	return &Message{
 		ID: env.ID, From: env.From, Rcpts: env.pending(), Arrival: env.Arrival,
 		Size: env.Size, Body: env.Body, UTF8: env.UTF8, Attempt: env.Attempts + 1,
-		open: func() (io.ReadCloser, error) { return q.openBody(env) },
+		open: func() (io.ReadCloser, error) { return q.openMessage(env) },
 	}
 }
 

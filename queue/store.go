@@ -57,9 +57,11 @@ func parseSchedKey(k []byte) (time.Time, string) {
 // appendFill is the bbolt page fill for buckets whose new keys sort last.
 const appendFill = 0.9
 
-// insert stores a new message due at once, in a group commit. The batch
-// function may run more than once; it only puts, so it is idempotent.
-func (q *Queue) insert(ctx context.Context, env *Envelope, body []byte) error {
+// insert stores a new message due at once, in a group commit: envelope,
+// schedule entry, inline data (body, nil for a spooled message) and header
+// block (head; no entry when empty). The batch function may run more than
+// once; it only puts, so it is idempotent.
+func (q *Queue) insert(ctx context.Context, env *Envelope, head, body []byte) error {
 	env.NextAttempt = env.Arrival
 	v, err := encodeEnvelope(env)
 	if err != nil {
@@ -78,6 +80,13 @@ func (q *Queue) insert(ctx context.Context, env *Envelope, body []byte) error {
 		}
 		if env.Inline {
 			if err := bodies.Put([]byte(env.ID), body); err != nil {
+				return err
+			}
+		}
+		if len(head) > 0 {
+			heads := tx.Bucket(bucketHeads)
+			heads.FillPercent = appendFill
+			if err := heads.Put([]byte(env.ID), head); err != nil {
 				return err
 			}
 		}
@@ -212,9 +221,12 @@ func (q *Queue) removeRecord(env *Envelope) error {
 	return q.removeFinish(env, err)
 }
 
-// deleteRecord deletes a message's record and inline body.
+// deleteRecord deletes a message's record, inline body and header block.
 func deleteRecord(tx *bolt.Tx, id string) error {
 	if err := tx.Bucket(bucketBodies).Delete([]byte(id)); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketHeads).Delete([]byte(id)); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketMsgs).Delete([]byte(id))
