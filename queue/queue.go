@@ -80,11 +80,11 @@ type Envelope struct {
 	Size   int64 `json:"size"`
 	Inline bool  `json:"inline,omitempty"` // data stored in bbolt, not in a spool file
 
-	// Facts from the SMTP session, for logs and the outbound MAIL command.
-	ClientIP string `json:"client_ip,omitempty"`
-	Helo     string `json:"helo,omitempty"`
-	Body     string `json:"body,omitempty"` // MAIL BODY= parameter: "", "7BIT", "8BITMIME"
-	UTF8     bool   `json:"utf8,omitempty"` // MAIL SMTPUTF8 was given
+	// Origin: where the message came from, for logs, admin and checks.
+	Origin Origin `json:"origin,omitzero"`
+	// Facts from the SMTP session for the outbound MAIL command.
+	Body string `json:"body,omitempty"` // MAIL BODY= parameter: "", "7BIT", "8BITMIME"
+	UTF8 bool   `json:"utf8,omitempty"` // MAIL SMTPUTF8 was given
 
 	// DSN parameters from MAIL (RFC 3461 sections 4.3, 4.4).
 	Ret   string `json:"ret,omitempty"`   // "FULL" or "HDRS"; "" = headers only
@@ -95,6 +95,21 @@ type Envelope struct {
 	Held        bool      `json:"held,omitempty"`   // on hold: not scheduled until released
 	Warned      bool      `json:"warned,omitempty"` // the delay warning was sent
 	Notice      bool      `json:"notice,omitempty"` // a report we generated: never reported on
+}
+
+// Origin is where a message came from: the listener that received it and
+// what the SMTP session learned about the client. Empty for the reports the
+// queue generates itself.
+type Origin struct {
+	Listener   string `json:"listener,omitempty"`    // [[listener]] name, e.g. "mx"
+	Kind       string `json:"kind,omitempty"`        // "mx", "submission" or "submissions"
+	ClientIP   string `json:"client_ip,omitempty"`   // e.g. "192.0.2.1"
+	ClientName string `json:"client_name,omitempty"` // the client's reverse DNS name; "" when unknown
+	Helo       string `json:"helo,omitempty"`        // the EHLO/HELO argument
+	AuthUser   string `json:"auth_user,omitempty"`   // SASL user; "" on MX
+	// TLS is the TLS version and cipher suite of the session, e.g.
+	// "TLSv1.3 TLS_AES_128_GCM_SHA256"; "" for plaintext.
+	TLS string `json:"tls,omitempty"`
 }
 
 // Rcpt is one recipient and its delivery state.
@@ -269,5 +284,6 @@ func (q *Queue) wake() {
 
 func (q *Queue) logAccepted(env *Envelope) {
 	q.log.Info("accepted", "queue_id", env.ID, "from", "<"+env.From+">", "size", env.Size,
-		"nrcpt", len(env.Rcpts), "client_ip", env.ClientIP, "helo", env.Helo)
+		"nrcpt", len(env.Rcpts), "listener", env.Origin.Listener, "client_ip", env.Origin.ClientIP,
+		"helo", env.Origin.Helo, "tls", env.Origin.TLS)
 }

@@ -28,6 +28,7 @@ type Message struct {
 	Body    string // MAIL BODY= value to pass on: "", "7BIT" or "8BITMIME"
 	UTF8    bool   // SMTPUTF8 is required
 	Attempt int    // 1 for the first attempt
+	Origin  Origin // where the message came from
 
 	open func() (io.ReadCloser, error)
 }
@@ -148,7 +149,7 @@ func (q *Queue) setInflight(id string, on bool) {
 func (q *Queue) message(env *Envelope) *Message {
 	return &Message{
 		ID: env.ID, From: env.From, Rcpts: env.pending(), Arrival: env.Arrival,
-		Size: env.Size, Body: env.Body, UTF8: env.UTF8, Attempt: env.Attempts + 1,
+		Size: env.Size, Body: env.Body, UTF8: env.UTF8, Attempt: env.Attempts + 1, Origin: env.Origin,
 		open: func() (io.ReadCloser, error) { return q.openMessage(env) },
 	}
 }

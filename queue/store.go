@@ -13,10 +13,25 @@ import (
 
 func encodeEnvelope(env *Envelope) ([]byte, error) { return json.Marshal(env) }
 
+// storedEnvelope is a record as read from bbolt: an Envelope, and the
+// keys that records written before Origin existed have at the top level.
+type storedEnvelope struct {
+	*Envelope
+	LegacyClientIP string `json:"client_ip"`
+	LegacyHelo     string `json:"helo"`
+}
+
 func decodeEnvelope(v []byte) (*Envelope, error) {
-	env := new(Envelope)
-	if err := json.Unmarshal(v, env); err != nil {
+	rec := storedEnvelope{Envelope: new(Envelope)}
+	if err := json.Unmarshal(v, &rec); err != nil {
 		return nil, fmt.Errorf("queue: decode record: %w", err)
+	}
+	env := rec.Envelope
+	if env.Origin.ClientIP == "" {
+		env.Origin.ClientIP = rec.LegacyClientIP
+	}
+	if env.Origin.Helo == "" {
+		env.Origin.Helo = rec.LegacyHelo
 	}
 	return env, nil
 }
