@@ -76,9 +76,14 @@ type Envelope struct {
 	Rcpts   []Rcpt    `json:"rcpts"`
 	Arrival time.Time `json:"arrival"`
 	// Size is the length of the stored message as delivered: the header
-	// block (prepended fields, bucket "heads") plus the data.
+	// block (Signer output and prepended fields, bucket "heads") plus the
+	// data.
 	Size   int64 `json:"size"`
 	Inline bool  `json:"inline,omitempty"` // data stored in bbolt, not in a spool file
+	// Signed: the Signer ran for this message (before its first delivery
+	// attempt) and its output, if any, is on top of the stored header
+	// block; it is not called again.
+	Signed bool `json:"signed,omitempty"`
 
 	// Origin: where the message came from, for logs, admin and checks.
 	Origin Origin `json:"origin,omitzero"`
@@ -95,6 +100,11 @@ type Envelope struct {
 	Held        bool      `json:"held,omitempty"`   // on hold: not scheduled until released
 	Warned      bool      `json:"warned,omitempty"` // the delay warning was sent
 	Notice      bool      `json:"notice,omitempty"` // a report we generated: never reported on
+
+	// signature is the Signer's output during the attempt that called it,
+	// not yet stored (see Signer): it is on top of what Message.Open and
+	// the reports of that attempt read, and save stores it.
+	signature []byte
 }
 
 // Origin is where a message came from: the listener that received it and
@@ -140,6 +150,9 @@ type Options struct {
 	// CreateFile creates a spool file; tests inject failures (a full disk)
 	// here [os.OpenFile with O_EXCL, mode 0600].
 	CreateFile func(path string) (File, error)
+	// Signer is called once per message before its first delivery
+	// attempt (see Signer); nil: no signing.
+	Signer Signer
 
 	MinBackoff  time.Duration // first retry delay [5m]
 	MaxBackoff  time.Duration // retry delay cap [4000s]

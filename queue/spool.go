@@ -55,7 +55,7 @@ type Incoming struct {
 }
 
 // MaxPrepend bounds the header block that Prepend adds to one message, all
-// calls together.
+// calls together (and, separately, the output of a Signer).
 const MaxPrepend = 64 << 10
 
 // ID is the queue ID of the message being received.
@@ -353,7 +353,8 @@ func readHeaders(r io.Reader, max int) []byte {
 }
 
 // openMessage opens the stored message of env as delivered: the header
-// block ("heads" entry), then the data, from bbolt for an inline message, else from its
+// block (an unsaved signature of the attempt in flight, then the "heads"
+// entry), then the data, from bbolt for an inline message, else from its
 // spool file. A message whose record is gone is ErrNotFound.
 func (q *Queue) openMessage(env *Envelope) (io.ReadCloser, error) {
 	var head, body []byte
@@ -363,7 +364,9 @@ func (q *Queue) openMessage(env *Envelope) (io.ReadCloser, error) {
 			return fmt.Errorf("queue: message %s: %w", env.ID, ErrNotFound)
 		}
 		// Values are only valid inside the transaction: copy them.
-		head = append([]byte(nil), tx.Bucket(bucketHeads).Get(id)...)
+		h := tx.Bucket(bucketHeads).Get(id)
+		head = make([]byte, 0, len(env.signature)+len(h))
+		head = append(append(head, env.signature...), h...)
 		if !env.Inline {
 			return nil
 		}

@@ -171,7 +171,9 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 }
 
 // save writes the envelope after an attempt and moves its schedule entry
-// from old to env.NextAttempt, in a group commit (idempotent).
+// from old to env.NextAttempt, in a group commit (idempotent). The
+// attempt's Signer output (env.signature) goes on top of the stored header
+// block in the same transaction, unless the record says it is there.
 func (q *Queue) save(env *Envelope, old time.Time) error {
 	v, err := encodeEnvelope(env)
 	if err != nil {
@@ -189,6 +191,11 @@ func (q *Queue) save(env *Envelope, old time.Time) error {
 		stored, err := decodeEnvelope(cur)
 		if err != nil {
 			return err
+		}
+		if len(env.signature) > 0 && !stored.Signed {
+			if err := prependHead(tx, env.ID, env.signature); err != nil {
+				return err
+			}
 		}
 		held := stored.Held
 		v := v
@@ -234,6 +241,15 @@ func (q *Queue) removeRecord(env *Envelope) error {
 		return deleteRecord(tx, env.ID)
 	})
 	return q.removeFinish(env, err)
+}
+
+// prependHead puts fields on top of id's stored header block.
+func prependHead(tx *bolt.Tx, id string, fields []byte) error {
+	heads := tx.Bucket(bucketHeads)
+	cur := heads.Get([]byte(id))
+	v := make([]byte, 0, len(fields)+len(cur))
+	v = append(append(v, fields...), cur...)
+	return heads.Put([]byte(id), v)
 }
 
 // deleteRecord deletes a message's record, inline body and header block.

@@ -229,6 +229,9 @@ func writeShow(w io.Writer, m *control.Message, now time.Time) {
 	if m.Notice {
 		notes = append(notes, "delivery status notification (never reported on)")
 	}
+	if m.Signed {
+		notes = append(notes, "signed before the first attempt (signer output, if any, on top of the headers)")
+	}
 	if len(notes) > 0 {
 		field("Notes", "%s", strings.Join(notes, "; "))
 	}
