@@ -22,21 +22,44 @@
 //     through the one write transaction all sessions share, hold up their
 //     commits, and grow the file and its freelist.
 //
-// Memory per session is therefore bounded (InlineMax plus the write buffer)
-// whatever the message size.
+// Memory per session is therefore bounded (InlineMax plus the write buffer
+// plus a prepended header block of at most MaxPrepend) whatever the message
+// size.
+//
+// A stored message is its header block followed by its data. The block
+// (bucket "heads", queue ID -> bytes; no entry when empty, as for records
+// written before it existed) holds the fields that checks added on top of
+// the received data with Incoming.Prepend, and, once the Signer ran, its
+// output on top of them. It is kept out of the JSON envelope, which is
+// rewritten after every attempt, so that the envelope stays small; it is
+// written in the commit that creates the message (or, for the signature,
+// in the one that stores the first attempt's results, see Signer) and
+// deleted with the record. Everything that reads a stored message
+// (Message.Open, Headers, returned messages in reports) reads block then
+// data, and Envelope.Size counts both. Before Commit, Incoming.Open reads
+// the message back without copying it (checks such as DKIM verification or
+// a milter).
+//
+// The envelope records the message's Origin: listener name and kind,
+// client IP and reverse name, HELO, authenticated user and TLS. Records
+// from before it had the client IP and HELO as top-level keys
+// ("client_ip", "helo"); they are read into Origin.
 //
 // # Durability (RFC 5321 section 6.1)
 //
 // A message is acknowledged (250) only after Incoming.Commit returned nil,
 // which happens after: (spooled messages) spool file fsynced and spool
 // directory fsynced, then the bbolt transaction with the envelope (and an
-// inline body) committed, which bbolt fsyncs. The bbolt record is what
-// makes a message exist; a spool file without a record is an
-// unacknowledged leftover and is deleted by Open. A message is removed in
-// the reverse order: record and inline body first, then any spool file.
+// inline body and any header block) committed, which bbolt fsyncs. The
+// bbolt record is what makes a message exist; a spool file without a
+// record is an unacknowledged leftover and is deleted by Open. A message
+// is removed in the reverse order: record, inline body and header block
+// first, then any spool file.
 //
 // Delivery is at least once: a crash after the next hop accepted a message
 // but before the result was committed delivers it again after restart.
+// Neither Prepend nor the Signer adds an fsync or a bbolt commit: the block
+// rides in Commit's group commit, the signature in the attempt's.
 //
 // # Scheduling
 //
