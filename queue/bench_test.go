@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 )
@@ -12,13 +13,19 @@ import (
 //
 //	go test -run '^$' -bench Receive ./queue
 func BenchmarkReceive(b *testing.B) {
+	const check = "Authentication-Results: mx.test; spf=pass smtp.mailfrom=s@src.test\r\n"
 	for _, bc := range []struct {
 		name string
 		size int
+		// recheck: a check re-reads the message (Open) and prepends a
+		// field before Commit.
+		recheck bool
 	}{
-		{"inline-1KiB", 1 << 10},
-		{"inline-32KiB", 32 << 10},
-		{"spool-256KiB", 256 << 10},
+		{"inline-1KiB", 1 << 10, false},
+		{"inline-32KiB", 32 << 10, false},
+		{"spool-256KiB", 256 << 10, false},
+		{"inline-1KiB-recheck", 1 << 10, true},
+		{"spool-256KiB-recheck", 256 << 10, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			q := openTest(b, b.TempDir(), Options{})
@@ -38,6 +45,20 @@ func BenchmarkReceive(b *testing.B) {
 					if _, err := in.Write(body); err != nil {
 						b.Error(err)
 						return
+					}
+					if bc.recheck {
+						r, err := in.Open()
+						if err == nil {
+							_, err = io.Copy(io.Discard, r)
+							r.Close()
+						}
+						if err == nil {
+							err = in.Prepend([]byte(check))
+						}
+						if err != nil {
+							b.Error(err)
+							return
+						}
 					}
 					if err := in.Commit(context.Background()); err != nil {
 						b.Error(err)
