@@ -209,6 +209,36 @@ func TestShow(t *testing.T) {
 	}
 }
 
+// The origin and the prepended header block are part of what show returns.
+func TestShowOriginAndPrepended(t *testing.T) {
+	e := start(t)
+	o := queue.Origin{Listener: "mx", Kind: "mx", ClientIP: "192.0.2.7", ClientName: "mail.src.test",
+		Helo: "mail.src.test", TLS: "TLSv1.3 TLS_AES_128_GCM_SHA256"}
+	in, err := e.q.NewMessage(queue.Envelope{From: "a@src.test", Origin: o, Rcpts: []queue.Rcpt{{Addr: "x@one.test"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(in, "Subject: s\r\n\r\nbody\r\n")
+	if err := in.Prepend([]byte("Authentication-Results: mx.test; none\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.c.Show(context.Background(), in.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Origin != o || m.Headers != "Authentication-Results: mx.test; none\r\nSubject: s\r\n\r\n" || m.Size != in.Size() {
+		t.Errorf("show: origin %+v, headers %q, size %d", m.Origin, m.Headers, m.Size)
+	}
+	code, body := e.raw(t, "GET", "/queue/"+in.ID())
+	if want := `"origin":{"listener":"mx","kind":"mx","client_ip":"192.0.2.7","client_name":"mail.src.test",` +
+		`"helo":"mail.src.test","tls":"TLSv1.3 TLS_AES_128_GCM_SHA256"}`; code != http.StatusOK || !strings.Contains(body, want) {
+		t.Errorf("GET /queue/ID: %d %s\nwant %s", code, body, want)
+	}
+}
+
 func TestHoldRelease(t *testing.T) {
 	e := start(t)
 	ctx := context.Background()

@@ -176,7 +176,8 @@ func TestAdminQueueCommands(t *testing.T) {
 	}
 	show := mustMxedge(t, "queue", "show", "-config", cfg, first)
 	for _, want := range []string{"Queue ID:    " + first, "State:       hold", "Sender:      sender@src.test",
-		"alice@relay.test  pending", "Received: from ", "Subject: first"} {
+		"alice@relay.test  pending", "Received: from ", "Subject: first",
+		"Listener:    mx (mx)\n", "Client:      unknown [127.0.0.", "HELO:        client.src.test\n", "TLS:         none (plaintext)\n"} {
 		if !strings.Contains(show, want) {
 			t.Errorf("queue show lacks %q:\n%s", want, show)
 		}

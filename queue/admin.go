@@ -282,8 +282,8 @@ func (q *Queue) Bounce(id string) error {
 	return nil
 }
 
-// Headers returns the header section of id's message (our Received header
-// included), at most 256 KiB.
+// Headers returns the header section of id's message as it is delivered
+// (stored header block and our Received header included), at most 256 KiB.
 func (q *Queue) Headers(id string) ([]byte, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("queue: %q: %w", id, ErrNotFound)
@@ -292,7 +292,7 @@ func (q *Queue) Headers(id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	body, err := q.openBody(env)
+	body, err := q.openMessage(env)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,10 @@
 package queue
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -22,6 +24,20 @@ func TestCompactShrinksAndKeepsMessages(t *testing.T) {
 	for i := range 3 {
 		kept = append(kept, receive(t, q, fmt.Sprintf("Subject: keep %d\r\n\r\nbody\r\n", i), "a@x.test"))
 	}
+	// One with a prepended header block (bucket "heads").
+	in, err := q.NewMessage(Envelope{Rcpts: []Rcpt{{Addr: "a@x.test"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const headed = "X-Check: kept\r\nSubject: keep 3\r\n\r\nbody\r\n"
+	io.WriteString(in, headed[len("X-Check: kept\r\n"):])
+	if err := in.Prepend([]byte("X-Check: kept\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	kept = append(kept, in.ID())
 	const n, perTx = 20000, 2000
 	filler := make([]byte, 1024)
 	for start := 0; start < n; start += perTx {
@@ -37,7 +53,7 @@ func TestCompactShrinksAndKeepsMessages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err := q.db.Update(func(tx *bolt.Tx) error {
+	err = q.db.Update(func(tx *bolt.Tx) error {
 		for i := range n {
 			if err := tx.Bucket(bucketMsgs).Delete(fmt.Appendf(nil, "fill-%05d", i)); err != nil {
 				return err
@@ -80,6 +96,9 @@ func TestCompactShrinksAndKeepsMessages(t *testing.T) {
 		if _, err := q.Get(id); err != nil {
 			t.Errorf("kept message %s: %v", id, err)
 		}
+	}
+	if got := storedMessage(t, q, kept[3]); got != headed {
+		t.Errorf("message with a header block after compaction: %q, want %q", got, headed)
 	}
 	due, _, err := q.due(time.Now().Add(time.Hour), 10)
 	if err != nil || len(due) != len(kept) {

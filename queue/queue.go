@@ -22,21 +22,44 @@
 //     through the one write transaction all sessions share, hold up their
 //     commits, and grow the file and its freelist.
 //
-// Memory per session is therefore bounded (InlineMax plus the write buffer)
-// whatever the message size.
+// Memory per session is therefore bounded (InlineMax plus the write buffer
+// plus a prepended header block of at most MaxPrepend) whatever the message
+// size.
+//
+// A stored message is its header block followed by its data. The block
+// (bucket "heads", queue ID -> bytes; no entry when empty, as for records
+// written before it existed) holds the fields that checks added on top of
+// the received data with Incoming.Prepend, and, once the Signer ran, its
+// output on top of them. It is kept out of the JSON envelope, which is
+// rewritten after every attempt, so that the envelope stays small; it is
+// written in the commit that creates the message (or, for the signature,
+// in the one that stores the first attempt's results, see Signer) and
+// deleted with the record. Everything that reads a stored message
+// (Message.Open, Headers, returned messages in reports) reads block then
+// data, and Envelope.Size counts both. Before Commit, Incoming.Open reads
+// the message back without copying it (checks such as DKIM verification or
+// a milter).
+//
+// The envelope records the message's Origin: listener name and kind,
+// client IP and reverse name, HELO, authenticated user and TLS. Records
+// from before it had the client IP and HELO as top-level keys
+// ("client_ip", "helo"); they are read into Origin.
 //
 // # Durability (RFC 5321 section 6.1)
 //
 // A message is acknowledged (250) only after Incoming.Commit returned nil,
 // which happens after: (spooled messages) spool file fsynced and spool
 // directory fsynced, then the bbolt transaction with the envelope (and an
-// inline body) committed, which bbolt fsyncs. The bbolt record is what
-// makes a message exist; a spool file without a record is an
-// unacknowledged leftover and is deleted by Open. A message is removed in
-// the reverse order: record and inline body first, then any spool file.
+// inline body and any header block) committed, which bbolt fsyncs. The
+// bbolt record is what makes a message exist; a spool file without a
+// record is an unacknowledged leftover and is deleted by Open. A message
+// is removed in the reverse order: record, inline body and header block
+// first, then any spool file.
 //
 // Delivery is at least once: a crash after the next hop accepted a message
 // but before the result was committed delivers it again after restart.
+// Neither Prepend nor the Signer adds an fsync or a bbolt commit: the block
+// rides in Commit's group commit, the signature in the attempt's.
 //
 // # Scheduling
 //
@@ -75,14 +98,21 @@ type Envelope struct {
 	From    string    `json:"from"` // reverse-path as sent on the wire; "" is the null sender
 	Rcpts   []Rcpt    `json:"rcpts"`
 	Arrival time.Time `json:"arrival"`
-	Size    int64     `json:"size"`             // bytes of the stored message
-	Inline  bool      `json:"inline,omitempty"` // body stored in bbolt, not in a spool file
+	// Size is the length of the stored message as delivered: the header
+	// block (Signer output and prepended fields, bucket "heads") plus the
+	// data.
+	Size   int64 `json:"size"`
+	Inline bool  `json:"inline,omitempty"` // data stored in bbolt, not in a spool file
+	// Signed: the Signer ran for this message (before its first delivery
+	// attempt) and its output, if any, is on top of the stored header
+	// block; it is not called again.
+	Signed bool `json:"signed,omitempty"`
 
-	// Facts from the SMTP session, for logs and the outbound MAIL command.
-	ClientIP string `json:"client_ip,omitempty"`
-	Helo     string `json:"helo,omitempty"`
-	Body     string `json:"body,omitempty"` // MAIL BODY= parameter: "", "7BIT", "8BITMIME"
-	UTF8     bool   `json:"utf8,omitempty"` // MAIL SMTPUTF8 was given
+	// Origin: where the message came from, for logs, admin and checks.
+	Origin Origin `json:"origin,omitzero"`
+	// Facts from the SMTP session for the outbound MAIL command.
+	Body string `json:"body,omitempty"` // MAIL BODY= parameter: "", "7BIT", "8BITMIME"
+	UTF8 bool   `json:"utf8,omitempty"` // MAIL SMTPUTF8 was given
 
 	// DSN parameters from MAIL (RFC 3461 sections 4.3, 4.4).
 	Ret   string `json:"ret,omitempty"`   // "FULL" or "HDRS"; "" = headers only
@@ -93,6 +123,26 @@ type Envelope struct {
 	Held        bool      `json:"held,omitempty"`   // on hold: not scheduled until released
 	Warned      bool      `json:"warned,omitempty"` // the delay warning was sent
 	Notice      bool      `json:"notice,omitempty"` // a report we generated: never reported on
+
+	// signature is the Signer's output during the attempt that called it,
+	// not yet stored (see Signer): it is on top of what Message.Open and
+	// the reports of that attempt read, and save stores it.
+	signature []byte
+}
+
+// Origin is where a message came from: the listener that received it and
+// what the SMTP session learned about the client. Empty for the reports the
+// queue generates itself.
+type Origin struct {
+	Listener   string `json:"listener,omitempty"`    // [[listener]] name, e.g. "mx"
+	Kind       string `json:"kind,omitempty"`        // "mx", "submission" or "submissions"
+	ClientIP   string `json:"client_ip,omitempty"`   // e.g. "192.0.2.1"
+	ClientName string `json:"client_name,omitempty"` // the client's reverse DNS name; "" when unknown
+	Helo       string `json:"helo,omitempty"`        // the EHLO/HELO argument
+	AuthUser   string `json:"auth_user,omitempty"`   // SASL user; "" on MX
+	// TLS is the TLS version and cipher suite of the session, e.g.
+	// "TLSv1.3 TLS_AES_128_GCM_SHA256"; "" for plaintext.
+	TLS string `json:"tls,omitempty"`
 }
 
 // Rcpt is one recipient and its delivery state.
@@ -123,6 +173,9 @@ type Options struct {
 	// CreateFile creates a spool file; tests inject failures (a full disk)
 	// here [os.OpenFile with O_EXCL, mode 0600].
 	CreateFile func(path string) (File, error)
+	// Signer is called once per message before its first delivery
+	// attempt (see Signer); nil: no signing.
+	Signer Signer
 
 	MinBackoff  time.Duration // first retry delay [5m]
 	MaxBackoff  time.Duration // retry delay cap [4000s]
@@ -152,7 +205,8 @@ type Queue struct {
 var (
 	bucketMsgs   = []byte("msgs")   // queue ID -> JSON Envelope
 	bucketSched  = []byte("sched")  // 8-byte next-attempt nanos + queue ID -> empty
-	bucketBodies = []byte("bodies") // queue ID -> message, for messages of at most InlineMax bytes
+	bucketBodies = []byte("bodies") // queue ID -> message data, for data of at most InlineMax bytes
+	bucketHeads  = []byte("heads")  // queue ID -> header block on top of the data; absent = none
 )
 
 // Open opens (creating if needed) the queue in dir: dir/queue.db and
@@ -217,7 +271,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 	db.MaxBatchSize = opts.BatchSize
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMsgs, bucketSched, bucketBodies} {
+		for _, b := range [][]byte{bucketMsgs, bucketSched, bucketBodies, bucketHeads} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -266,5 +320,6 @@ func (q *Queue) wake() {
 
 func (q *Queue) logAccepted(env *Envelope) {
 	q.log.Info("accepted", "queue_id", env.ID, "from", "<"+env.From+">", "size", env.Size,
-		"nrcpt", len(env.Rcpts), "client_ip", env.ClientIP, "helo", env.Helo)
+		"nrcpt", len(env.Rcpts), "listener", env.Origin.Listener, "client_ip", env.Origin.ClientIP,
+		"helo", env.Origin.Helo, "tls", env.Origin.TLS)
 }

@@ -14,7 +14,7 @@ import (
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func openTest(t *testing.T, dir string, opts Options) *Queue {
+func openTest(t testing.TB, dir string, opts Options) *Queue {
 	t.Helper()
 	opts.Logger = quietLog()
 	q, err := Open(dir, opts)

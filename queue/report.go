@@ -60,7 +60,7 @@ func (q *Queue) sendReport(env *Envelope, action dsn.Action, rcpts []*Rcpt) {
 }
 
 func (q *Queue) queueReport(env *Envelope, action dsn.Action, rcpts []*Rcpt, to string) (string, error) {
-	orig, err := q.openBody(env)
+	orig, err := q.openMessage(env)
 	if err != nil {
 		return "", err
 	}

@@ -370,3 +370,42 @@ func TestDiskFullLeavesNoTrace(t *testing.T) {
 		t.Errorf("failed message visible: %+v", st)
 	}
 }
+
+// Reports return the message as stored: prepended fields included (they
+// are part of the message), with RET=HDRS as with the whole message.
+func TestReportsIncludePrependedFields(t *testing.T) {
+	d := newRecorder(map[string]int{"bad@x.test": 550})
+	q := runQueue(t, Options{}, d)
+	const added = "Authentication-Results: mx.test; spf=pass\r\n"
+	for _, ret := range []string{"HDRS", ""} {
+		in, err := q.NewMessage(Envelope{From: "s-" + strings.ToLower(ret) + "@src.test", Ret: ret, Rcpts: []Rcpt{{Addr: "bad@x.test"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(in, origBody)
+		if err := in.Prepend([]byte(added)); err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Commit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := d.waitCalls(t, 4)
+	b := reports(calls)
+	if len(b) != 2 {
+		t.Fatalf("%d reports, want 2", len(b))
+	}
+	for _, r := range b {
+		if !strings.Contains(r.body, added+"Subject: original\r\n") {
+			t.Errorf("report to %v lacks the prepended field on top of the returned header:\n%s", r.rcpts, r.body)
+		}
+		if full := strings.Contains(r.body, "the body"); full != (r.rcpts[0] == "s-@src.test") {
+			t.Errorf("report to %v: body returned = %v", r.rcpts, full)
+		}
+	}
+	for _, c := range calls {
+		if c.from != "" && !strings.HasPrefix(c.body, added+"Subject: original") {
+			t.Errorf("delivered message does not start with the prepended field: %q", c.body)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -27,13 +28,16 @@ type Message struct {
 	Size    int64
 	Body    string // MAIL BODY= value to pass on: "", "7BIT" or "8BITMIME"
 	UTF8    bool   // SMTPUTF8 is required
-	Attempt int    // 1 for the first attempt
+	Attempt int    // 1 for the first attempt (failed signing counts, see Signer)
+	Origin  Origin // where the message came from
 
 	open func() (io.ReadCloser, error)
 }
 
-// Open returns the message as stored: trace headers, then the data, with
-// CRLF line endings and without dot-stuffing. The caller closes it.
+// Open returns the message as stored, as it is to be sent: the header
+// block (Signer output, then the fields prepended while it was received),
+// then the data (trace headers, then what the client sent), with CRLF line
+// endings and without dot-stuffing; Size bytes. The caller closes it.
 func (m *Message) Open() (io.ReadCloser, error) { return m.open() }
 
 // Result is the outcome of one attempt for one recipient.
@@ -68,6 +72,45 @@ type Result struct {
 //	}
 type Deliverer interface {
 	Deliver(ctx context.Context, msg *Message) []Result
+}
+
+// Signer is the queue's contract with message signing (DKIM for submitted
+// mail; Options.Signer, nil for none).
+//
+// Sign is called by the scheduler once per message, before its first
+// delivery attempt, and never again once it returned without error; our
+// own reports (bounces, delay notices) are messages like any other and are
+// signed too (the signer decides, e.g. by sender domain). It reads the
+// message through msg.Open, must not keep msg after returning and must
+// honour ctx. It returns header fields to put on top of the message (e.g.
+// one DKIM-Signature field), checked like Incoming.Prepend (CheckFields, at
+// most MaxPrepend bytes), or nil to add nothing. It is called concurrently
+// for different messages.
+//
+// Every attempt sends the same bytes: the output is on top of what the
+// Deliverer reads in this attempt and every later one. It is stored
+// without an fsync of its own: it goes into the heads entry (Envelope.Signed
+// set) in the same group commit that stores the attempt's results. That is
+// enough: a crash before that commit loses the attempt's outcome too, so
+// after restart the message is still unsigned and unattempted and the next
+// attempt is a fresh first one, signed anew (delivery is at least once
+// anyway). If everything was delivered, nothing needs storing.
+//
+// On error (or malformed output) the message is not sent unsigned: the
+// Deliverer is not called, the error is logged with the queue ID, and the
+// attempt counts as a temporary failure of every pending recipient (last
+// reply "message signing failed", 4.3.0; Attempts grows, so the normal
+// backoff applies, delay warnings and the queue lifetime too). It is never
+// a bounce by itself: a signer that cannot sign is a local, temporary
+// problem. The next attempt calls Sign again.
+//
+// Example: a Signer that marks every message
+//
+//	func (mark) Sign(ctx context.Context, m *queue.Message) ([]byte, error) {
+//		return []byte("X-Relayed-By: mx1.example.org\r\n"), nil
+//	}
+type Signer interface {
+	Sign(ctx context.Context, msg *Message) ([]byte, error)
 }
 
 // Run schedules deliveries until ctx is cancelled, then stops starting new
@@ -146,8 +189,8 @@ func (q *Queue) setInflight(id string, on bool) {
 func (q *Queue) message(env *Envelope) *Message {
 	return &Message{
 		ID: env.ID, From: env.From, Rcpts: env.pending(), Arrival: env.Arrival,
-		Size: env.Size, Body: env.Body, UTF8: env.UTF8, Attempt: env.Attempts + 1,
-		open: func() (io.ReadCloser, error) { return q.openBody(env) },
+		Size: env.Size, Body: env.Body, UTF8: env.UTF8, Attempt: env.Attempts + 1, Origin: env.Origin,
+		open: func() (io.ReadCloser, error) { return q.openMessage(env) },
 	}
 }
 
@@ -161,8 +204,15 @@ func (q *Queue) Message(id string) (*Message, error) {
 	return q.message(env), nil
 }
 
-// attempt runs one delivery attempt and stores its outcome.
+// attempt runs one delivery attempt (signing the message first if it is
+// its first) and stores its outcome.
 func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
+	if q.opts.Signer != nil && !env.Signed {
+		if err := q.sign(ctx, env); err != nil {
+			q.signFailed(env, err)
+			return
+		}
+	}
 	msg := q.message(env)
 	results := d.Deliver(ctx, msg)
 	byRcpt := make(map[string]Result, len(results))
@@ -193,6 +243,38 @@ func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
 	}
 	env.Attempts++
 	q.conclude(env, now, failed, sent)
+}
+
+// sign runs the Signer on env and keeps its output for this attempt: on
+// top of what the attempt reads (env.signature), in env.Size, and marked
+// Signed for save (see Signer).
+func (q *Queue) sign(ctx context.Context, env *Envelope) error {
+	fields, err := q.opts.Signer.Sign(ctx, q.message(env))
+	switch {
+	case err != nil:
+		return err
+	case len(fields) > MaxPrepend:
+		return fmt.Errorf("signer output over %d bytes", MaxPrepend)
+	}
+	if err := CheckFields(fields); err != nil {
+		return fmt.Errorf("signer output: %w", err)
+	}
+	env.signature = append([]byte(nil), fields...) // the signer may reuse its buffer
+	env.Signed = true
+	env.Size += int64(len(fields))
+	return nil
+}
+
+// signFailed concludes an attempt whose signing failed: nothing was sent,
+// every pending recipient stays pending with a local temporary failure.
+func (q *Queue) signFailed(env *Envelope, err error) {
+	now := q.now()
+	env.Attempts++
+	q.log.Error("signing failed, message not sent", "queue_id", env.ID, "attempt", env.Attempts, "err", err)
+	for _, rc := range env.pendingRcpts() {
+		rc.LastReply, rc.DSN, rc.LastTry = "message signing failed (local error), not sent", "4.3.0", now
+	}
+	q.conclude(env, now, nil, nil)
 }
 
 // conclude finishes an attempt (or an admin action) on env: expires

@@ -21,31 +21,42 @@ var ErrNoSpace = errors.New("queue: insufficient system storage")
 
 // Incoming is a message being received. The listener writes the message
 // (trace headers first, then the data as received, CRLF line endings) and
-// then calls Commit or Abort exactly once.
+// then calls Commit or Abort exactly once. Before that, checks may read the
+// message back (Open) and add header fields on top of it (Prepend). An
+// Incoming is used by one goroutine at a time.
 //
 // A message that fits in Options.InlineMax is held in memory until Commit
 // and then stored inside the same bbolt transaction as its envelope; a
 // larger one is streamed to a spool file as soon as it outgrows that
 // buffer. Either way memory per session is bounded by InlineMax plus a
-// 64 KiB write buffer, whatever the message size.
+// 64 KiB write buffer plus the prepended block (at most MaxPrepend),
+// whatever the message size.
 //
 // Contract: nothing of an Incoming is visible to the scheduler, to admin
 // commands or after a restart until Commit has returned nil; after Commit
 // returns nil the message survives a crash (kill -9, power loss) and will be
 // delivered. If Commit returns an error, or Abort is called, or the process
 // dies before Commit returns, the message leaves no trace (its spool file is
-// removed now, or at the next Open).
+// removed now, or at the next Open). Open and Prepend change nothing of
+// that: a prepended block becomes durable with the rest in Commit's one
+// group commit, and reading the message back costs no fsync.
 type Incoming struct {
-	q    *Queue
-	env  Envelope
-	path string
-	buf  []byte // the message while it fits inline
-	f    File   // the spool file, once the message outgrew buf
-	w    *bufio.Writer
-	n    int64
-	err  error // sticky write error
-	done bool
+	q       *Queue
+	env     Envelope
+	path    string
+	head    []byte // prepended header block, on top of the data
+	buf     []byte // the message while it fits inline
+	f       File   // the spool file, once the message outgrew buf
+	w       *bufio.Writer
+	n       int64 // data bytes written
+	err     error // sticky write error
+	done    bool
+	readers map[*incomingReader]bool // open readers of the spool file
 }
+
+// MaxPrepend bounds the header block that Prepend adds to one message, all
+// calls together (and, separately, the output of a Signer).
+const MaxPrepend = 64 << 10
 
 // ID is the queue ID of the message being received.
 func (in *Incoming) ID() string { return in.env.ID }
@@ -76,6 +87,104 @@ func (in *Incoming) Write(p []byte) (int, error) {
 		in.err = in.wrap("write", err)
 	}
 	return n, in.err
+}
+
+// Size is the size of the message as it stands: the prepended block plus
+// the data written so far.
+func (in *Incoming) Size() int64 { return int64(len(in.head)) + in.n }
+
+// Prepend adds header fields on top of the message data, below the fields
+// of earlier Prepend calls: the first call's fields are the topmost header
+// (the listener's Received, then the checks' Authentication-Results ...).
+// fields is one or more complete header field lines, each ending in CRLF,
+// folded lines continuing with SP or HTAB (CheckFields). The block is part
+// of the stored message: Commit stores it with the envelope, and delivery,
+// admin show and returned messages see it. Prepend fails, changing
+// nothing, for malformed fields, when the block would exceed MaxPrepend,
+// and after Commit or Abort; it may be called before, between or after
+// writes.
+func (in *Incoming) Prepend(fields []byte) error {
+	if in.done {
+		return fmt.Errorf("queue: prepend %s: already finished", in.env.ID)
+	}
+	if err := CheckFields(fields); err != nil {
+		return fmt.Errorf("queue: prepend %s: %w", in.env.ID, err)
+	}
+	if len(in.head)+len(fields) > MaxPrepend {
+		return fmt.Errorf("queue: prepend %s: header block over %d bytes", in.env.ID, MaxPrepend)
+	}
+	in.head = append(in.head, fields...)
+	return nil
+}
+
+// Open returns a reader over the message as it stands when Open is called:
+// the prepended block, then the data written so far. It copies nothing: an
+// inline message is read from its buffer, a spooled one from its spool file
+// (the write buffer is flushed, the file opened read-only and read up to
+// the bytes written; a flush error is the sticky write error).
+//
+// Open may be called several times, before, between and after writes, but
+// not concurrently with Write, Prepend, Commit or Abort; a reader sees
+// nothing written after its Open. Close the reader before Commit or Abort:
+// they close a reader left open, whose reads then fail, as do reads
+// between Commit or Abort and Close. Open fails after Commit or Abort and
+// after a write error.
+func (in *Incoming) Open() (io.ReadCloser, error) {
+	if in.done {
+		return nil, fmt.Errorf("queue: open %s: already finished", in.env.ID)
+	}
+	if in.err != nil {
+		return nil, in.err
+	}
+	head := bytes.NewReader(in.head[:len(in.head):len(in.head)])
+	if in.f == nil {
+		return &incomingReader{in: in, r: io.MultiReader(head, bytes.NewReader(in.buf[:len(in.buf):len(in.buf)]))}, nil
+	}
+	if err := in.w.Flush(); err != nil {
+		in.err = in.wrap("flush", err)
+		return nil, in.err
+	}
+	f, err := os.Open(in.path)
+	if err != nil {
+		return nil, in.wrap("open spool file", err)
+	}
+	r := &incomingReader{in: in, r: io.MultiReader(head, io.NewSectionReader(f, 0, in.n)), f: f}
+	if in.readers == nil {
+		in.readers = map[*incomingReader]bool{}
+	}
+	in.readers[r] = true
+	return r, nil
+}
+
+// incomingReader is a reader returned by Incoming.Open.
+type incomingReader struct {
+	in *Incoming
+	r  io.Reader
+	f  *os.File // the spool file; nil for an inline message
+}
+
+func (r *incomingReader) Read(p []byte) (int, error) {
+	if r.in.done {
+		return 0, fmt.Errorf("queue: read %s: already finished", r.in.env.ID)
+	}
+	return r.r.Read(p)
+}
+
+func (r *incomingReader) Close() error {
+	if r.f == nil {
+		return nil
+	}
+	delete(r.in.readers, r)
+	err := r.f.Close()
+	r.f = nil
+	return err
+}
+
+// closeReaders closes readers of the spool file left open (Commit, Abort).
+func (in *Incoming) closeReaders() {
+	for r := range in.readers {
+		_ = r.Close()
+	}
 }
 
 // spill moves the message from memory to a new spool file.
@@ -116,6 +225,7 @@ func (in *Incoming) Commit(ctx context.Context) error {
 		return fmt.Errorf("queue: commit %s: already finished", in.env.ID)
 	}
 	in.done = true
+	in.closeReaders()
 	err := in.err
 	if err == nil && in.f != nil {
 		if err = in.w.Flush(); err != nil {
@@ -136,9 +246,9 @@ func (in *Incoming) Commit(ctx context.Context) error {
 		}
 	}
 	if err == nil {
-		in.env.Size = in.n
+		in.env.Size = in.Size()
 		in.env.Inline = in.f == nil
-		if err = in.q.insert(ctx, &in.env, in.buf); err != nil {
+		if err = in.q.insert(ctx, &in.env, in.head, in.buf); err != nil {
 			err = in.wrap("commit", err)
 		}
 	}
@@ -158,11 +268,12 @@ func (in *Incoming) Abort() {
 		return
 	}
 	in.done = true
+	in.closeReaders()
 	in.discardFile()
 }
 
 func (in *Incoming) discardFile() {
-	in.buf = nil
+	in.buf, in.head = nil, nil
 	if in.f != nil {
 		_ = in.f.Close()
 		_ = os.Remove(in.path)
@@ -241,23 +352,43 @@ func readHeaders(r io.Reader, max int) []byte {
 	}
 }
 
-// openBody opens the stored message of env: from bbolt for an inline
-// message, else its spool file.
-func (q *Queue) openBody(env *Envelope) (io.ReadCloser, error) {
-	if !env.Inline {
-		return os.Open(q.bodyPath(env.ID))
-	}
-	var body []byte
+// openMessage opens the stored message of env as delivered: the header
+// block (an unsaved signature of the attempt in flight, then the "heads"
+// entry), then the data, from bbolt for an inline message, else from its
+// spool file. A message whose record is gone is ErrNotFound.
+func (q *Queue) openMessage(env *Envelope) (io.ReadCloser, error) {
+	var head, body []byte
 	err := q.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketBodies).Get([]byte(env.ID))
+		id := []byte(env.ID)
+		if tx.Bucket(bucketMsgs).Get(id) == nil {
+			return fmt.Errorf("queue: message %s: %w", env.ID, ErrNotFound)
+		}
+		// Values are only valid inside the transaction: copy them.
+		h := tx.Bucket(bucketHeads).Get(id)
+		head = make([]byte, 0, len(env.signature)+len(h))
+		head = append(append(head, env.signature...), h...)
+		if !env.Inline {
+			return nil
+		}
+		v := tx.Bucket(bucketBodies).Get(id)
 		if v == nil {
 			return fmt.Errorf("queue: body of %s: %w", env.ID, ErrNotFound)
 		}
-		body = append([]byte(nil), v...) // v is only valid inside the transaction
+		body = append([]byte(nil), v...)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return io.NopCloser(bytes.NewReader(body)), nil
+	if env.Inline {
+		return io.NopCloser(io.MultiReader(bytes.NewReader(head), bytes.NewReader(body))), nil
+	}
+	f, err := os.Open(q.bodyPath(env.ID))
+	if err != nil {
+		return nil, fmt.Errorf("queue: message %s: %w", env.ID, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), f), f}, nil
 }

@@ -13,10 +13,25 @@ import (
 
 func encodeEnvelope(env *Envelope) ([]byte, error) { return json.Marshal(env) }
 
+// storedEnvelope is a record as read from bbolt: an Envelope, and the
+// keys that records written before Origin existed have at the top level.
+type storedEnvelope struct {
+	*Envelope
+	LegacyClientIP string `json:"client_ip"`
+	LegacyHelo     string `json:"helo"`
+}
+
 func decodeEnvelope(v []byte) (*Envelope, error) {
-	env := new(Envelope)
-	if err := json.Unmarshal(v, env); err != nil {
+	rec := storedEnvelope{Envelope: new(Envelope)}
+	if err := json.Unmarshal(v, &rec); err != nil {
 		return nil, fmt.Errorf("queue: decode record: %w", err)
+	}
+	env := rec.Envelope
+	if env.Origin.ClientIP == "" {
+		env.Origin.ClientIP = rec.LegacyClientIP
+	}
+	if env.Origin.Helo == "" {
+		env.Origin.Helo = rec.LegacyHelo
 	}
 	return env, nil
 }
@@ -57,9 +72,11 @@ func parseSchedKey(k []byte) (time.Time, string) {
 // appendFill is the bbolt page fill for buckets whose new keys sort last.
 const appendFill = 0.9
 
-// insert stores a new message due at once, in a group commit. The batch
-// function may run more than once; it only puts, so it is idempotent.
-func (q *Queue) insert(ctx context.Context, env *Envelope, body []byte) error {
+// insert stores a new message due at once, in a group commit: envelope,
+// schedule entry, inline data (body, nil for a spooled message) and header
+// block (head; no entry when empty). The batch function may run more than
+// once; it only puts, so it is idempotent.
+func (q *Queue) insert(ctx context.Context, env *Envelope, head, body []byte) error {
 	env.NextAttempt = env.Arrival
 	v, err := encodeEnvelope(env)
 	if err != nil {
@@ -78,6 +95,13 @@ func (q *Queue) insert(ctx context.Context, env *Envelope, body []byte) error {
 		}
 		if env.Inline {
 			if err := bodies.Put([]byte(env.ID), body); err != nil {
+				return err
+			}
+		}
+		if len(head) > 0 {
+			heads := tx.Bucket(bucketHeads)
+			heads.FillPercent = appendFill
+			if err := heads.Put([]byte(env.ID), head); err != nil {
 				return err
 			}
 		}
@@ -147,7 +171,9 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 }
 
 // save writes the envelope after an attempt and moves its schedule entry
-// from old to env.NextAttempt, in a group commit (idempotent).
+// from old to env.NextAttempt, in a group commit (idempotent). The
+// attempt's Signer output (env.signature) goes on top of the stored header
+// block in the same transaction, unless the record says it is there.
 func (q *Queue) save(env *Envelope, old time.Time) error {
 	v, err := encodeEnvelope(env)
 	if err != nil {
@@ -165,6 +191,11 @@ func (q *Queue) save(env *Envelope, old time.Time) error {
 		stored, err := decodeEnvelope(cur)
 		if err != nil {
 			return err
+		}
+		if len(env.signature) > 0 && !stored.Signed {
+			if err := prependHead(tx, env.ID, env.signature); err != nil {
+				return err
+			}
 		}
 		held := stored.Held
 		v := v
@@ -212,9 +243,21 @@ func (q *Queue) removeRecord(env *Envelope) error {
 	return q.removeFinish(env, err)
 }
 
-// deleteRecord deletes a message's record and inline body.
+// prependHead puts fields on top of id's stored header block.
+func prependHead(tx *bolt.Tx, id string, fields []byte) error {
+	heads := tx.Bucket(bucketHeads)
+	cur := heads.Get([]byte(id))
+	v := make([]byte, 0, len(fields)+len(cur))
+	v = append(append(v, fields...), cur...)
+	return heads.Put([]byte(id), v)
+}
+
+// deleteRecord deletes a message's record, inline body and header block.
 func deleteRecord(tx *bolt.Tx, id string) error {
 	if err := tx.Bucket(bucketBodies).Delete([]byte(id)); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketHeads).Delete([]byte(id)); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketMsgs).Delete([]byte(id))

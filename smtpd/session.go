@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -163,7 +164,11 @@ func (s *session) Data(r io.Reader) error {
 		defer s.dc.inData.Store(false)
 	}
 	r = markReader{r}
-	env := queue.Envelope{From: s.from, ClientIP: s.ip, Helo: s.conn.Hostname(), Body: s.body, UTF8: s.utf8,
+	origin := queue.Origin{Listener: s.srv.lc.Name, Kind: s.srv.lc.Kind, ClientIP: s.ip, Helo: s.conn.Hostname()}
+	if cs, ok := s.conn.TLSConnectionState(); ok {
+		origin.TLS = tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
+	}
+	env := queue.Envelope{From: s.from, Origin: origin, Body: s.body, UTF8: s.utf8,
 		Ret: s.ret, EnvID: s.envid, Rcpts: s.rcpts}
 	in, err := s.srv.queue.NewMessage(env)
 	if err != nil {

@@ -20,7 +20,7 @@ const queueUsage = `usage:
   mxedge queue list [-sender A] [-recipient A] [-domain D] [-state S] [-json]
                                         list queued messages, oldest first (like mailq);
                                         -state active|hold|deferred|incoming, -sender '<>'
-  mxedge queue show ID [-json]          one message: envelope, state, headers
+  mxedge queue show ID [-json]          one message: envelope, origin, state, headers
   mxedge queue flush [ID | -domain D | -sender A | -recipient A]
                                         attempt delivery now (no argument: every message)
   mxedge queue hold ID                  stop delivery attempts until released
@@ -184,7 +184,15 @@ func queueShow(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	w := bufio.NewWriter(stdout)
-	now := time.Now()
+	writeShow(w, m, time.Now())
+	if err := w.Flush(); err != nil {
+		return c.fail(err)
+	}
+	return 0
+}
+
+// writeShow writes the human form of "queue show".
+func writeShow(w io.Writer, m *control.Message, now time.Time) {
 	field := func(name, format string, a ...any) {
 		fmt.Fprintf(w, "%-12s %s\n", name+":", fmt.Sprintf(format, a...))
 	}
@@ -197,9 +205,7 @@ func queueShow(args []string, stdout, stderr io.Writer) int {
 	field("Arrival", "%s (%s ago)", localTime(m.Arrival), now.Sub(m.Arrival).Round(time.Second))
 	field("Size", "%d bytes", m.Size)
 	field("Sender", "%s", sender(m.From))
-	if m.ClientIP != "" || m.Helo != "" {
-		field("Client", "%s, HELO %s", printable(m.ClientIP), printable(m.Helo))
-	}
+	writeOrigin(field, m.Origin)
 	var opts []string
 	if m.Body != "" {
 		opts = append(opts, "BODY="+m.Body)
@@ -222,6 +228,9 @@ func queueShow(args []string, stdout, stderr io.Writer) int {
 	}
 	if m.Notice {
 		notes = append(notes, "delivery status notification (never reported on)")
+	}
+	if m.Signed {
+		notes = append(notes, "signed before the first attempt (signer output, if any, on top of the headers)")
 	}
 	if len(notes) > 0 {
 		field("Notes", "%s", strings.Join(notes, "; "))
@@ -251,10 +260,42 @@ func queueShow(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(w, "\n%s", printableText(m.Headers))
-	if err := w.Flush(); err != nil {
-		return c.fail(err)
+}
+
+// writeOrigin writes where a message came from (nothing for the reports
+// the relay generated itself):
+//
+//	Listener:    mx (mx)
+//	Client:      mail.example.org [192.0.2.1]
+//	HELO:        mail.example.org
+//	Auth user:   alice
+//	TLS:         TLSv1.3 TLS_AES_128_GCM_SHA256
+func writeOrigin(field func(name, format string, a ...any), o queue.Origin) {
+	if o == (queue.Origin{}) {
+		return
 	}
-	return 0
+	if o.Listener != "" || o.Kind != "" {
+		field("Listener", "%s (%s)", printable(o.Listener), printable(o.Kind))
+	}
+	if o.ClientIP != "" || o.ClientName != "" {
+		name := o.ClientName
+		if name == "" {
+			name = "unknown"
+		}
+		field("Client", "%s [%s]", printable(name), printable(o.ClientIP))
+	}
+	if o.Helo != "" {
+		field("HELO", "%s", printable(o.Helo))
+	}
+	if o.AuthUser != "" {
+		field("Auth user", "%s", printable(o.AuthUser))
+	}
+	switch {
+	case o.TLS != "":
+		field("TLS", "%s", printable(o.TLS))
+	case o.Listener != "": // records queued before origins were stored do not know
+		field("TLS", "none (plaintext)")
+	}
 }
 
 func queueFlush(args []string, stdout, stderr io.Writer) int {

@@ -199,6 +199,9 @@ func queueOptions(cfg *config.Config, log *slog.Logger) queue.Options {
 		DelayWarning:   cfg.Queue.DelayWarning.D(),
 		Postmaster:     cfg.Queue.Postmaster,
 		Concurrency:    cfg.Queue.Concurrency,
-		Logger:         log,
+		// No signing yet: DKIM signing of submitted mail will be the
+		// queue.Signer here. nil makes the hook a no-op.
+		Signer: nil,
+		Logger: log,
 	}
 }

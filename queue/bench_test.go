@@ -1,0 +1,72 @@
+package queue
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+)
+
+// BenchmarkReceive measures the receive path as a listener drives it:
+// NewMessage, Write, Commit (fsyncs and group commit included), with many
+// sessions at once so that group commits form. One op is one message.
+//
+//	go test -run '^$' -bench Receive ./queue
+func BenchmarkReceive(b *testing.B) {
+	const check = "Authentication-Results: mx.test; spf=pass smtp.mailfrom=s@src.test\r\n"
+	for _, bc := range []struct {
+		name string
+		size int
+		// recheck: a check re-reads the message (Open) and prepends a
+		// field before Commit.
+		recheck bool
+	}{
+		{"inline-1KiB", 1 << 10, false},
+		{"inline-32KiB", 32 << 10, false},
+		{"spool-256KiB", 256 << 10, false},
+		{"inline-1KiB-recheck", 1 << 10, true},
+		{"spool-256KiB-recheck", 256 << 10, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			q := openTest(b, b.TempDir(), Options{})
+			defer q.Close()
+			body := []byte(strings.Repeat("0123456789abcdefghijklmnopqrstu\r\n", bc.size/33+1)[:bc.size])
+			b.SetBytes(int64(bc.size))
+			b.SetParallelism(10) // 20 sessions on 2 cores: group commits form
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					in, err := q.NewMessage(Envelope{From: "s@src.test", Rcpts: []Rcpt{{Addr: "r@x.test"}}})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := in.Write(body); err != nil {
+						b.Error(err)
+						return
+					}
+					if bc.recheck {
+						r, err := in.Open()
+						if err == nil {
+							_, err = io.Copy(io.Discard, r)
+							r.Close()
+						}
+						if err == nil {
+							err = in.Prepend([]byte(check))
+						}
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+					if err := in.Commit(context.Background()); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
