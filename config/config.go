@@ -23,7 +23,8 @@ type Config struct {
 	// verification cache (verify.db) and the control socket.
 	DataDir string `toml:"data_dir" json:"data_dir"`
 
-	// Listeners are the SMTP listeners. Only kind "mx" exists so far.
+	// Listeners are the SMTP listeners, each of a kind (profile): "mx",
+	// "submission" or "submissions".
 	Listeners []Listener `toml:"listener" json:"listener"`
 
 	// RelayDomains are the domains the MX listener accepts mail for
@@ -123,7 +124,10 @@ type VerifyDomain struct {
 type Listener struct {
 	// Name appears in logs; default: the kind.
 	Name string `toml:"name" json:"name"`
-	// Kind of listener: "mx" (port 25 service, no AUTH, relay domains only).
+	// Kind of listener, the profile its defaults and policy chain come
+	// from: "mx" (port 25 service, no AUTH, relay domains only),
+	// "submission" (port 587, STARTTLS then AUTH, RFC 6409) or
+	// "submissions" (port 465, implicit TLS then AUTH, RFC 8314).
 	Kind string `toml:"kind" json:"kind"`
 	// Address is "host:port", e.g. "0.0.0.0:25" or "127.0.0.1:2525".
 	Address string `toml:"address" json:"address"`
@@ -131,6 +135,25 @@ type Listener struct {
 	// in message data: "reject" (default for mx: 550 in session) or
 	// "normalize" (bare LF becomes CRLF, a stray CR becomes a space).
 	BareLineEndings string `toml:"bare_line_endings" json:"bare_line_endings"`
+	// MaxSessions bounds the listener's concurrent sessions, its own
+	// budget of connections and goroutines: a flood on one listener cannot
+	// take the sessions of another. Beyond it a client gets 421 at once.
+	// Default: 1000 for "mx", 200 for the submission kinds.
+	MaxSessions int `toml:"max_sessions" json:"max_sessions"`
+}
+
+// Listener kinds.
+const (
+	KindMX          = "mx"
+	KindSubmission  = "submission"
+	KindSubmissions = "submissions"
+)
+
+// kindDefaults are the defaults of a listener kind.
+var kindDefaults = map[string]Listener{
+	KindMX:          {BareLineEndings: "reject", MaxSessions: 1000},
+	KindSubmission:  {BareLineEndings: "reject", MaxSessions: 200},
+	KindSubmissions: {BareLineEndings: "reject", MaxSessions: 200},
 }
 
 // Limits bound what one client may send.

@@ -99,13 +99,17 @@ func (c *Config) complete() {
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		if l.Kind == "" {
-			l.Kind = "mx"
+			l.Kind = KindMX
 		}
 		if l.Name == "" {
 			l.Name = l.Kind
 		}
+		def := kindDefaults[l.Kind] // zero for an unknown kind: Validate reports it
 		if l.BareLineEndings == "" {
-			l.BareLineEndings = "reject"
+			l.BareLineEndings = def.BareLineEndings
+		}
+		if l.MaxSessions == 0 {
+			l.MaxSessions = def.MaxSessions
 		}
 	}
 

@@ -62,7 +62,7 @@ func TestExample(t *testing.T) {
 	// The example claims every key it does not mark is at its default.
 	want := base()
 	want.Hostname = "mx1.example.net"
-	want.Listeners = []Listener{{Name: "mx", Kind: "mx", Address: "0.0.0.0:25", BareLineEndings: "reject"}}
+	want.Listeners = []Listener{{Name: "mx", Kind: "mx", Address: "0.0.0.0:25", BareLineEndings: "reject", MaxSessions: 1000}}
 	want.RelayDomains = []string{"example.org"}
 	want.Routes = map[string]string{"example.org": "[10.0.0.25]:25"}
 	if !reflect.DeepEqual(*c, want) {
@@ -123,7 +123,7 @@ func TestDefault(t *testing.T) {
 	want := base()
 	want.Hostname = "mx.example.test"
 	want.DataDir = "./mxedge-data"
-	want.Listeners = []Listener{{Name: "mx", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "reject"}}
+	want.Listeners = []Listener{{Name: "mx", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "reject", MaxSessions: 1000}}
 	want.RelayDomains = []string{"example.test"}
 	want.Routes = map[string]string{"example.test": "127.0.0.1:2526"}
 	if !reflect.DeepEqual(*c, want) {
@@ -146,7 +146,7 @@ func TestDefaultsFilledIn(t *testing.T) {
 	if c.DataDir != "/var/lib/mxedge" {
 		t.Errorf("data_dir = %q", c.DataDir)
 	}
-	want := []Listener{{Name: "mx", Kind: "mx", Address: "0.0.0.0:25", BareLineEndings: "reject"}}
+	want := []Listener{{Name: "mx", Kind: "mx", Address: "0.0.0.0:25", BareLineEndings: "reject", MaxSessions: 1000}}
 	if !reflect.DeepEqual(c.Listeners, want) {
 		t.Errorf("listeners = %+v, want %+v", c.Listeners, want)
 	}
@@ -161,7 +161,8 @@ func TestDefaultsFilledIn(t *testing.T) {
 		t.Errorf("queue = %+v", c.Queue)
 	}
 
-	// A listener's name defaults to its kind, the kind to "mx".
+	// A listener's name defaults to its kind, the kind to "mx"; the rest
+	// to the kind's defaults.
 	c = mustParse(t, valid+`
 [[listener]]
 address = ":25"
@@ -169,10 +170,14 @@ address = ":25"
 name = "inside"
 address = "127.0.0.1:2525"
 bare_line_endings = "normalize"
+[[listener]]
+kind = "submission"
+address = ":587"
 `)
 	want = []Listener{
-		{Name: "mx", Kind: "mx", Address: ":25", BareLineEndings: "reject"},
-		{Name: "inside", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "normalize"},
+		{Name: "mx", Kind: "mx", Address: ":25", BareLineEndings: "reject", MaxSessions: 1000},
+		{Name: "inside", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "normalize", MaxSessions: 1000},
+		{Name: "submission", Kind: "submission", Address: ":587", BareLineEndings: "reject", MaxSessions: 200},
 	}
 	if !reflect.DeepEqual(c.Listeners, want) {
 		t.Errorf("listeners = %+v, want %+v", c.Listeners, want)

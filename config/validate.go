@@ -43,8 +43,11 @@ func (c *Config) problems() []error {
 	addrs := map[string]int{}
 	for i, l := range c.Listeners {
 		key := fmt.Sprintf("listener[%d]", i)
-		if l.Kind != "mx" {
-			add(`%s.kind %q: must be "mx" (the only kind so far)`, key, l.Kind)
+		if _, ok := kindDefaults[l.Kind]; !ok {
+			add(`%s.kind %q: must be "mx", "submission" or "submissions"`, key, l.Kind)
+		}
+		if l.MaxSessions < 0 {
+			add("%s.max_sessions %d: must be at least 1 (0 or absent: the kind's default)", key, l.MaxSessions)
 		}
 		if l.BareLineEndings != "reject" && l.BareLineEndings != "normalize" {
 			add(`%s.bare_line_endings %q: must be "reject" or "normalize"`, key, l.BareLineEndings)

@@ -39,8 +39,10 @@ func TestValidate(t *testing.T) {
 		{"data_dir empty", func(c *Config) { c.DataDir = "" }, `data_dir "": must not be empty`},
 
 		{"no listener", func(c *Config) { c.Listeners = nil }, `listener: at least one [[listener]] is needed`},
-		{"listener kind", func(c *Config) { c.Listeners[0].Kind = "submission" }, `listener[0].kind "submission": must be "mx" (the only kind so far)`},
+		{"listener kind submission", func(c *Config) { c.Listeners[0].Kind = "submission" }, ""},
+		{"listener kind", func(c *Config) { c.Listeners[0].Kind = "lmtp" }, `listener[0].kind "lmtp": must be "mx", "submission" or "submissions"`},
 		{"listener kind empty", func(c *Config) { c.Listeners[0].Kind = "" }, `listener[0].kind "": must be "mx"`},
+		{"listener max_sessions", func(c *Config) { c.Listeners[0].MaxSessions = -1 }, `listener[0].max_sessions -1: must be at least 1`},
 		{"bare_line_endings", func(c *Config) { c.Listeners[0].BareLineEndings = "drop" }, `listener[0].bare_line_endings "drop": must be "reject" or "normalize"`},
 		{"bare_line_endings normalize", func(c *Config) { c.Listeners[0].BareLineEndings = "normalize" }, ""},
 		{"address no port", func(c *Config) { c.Listeners[0].Address = "127.0.0.1" }, `listener[0].address "127.0.0.1": not "host:port" or "[host]:port": missing port in address`},
@@ -134,7 +136,7 @@ relay_domains = ["example.org", "exa mple.org", "EXAMPLE.org", "nohop.example"]
 [routes]
 "example.org" = "10.0.0.25"
 [[listener]]
-kind = "submission"
+kind = "smtp"
 address = "0.0.0.0:25"
 bare_line_endings = "drop"
 [[listener]]
@@ -152,7 +154,7 @@ concurrency = 0
 	want := []string{
 		`mxedge.toml: hostname "mx1.example.net.": not a valid host name: trailing dot not allowed (write "mx1.example.net")`,
 		`mxedge.toml: data_dir "": must not be empty`,
-		`mxedge.toml: listener[0].kind "submission": must be "mx" (the only kind so far)`,
+		`mxedge.toml: listener[0].kind "smtp": must be "mx", "submission" or "submissions"`,
 		`mxedge.toml: listener[0].bare_line_endings "drop": must be "reject" or "normalize"`,
 		`mxedge.toml: listener[1].address ":99999": port "99999": must be a number from 1 to 65535`,
 		`mxedge.toml: relay_domains[1] "exa mple.org": not a valid domain name: label "exa mple" contains " "; only letters, digits and hyphens are allowed`,

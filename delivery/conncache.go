@@ -169,7 +169,7 @@ func (d *Deliverer) Close() error {
 // found before the transaction starts. A failing session is closed and
 // false returned: the caller connects anew.
 func (d *Deliverer) checkCached(s *session) bool {
-	s.c.CommandTimeout = d.t.Reply.D()
+	s.c.CommandTimeout = d.replyTimeout
 	if err := s.reset(d.hostname); err != nil {
 		d.log.Debug("cached connection failed RSET", "relay", s.relay, "err", err)
 		s.c.Close()

@@ -1,10 +1,14 @@
 package delivery
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/miekg/dns"
+	"github.com/mxedge/mxedge/dane"
 	"github.com/mxedge/mxedge/resolver"
 )
 
@@ -45,15 +49,14 @@ func TestDANE(t *testing.T) {
 			if tc.tlsa != "" {
 				zone = append(zone, fmt.Sprintf("_%d._tcp.mx1.tls.example. 300 IN TLSA %s", port, tc.tlsa))
 			}
-			var opts []Option
-			if tc.sts != nil {
-				opts = append(opts, WithMTASTS(fakeSTS{"one.example": tc.sts}))
-			}
-			e := newMXEnv(t, zone, port, withPolicy("one.example", tc.level), opts...)
+			e := newMXEnv(t, zone, port, withPolicy("one.example", tc.level), func(o *Options) {
+				if tc.sts != nil {
+					o.STS = fakeSTS{"one.example": tc.sts}
+				}
+			})
 			e.dns.SetAD(tc.ad)
 			r := resolver.New(resolver.Config{Servers: []string{e.dns.Addr()}})
-			WithDANE(DANEWith(r))(e.d)
-			WithResolver(r)(e.d)
+			e.d.dane, e.d.resolver = daneWith{r}, r
 			res := e.deliver(t, "alice@one.example")[0]
 			if res.Code != tc.code || tc.enh != "" && res.Enhanced != tc.enh || !strings.Contains(res.Text+res.Relay, tc.text) {
 				t.Errorf("%+v", res)
@@ -63,4 +66,15 @@ func TestDANE(t *testing.T) {
 			}
 		})
 	}
+}
+
+// daneWith is package dane as DANE, as cmd/mxedge adapts it.
+type daneWith struct{ r dane.Resolver }
+
+func (x daneWith) TLSA(ctx context.Context, host string, port uint16) ([]*dns.TLSA, error) {
+	return dane.Lookup(ctx, x.r, host, port)
+}
+func (daneWith) Usable(records []*dns.TLSA) []*dns.TLSA { return dane.Usable(records) }
+func (daneWith) Verify(cs tls.ConnectionState, records []*dns.TLSA, names []string) error {
+	return dane.Verify(cs, records, names)
 }

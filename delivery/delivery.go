@@ -74,7 +74,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/mxroute"
 	"github.com/mxedge/mxedge/queue"
 )
@@ -119,20 +118,21 @@ type limits struct {
 // Deliverer implements queue.Deliverer over SMTP. It keeps idle
 // connections between deliveries: call Close when done with it.
 type Deliverer struct {
-	hostname   string
-	routes     map[string]string
-	smarthost  string
-	shTLS      string // smarthost_tls
-	shAuth     string // smarthost_auth_file, read at each connection
-	mxPort     int
-	tlsPolicy  map[string]string
-	defaultTLS string
-	t          config.Timeouts
-	log        *slog.Logger
-	dialer     net.Dialer
-	source     net.IP // delivery.source_address; nil: unbound
-	lim        limits
-	limit      *limiter
+	hostname     string
+	routes       map[string]string
+	smarthost    string
+	shTLS        string // smarthost_tls
+	shAuth       string // smarthost_auth_file, read at each connection
+	mxPort       int
+	tlsPolicy    map[string]string
+	defaultTLS   string
+	replyTimeout time.Duration // each reply, the TLS handshake
+	dataTimeout  time.Duration // each body write, the reply to "."
+	log          *slog.Logger
+	dialer       net.Dialer
+	source       net.IP // delivery.source_address; nil: unbound
+	lim          limits
+	limit        *limiter
 	// now is the clock of connection ages and dead periods (not of
 	// network deadlines); tests replace it.
 	now func() time.Time
@@ -159,57 +159,53 @@ type Deliverer struct {
 
 var _ queue.Deliverer = (*Deliverer)(nil)
 
-// New returns a Deliverer for cfg's routes, [delivery] settings,
-// [tls_policy] and timeouts. It keeps up to queue.concurrency idle
+// New returns a Deliverer for o. It keeps up to o.MaxIdle idle
 // connections per next hop. Domains without a route are delivered by MX
-// only with WithResolver (else deferred as a configuration error).
-func New(cfg *config.Config, log *slog.Logger, opts ...Option) *Deliverer {
-	dc := cfg.Delivery
+// only with o.Resolver (else deferred as a configuration error).
+func New(o Options) *Deliverer {
+	o.defaults()
 	d := &Deliverer{
-		hostname:   cfg.Hostname,
-		routes:     cfg.Routes,
-		smarthost:  dc.Smarthost,
-		shTLS:      dc.SmarthostTLS,
-		shAuth:     dc.SmarthostAuthFile,
-		mxPort:     dc.MXPort,
-		tlsPolicy:  cfg.TLSPolicy,
-		defaultTLS: dc.DefaultTLSPolicy,
-		t:          cfg.Timeouts,
-		log:        log,
-		dialer:     net.Dialer{Timeout: cfg.Timeouts.Connect.D()},
-		source:     net.ParseIP(dc.SourceAddress),
+		hostname:     o.Hostname,
+		routes:       o.Routes,
+		smarthost:    o.Smarthost,
+		shTLS:        o.SmarthostTLS,
+		shAuth:       o.SmarthostAuthFile,
+		mxPort:       o.MXPort,
+		tlsPolicy:    o.TLSPolicy,
+		defaultTLS:   o.DefaultTLSPolicy,
+		replyTimeout: o.ReplyTimeout,
+		dataTimeout:  o.DataTimeout,
+		log:          o.Logger,
+		dialer:       net.Dialer{Timeout: o.ConnectTimeout},
+		source:       o.SourceAddress,
 		lim: limits{
 			idleTime: DefaultIdleTime, reuseTime: DefaultReuseTime, reuseCount: DefaultReuseCount,
-			maxIdle:   max(cfg.Queue.Concurrency, 1),
+			maxIdle:   o.MaxIdle,
 			deadAfter: DefaultDeadAfter,
 			// A dead period never outlasts the queue's retry delays: the
 			// retry of a message deferred because its hop was dead should
 			// find the hop probed again.
-			deadMin:   bounded(DefaultDeadMin, cfg.Queue.MinBackoff.D()),
-			deadMax:   bounded(DefaultDeadMax, cfg.Queue.MaxBackoff.D()),
-			failedFor: cfg.Queue.MinBackoff.D(),
+			deadMin:   bounded(DefaultDeadMin, o.MinBackoff),
+			deadMax:   bounded(DefaultDeadMax, o.MaxBackoff),
+			failedFor: o.MinBackoff,
 			slotWait:  DefaultSlotWait,
-			maxRcpts:  max(dc.MaxRcptsPerTransaction, 1),
+			maxRcpts:  o.MaxRcptsPerTransaction,
 		},
-		limit:  newLimiter(dc.InitialDestinationConcurrency, dc.DestinationConcurrency, dc.Concurrency),
-		bufs:   sync.Pool{New: newBodyBufs},
-		now:    time.Now,
-		idle:   map[string][]*session{},
-		hops:   map[string]*hopState{},
-		failed: map[string]time.Time{},
+		limit:    newLimiter(o.InitialDestinationConcurrency, o.DestinationConcurrency, o.Concurrency),
+		bufs:     sync.Pool{New: newBodyBufs},
+		now:      time.Now,
+		idle:     map[string][]*session{},
+		hops:     map[string]*hopState{},
+		failed:   map[string]time.Time{},
+		resolver: o.Resolver,
+		self:     o.Self,
+		roots:    o.RootCAs,
+		sts:      o.STS,
+		dane:     o.DANE,
+		rng:      o.Rand,
 	}
-	if d.mxPort == 0 {
-		d.mxPort = 25
-	}
-	if d.defaultTLS == "" {
-		d.defaultTLS = levelMay
-	}
-	if d.shTLS == "" {
-		d.shTLS = levelVerify
-	}
-	d.self = SelfFunc(cfg, d.mxPort)
-	for _, o := range opts {
-		o(d)
+	if d.self == nil {
+		d.self = SelfFunc(o.Hostname, nil, d.mxPort)
 	}
 	return d
 }
@@ -452,7 +448,7 @@ func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader) (int, s
 		return code, enh, text, reset
 	}
 	bufs := d.bufs.Get().(*bodyBufs)
-	bw := &bodyWriter{conn: s.nc, timeout: d.t.DataDone.D(), chunk: bodyChunk, out: bufs.out[:0]}
+	bw := &bodyWriter{conn: s.nc, timeout: d.dataTimeout, chunk: bodyChunk, out: bufs.out[:0]}
 	readErr, netErr := bw.send(body, bufs.in)
 	bufs.out = bw.out[:0]
 	d.bufs.Put(bufs)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/internal/smtptest"
 	"github.com/mxedge/mxedge/queue"
 )
@@ -46,12 +45,7 @@ func spooled(t *testing.T, from, body string, rcpts ...string) *queue.Message {
 // newDeliverer returns a Deliverer for routes, closed when the test ends.
 func newDeliverer(t *testing.T, routes map[string]string) *Deliverer {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Hostname = "relay.mxedge.test"
-	cfg.Routes = routes
-	cfg.Timeouts.Reply = config.Duration(5 * time.Second)
-	cfg.Timeouts.Connect = config.Duration(2 * time.Second)
-	d := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d := New(testOptions(func(o *Options) { o.Routes = routes }))
 	t.Cleanup(func() { d.Close() })
 	return d
 }
@@ -163,4 +157,20 @@ func TestCancelStopsPromptly(t *testing.T) {
 	case <-time.After(4 * time.Second): // well under the 5s reply timeout
 		t.Fatal("Deliver ignored context cancellation")
 	}
+}
+
+// testOptions are the Options of the package's tests: a short connect and
+// reply timeout, no log; edits apply in order.
+func testOptions(edits ...func(*Options)) Options {
+	o := Options{
+		Hostname:       "relay.mxedge.test",
+		Routes:         map[string]string{},
+		ReplyTimeout:   5 * time.Second,
+		ConnectTimeout: 2 * time.Second,
+		Logger:         slog.New(slog.DiscardHandler),
+	}
+	for _, e := range edits {
+		e(&o)
+	}
+	return o
 }

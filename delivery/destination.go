@@ -42,16 +42,10 @@ func (d *Deliverer) destinations(rcpts []string) ([]*destination, []queue.Result
 	byKey := map[string]*destination{}
 	for _, rcpt := range rcpts {
 		domain := domainOf(rcpt)
-		var key, hop string
-		if h, ok := d.routes[domain]; ok {
-			key, hop = "route:"+h+" "+d.routePlan(domain, hopHost(h)).level, h
-		} else if d.smarthost != "" {
-			key, hop = "smarthost", d.smarthost
-		} else if d.resolver != nil {
-			key = "mx:" + domain
-		} else {
+		key, hop, ok := d.route(domain)
+		if !ok {
 			results = append(results, queue.Result{Rcpt: rcpt, Code: 451, Enhanced: "4.3.5",
-				Text: "no route for domain " + domain + " (configuration error)"})
+				Text: noRoute(domain)})
 			continue
 		}
 		dest := byKey[key]
@@ -64,6 +58,23 @@ func (d *Deliverer) destinations(rcpts []string) ([]*destination, []queue.Result
 	}
 	return dests, results
 }
+
+// route returns the destination key and the fixed next hop (route or
+// smarthost; "" for MX) of domain; ok is false if it has none.
+func (d *Deliverer) route(domain string) (key, hop string, ok bool) {
+	if h, ok := d.routes[domain]; ok {
+		return "route:" + h + " " + d.routePlan(domain, hopHost(h)).level, h, true
+	}
+	if d.smarthost != "" {
+		return "smarthost", d.smarthost, true
+	}
+	if d.resolver != nil {
+		return "mx:" + domain, "", true
+	}
+	return "", "", false
+}
+
+func noRoute(domain string) string { return "no route for domain " + domain + " (configuration error)" }
 
 // hopHost is the host of a "host:port" or "[host]:port" next hop.
 func hopHost(hop string) string {

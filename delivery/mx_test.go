@@ -3,8 +3,6 @@ package delivery
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/internal/smtptest"
 	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/resolver"
@@ -62,12 +59,12 @@ type mxEnv struct {
 	dns  *dnstest.Server
 	d    *Deliverer
 	port int
-	cfg  *config.Config
+	o    Options
 }
 
 // newMXEnv starts the DNS server with zone and returns a Deliverer that
 // delivers by MX to port. change edits the configuration first.
-func newMXEnv(t *testing.T, zone []string, port int, change func(*config.Config), opts ...Option) *mxEnv {
+func newMXEnv(t *testing.T, zone []string, port int, change ...func(*Options)) *mxEnv {
 	t.Helper()
 	s, err := dnstest.Start("127.0.0.53:0")
 	if err != nil {
@@ -78,20 +75,18 @@ func newMXEnv(t *testing.T, zone []string, port int, change func(*config.Config)
 		t.Fatal(err)
 	}
 	s.SetRcode("servfail.example.", dns.TypeMX, dns.RcodeServerFailure)
-	cfg := config.Default()
-	cfg.Hostname = "relay.mxedge.test"
-	cfg.Routes = map[string]string{}
-	cfg.Listeners = []config.Listener{{Address: net.JoinHostPort("127.0.0.9", strconv.Itoa(port))}}
-	cfg.Timeouts.Reply = config.Duration(5 * time.Second)
-	cfg.Timeouts.Connect = config.Duration(2 * time.Second)
-	cfg.Delivery.MXPort = port
-	if change != nil {
-		change(cfg)
-	}
 	r := resolver.New(resolver.Config{Servers: []string{s.Addr()}, Timeout: time.Second, Attempts: 1})
-	d := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), append([]Option{WithResolver(r)}, opts...)...)
+	o := testOptions(func(o *Options) {
+		o.MXPort = port
+		o.Self = SelfFunc(o.Hostname, []string{net.JoinHostPort("127.0.0.9", strconv.Itoa(port))}, port)
+		o.Resolver = r
+	})
+	for _, c := range change {
+		c(&o)
+	}
+	d := New(o)
 	t.Cleanup(func() { d.Close() })
-	return &mxEnv{dns: s, d: d, port: port, cfg: cfg}
+	return &mxEnv{dns: s, d: d, port: port, o: o}
 }
 
 // mxServers are smtptest servers on 127.0.0.2, .3 and .4.
@@ -149,7 +144,7 @@ func (e *mxEnv) deliver(t *testing.T, rcpts ...string) []queue.Result {
 func TestMXPreferenceOrder(t *testing.T) {
 	ms, port := startMXServers(t)
 	servers := *ms
-	e := newMXEnv(t, mxZone, port, nil)
+	e := newMXEnv(t, mxZone, port)
 	rs := e.deliver(t, "alice@example.org")
 	if rs[0].Code != 250 || !strings.HasPrefix(rs[0].Relay, "mx1.example.org:"+strconv.Itoa(port)+" [127.0.0.2:") {
 		t.Fatalf("all up: %+v, want 250 from mx1 (preference 10)", rs[0])
@@ -183,7 +178,7 @@ func TestMXNextOnGreetingEHLOAnd421(t *testing.T) {
 	p := strconv.Itoa(port)
 	h1 := startFakeHopAt(t, "127.0.0.2:"+p, func(c net.Conn) { serveSMTP(c, script{greeting: "421 4.3.2 busy"}) })
 	h2 := startFakeHopAt(t, "127.0.0.3:"+p, func(c net.Conn) { serveSMTP(c, script{greeting: "554 5.7.1 go away"}) })
-	e := newMXEnv(t, mxZone, port, nil)
+	e := newMXEnv(t, mxZone, port)
 	rs := e.deliver(t, "alice@example.org", "bob@example.org")
 	for _, r := range rs {
 		if r.Code != 250 || !strings.HasPrefix(r.Relay, "mx3.example.org:") {
@@ -198,7 +193,7 @@ func TestMXNextOnGreetingEHLOAnd421(t *testing.T) {
 func TestMXDNSOutcomes(t *testing.T) {
 	ms, port := startMXServers(t)
 	servers := *ms
-	e := newMXEnv(t, mxZone, port, nil)
+	e := newMXEnv(t, mxZone, port)
 	for _, tc := range []struct {
 		rcpt string
 		code int
@@ -254,7 +249,7 @@ func TestMXDNSOutcomes(t *testing.T) {
 func TestMXEqualPreferenceSpread(t *testing.T) {
 	ms, port := startMXServers(t)
 	servers := *ms
-	e := newMXEnv(t, mxZone, port, nil, WithRand(rand.New(rand.NewPCG(4, 2))))
+	e := newMXEnv(t, mxZone, port, func(o *Options) { o.Rand = rand.New(rand.NewPCG(4, 2)) })
 	const n = 200
 	for i := range n {
 		if r := e.deliver(t, fmt.Sprintf("u%d@pair.example", i))[0]; r.Code != 250 {
@@ -279,7 +274,7 @@ func TestMXFailedAddressTriedLast(t *testing.T) {
 	busy := startFakeHopAt(t, "127.0.0.2:"+strconv.Itoa(port), func(c net.Conn) {
 		serveSMTP(c, script{greeting: "421 4.7.0 too busy"})
 	})
-	e := newMXEnv(t, mxZone, port, nil, WithRand(rand.New(rand.NewPCG(1, 1))))
+	e := newMXEnv(t, mxZone, port, func(o *Options) { o.Rand = rand.New(rand.NewPCG(1, 1)) })
 	clk := newFakeClock()
 	e.d.now = clk.Now
 	for i := range 20 {
@@ -291,10 +286,10 @@ func TestMXFailedAddressTriedLast(t *testing.T) {
 		t.Errorf("the failing MX 10 host was connected %d times in 20 deliveries, want 1", n)
 	}
 	// After min_backoff it is back in the shuffle.
-	clk.Advance(e.cfg.Queue.MinBackoff.D())
+	clk.Advance(e.d.lim.failedFor)
 	for i := range 20 {
 		e.deliver(t, fmt.Sprintf("v%d@pair.example", i))
-		clk.Advance(e.cfg.Queue.MinBackoff.D())
+		clk.Advance(e.d.lim.failedFor)
 	}
 	if n := busy.conns(); n < 5 {
 		t.Errorf("the recovered window: %d connections to a.pair.example in 20 deliveries", n)
@@ -306,7 +301,7 @@ func TestMXFailedAddressTriedLast(t *testing.T) {
 func TestMXRecipientsPerTransaction(t *testing.T) {
 	ms, port := startMXServers(t)
 	servers := *ms
-	e := newMXEnv(t, mxZone, port, func(c *config.Config) { c.Delivery.MaxRcptsPerTransaction = 2 })
+	e := newMXEnv(t, mxZone, port, func(o *Options) { o.MaxRcptsPerTransaction = 2 })
 	var rcpts []string
 	for i := range 5 {
 		rcpts = append(rcpts, fmt.Sprintf("u%d@example.org", i))
@@ -336,11 +331,10 @@ func TestSourceAddress(t *testing.T) {
 		mu.Unlock()
 		serveSMTP(c, script{})
 	})
-	cfg := config.Default()
-	cfg.Hostname = "relay.mxedge.test"
-	cfg.Routes = map[string]string{"relay.test": hop.addr()}
-	cfg.Delivery.SourceAddress = "127.0.0.7"
-	d := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d := New(testOptions(func(o *Options) {
+		o.Routes = map[string]string{"relay.test": hop.addr()}
+		o.SourceAddress = net.ParseIP("127.0.0.7")
+	}))
 	defer d.Close()
 	if r := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))[0]; r.Code != 250 {
 		t.Fatalf("%+v", r)

@@ -4,57 +4,112 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"math/rand/v2"
 	"net"
+	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/mxedge/mxedge/mxroute"
 )
 
-// Option configures a Deliverer beyond its configuration file; see New.
-type Option func(*Deliverer)
+// Options configure a Deliverer; cmd/mxedge maps the configuration
+// ([routes], [delivery], [tls_policy], timeouts) onto them. Zero values
+// take the defaults in brackets.
+type Options struct {
+	// Hostname is the EHLO name ["localhost"].
+	Hostname string
+	// Routes maps a domain (normal form) to its fixed next hop "host:port"
+	// (Postfix transport_maps with smtp:[host]:port).
+	Routes map[string]string
+	// Smarthost is the next hop of every domain without a route, instead
+	// of its MX hosts; "" for none. SmarthostTLS: "verify" or "encrypt"
+	// ["verify"]; SmarthostAuthFile holds "user:password" for AUTH PLAIN.
+	Smarthost, SmarthostTLS, SmarthostAuthFile string
+	// MXPort is the SMTP port of MX hosts [25].
+	MXPort int
+	// TLSPolicy overrides DefaultTLSPolicy per domain; DefaultTLSPolicy is
+	// one of "none", "may", "encrypt", "verify", "dane" ["may"].
+	TLSPolicy        map[string]string
+	DefaultTLSPolicy string
+	// SourceAddress binds outbound connections of its address family;
+	// nil lets the system choose (Postfix smtp_bind_address).
+	SourceAddress net.IP
 
-// WithResolver makes domains without a route (and without a smarthost)
-// deliverable by MX (RFC 5321 section 5.1, package mxroute). Without it,
-// such domains are deferred as a configuration error. *resolver.Resolver
-// implements mxroute.Resolver.
-func WithResolver(r mxroute.Resolver) Option {
-	return func(d *Deliverer) { d.resolver = r }
+	ConnectTimeout time.Duration // TCP connect [30s]
+	ReplyTimeout   time.Duration // each reply, the TLS handshake [5m]
+	DataTimeout    time.Duration // each body write and the reply to "." [10m]
+
+	MaxRcptsPerTransaction        int // [50]
+	DestinationConcurrency        int // per destination [20]
+	InitialDestinationConcurrency int // slow-start window [5]
+	Concurrency                   int // all destinations [100]
+	// MaxIdle is the number of idle connections kept per next hop [20].
+	MaxIdle int
+	// MinBackoff and MaxBackoff are the queue's retry delays: a failed
+	// address is tried last for MinBackoff, and dead periods stay within
+	// them [5m, 4000s].
+	MinBackoff, MaxBackoff time.Duration
+
+	// Resolver makes domains without a route (and without a smarthost)
+	// deliverable by MX (RFC 5321 section 5.1, package mxroute); nil:
+	// such domains are deferred as a configuration error.
+	// *resolver.Resolver implements mxroute.Resolver.
+	Resolver mxroute.Resolver
+	// Self tells whether an MX host is this relay (mxroute.Options.Self)
+	// [SelfFunc(Hostname, nil, MXPort): the hostname only].
+	Self func(host string, ip net.IP) bool
+	// RootCAs replaces the system roots for certificate checks (tls
+	// policies "verify" and MTA-STS, smarthost_tls "verify").
+	RootCAs *x509.CertPool
+	// STS is the source of MTA-STS policies (RFC 8461); nil: none apply.
+	STS STS
+	// DANE is the DANE implementation (RFC 7672); nil: no TLSA record is
+	// looked up, and the tls policy "dane" defers every delivery.
+	DANE DANE
+	// Rand seeds the shuffle of MX hosts of equal preference, for tests
+	// that check the spread; each Gather gets its own generator drawn
+	// from it (under a lock). nil: mxroute's random source.
+	Rand *rand.Rand
+
+	Logger *slog.Logger // [slog.Default()]
 }
 
-// WithRootCAs replaces the system roots for certificate checks (tls
-// policies "verify" and MTA-STS, smarthost_tls "verify"); tests inject
-// their CA here.
-func WithRootCAs(pool *x509.CertPool) Option {
-	return func(d *Deliverer) { d.roots = pool }
-}
-
-// WithMTASTS sets the source of MTA-STS policies (RFC 8461). Without it
-// no MTA-STS policy applies.
-func WithMTASTS(s STS) Option {
-	return func(d *Deliverer) { d.sts = s }
-}
-
-// WithDANE sets the DANE implementation (RFC 7672). Without it no TLSA
-// record is looked up, and the tls policy "dane" defers every delivery.
-func WithDANE(x DANE) Option {
-	return func(d *Deliverer) { d.dane = x }
-}
-
-// WithSelf replaces the test for "this host is this relay" in the MX
-// walk (mxroute.Options.Self); by default: the configured hostname, and
-// the listeners' addresses on the MX port (every local interface address
-// for a listener on a wildcard address).
-func WithSelf(self func(host string, ip net.IP) bool) Option {
-	return func(d *Deliverer) { d.self = self }
-}
-
-// WithRand seeds the shuffle of MX hosts of equal preference, for tests
-// that check the spread; each Gather gets its own generator drawn from r
-// (under a lock), so concurrent deliveries stay safe.
-func WithRand(r *rand.Rand) Option {
-	return func(d *Deliverer) { d.rng = r }
+func (o *Options) defaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	seti := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
+	}
+	if o.Hostname == "" {
+		o.Hostname = "localhost"
+	}
+	if o.SmarthostTLS == "" {
+		o.SmarthostTLS = levelVerify
+	}
+	if o.DefaultTLSPolicy == "" {
+		o.DefaultTLSPolicy = levelMay
+	}
+	seti(&o.MXPort, 25)
+	set(&o.ConnectTimeout, 30*time.Second)
+	set(&o.ReplyTimeout, 5*time.Minute)
+	set(&o.DataTimeout, 10*time.Minute)
+	seti(&o.MaxRcptsPerTransaction, 50)
+	seti(&o.DestinationConcurrency, 20)
+	seti(&o.InitialDestinationConcurrency, 5)
+	seti(&o.Concurrency, 100)
+	seti(&o.MaxIdle, 20)
+	set(&o.MinBackoff, 5*time.Minute)
+	set(&o.MaxBackoff, 4000*time.Second)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 }
 
 // STS is where MTA-STS policies come from (RFC 8461): package mtasts's

@@ -4,22 +4,19 @@ import (
 	"net"
 	"strconv"
 	"strings"
-
-	"github.com/mxedge/mxedge/config"
 )
 
-// SelfFunc returns the test of mxroute.Options.Self for cfg: a host is
-// this relay if its name is the configured hostname, or its address is
-// one the relay receives mail on at port (the MX port): a listener's
-// address, or any address of this host for a listener on a wildcard
-// address (RFC 5321 section 5.1: "any of the names or addresses by which
+// SelfFunc returns the test of mxroute.Options.Self: a host is this relay
+// if its name is hostname, or its address is one the relay receives mail
+// on at port (the MX port): one of the listeners' addresses ("host:port"),
+// or any address of this host for a listener on a wildcard address (RFC 5321 section 5.1: "any of the names or addresses by which
 // it might be known in mail transactions").
-func SelfFunc(cfg *config.Config, port int) func(host string, ip net.IP) bool {
-	hostname := strings.ToLower(cfg.Hostname)
+func SelfFunc(hostname string, listeners []string, port int) func(host string, ip net.IP) bool {
+	hostname = strings.ToLower(hostname)
 	var ips []net.IP
 	wildcard := false
-	for _, l := range cfg.Listeners {
-		h, p, err := net.SplitHostPort(l.Address)
+	for _, l := range listeners {
+		h, p, err := net.SplitHostPort(l)
 		if err != nil || p != strconv.Itoa(port) {
 			continue
 		}

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"time"
 
@@ -43,6 +44,9 @@ type target struct {
 	// fail: the host must not be used (TLS policy); the walk records it
 	// and moves on.
 	fail *failure
+	// debug, if set, sees the dialogue of a new connection (verification
+	// probes' transcripts, client.go).
+	debug io.Writer
 }
 
 // relay is the log form of t: "mx1.example.org:25 [127.0.0.2:25]", or
@@ -68,6 +72,8 @@ type failure struct {
 	relay     string
 	conn      bool // a connection failure: counts towards dead hops and slow start
 	policy    bool // a TLS policy failure
+	greeting  bool // the greeting or EHLO failed (after the TCP connect)
+	refused   bool // ... with a 5xx
 }
 
 // connect opens a session to t: TCP connect, greeting, EHLO, STARTTLS
@@ -94,7 +100,7 @@ func (d *Deliverer) dialSession(ctx context.Context, t *target, p tlsPlan, probe
 		d.connFailed(ctx, t.hop, probe)
 		return nil, failure{enh: "4.4.1", text: "connect to " + t.relay(nil) + ": " + netReason(err), relay: t.relay(nil), conn: true}, false
 	}
-	s = &session{hop: t.hop, key: p.cacheKey(t.hop), relay: t.relay(nc), raw: nc, nc: nc, c: d.newClient(nc), created: d.now()}
+	s = &session{hop: t.hop, key: p.cacheKey(t.hop), relay: t.relay(nc), raw: nc, nc: nc, c: d.newClient(nc, t.debug), created: d.now()}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer func() {
 		if !stop() && s != nil { // the context closed the connection
@@ -109,11 +115,12 @@ func (d *Deliverer) dialSession(ctx context.Context, t *target, p tlsPlan, probe
 		// A refused greeting or EHLO is a property of the host, not of the
 		// recipients: defer, and the walk moves on to the next address.
 		code, enh, text := describe(err)
-		if code/100 == 5 {
+		refused := code/100 == 5
+		if refused {
 			code, enh = 0, "4.4.0"
 			text = "greeting/EHLO refused: " + text
 		}
-		return nil, failure{code: code, enh: enh, text: text, relay: s.relay, conn: true}, false
+		return nil, failure{code: code, enh: enh, text: text, relay: s.relay, conn: true, greeting: true, refused: refused}, false
 	}
 	d.connOK(t.hop)
 
@@ -148,7 +155,7 @@ func (d *Deliverer) dialSession(ctx context.Context, t *target, p tlsPlan, probe
 					}
 				}
 				s.nc = tc
-				s.c = d.newClient(newGreetedConn(tc))
+				s.c = d.newClient(newGreetedConn(tc), t.debug)
 				if err := s.c.Hello(d.hostname); err != nil {
 					s.c.Close()
 					code, enh, text := describe(err)
@@ -180,10 +187,11 @@ func (d *Deliverer) dialSession(ctx context.Context, t *target, p tlsPlan, probe
 }
 
 // newClient is a go-smtp client on nc with the configured timeouts.
-func (d *Deliverer) newClient(nc net.Conn) *smtp.Client {
+func (d *Deliverer) newClient(nc net.Conn, debug io.Writer) *smtp.Client {
 	c := smtp.NewClient(nc)
-	c.CommandTimeout = d.t.Reply.D()
-	c.SubmissionTimeout = d.t.DataDone.D()
+	c.DebugWriter = debug
+	c.CommandTimeout = d.replyTimeout
+	c.SubmissionTimeout = d.dataTimeout
 	return c
 }
 

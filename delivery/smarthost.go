@@ -6,8 +6,6 @@ import (
 	"strings"
 
 	"github.com/emersion/go-sasl"
-
-	"github.com/mxedge/mxedge/config"
 )
 
 // The smarthost (delivery.smarthost, Postfix relayhost): the next hop of
@@ -19,15 +17,15 @@ import (
 // credentials are SASL PLAIN credentials.
 type credentials struct{ user, pass string }
 
-// CheckSmarthostAuth reads cfg's smarthost_auth_file, if any, so that
+// CheckSmarthostAuth reads the smarthost_auth_file path, if any, so that
 // "mxedge serve" reports an unreadable or malformed file at start. The
 // file is read again at each connection to the smarthost (a changed
 // password needs no restart).
-func CheckSmarthostAuth(cfg *config.Config) error {
-	if cfg.Delivery.SmarthostAuthFile == "" {
+func CheckSmarthostAuth(path string) error {
+	if path == "" {
 		return nil
 	}
-	_, err := readCredentials(cfg.Delivery.SmarthostAuthFile)
+	_, err := readCredentials(path)
 	return err
 }
 

@@ -31,7 +31,7 @@ var errPlaintextAfterSTARTTLS = errors.New("plaintext data after the reply to ST
 // session continues in plaintext with c); on a handshake failure err is
 // set and nc is unusable.
 func (d *Deliverer) startTLS(ctx context.Context, nc net.Conn, p tlsPlan) (tc *tls.Conn, refused error, err error) {
-	nc.SetDeadline(time.Now().Add(d.t.Reply.D()))
+	nc.SetDeadline(time.Now().Add(d.replyTimeout))
 	if _, err := nc.Write([]byte("STARTTLS\r\n")); err != nil {
 		return nil, nil, err
 	}
@@ -48,7 +48,7 @@ func (d *Deliverer) startTLS(ctx context.Context, nc net.Conn, p tlsPlan) (tc *t
 		return nil, nil, errPlaintextAfterSTARTTLS
 	}
 	tc = tls.Client(nc, d.tlsConfig(p))
-	hctx, cancel := context.WithTimeout(ctx, d.t.Reply.D())
+	hctx, cancel := context.WithTimeout(ctx, d.replyTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		return nil, nil, err

@@ -22,8 +22,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/mxedge/mxedge/config"
 )
 
 // TLS tests: fake MX hosts with STARTTLS and certificates from a test CA,
@@ -183,9 +181,11 @@ func startHops(t *testing.T, scripts ...*script) ([]*tlsHop, int) {
 }
 
 // withPolicy sets the tls policy of domain.
-func withPolicy(domain, level string) func(*config.Config) {
-	return func(c *config.Config) { c.TLSPolicy = map[string]string{domain: level} }
+func withPolicy(domain, level string) func(*Options) {
+	return func(o *Options) { o.TLSPolicy = map[string]string{domain: level} }
 }
+
+func withRoots(pool *x509.CertPool) func(*Options) { return func(o *Options) { o.RootCAs = pool } }
 
 func TestSTARTTLSWithTestCA(t *testing.T) {
 	ca := newTestCA(t)
@@ -193,7 +193,7 @@ func TestSTARTTLSWithTestCA(t *testing.T) {
 	for _, tc := range []struct {
 		level, policy string
 	}{{"verify", "policy=verify"}, {"may", "policy=may"}, {"encrypt", "policy=encrypt"}} {
-		e := newMXEnv(t, tlsZone, port, withPolicy("one.example", tc.level), WithRootCAs(ca.pool))
+		e := newMXEnv(t, tlsZone, port, withPolicy("one.example", tc.level), withRoots(ca.pool))
 		r := e.deliver(t, "alice@one.example")[0]
 		if r.Code != 250 || !strings.Contains(r.Relay, "mx1.tls.example:"+strconv.Itoa(port)+" [127.0.0.2:") ||
 			!strings.Contains(r.Relay, "tls=TLSv1.3/TLS_") || !strings.HasSuffix(r.Relay, tc.policy) {
@@ -220,7 +220,7 @@ func TestVerifyFailureTriesNextMX(t *testing.T) {
 	hops, port := startHops(t,
 		&script{tls: serverTLS(ca.leaf(t, "wrong.example"))},
 		&script{tls: serverTLS(ca.leaf(t, "mx2.tls.example"))})
-	e := newMXEnv(t, tlsZone, port, withPolicy("tls.example", "verify"), WithRootCAs(ca.pool))
+	e := newMXEnv(t, tlsZone, port, withPolicy("tls.example", "verify"), withRoots(ca.pool))
 	r := e.deliver(t, "alice@tls.example")[0]
 	if r.Code != 250 || !strings.HasPrefix(r.Relay, "mx2.tls.example:") {
 		t.Fatalf("%+v, want delivery at mx2", r)
@@ -264,7 +264,7 @@ func TestPlaintextFallbackOnlyUnderMay(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := tc.sc
 			hops, port := startHops(t, &sc)
-			e := newMXEnv(t, tlsZone, port, withPolicy("one.example", tc.level), WithRootCAs(ca.pool))
+			e := newMXEnv(t, tlsZone, port, withPolicy("one.example", tc.level), withRoots(ca.pool))
 			r := e.deliver(t, "alice@one.example")[0]
 			if r.Code != tc.code || tc.enh != "" && r.Enhanced != tc.enh || tc.relay != "" && !strings.HasSuffix(r.Relay, tc.relay) {
 				t.Errorf("%+v", r)
@@ -323,7 +323,7 @@ func TestMTASTS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hops, port := startHops(t, &script{tls: serverTLS(ca.leaf(t, tc.cert))})
-			e := newMXEnv(t, tlsZone, port, nil, WithRootCAs(ca.pool), WithMTASTS(fakeSTS{"one.example": tc.policy}))
+			e := newMXEnv(t, tlsZone, port, withRoots(ca.pool), func(o *Options) { o.STS = fakeSTS{"one.example": tc.policy} })
 			e.d.log = slog.New(slog.NewTextHandler(&logs, nil))
 			r := e.deliver(t, "alice@one.example")[0]
 			if r.Code != tc.code || tc.enh != "" && r.Enhanced != tc.enh || !strings.Contains(r.Text+r.Relay, tc.text) {
@@ -352,12 +352,10 @@ func TestSmarthost(t *testing.T) {
 	if err := writeFile(authFile, "relay:s3cret:x\n"); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Default()
-	cfg.Hostname = "relay.mxedge.test"
-	cfg.Routes = map[string]string{}
-	cfg.Delivery.Smarthost = hop.addr()
-	cfg.Delivery.SmarthostAuthFile = authFile
-	d := New(cfg, slog.New(slog.DiscardHandler), WithRootCAs(ca.pool))
+	d := New(testOptions(withRoots(ca.pool), func(o *Options) {
+		o.Smarthost = hop.addr()
+		o.SmarthostAuthFile = authFile
+	}))
 	defer d.Close()
 	rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@anywhere.example", "b@elsewhere.example"))
 	for _, r := range rs {

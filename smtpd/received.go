@@ -3,6 +3,8 @@ package smtpd
 import (
 	"strings"
 	"time"
+
+	"github.com/mxedge/mxedge/policy"
 )
 
 // receivedHeader builds the trace header this relay prepends (RFC 5321
@@ -12,12 +14,13 @@ import (
 //		by mx.example.net (mxedge) with ESMTP id 0ABCDEF123456789
 //		for <user@example.org>; Mon, 23 Nov 2026 11:03:32 +0000 (UTC)
 //
-// "for" is given only for a single recipient, so a message to many does
+// The client's name is its reverse DNS name when that is forward-confirmed
+// (policy.ReversePass), else "unknown", as Postfix writes it. "for" is given only for a single recipient, so a message to many does
 // not reveal the other recipients to each. The protocol keyword follows
 // RFC 3848 (ESMTPS with TLS) and RFC 6531 (UTF8ESMTP).
-func receivedHeader(helo, ip, host, id, rcpt string, tls, utf8 bool, t time.Time) string {
+func receivedHeader(pc *policy.Conn, host, id, rcpt string, utf8 bool, t time.Time) string {
 	proto := "ESMTP"
-	if tls {
+	if pc.TLS != nil {
 		proto += "S"
 	}
 	if utf8 {
@@ -26,9 +29,15 @@ func receivedHeader(helo, ip, host, id, rcpt string, tls, utf8 bool, t time.Time
 	var b strings.Builder
 	b.Grow(200)
 	b.WriteString("Received: from ")
-	b.WriteString(sanitizeHelo(helo))
-	b.WriteString(" (unknown [")
-	b.WriteString(ip)
+	b.WriteString(sanitizeHelo(pc.Helo))
+	b.WriteString(" (")
+	if pc.Reverse.Status == policy.ReversePass {
+		b.WriteString(pc.Reverse.Name)
+	} else {
+		b.WriteString("unknown")
+	}
+	b.WriteString(" [")
+	b.WriteString(pc.IP.String())
 	b.WriteString("])\r\n\tby ")
 	b.WriteString(host)
 	b.WriteString(" (mxedge) with ")

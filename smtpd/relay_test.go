@@ -1,25 +1,45 @@
 package smtpd
 
 import (
-	"io"
-	"log/slog"
+	"context"
+	"strconv"
+	"sync"
 	"testing"
 
-	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/policy"
 )
 
-func testServer(t *testing.T, relay ...string) *Server {
-	t.Helper()
-	cfg := config.Default()
-	cfg.RelayDomains = relay
-	return New(cfg, cfg.Listeners[0], nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+// recorder is an RCPT check that keeps the recipients it sees (after
+// relay control let them through): the form the queue would store.
+type recorder struct {
+	mu   sync.Mutex
+	seen []string
 }
 
-// TestRelayDecisions covers the classic open-relay tricks. Addresses are
-// given as go-smtp hands them to Rcpt: quoted local parts already
-// unquoted, source routes already stripped (see the go-smtp column).
+func (*recorder) Name() string { return "recorder" }
+func (r *recorder) CheckRcpt(_ context.Context, _ *policy.Conn, _ *policy.Txn, rc policy.Rcpt) policy.Result {
+	r.mu.Lock()
+	r.seen = append(r.seen, rc.Addr)
+	r.mu.Unlock()
+	return policy.Result{}
+}
+
+func (r *recorder) last() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.seen) == 0 {
+		return ""
+	}
+	return r.seen[len(r.seen)-1]
+}
+
+// TestRelayDecisions covers the classic open-relay tricks, sent over the
+// wire (go-smtp unquotes local parts and strips source routes before the
+// session sees them: the go-smtp column), through the listener's syntax
+// check and the relay check of its chain.
 func TestRelayDecisions(t *testing.T) {
-	s := testServer(t, "relay.test", "xn--bcher-kva.test")
+	rec := &recorder{}
+	addr, _, _ := startListener(t, nil, policy.NewRelay([]string{"relay.test", "xn--bcher-kva.test"}), rec)
 	tests := []struct {
 		name  string
 		wire  string // what the client sent, for the reader
@@ -61,18 +81,27 @@ func TestRelayDecisions(t *testing.T) {
 		{"UTF-8 local part without SMTPUTF8", "<jörg@relay.test>", "jörg@relay.test", false, 553, ""},
 		{"fullwidth dot IDN trick to foreign", "<victim@elsewhere\uff0eexample>", "victim@elsewhere\uff0eexample", true, 554, ""},
 	}
+	c := dial(t, addr)
+	c.cmd("EHLO client.test", "250")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, rep := s.checkRcpt(tt.to, tt.utf8)
-			code := 0
-			if rep != nil {
-				code = rep.Code
+			c.t = t
+			mail := "MAIL FROM:<s@src.test>"
+			if tt.utf8 {
+				mail += " SMTPUTF8"
 			}
-			if code != tt.code {
-				t.Fatalf("%s: code %d, want %d (reply %v)", tt.wire, code, tt.code, rep)
+			c.cmd(mail, "250")
+			defer c.cmd("RSET", "250")
+			want := "250"
+			if tt.code != 0 {
+				want = strconv.Itoa(tt.code)
 			}
-			if code == 0 && got != tt.store {
-				t.Errorf("%s: stored as %q, want %q", tt.wire, got, tt.store)
+			got := c.cmd("RCPT TO:"+tt.wire, want)
+			if tt.code == 554 && got != "554 5.7.1 <"+tt.to+">: Relay access denied" {
+				t.Errorf("%s: %q", tt.wire, got)
+			}
+			if tt.code == 0 && rec.last() != tt.store {
+				t.Errorf("%s: stored as %q, want %q", tt.wire, rec.last(), tt.store)
 			}
 		})
 	}

@@ -2,25 +2,22 @@ package smtpd
 
 import (
 	"errors"
+	"fmt"
 	"net"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxedge/mxedge/queue"
-	"github.com/mxedge/mxedge/verifycache"
+	"github.com/mxedge/mxedge/policy"
 )
 
-// Every reply the MX listener decides is built here, so that codes are
+// Every reply the listener decides itself is built here (those of the
+// policy chain come from its checks), so that codes are
 // consistent and no internal error text reaches a client. Enhanced status
 // codes per RFC 3463 / RFC 5248.
 
 func reply(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
-}
-
-func replyRelayDenied(rcpt string) *smtp.SMTPError {
-	// Postfix reject_unauth_destination wording, which operators grep for.
-	return reply(554, smtp.EnhancedCode{5, 7, 1}, "<"+rcpt+">: Relay access denied")
 }
 
 var (
@@ -35,35 +32,23 @@ var (
 	replyTempLocal      = reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem, try again later")
 	replyNoSpace        = reply(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
 	replyTimeout        = reply(421, smtp.EnhancedCode{4, 4, 2}, "Timeout exceeded, closing connection")
-	// Dictionary attack: the client collected too many unknown recipients
-	// (verify.dictionary_disconnect); it may come back after the window.
-	replyTooManyUnknown = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many unknown recipients, closing connection")
+	// The listener's session limit (Postfix smtpd_client_connection_count
+	// and process limits): the client may come back later.
+	replySessionLimit = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many connections, try again later")
 )
 
-// verifyReply maps a recipient verification verdict to the reply: nil to
-// accept. Postfix's reject_unverified_recipient wording, which operators
-// grep for. An internal error is a 451, never a 5xx; the next hop's reason
-// for an unknown address is quoted (it has been made printable and
-// bounded by verifycache).
-func verifyReply(rcpt string, v verifycache.Verdict) *smtp.SMTPError {
-	switch v.Action {
-	case verifycache.Accept:
-		return nil
-	case verifycache.Reject:
-		msg := "<" + rcpt + ">: Recipient address rejected: "
-		if v.Reply == "" {
-			msg += "User unknown in relay recipient table"
-		} else {
-			msg += "undeliverable address: " + v.Reply
-		}
-		return reply(550, smtp.EnhancedCode{5, 1, 1}, msg)
-	case verifycache.Disconnect:
-		return replyTooManyUnknown
+// toSMTP is a reply of the policy chain as go-smtp sends it.
+func toSMTP(r *policy.Reply) *smtp.SMTPError {
+	return reply(r.Code, smtp.EnhancedCode(r.Enhanced), r.Text)
+}
+
+// replyLine is rep as one line on the wire, without CRLF.
+func replyLine(rep *smtp.SMTPError) string {
+	e := rep.EnhancedCode
+	if e == smtp.NoEnhancedCode || e == smtp.EnhancedCodeNotSet {
+		return fmt.Sprintf("%d %s", rep.Code, rep.Message)
 	}
-	if v.Err != nil {
-		return replyTempLocal
-	}
-	return reply(450, smtp.EnhancedCode{4, 1, 1}, "<"+rcpt+">: Recipient address rejected: unverified address: try again later")
+	return fmt.Sprintf("%d %d.%d.%d %s", rep.Code, e[0], e[1], e[2], rep.Message)
 }
 
 // replyQueued is the 250 after DATA. go-smtp sends the code and text of the

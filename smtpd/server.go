@@ -2,26 +2,33 @@
 // mail for the relay domains and applies the pre-queue policy, answering
 // every refusal inside the SMTP session (never accept-then-bounce).
 //
-// What it implements:
+// What it implements itself:
 //   - RFC 5321 sections 3.3 and 4.1.1: the MAIL/RCPT/DATA transaction, via
 //     github.com/emersion/go-smtp; no AUTH on this listener.
-//   - Relay control (Postfix reject_unauth_destination): a recipient is
-//     accepted only if its domain is a relay domain and its local part
-//     carries no sender-specified routing (%, !, @). See address.go.
+//   - Address syntax (package internal/address): 501 for bad syntax, 553
+//     for a non-ASCII address without SMTPUTF8 (RFC 6531 section 3.2).
 //   - RFC 1870 SIZE at MAIL and on the stream; a recipient limit.
 //   - RFC 5321 section 4.4: a Received header on every message.
 //   - RFC 5321 section 4.5.3.2: 5 minutes per command, a data block
-//     timeout per read during DATA (conn.go).
+//     timeout per read during DATA (gate.go).
 //   - RFC 5321 section 2.3.8: bare CR / bare LF policy against SMTP
 //     smuggling (bodyfilter.go).
 //   - A hop count limit against mail loops (Postfix hopcount_limit).
-//   - Recipient verification (Postfix reject_unverified_recipient): after
-//     the relay check, a Verifier (package verifycache) says whether the
-//     recipient exists; never for senders.
+//   - A per-listener session limit (gate.go): a client beyond it gets 421
+//     and the connection is closed at once, in constant memory.
 //
-// Replies are decided in replies.go only. The listener hands the message to
-// the queue (Queue); it answers 250 only after the queue's Commit returned,
-// that is after the message is durable.
+// What it decides is up to the listener's policy chain (package policy),
+// which the session code calls at every stage without knowing its checks:
+// connect (gate.go, before the banner), HELO, MAIL, RCPT and DATA. On an MX
+// listener the chain is, in order (shared/PRINCIPLES.md: cheap checks
+// first, the backend asked last): relay control, then recipient
+// verification (cmd/mxedge/chain.go builds it). DATA checks read the
+// stored message back and may add header fields before Commit.
+//
+// Replies the listener decides itself are built in replies.go; those of
+// checks come from the chain. The listener hands the message to the queue
+// (Queue); it answers 250 only after the queue's Commit returned, that is
+// after the message is durable.
 package smtpd
 
 import (
@@ -34,9 +41,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
-	"github.com/mxedge/mxedge/verifycache"
 )
 
 // Queue is where accepted messages go. NewMessage starts a message; the
@@ -46,74 +52,97 @@ type Queue interface {
 	NewMessage(env queue.Envelope) (*queue.Incoming, error)
 }
 
-// Verifier decides whether a recipient of a relay domain exists;
-// *verifycache.Verifier implements it. Verify gets the recipient in wire
-// form (as checkRcpt returns it) and the client's IP address, and returns
-// within its own bound (verify.inline_wait) or when ctx ends. It never
-// answers Reject for an internal error: that is a Defer with Err set.
-// The listener applies the verdict's Delay before it answers.
-//
-// Example: a verifier that knows only postmaster:
-//
-//	type onlyPostmaster struct{}
-//
-//	func (onlyPostmaster) Verify(_ context.Context, _, addr string) verifycache.Verdict {
-//		if strings.HasPrefix(addr, "postmaster@") {
-//			return verifycache.Verdict{Action: verifycache.Accept}
-//		}
-//		return verifycache.Verdict{Action: verifycache.Reject}
-//	}
-type Verifier interface {
-	Verify(ctx context.Context, clientIP, addr string) verifycache.Verdict
+// Options configure one listener; cmd/mxedge maps the configuration onto
+// them. Zero values take the defaults in brackets.
+type Options struct {
+	Name     string      // listener name in logs ["mx"]
+	Kind     policy.Kind // [policy.KindMX]
+	Address  string      // "host:port" to listen on
+	Hostname string      // banner, Received ["localhost"]
+
+	MessageSize int64 // largest message in bytes [10240000]
+	Recipients  int   // recipients per message [1000]
+	MaxSessions int   // concurrent sessions of this listener [1000]
+
+	CommandTimeout time.Duration // idle time between commands [5m]
+	DataTimeout    time.Duration // idle time between reads in DATA [3m]
+	// CheckTimeout bounds one stage of the policy chain (a check must
+	// return by then, see package policy) [CommandTimeout].
+	CheckTimeout time.Duration
+
+	// NormalizeLineEndings turns bare LF into CRLF and a stray CR into a
+	// space instead of refusing the message [false: refuse].
+	NormalizeLineEndings bool
+
+	Logger *slog.Logger     // [slog.Default()]
+	Now    func() time.Time // clock of Received headers [time.Now]
 }
 
-// Option configures a Server beyond its configuration.
-type Option func(*Server)
-
-// WithVerifier makes the listener verify recipients with v (MX listeners
-// only: submission never verifies).
-func WithVerifier(v Verifier) Option { return func(s *Server) { s.verifier = v } }
+func (o *Options) defaults() {
+	if o.Name == "" {
+		o.Name = "mx"
+	}
+	if o.Kind == "" {
+		o.Kind = policy.KindMX
+	}
+	if o.Hostname == "" {
+		o.Hostname = "localhost"
+	}
+	if o.MessageSize <= 0 {
+		o.MessageSize = 10240000
+	}
+	if o.Recipients <= 0 {
+		o.Recipients = 1000
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = 1000
+	}
+	if o.CommandTimeout <= 0 {
+		o.CommandTimeout = 5 * time.Minute
+	}
+	if o.DataTimeout <= 0 {
+		o.DataTimeout = 3 * time.Minute
+	}
+	if o.CheckTimeout <= 0 {
+		o.CheckTimeout = o.CommandTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
 
 // Server is one MX listener.
 type Server struct {
-	cfg       *config.Config
-	lc        config.Listener
-	queue     Queue
-	log       *slog.Logger
-	relay     map[string]bool
-	normalize bool
-	smtp      *smtp.Server
-	now       func() time.Time
-	verifier  Verifier // nil: recipients are not verified
+	o     Options
+	queue Queue
+	chain *policy.Chain
+	log   *slog.Logger
+	smtp  *smtp.Server
+	gate  *gate
 }
 
-// New builds the MX listener lc of cfg, handing messages to q.
-func New(cfg *config.Config, lc config.Listener, q Queue, log *slog.Logger, opts ...Option) *Server {
-	s := &Server{
-		cfg:       cfg,
-		lc:        lc,
-		queue:     q,
-		log:       log.With("listener", lc.Name),
-		relay:     make(map[string]bool, len(cfg.RelayDomains)),
-		normalize: lc.BareLineEndings == "normalize",
-		now:       time.Now,
+// New builds the listener o, handing messages to q and deciding with
+// chain (nil: an empty chain, which accepts every recipient: only tests
+// want that).
+func New(o Options, q Queue, chain *policy.Chain) *Server {
+	o.defaults()
+	if chain == nil {
+		chain = &policy.Chain{}
 	}
-	for _, d := range cfg.RelayDomains {
-		s.relay[d] = true
-	}
-	for _, o := range opts {
-		o(s)
-	}
+	s := &Server{o: o, queue: q, chain: chain, log: o.Logger.With("listener", o.Name)}
 	srv := smtp.NewServer(s)
-	srv.Addr = lc.Address
-	srv.Domain = cfg.Hostname
-	srv.MaxMessageBytes = int64(cfg.Limits.MessageSize)
-	srv.MaxRecipients = cfg.Limits.Recipients
+	srv.Addr = o.Address
+	srv.Domain = o.Hostname
+	srv.MaxMessageBytes = o.MessageSize
+	srv.MaxRecipients = o.Recipients
 	// Lines in DATA longer than RFC 5321's 1000 octets exist in real mail;
 	// Postfix accepts them. The limit here only bounds memory per line.
 	srv.MaxLineLength = 64 << 10
-	srv.ReadTimeout = cfg.Timeouts.Command.D()
-	srv.WriteTimeout = cfg.Timeouts.Command.D()
+	srv.ReadTimeout = o.CommandTimeout
+	srv.WriteTimeout = o.CommandTimeout
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = true // RFC 3461: NOTIFY, ORCPT, RET, ENVID kept for our reports
 	srv.ErrorLog = errorLog{s.log}
@@ -121,9 +150,13 @@ func New(cfg *config.Config, lc config.Listener, q Queue, log *slog.Logger, opts
 	return s
 }
 
+// Chain is the listener's policy chain.
+func (s *Server) Chain() *policy.Chain { return s.chain }
+
 // Serve accepts connections on ln until Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.smtp.Serve(dataListener{Listener: ln, dataTimeout: s.cfg.Timeouts.DataBlock.D()})
+	s.gate = newGate(s, ln)
+	err := s.smtp.Serve(s.gate)
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -132,9 +165,9 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Listen opens the listener's socket.
 func (s *Server) Listen() (net.Listener, error) {
-	ln, err := net.Listen("tcp", s.lc.Address)
+	ln, err := net.Listen("tcp", s.o.Address)
 	if err != nil {
-		return nil, fmt.Errorf("smtpd: listen %s: %w", s.lc.Address, err)
+		return nil, fmt.Errorf("smtpd: listen %s: %w", s.o.Address, err)
 	}
 	return ln, nil
 }
@@ -150,13 +183,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// NewSession implements smtp.Backend.
-func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	ip := ""
-	if a, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
-		ip = a.IP.String()
+// Close closes the listener and every session at once.
+func (s *Server) Close() error {
+	err := s.smtp.Close()
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
 	}
-	return &session{srv: s, conn: c, ip: ip, dc: findDataConn(c.Conn())}, nil
+	return err
 }
 
 type errorLog struct{ l *slog.Logger }

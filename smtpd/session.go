@@ -2,54 +2,105 @@ package smtpd
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxedge/mxedge/internal/address"
+	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
-	"github.com/mxedge/mxedge/verifycache"
 )
 
-// session is one SMTP session on the MX listener.
+// NewSession implements smtp.Backend. go-smtp calls it at the first
+// HELO/EHLO (and at the first after STARTTLS): the HELO stage of the
+// chain decides whether the greeting is accepted.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	sc := findSessConn(c.Conn())
+	if sc == nil {
+		// Not from our gate (cannot happen outside tests of go-smtp).
+		sc = s.gateless(c)
+	}
+	sess := &session{srv: s, conn: c, sc: sc, pc: sc.pc}
+	if rep := sess.checkHelo(); rep != nil {
+		return nil, rep
+	}
+	return sess, nil
+}
+
+// gateless builds the facts of a connection that did not pass the gate.
+func (s *Server) gateless(c *smtp.Conn) *sessConn {
+	g := &gate{srv: s}
+	return g.wrap(c.Conn())
+}
+
+// session is one SMTP session on the listener: go-smtp's Session.
 type session struct {
 	srv  *Server
 	conn *smtp.Conn
-	dc   *dataConn
-	ip   string
+	sc   *sessConn
+	pc   *policy.Conn
 
-	from     string
+	heloChecked string // the HELO argument the HELO stage last accepted
+
+	txn      *policy.Txn // nil outside a transaction
 	haveFrom bool
-	utf8     bool
-	body     string
-	ret      string // DSN RET
-	envid    string // DSN ENVID
 	rcpts    []queue.Rcpt
 	seen     map[string]bool
 }
 
 func (s *session) Reset() {
-	s.from, s.haveFrom, s.utf8, s.body, s.ret, s.envid = "", false, false, "", "", ""
-	s.rcpts, s.seen = nil, nil
+	s.txn, s.haveFrom, s.rcpts, s.seen = nil, false, nil, nil
 }
 
 func (s *session) Logout() error { return nil }
 
-// Mail checks the reverse-path. The sender is never verified toward the
-// outside (shared/PRINCIPLES.md): only its syntax is checked.
+// stageContext bounds one stage of the chain.
+func (s *session) stageContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.srv.o.CheckTimeout)
+}
+
+// checkHelo runs the HELO stage for the current HELO/EHLO argument, once
+// per argument (go-smtp calls NewSession only for the first greeting, so
+// MAIL checks again after a later EHLO). It also refreshes the TLS facts.
+func (s *session) checkHelo() *smtp.SMTPError {
+	s.pc.Helo = s.conn.Hostname()
+	if cs, ok := s.conn.TLSConnectionState(); ok {
+		s.pc.TLS = &cs
+	} else {
+		s.pc.TLS = nil
+	}
+	if s.heloChecked == s.pc.Helo && s.pc.Helo != "" {
+		return nil
+	}
+	ctx, cancel := s.stageContext()
+	d := s.srv.chain.Helo(ctx, s.pc)
+	cancel()
+	if d.Refused() {
+		return s.refuse("helo rejected", d, "")
+	}
+	s.heloChecked = s.pc.Helo
+	return nil
+}
+
+// Mail checks the reverse-path's syntax, then runs the MAIL stage. The
+// sender is never verified toward the outside (shared/PRINCIPLES.md).
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.Reset()
-	s.utf8 = opts != nil && opts.UTF8
+	if rep := s.checkHelo(); rep != nil {
+		return rep
+	}
+	t := &policy.Txn{}
 	if opts != nil {
-		s.body = string(opts.Body)
-		s.ret, s.envid = string(opts.Return), opts.EnvelopeID
+		t.Mail = policy.MailParams{Size: opts.Size, Body: string(opts.Body), UTF8: opts.UTF8,
+			Ret: string(opts.Return), EnvID: opts.EnvelopeID}
 	}
 	if from != "" {
-		m, err := address.Parse(from, s.utf8)
+		m, err := address.Parse(from, t.Mail.UTF8)
 		if errors.Is(err, address.ErrNonASCII) {
 			return replyNeedUTF8
 		}
@@ -58,84 +109,97 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		from = m.Wire()
 	}
-	s.from, s.haveFrom = from, true
+	t.From = from
+	ctx, cancel := s.stageContext()
+	d := s.srv.chain.Mail(ctx, s.pc, t)
+	cancel()
+	if d.Refused() {
+		return s.refuse("sender rejected", d, "")
+	}
+	s.txn, s.haveFrom = t, true
 	return nil
 }
 
-// Rcpt accepts or refuses one recipient (see checkRcpt). A duplicate
-// recipient is acknowledged but stored once.
+// Rcpt checks the recipient's syntax, then answers a refusal held from
+// the connect stage or runs the RCPT stage (relay control, verification,
+// ...). A duplicate recipient is acknowledged but stored once.
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	addr, rep := s.srv.checkRcpt(to, s.utf8)
-	if rep != nil {
-		if rep.Code == 554 {
-			s.srv.log.Info("relay denied", "client_ip", s.ip, "from", "<"+s.from+">", "to", "<"+to+">")
-		}
-		return rep
+	m, err := address.Parse(to, s.txn.Mail.UTF8)
+	switch {
+	case errors.Is(err, address.ErrNonASCII):
+		return replyNeedUTF8
+	case err != nil:
+		return replyBadRcpt
 	}
+	addr := m.Wire()
 	if s.seen[addr] {
 		return nil
 	}
-	if rep := s.verify(addr); rep != nil {
-		return rep
+	if h := s.sc.held; h != nil {
+		return s.refuse("recipient rejected", *h, addr)
+	}
+	ctx, cancel := s.stageContext()
+	d := s.srv.chain.Rcpt(ctx, s.pc, s.txn, policy.Rcpt{Raw: to, Addr: addr, Local: m.Local, Domain: m.Domain})
+	cancel()
+	if d.Refused() {
+		return s.refuse("recipient rejected", d, addr)
 	}
 	if s.seen == nil {
 		s.seen = map[string]bool{}
 	}
 	s.seen[addr] = true
 	s.rcpts = append(s.rcpts, dsnRcpt(addr, opts))
+	s.txn.Rcpts = append(s.txn.Rcpts, addr)
 	return nil
 }
 
-// verify asks the Verifier whether addr exists (after the relay check,
-// shared/PRINCIPLES.md) and returns the refusal, or nil to accept. A
-// client over the dictionary attack limit waits before each refusal and is
-// disconnected at the hard limit.
-func (s *session) verify(addr string) *smtp.SMTPError {
-	if s.srv.verifier == nil {
-		return nil
+// refuse logs a refusal by the chain (one line, with the deciding check as
+// the stage), waits the decision's delay, closes the connection after the
+// reply when it says so, and returns the reply.
+func (s *session) refuse(msg string, d policy.Decision, to string) *smtp.SMTPError {
+	from := ""
+	if s.txn != nil {
+		from = s.txn.From
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Timeouts.Command.D())
-	defer cancel()
-	v := s.srv.verifier.Verify(ctx, s.ip, addr)
-	rep := verifyReply(addr, v)
-	if rep == nil {
-		return nil
-	}
-	attrs := []any{"client_ip", s.ip, "from", "<" + s.from + ">", "to", "<" + addr + ">",
-		"action", v.Action.String(), "source", v.Source}
-	if v.Reply != "" {
-		attrs = append(attrs, "reply", v.Reply)
-	}
-	if v.Err != nil {
-		attrs = append(attrs, "err", v.Err)
-		s.srv.log.Warn("recipient not verified", attrs...)
-	} else {
-		s.srv.log.Info("recipient rejected", attrs...)
-	}
-	if v.Delay > 0 {
-		time.Sleep(v.Delay)
-	}
-	if v.Action == verifycache.Disconnect {
+	s.srv.logRefusal(msg, d, s.pc, from, to)
+	sleep(d.Delay)
+	rep := toSMTP(d.Reply)
+	if d.Disconnect {
 		s.closeWith(rep)
 	}
 	return rep
 }
 
-// checkRcpt decides a recipient as go-smtp parsed it and returns its wire
-// form. Order (shared/PRINCIPLES.md): syntax, then relay control
-// (reject_unauth_destination): the domain must be a relay domain, and the
-// local part must not route onward.
-func (s *Server) checkRcpt(to string, utf8 bool) (string, *smtp.SMTPError) {
-	m, err := address.Parse(to, utf8)
+// logRefusal is the one log line of a refusal by the chain: the stage
+// (the check), the client, the envelope so far and the reply sent; an
+// internal error is a warning with its error.
+func (s *Server) logRefusal(msg string, d policy.Decision, pc *policy.Conn, from, to string) {
+	action := "reject"
 	switch {
-	case errors.Is(err, address.ErrNonASCII):
-		return "", replyNeedUTF8
-	case err != nil:
-		return "", replyBadRcpt
-	case m.Routed(), !s.relay[m.Domain]:
-		return "", replyRelayDenied(to)
+	case d.Disconnect:
+		action = "disconnect"
+	case d.Reply.Code/100 == 4:
+		action = "defer"
 	}
-	return m.Wire(), nil
+	attrs := []any{"stage", d.Check, "client_ip", pc.IP.String()}
+	if pc.Helo != "" {
+		attrs = append(attrs, "helo", pc.Helo)
+	}
+	if msg != "connection refused" && msg != "helo rejected" {
+		attrs = append(attrs, "from", "<"+from+">")
+	}
+	if to != "" {
+		attrs = append(attrs, "to", "<"+to+">")
+	}
+	attrs = append(attrs, "action", action, "reply", d.Reply.String())
+	if d.Reason != "" {
+		attrs = append(attrs, "reason", d.Reason)
+	}
+	if d.Err != nil {
+		s.log.Warn(msg, append(attrs, "err", d.Err)...)
+		return
+	}
+	s.log.Info(msg, attrs...)
 }
 
 // dsnRcpt keeps a recipient's DSN parameters (RFC 3461 sections 4.1, 4.2)
@@ -154,58 +218,112 @@ func dsnRcpt(addr string, opts *smtp.RcptOptions) queue.Rcpt {
 	return rc
 }
 
-// Data streams the message into the queue and answers 250 only after the
-// queue committed it. Every error path consumes the rest of the data (or
-// closes the connection), so the remainder of a message is never read as
-// commands.
+// Data streams the message into the queue, runs the DATA stage on the
+// stored message, and answers 250 only after the queue committed it. Every
+// error path consumes the rest of the data (or closes the connection), so
+// the remainder of a message is never read as commands.
 func (s *session) Data(r io.Reader) error {
-	if s.dc != nil {
-		s.dc.inData.Store(true)
-		defer s.dc.inData.Store(false)
-	}
+	s.sc.inData.Store(true)
+	defer s.sc.inData.Store(false)
 	r = markReader{r}
-	origin := queue.Origin{Listener: s.srv.lc.Name, Kind: s.srv.lc.Kind, ClientIP: s.ip, Helo: s.conn.Hostname()}
-	if cs, ok := s.conn.TLSConnectionState(); ok {
-		origin.TLS = tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
-	}
-	env := queue.Envelope{From: s.from, Origin: origin, Body: s.body, UTF8: s.utf8,
-		Ret: s.ret, EnvID: s.envid, Rcpts: s.rcpts}
+	t := s.txn
+	env := queue.Envelope{From: t.From, Body: t.Mail.Body, UTF8: t.Mail.UTF8, Ret: t.Mail.Ret,
+		EnvID: t.Mail.EnvID, Rcpts: s.rcpts, Origin: queue.Origin{
+			Listener: s.pc.Listener, Kind: string(s.pc.Kind), ClientIP: s.pc.IP.String(),
+			ClientName: s.pc.Reverse.Name, Helo: s.pc.Helo, AuthUser: s.pc.AuthUser, TLS: policy.TLSName(s.pc.TLS),
+		}}
 	in, err := s.srv.queue.NewMessage(env)
 	if err != nil {
 		return s.fail("", err, r)
 	}
 	defer in.Abort()
+	t.QueueID = in.ID()
 
-	_, tls := s.conn.TLSConnectionState()
 	single := ""
 	if len(s.rcpts) == 1 {
 		single = s.rcpts[0].Addr
 	}
-	hdr := receivedHeader(s.conn.Hostname(), s.ip, s.srv.cfg.Hostname, in.ID(), single, tls, s.utf8, s.srv.now())
-	if _, err := io.WriteString(in, hdr); err != nil {
+	hdr := receivedHeader(s.pc, s.srv.o.Hostname, in.ID(), single, t.Mail.UTF8, s.srv.o.Now())
+	if err := in.Prepend([]byte(hdr)); err != nil {
 		return s.fail(in.ID(), err, r)
 	}
-	f := newBodyFilter(in, s.srv.normalize)
-	if _, err := io.Copy(f, r); err != nil {
-		return s.fail(in.ID(), err, r)
+
+	// Streams live as long as the transfer, which the data timeout bounds
+	// per read.
+	sctx, scancel := context.WithCancel(context.Background())
+	defer scancel()
+	streams := s.srv.chain.Streams(sctx, s.pc, t)
+	var w io.Writer = in
+	if len(streams) > 0 {
+		w = &teeWriter{w: in, streams: streams, log: s.srv.log, id: in.ID()}
 	}
-	if err := f.finish(); err != nil {
+	f := newBodyFilter(w, s.srv.o.NormalizeLineEndings)
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.finish()
+	}
+	for _, sw := range streams {
+		_ = sw.Close()
+	}
+	if err != nil {
 		return s.fail(in.ID(), err, r)
 	}
 	if f.bad {
-		s.srv.log.Info("rejected: bare CR or LF", "queue_id", in.ID(), "client_ip", s.ip)
+		s.srv.log.Info("rejected: bare CR or LF", "queue_id", in.ID(), "client_ip", s.pc.IP.String())
 		return replyBareLineEnding
 	}
 	if f.hops > maxHops {
-		s.srv.log.Info("rejected: too many hops", "queue_id", in.ID(), "client_ip", s.ip, "hops", f.hops)
+		s.srv.log.Info("rejected: too many hops", "queue_id", in.ID(), "client_ip", s.pc.IP.String(), "hops", f.hops)
 		return replyTooManyHops
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Timeouts.Command.D())
+	if s.srv.chain.HasData() {
+		dctx, dcancel := s.stageContext()
+		d := s.srv.chain.Data(dctx, s.pc, t, message{in})
+		dcancel()
+		if d.Refused() {
+			return s.refuse("message rejected", d, strings.Join(t.Rcpts, ">,<"))
+		}
+		if len(d.Headers) > 0 {
+			if err := in.Prepend([]byte(strings.Join(d.Headers, ""))); err != nil {
+				return s.fail(in.ID(), err, nil)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.o.CommandTimeout)
 	defer cancel()
 	if err := in.Commit(ctx); err != nil {
 		return s.fail(in.ID(), err, nil)
 	}
 	return replyQueued(in.ID())
+}
+
+// message is a received message as DATA checks see it.
+type message struct{ in *queue.Incoming }
+
+func (m message) Open() (io.ReadCloser, error) { return m.in.Open() }
+func (m message) Size() int64                  { return m.in.Size() }
+
+// teeWriter writes the message to the queue and to the stream writers of
+// DATA checks (policy.Streamer). A failing stream is dropped and logged:
+// it cannot fail the message, its check decides later without it.
+type teeWriter struct {
+	w       io.Writer
+	streams []policy.StreamWriter
+	log     *slog.Logger
+	id      string
+}
+
+func (t *teeWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	for i := 0; i < len(t.streams); i++ {
+		if _, serr := t.streams[i].Write(p[:n]); serr != nil {
+			t.log.Warn("check stream failed", "queue_id", t.id, "check", t.streams[i].Check, "err", serr)
+			_ = t.streams[i].Close()
+			t.streams = append(t.streams[:i], t.streams[i+1:]...)
+			i--
+		}
+	}
+	return n, err
 }
 
 // readError marks an error that came from the client's side of the
@@ -230,6 +348,7 @@ func (m markReader) Read(p []byte) (int, error) {
 // the unread rest of the data, nil when it was read to the end.
 func (s *session) fail(id string, err error, r io.Reader) error {
 	rep := dataReply(err)
+	ip := s.pc.IP.String()
 	var re readError
 	var se *smtp.SMTPError
 	switch {
@@ -239,15 +358,15 @@ func (s *session) fail(id string, err error, r io.Reader) error {
 	case !errors.As(err, &re) && r != nil:
 		// A spool (disk) failure while the client is still sending: drain
 		// through the same reader, which keeps extending the deadline.
-		s.srv.log.Warn("receive failed", "queue_id", id, "client_ip", s.ip, "err", err)
+		s.srv.log.Warn("receive failed", "queue_id", id, "client_ip", ip, "err", err)
 		if _, derr := io.Copy(io.Discard, r); derr == nil {
 			return rep
 		}
 	case !errors.As(err, &re):
-		s.srv.log.Warn("receive failed", "queue_id", id, "client_ip", s.ip, "err", err)
+		s.srv.log.Warn("receive failed", "queue_id", id, "client_ip", ip, "err", err)
 		return rep
 	default:
-		s.srv.log.Info("receive aborted", "queue_id", id, "client_ip", s.ip, "err", err)
+		s.srv.log.Info("receive aborted", "queue_id", id, "client_ip", ip, "err", err)
 	}
 	// The stream is broken (timeout, disconnect, line too long): answer
 	// directly and close, since go-smtp would read the rest of the data as
@@ -260,7 +379,6 @@ func (s *session) fail(id string, err error, r io.Reader) error {
 func (s *session) closeWith(rep *smtp.SMTPError) {
 	nc := s.conn.Conn()
 	_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	e := rep.EnhancedCode
-	_, _ = fmt.Fprintf(nc, "%d %d.%d.%d %s\r\n", rep.Code, e[0], e[1], e[2], rep.Message)
+	_, _ = fmt.Fprintf(nc, "%s\r\n", replyLine(rep))
 	_ = nc.Close()
 }

@@ -13,22 +13,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
 )
 
 // startListener runs an MX listener with a real queue in a temp dir.
-func startListener(t *testing.T, edit func(*config.Config)) (addr string, q *queue.Queue, dir string) {
+// Its chain is relay control for relay.test (unless checks start with a
+// relay check of their own), then checks.
+func startListener(t *testing.T, edit func(*Options), checks ...policy.Check) (addr string, q *queue.Queue, dir string) {
 	t.Helper()
-	return startListenerOpts(t, edit, queue.Options{})
+	return startListenerOpts(t, edit, queue.Options{}, checks...)
 }
 
-func startListenerOpts(t *testing.T, edit func(*config.Config), opts queue.Options) (addr string, q *queue.Queue, dir string) {
+func startListenerOpts(t *testing.T, edit func(*Options), opts queue.Options, checks ...policy.Check) (addr string, q *queue.Queue, dir string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.RelayDomains = []string{"relay.test"}
+	o := Options{Hostname: "mx.example.test", Logger: slog.New(slog.DiscardHandler)}
 	if edit != nil {
-		edit(cfg)
+		edit(&o)
+	}
+	chain := &policy.Chain{}
+	if len(checks) == 0 {
+		chain.Add(policy.NewRelay([]string{"relay.test"}))
+	} else if _, own := checks[0].(*policy.Relay); !own {
+		chain.Add(policy.NewRelay([]string{"relay.test"}))
+	}
+	for _, c := range checks {
+		chain.Add(c)
 	}
 	dir = t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -37,7 +47,7 @@ func startListenerOpts(t *testing.T, edit func(*config.Config), opts queue.Optio
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(cfg, cfg.Listeners[0], q, log)
+	s := New(o, q, chain)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -164,9 +174,9 @@ func TestAcceptedMessageIsQueuedWithReceived(t *testing.T) {
 }
 
 func TestSlowSenderKeepsGoingIdleSenderIsCut(t *testing.T) {
-	addr, q, _ := startListener(t, func(c *config.Config) {
-		c.Timeouts.DataBlock = config.Duration(400 * time.Millisecond)
-		c.Timeouts.Command = config.Duration(400 * time.Millisecond)
+	addr, q, _ := startListener(t, func(o *Options) {
+		o.DataTimeout = 400 * time.Millisecond
+		o.CommandTimeout = 400 * time.Millisecond
 	})
 	c := dial(t, addr)
 	c.envelope("user@relay.test")
@@ -210,7 +220,7 @@ func TestBareLineEndingPolicy(t *testing.T) {
 		}
 	})
 	t.Run("normalize", func(t *testing.T) {
-		addr, q, _ := startListener(t, func(c *config.Config) { c.Listeners[0].BareLineEndings = "normalize" })
+		addr, q, _ := startListener(t, func(o *Options) { o.NormalizeLineEndings = true })
 		c := dial(t, addr)
 		c.envelope("user@relay.test")
 		c.send("Subject: s\r\n\r\na\nb\rc\r\n.\r\n")
@@ -223,9 +233,9 @@ func TestBareLineEndingPolicy(t *testing.T) {
 }
 
 func TestSizeAndRecipientLimits(t *testing.T) {
-	addr, q, _ := startListener(t, func(c *config.Config) {
-		c.Limits.MessageSize = 1000
-		c.Limits.Recipients = 2
+	addr, q, _ := startListener(t, func(o *Options) {
+		o.MessageSize = 1000
+		o.Recipients = 2
 	})
 	c := dial(t, addr)
 	c.cmd("EHLO client.test", "250")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -54,41 +55,38 @@ type ProbeResult struct {
 	Transcript []string `json:"transcript,omitempty"`
 }
 
-// prober runs probes. It keeps idle connections per next hop (pool) and
-// respects the per-hop limits.
+// prober runs probes over the Dialer, within the per-hop limits.
 type prober struct {
 	hostname    string
 	sender      string // "" is the null sender
-	router      Router
+	dialer      Dialer
 	timeout     time.Duration // whole probe
 	stepTimeout time.Duration // each command's reply
-	dialer      net.Dialer
 	limits      *limiter
-	pool        *pool
 	now         func() time.Time // real time, for latencies
 }
 
 // probe verifies addr. transcript asks for a fresh connection (greeting
-// included), a recorded dialogue and QUIT at the end; otherwise an idle
-// connection is reused when there is one and kept after RSET.
+// included), a recorded dialogue and QUIT at the end; otherwise a cached
+// connection is reused when there is one and given back afterwards.
 func (p *prober) probe(ctx context.Context, addr string, transcript bool) ProbeResult {
 	start := p.now()
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	res := ProbeResult{Addr: addr, Result: ResultTempfail, Stage: stageRoute}
-	hops, err := p.router.Route(ctx, domainOf(addr))
+	hops, err := p.dialer.Hops(ctx, domainOf(addr))
 	if err == nil && len(hops) == 0 {
 		err = errors.New("no next hop")
 	}
 	if err != nil {
-		res.Reply = "route: " + err.Error()
+		res.Reply = "route: " + sanitize(err.Error())
 	}
 	for _, hop := range hops {
 		var r ProbeResult
-		release, err := p.limits.acquire(ctx, hop)
+		release, err := p.limits.acquire(ctx, hop.String())
 		if err != nil {
-			r = ProbeResult{Addr: addr, Route: hop, Result: ResultTempfail, Stage: stageLimit,
-				Reply: "probe limit of " + hop + ": " + reason(err)}
+			r = ProbeResult{Addr: addr, Route: hop.String(), Result: ResultTempfail, Stage: stageLimit,
+				Reply: "probe limit of " + hop.String() + ": " + reason(err)}
 		} else {
 			r = p.probeHop(ctx, hop, addr, transcript)
 			release()
@@ -108,104 +106,89 @@ func (p *prober) probe(ctx context.Context, addr string, transcript bool) ProbeR
 	return res
 }
 
-// probeHop runs the dialogue with one next hop.
-func (p *prober) probeHop(ctx context.Context, hop, addr string, transcript bool) ProbeResult {
-	if !transcript {
-		if pc := p.pool.get(hop); pc != nil {
-			r, stale := p.dialogue(ctx, pc, addr, false)
-			if !stale {
-				r.Reused = true
-				return r
-			}
-			// The idle connection was closed by the far end meanwhile:
-			// start over on a new one.
+// probeHop runs the dialogue with one next hop: on a cached connection if
+// there is one, and if that turns out to be closed, on a new one.
+func (p *prober) probeHop(ctx context.Context, hop Hop, addr string, transcript bool) ProbeResult {
+	for fresh := transcript; ; fresh = true {
+		log := &dialogueLog{keep: transcript}
+		var debug io.Writer
+		if transcript {
+			debug = log
 		}
+		res := ProbeResult{Addr: addr, Route: hop.String(), Result: ResultTempfail, Stage: stageConnect}
+		c, err := hop.Dial(ctx, fresh, debug)
+		if err != nil {
+			var de *DialError
+			switch {
+			case errors.As(err, &de) && de.Stage == "greeting":
+				res.Stage, res.Refused = stageGreeting, de.Refused
+				res.Reply = sanitize(de.Text)
+			case errors.As(err, &de):
+				res.Reply = sanitize(de.Text)
+			default:
+				res.Reply = "connect to " + hop.String() + ": " + reason(err)
+			}
+			res.Transcript = log.lines
+			return res
+		}
+		c.Client().DebugWriter = log
+		r, stale := p.dialogue(ctx, c, log, hop.String(), addr, transcript)
+		if !stale {
+			r.Reused = c.Reused()
+			return r
+		}
+		// The cached connection was closed by the far end meanwhile:
+		// start over on a new one.
 	}
-	pc, r := p.dial(ctx, hop, addr, transcript)
-	if pc == nil {
-		return r
-	}
-	r, _ = p.dialogue(ctx, pc, addr, transcript)
-	return r
 }
 
-// dial connects to hop and says EHLO (HELO if EHLO is not understood).
-func (p *prober) dial(ctx context.Context, hop, addr string, transcript bool) (*pconn, ProbeResult) {
-	res := ProbeResult{Addr: addr, Route: hop, Result: ResultTempfail, Stage: stageConnect}
-	nc, err := p.dialer.DialContext(ctx, "tcp", hop)
-	if err != nil {
-		res.Reply = "connect to " + hop + ": " + reason(err)
-		return nil, res
-	}
-	pc := &pconn{hop: hop, nc: nc, c: smtp.NewClient(nc), log: &dialogueLog{keep: transcript}}
-	pc.c.DebugWriter = pc.log
-	res.Stage = stageGreeting
-	err = pc.step(ctx, p.stepTimeout, func() error { return pc.c.Hello(p.hostname) })
-	if err != nil {
-		pc.close()
-		p.fail(&res, err)
-		res.Transcript = pc.log.lines
-		return nil, res
-	}
-	return pc, res
-}
-
-// dialogue runs MAIL and RCPT on a greeted connection and then puts it
-// back into the pool (RSET, EHLO) or, for a transcript, says QUIT. stale
-// reports a reused connection that failed before any reply (the far end
-// closed it while idle): the caller retries on a new one.
-func (p *prober) dialogue(ctx context.Context, pc *pconn, addr string, transcript bool) (res ProbeResult, stale bool) {
-	res = ProbeResult{Addr: addr, Route: pc.hop, Result: ResultTempfail, Stage: stageMail}
-	pc.log.last = ""
+// dialogue runs MAIL and RCPT on a greeted connection and then gives it
+// back (Release: the next user's RSET ends the transaction) or, for a
+// transcript, says QUIT. Never DATA. stale reports a reused connection
+// that failed before any reply (the far end closed it while idle): the
+// caller retries on a new one.
+func (p *prober) dialogue(ctx context.Context, c Conn, log *dialogueLog, route, addr string, transcript bool) (res ProbeResult, stale bool) {
+	res = ProbeResult{Addr: addr, Route: route, Result: ResultTempfail, Stage: stageMail}
+	cl := c.Client()
 	var opts *smtp.MailOptions
 	if !isASCII(addr) {
 		opts = &smtp.MailOptions{UTF8: true} // RFC 6531 section 3.4
 	}
-	err := pc.step(ctx, p.stepTimeout, func() error { return pc.c.Mail(p.sender, opts) })
+	err := step(ctx, c, p.stepTimeout, func() error { return cl.Mail(p.sender, opts) })
 	if err == nil {
 		res.Stage = stageRcpt
-		err = pc.step(ctx, p.stepTimeout, func() error { return pc.c.Rcpt(addr, nil) })
+		err = step(ctx, c, p.stepTimeout, func() error { return cl.Rcpt(addr, nil) })
 	}
+	cl.DebugWriter = nil
 	var se *smtp.SMTPError
-	if err != nil && res.Stage == stageMail && pc.reused && (!errors.As(err, &se) || se.Code == 421) {
-		pc.close()
+	if err != nil && res.Stage == stageMail && c.Reused() && (!errors.As(err, &se) || se.Code == 421) {
+		c.Abort()
 		return res, true
 	}
+	res.Transcript = log.lines
 	if err != nil && !isSMTPError(err) {
 		// A network error: the connection is gone.
-		pc.close()
+		c.Abort()
 		p.fail(&res, err)
-		res.Transcript = pc.log.lines
 		return res, false
 	}
 	if err != nil {
 		p.fail(&res, err)
 	} else {
 		res.Result = ResultExists
-		res.Reply = pc.log.last
+		res.Reply = log.last
 		if res.Reply == "" {
 			res.Reply = "250 (accepted)"
 		}
 	}
-	// RFC 5321 section 4.1.1.5: RSET ends the transaction; the connection
-	// stays usable for the next probe. Never DATA.
 	if transcript {
-		_ = pc.step(ctx, p.stepTimeout, pc.c.Quit)
-		pc.close()
-	} else if pc.step(ctx, p.stepTimeout, func() error {
-		if err := pc.c.Reset(); err != nil {
-			return err
-		}
-		// go-smtp's Reset forgets the EHLO; repeat it now, so an idle
-		// connection is always greeted and the next probe starts with MAIL.
-		return pc.c.Hello(p.hostname)
-	}) == nil {
-		pc.reused = true
-		p.pool.put(pc)
+		cl.DebugWriter = log
+		_ = step(ctx, c, p.stepTimeout, cl.Quit)
+		res.Transcript = log.lines
+		c.Abort()
 	} else {
-		pc.close()
+		c.Release()
 	}
-	res.Transcript = pc.log.lines
 	return res, false
 }
 
@@ -291,27 +274,17 @@ func reason(err error) string {
 	return sanitize(err.Error())
 }
 
-// pconn is one connection to a next hop, greeted.
-type pconn struct {
-	hop    string
-	nc     net.Conn
-	c      *smtp.Client
-	log    *dialogueLog
-	reused bool      // it served a probe before
-	since  time.Time // idle since (set by the pool)
-}
-
 // step runs one command of the dialogue: its reply within timeout and
 // within ctx (whose end closes the connection, unblocking any read).
-func (pc *pconn) step(ctx context.Context, timeout time.Duration, fn func() error) error {
+func step(ctx context.Context, c Conn, timeout time.Duration, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
-	pc.c.CommandTimeout = max(timeout, time.Millisecond)
-	stop := context.AfterFunc(ctx, func() { pc.nc.Close() })
+	c.Client().CommandTimeout = max(timeout, time.Millisecond)
+	stop := context.AfterFunc(ctx, c.Abort)
 	err := fn()
 	if !stop() && err == nil {
 		err = ctx.Err() // closed under the command: the connection is gone
@@ -323,16 +296,6 @@ func (pc *pconn) step(ctx context.Context, timeout time.Duration, fn func() erro
 		err = ctx.Err()
 	}
 	return err
-}
-
-func (pc *pconn) close() { pc.c.Close() }
-
-// quit ends an idle connection politely, waiting briefly for the reply.
-func (pc *pconn) quit() {
-	pc.c.CommandTimeout = quitTimeout
-	if err := pc.c.Quit(); err != nil {
-		pc.c.Close()
-	}
 }
 
 // dialogueLog sees the bytes of the connection (go-smtp's DebugWriter:

@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/delivery"
+	"github.com/mxedge/mxedge/internal/probedial"
+	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/smtpd"
 	"github.com/mxedge/mxedge/verifycache"
@@ -27,20 +29,17 @@ var discard = slog.New(slog.DiscardHandler)
 
 // startMX runs an MX listener for relay.test with v (nil: no verification)
 // and returns its address and queue.
-func startMX(t testing.TB, v smtpd.Verifier) (string, *queue.Queue) {
+func startMX(t testing.TB, v policy.Verifier) (string, *queue.Queue) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Hostname = "mx1.relay.test"
-	cfg.RelayDomains = []string{"relay.test"}
 	q, err := queue.Open(t.TempDir(), queue.Options{Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var opts []smtpd.Option
+	chain := (&policy.Chain{}).Add(policy.NewRelay([]string{"relay.test"}))
 	if v != nil {
-		opts = append(opts, smtpd.WithVerifier(v))
+		chain.Add(&policy.Verify{V: v})
 	}
-	s := smtpd.New(cfg, cfg.Listeners[0], q, discard, opts...)
+	s := smtpd.New(smtpd.Options{Hostname: "mx1.relay.test", Logger: discard}, q, chain)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +60,7 @@ func openVerifier(t testing.TB, hop string, edit func(*verifycache.Options)) *ve
 	o := verifycache.Options{
 		Hostname:         "mx1.relay.test",
 		ProbeSender:      "double-bounce@mx1.relay.test",
-		Router:           verifycache.StaticRoutes{"relay.test": hop},
+		Dialer:           probedial.Dialer(testDeliverer(t, hop)),
 		Domains:          map[string]verifycache.Policy{"relay.test": {Mode: verifycache.ModeProbe}},
 		NoSync:           true,
 		MaintainEvery:    -1,
@@ -287,7 +286,7 @@ func BenchmarkRcptRoundTrip(b *testing.B) {
 	be := verifycache.StartFake(b, "127.0.0.3:0", "alice")
 	for _, tc := range []struct {
 		name string
-		v    smtpd.Verifier
+		v    policy.Verifier
 	}{
 		{"off", nil},
 		{"on", openVerifier(b, be.Addr(), nil)},
@@ -314,4 +313,13 @@ func BenchmarkRcptRoundTrip(b *testing.B) {
 	if n := be.Count("RCPT TO:"); n != 1 {
 		b.Errorf("%d probes, want 1", n)
 	}
+}
+
+// testDeliverer is delivery's client layer routing relay.test to hop, as
+// the relay's probes use it; closed when the test ends.
+func testDeliverer(t testing.TB, hop string) *delivery.Deliverer {
+	d := delivery.New(delivery.Options{Hostname: "mx1.relay.test", Routes: map[string]string{"relay.test": hop},
+		ConnectTimeout: 2 * time.Second, ReplyTimeout: 5 * time.Second, Logger: discard})
+	t.Cleanup(func() { d.Close() })
+	return d
 }

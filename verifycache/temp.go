@@ -1,7 +1,6 @@
 package verifycache
 
 import (
-	"net"
 	"sync"
 	"time"
 )
@@ -72,8 +71,4 @@ func (t *tempCache) sweepLocked(now time.Time) {
 			delete(t.m, k)
 		}
 	}
-}
-
-func netDialer(timeout time.Duration) net.Dialer {
-	return net.Dialer{Timeout: timeout}
 }

@@ -33,8 +33,9 @@ type Options struct {
 	Hostname string
 	// ProbeSender is the MAIL FROM of probes; "" is the null sender <>.
 	ProbeSender string
-	// Router finds the next hops of a domain: the route delivery takes.
-	Router Router
+	// Dialer reaches a domain's next hops: delivery's outbound client
+	// layer (required).
+	Dialer Dialer
 	// Domains maps each relay domain to its policy; a domain not in it is
 	// not verified (Verify accepts).
 	Domains map[string]Policy
@@ -45,12 +46,11 @@ type Options struct {
 	TempfailTTL  time.Duration // 1 minute
 	InlineWait   time.Duration // 8 seconds
 	ProbeTimeout time.Duration // 30 seconds, one whole probe
-	// ConnectTimeout and ReplyTimeout bound the TCP connect and each
-	// reply within a probe (timeouts.connect, timeouts.reply).
-	ConnectTimeout time.Duration
-	ReplyTimeout   time.Duration
-	Concurrency    int     // probes in flight per next hop, 4
-	Rate           float64 // probes started per second per next hop, 20
+	// ReplyTimeout bounds each reply within a probe (the TCP connect is
+	// bounded by the Dialer; timeouts.reply).
+	ReplyTimeout time.Duration
+	Concurrency  int     // probes in flight per next hop, 4
+	Rate         float64 // probes started per second per next hop, 20
 
 	DictLimit      int           // 20
 	DictDisconnect int           // 50
@@ -88,7 +88,6 @@ func (o *Options) defaults() {
 	set(&o.TempfailTTL, time.Minute)
 	set(&o.InlineWait, 8*time.Second)
 	set(&o.ProbeTimeout, 30*time.Second)
-	set(&o.ConnectTimeout, 30*time.Second)
 	set(&o.ReplyTimeout, 5*time.Minute)
 	set(&o.DictWindow, time.Hour)
 	set(&o.DictDelay, time.Second)
@@ -114,9 +113,6 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Router == nil {
-		o.Router = StaticRoutes{}
 	}
 }
 
@@ -209,12 +205,10 @@ func Open(path string, o Options) (*Verifier, error) {
 		prober: &prober{
 			hostname:    o.Hostname,
 			sender:      o.ProbeSender,
-			router:      o.Router,
+			dialer:      o.Dialer,
 			timeout:     o.ProbeTimeout,
 			stepTimeout: o.ReplyTimeout,
-			dialer:      netDialer(o.ConnectTimeout),
 			limits:      newLimiter(o.Concurrency, o.Rate),
-			pool:        newPool(o.Concurrency, time.Now),
 			now:         time.Now,
 		},
 		guard:   newGuard(o.DictLimit, o.DictDisconnect, o.DictWindow, o.DictDelay, o.Now),
@@ -244,7 +238,6 @@ func (v *Verifier) Close() error {
 	v.mu.Unlock()
 	v.cancel()
 	v.wg.Wait()
-	v.prober.pool.close()
 	return v.store.close()
 }
 
@@ -487,7 +480,6 @@ func (v *Verifier) Maintain(ctx context.Context) {
 	}
 	v.temp.sweep(now)
 	v.guard.sweep()
-	v.prober.pool.reap()
 	v.checkCatchAllDue(ctx, now)
 }
 

@@ -19,7 +19,7 @@ type testEnv struct {
 	v      *Verifier
 	be     *FakeBackend
 	clock  *fakeClock
-	router *switchRouter
+	router *switchDialer
 	log    *syncBuffer
 	path   string
 }
@@ -29,17 +29,17 @@ type testEnv struct {
 func newEnv(t *testing.T, edit func(*Options)) *testEnv {
 	t.Helper()
 	e := &testEnv{
-		be:     StartFake(t, "127.0.0.3:0", "alice", "bob"),
-		clock:  newFakeClock(),
-		router: &switchRouter{},
-		log:    &syncBuffer{},
-		path:   filepath.Join(t.TempDir(), FileName),
+		be:    StartFake(t, "127.0.0.3:0", "alice", "bob"),
+		clock: newFakeClock(),
+		log:   &syncBuffer{},
+		path:  filepath.Join(t.TempDir(), FileName),
 	}
+	e.router = &switchDialer{t: t}
 	e.router.set(e.be.Addr())
 	o := Options{
 		Hostname:      "mx1.relay.test",
 		ProbeSender:   "probe@relay-check.test",
-		Router:        e.router,
+		Dialer:        e.router,
 		Domains:       map[string]Policy{"relay.test": {Mode: ModeProbe}},
 		Now:           e.clock.Now,
 		NoSync:        true,
@@ -144,9 +144,10 @@ func TestKnownUnknownAndCache(t *testing.T) {
 	}
 }
 
-// The probe: EHLO with our hostname, MAIL FROM the probe sender, RCPT,
-// RSET; the connection is reused; never DATA; the local part's case is
-// kept.
+// The probe: EHLO with our hostname, MAIL FROM the probe sender, RCPT;
+// the connection goes back to delivery's cache, whose RSET (and EHLO)
+// before the next use ends the transaction; never DATA; the local part's
+// case is kept.
 func TestProbeDialogue(t *testing.T) {
 	e := newEnv(t, nil)
 	e.be.SetUsers("alice", "Bob")
@@ -157,7 +158,7 @@ func TestProbeDialogue(t *testing.T) {
 		"EHLO mx1.relay.test",
 		"MAIL FROM:<probe@relay-check.test> BODY=8BITMIME", "RCPT TO:<alice@relay.test>", "RSET", "EHLO mx1.relay.test",
 		"MAIL FROM:<probe@relay-check.test> BODY=8BITMIME", "RCPT TO:<Bob@relay.test>", "RSET", "EHLO mx1.relay.test",
-		"MAIL FROM:<probe@relay-check.test> BODY=8BITMIME", "RCPT TO:<bob@relay.test>", "RSET", "EHLO mx1.relay.test",
+		"MAIL FROM:<probe@relay-check.test> BODY=8BITMIME", "RCPT TO:<bob@relay.test>",
 	}
 	if got := e.be.Commands(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("backend transcript:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -166,6 +167,7 @@ func TestProbeDialogue(t *testing.T) {
 		t.Errorf("%d connections, want 1 (RSET and reuse)", n)
 	}
 	e.v.Close()
+	e.router.d.Close() // the connection cache is delivery's
 	if cmds := e.be.Commands(); cmds[len(cmds)-1] != "QUIT" {
 		t.Errorf("Close did not QUIT the idle connection: %q", cmds)
 	}
@@ -697,7 +699,7 @@ func TestEntriesSurviveRestart(t *testing.T) {
 	e := newEnv(t, nil)
 	e.want(t, "alice@relay.test", Accept, "probe")
 	e.v.Close()
-	v, err := Open(e.path, Options{Router: e.router, Domains: map[string]Policy{"relay.test": {Mode: ModeProbe}},
+	v, err := Open(e.path, Options{Dialer: e.router, Domains: map[string]Policy{"relay.test": {Mode: ModeProbe}},
 		Now: e.clock.Now, MaintainEvery: -1})
 	if err != nil {
 		t.Fatal(err)

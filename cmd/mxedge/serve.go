@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,8 +21,10 @@ import (
 	"github.com/mxedge/mxedge/control"
 	"github.com/mxedge/mxedge/delivery"
 	"github.com/mxedge/mxedge/internal/localbackend"
+	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/smtpd"
+	"github.com/mxedge/mxedge/verifycache"
 )
 
 // demoUsers are the mailboxes of the built-in default's example.test.
@@ -53,11 +56,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	// Recipient list files belong to the configuration: their errors
 	// (file:line) are reported like the file's, before anything starts.
-	if _, err := verifyOptions(cfg, nil, nil); err != nil {
+	if _, err := verifyOptions(cfg, nil); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if err := delivery.CheckSmarthostAuth(cfg); err != nil {
+	if err := delivery.CheckSmarthostAuth(cfg.Delivery.SmarthostAuthFile); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
@@ -71,121 +74,195 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// serve runs the relay until ctx is cancelled, then shuts down in order:
-// listeners stop accepting and drain (bounded by timeouts.shutdown), the
-// scheduler lets deliveries in flight finish (same bound), the control
-// socket closes (same bound), the verification cache closes (probes in
-// flight are cut), the queue closes.
+// serve runs the relay until ctx is cancelled or a listener fails: build,
+// run, shutdown.
 func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer, log *slog.Logger) error {
+	r, err := build(ctx, cfg, demo, stdout, log)
+	if err != nil {
+		return err
+	}
+	runErr := r.run(ctx)
+	return errors.Join(runErr, r.shutdown())
+}
+
+// relay is a built relay: every stage, and what runs them.
+type relay struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	stdout  io.Writer
+	queue   *queue.Queue
+	dl      *delivery.Deliverer
+	ver     *verifycache.Verifier
+	ctl     *control.Server
+	ctlLn   net.Listener
+	servers []*smtpd.Server
+	lns     []net.Listener
+
+	wg     sync.WaitGroup // listeners serving
+	errc   chan error     // a listener or the control socket failed
+	qstop  context.CancelFunc
+	qdone  chan error // the scheduler's end
+	closed []func()   // closes what build opened, in reverse order
+}
+
+// build opens every stage in the order of their dependencies: the demo
+// backend, the queue, the resolver and delivery (the one outbound client
+// layer), recipient verification over it, the control socket, and the
+// listeners with their policy chains. Nothing is served yet. On error,
+// whatever was opened is closed.
+func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer, log *slog.Logger) (r *relay, err error) {
+	r = &relay{cfg: cfg, log: log, stdout: stdout, errc: make(chan error, len(cfg.Listeners)+1)}
+	defer func() {
+		if err != nil {
+			r.closeAll()
+		}
+	}()
 	if demo {
 		b := &localbackend.Backend{Domain: "example.test", Users: demoUsers,
 			Dir: filepath.Join(cfg.DataDir, "mailboxes"), Log: log}
 		addr, err := b.Start(cfg.Routes["example.test"])
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer b.Close()
+		r.onClose(func() { b.Close() })
 		fmt.Fprintf(stdout, "demo backend for example.test on %s: users %v; mail is stored under %s/<user>/new/\n",
 			addr, demoUsers, b.Dir)
 	}
-	q, err := queue.Open(filepath.Join(cfg.DataDir, "queue"), queueOptions(cfg, log))
-	if err != nil {
-		return err
+	if r.queue, err = queue.Open(filepath.Join(cfg.DataDir, "queue"), queueOptions(cfg, log)); err != nil {
+		return nil, err
 	}
-	defer q.Close()
+	r.onClose(func() { r.queue.Close() })
 
-	// The one DNS resolver ([dns]) of every stage that asks DNS.
+	// The one DNS resolver ([dns]) of every stage that asks DNS, and the
+	// one outbound SMTP client layer: delivery (MX routing, MTA-STS,
+	// DANE), which verification probes use too.
 	res := newResolver(cfg)
-	// Delivery: MX routing over it, MTA-STS, DANE.
-	dl, err := newDeliverer(ctx, cfg, res, log)
-	if err != nil {
-		return err
+	if r.dl, err = newDeliverer(ctx, cfg, res, log); err != nil {
+		return nil, err
 	}
-	defer dl.Close() // QUIT to cached next-hop connections, after the scheduler stopped
-
-	// Recipient verification (closed before the queue, after the
-	// listeners have drained: deferred calls run in reverse).
-	ver, err := openVerifier(cfg, res, log)
-	if err != nil {
-		return err
+	r.onClose(func() { r.dl.Close() }) // QUIT to cached connections
+	if r.ver, err = openVerifier(cfg, r.dl, log); err != nil {
+		return nil, err
 	}
-	defer ver.Close()
+	r.onClose(func() { r.ver.Close() })
 
 	// The admin socket is bound before the listeners are announced, so
 	// that "mxedge queue ..." works once the "listener on" lines are out.
-	ctl := control.New(q, log)
-	ctl.HandleVerify(ver)
+	r.ctl = control.New(r.queue, log)
+	r.ctl.HandleVerify(r.ver)
 	ctlPath := control.SocketPath(cfg.DataDir)
-	ctlLn, err := ctl.Listen(ctlPath)
-	if err != nil {
-		return err
+	if r.ctlLn, err = r.ctl.Listen(ctlPath); err != nil {
+		return nil, err
 	}
+	r.onClose(func() { r.ctlLn.Close() }) // removes the socket file even if Serve has not run
 	fmt.Fprintf(stdout, "control socket at %s\n", ctlPath)
 
-	var servers []*smtpd.Server
-	var lns []net.Listener
 	for _, lc := range cfg.Listeners {
-		// Every listener is an MX listener so far; submission will not
-		// verify.
-		s := smtpd.New(cfg, lc, q, log, smtpd.WithVerifier(ver))
+		chain, err := chainFor(cfg, lc, r.ver)
+		if err != nil {
+			return nil, err
+		}
+		o := listenerOptions(cfg, lc)
+		o.Logger = log
+		s := smtpd.New(o, r.queue, chain)
 		ln, err := s.Listen()
 		if err != nil {
-			for _, l := range lns {
-				l.Close()
-			}
-			ctlLn.Close()
-			return err
+			return nil, err
 		}
-		servers, lns = append(servers, s), append(lns, ln)
+		r.onClose(func() { ln.Close() })
+		r.servers, r.lns = append(r.servers, s), append(r.lns, ln)
 		fmt.Fprintf(stdout, "mxedge %s listener on %s (relay domains %v)\n", lc.Name, ln.Addr(), cfg.RelayDomains)
+		log.Info("listener", "listener", lc.Name, "kind", lc.Kind, "address", ln.Addr().String(),
+			"chain", chainSummary(chain))
 	}
+	return r, nil
+}
 
-	var wg sync.WaitGroup
-	errc := make(chan error, len(servers)+1)
-	for i, s := range servers {
-		wg.Add(1)
+// onClose registers f to run at shutdown (or when build fails), after
+// everything registered later.
+func (r *relay) onClose(f func()) { r.closed = append(r.closed, f) }
+
+func (r *relay) closeAll() {
+	for i := len(r.closed) - 1; i >= 0; i-- {
+		r.closed[i]()
+	}
+	r.closed = nil
+}
+
+// run serves the listeners, the control socket and the queue's scheduler
+// until ctx is cancelled (SIGINT/SIGTERM) or a listener fails.
+func (r *relay) run(ctx context.Context) error {
+	for i, s := range r.servers {
+		r.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			if err := s.Serve(lns[i]); err != nil {
-				errc <- err
+			defer r.wg.Done()
+			if err := s.Serve(r.lns[i]); err != nil {
+				r.errc <- err
 			}
 		}()
 	}
 	go func() {
-		if err := ctl.Serve(ctlLn); err != nil {
-			errc <- err
+		if err := r.ctl.Serve(r.ctlLn); err != nil {
+			r.errc <- err
 		}
 	}()
-	qctx, qcancel := context.WithCancel(context.Background())
-	qdone := make(chan error, 1)
-	go func() { qdone <- q.Run(qctx, dl, cfg.Timeouts.Shutdown.D()) }()
-	log.Info("mxedge started", "hostname", cfg.Hostname, "data_dir", cfg.DataDir)
-
-	var runErr error
+	qctx, qstop := context.WithCancel(context.Background())
+	r.qstop, r.qdone = qstop, make(chan error, 1)
+	go func() { r.qdone <- r.queue.Run(qctx, r.dl, r.cfg.Timeouts.Shutdown.D()) }()
+	r.log.Info("mxedge started", "hostname", r.cfg.Hostname, "data_dir", r.cfg.DataDir)
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
-	case runErr = <-errc:
+		r.log.Info("shutting down")
+		return nil
+	case err := <-r.errc:
+		return err
 	}
+}
+
+// shutdown stops the relay in this order, each step bounded by
+// timeouts.shutdown where it waits:
+//  1. the listeners stop accepting and drain their sessions (a session
+//     cut off mid-DATA got no 250, so nothing accepted is lost);
+//  2. the scheduler starts no new attempts and lets those in flight
+//     finish (their results are stored);
+//  3. the control socket closes (admin commands work until here);
+//  4. verification closes (probes in flight are cut), then delivery's
+//     cached connections get QUIT, then the queue closes, then the demo
+//     backend stops (closeAll, in reverse order of build).
+func (r *relay) shutdown() error {
 	t0 := time.Now()
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown.D())
+	sctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Shutdown.D())
 	defer cancel()
-	for _, s := range servers {
+	for _, s := range r.servers {
 		_ = s.Shutdown(sctx)
 	}
-	wg.Wait()
-	qcancel()
-	if err := <-qdone; err != nil && !errors.Is(err, context.Canceled) {
-		runErr = errors.Join(runErr, err)
+	r.wg.Wait()
+	var err error
+	if r.qstop != nil {
+		r.qstop()
+		if qerr := <-r.qdone; qerr != nil && !errors.Is(qerr, context.Canceled) {
+			err = qerr
+		}
 	}
-	// Admin commands keep working while deliveries drain; the socket
-	// closes before the queue does (deferred q.Close).
-	if err := ctl.Shutdown(sctx); err != nil {
-		log.Warn("admin requests cut at shutdown", "err", err)
+	if cerr := r.ctl.Shutdown(sctx); cerr != nil {
+		r.log.Warn("admin requests cut at shutdown", "err", cerr)
 	}
-	ctlLn.Close() // removes the socket file even if Serve has not run yet
-	log.Info("mxedge stopped", "shutdown", time.Since(t0).Round(time.Millisecond).String())
-	return runErr
+	r.closeAll()
+	r.log.Info("mxedge stopped", "shutdown", time.Since(t0).Round(time.Millisecond).String())
+	return err
+}
+
+// chainSummary is the policy chain as the log shows it:
+// "rcpt=relay,verify".
+func chainSummary(ch *policy.Chain) string {
+	st := ch.Stages()
+	var parts []string
+	for _, stage := range []string{"connect", "helo", "mail", "rcpt", "data"} {
+		if names := st[stage]; len(names) > 0 {
+			parts = append(parts, stage+"="+strings.Join(names, ","))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // queueOptions maps the configuration onto the queue's options.

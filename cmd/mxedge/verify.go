@@ -8,22 +8,25 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/control"
 	"github.com/mxedge/mxedge/delivery"
-	"github.com/mxedge/mxedge/mxroute"
-	"github.com/mxedge/mxedge/resolver"
+	"github.com/mxedge/mxedge/internal/probedial"
 	"github.com/mxedge/mxedge/verifycache"
 )
 
 // openVerifier opens the recipient verification cache of cfg,
-// <data_dir>/verify.db, and reads the recipient lists.
-func openVerifier(cfg *config.Config, res *resolver.Resolver, log *slog.Logger) (*verifycache.Verifier, error) {
-	o, err := verifyOptions(cfg, res, log)
+// <data_dir>/verify.db, and reads the recipient lists. Probes go out
+// through d, delivery's client layer.
+func openVerifier(cfg *config.Config, d *delivery.Deliverer, log *slog.Logger) (*verifycache.Verifier, error) {
+	o, err := verifyOptions(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	o.Dialer = probedial.Dialer(d)
 	if err != nil {
 		return nil, err
 	}
@@ -31,12 +34,10 @@ func openVerifier(cfg *config.Config, res *resolver.Resolver, log *slog.Logger) 
 }
 
 // verifyOptions maps [verify] and [verify_domains] onto the verifier's
-// options. Every relay domain gets a policy: its entry in verify_domains,
-// else verify.mode.
-//
-// Probes take delivery's route (res nil: fixed routes only, for checks):
-// a [routes] next hop, else the domain's MX hosts on delivery.mx_port.
-func verifyOptions(cfg *config.Config, res *resolver.Resolver, log *slog.Logger) (verifycache.Options, error) {
+// options (all but the Dialer). Every relay domain gets a policy: its
+// entry in verify_domains, else verify.mode. Recipient list files are read
+// here, so their errors (file:line) come out like the configuration's.
+func verifyOptions(cfg *config.Config, log *slog.Logger) (verifycache.Options, error) {
 	v := cfg.Verify
 	domains := map[string]verifycache.Policy{}
 	var errs []error
@@ -71,19 +72,9 @@ func verifyOptions(cfg *config.Config, res *resolver.Resolver, log *slog.Logger)
 		}
 		return d.D()
 	}
-	var router verifycache.Router = verifycache.StaticRoutes(cfg.Routes)
-	if res != nil {
-		router = verifycache.MXRoutes{
-			Static:   cfg.Routes,
-			Resolver: res,
-			Options:  mxroute.Options{Self: delivery.SelfFunc(cfg, cfg.Delivery.MXPort)},
-			Port:     strconv.Itoa(cfg.Delivery.MXPort),
-		}
-	}
 	return verifycache.Options{
 		Hostname:         cfg.Hostname,
 		ProbeSender:      sender,
-		Router:           router,
 		Domains:          domains,
 		PositiveTTL:      v.PositiveTTL.D(),
 		RefreshAfter:     v.PositiveRefresh.D(),
@@ -91,7 +82,6 @@ func verifyOptions(cfg *config.Config, res *resolver.Resolver, log *slog.Logger)
 		TempfailTTL:      v.TempfailTTL.D(),
 		InlineWait:       v.InlineWait.D(),
 		ProbeTimeout:     v.ProbeTimeout.D(),
-		ConnectTimeout:   cfg.Timeouts.Connect.D(),
 		ReplyTimeout:     cfg.Timeouts.Reply.D(),
 		Concurrency:      v.ProbeConcurrency,
 		Rate:             float64(v.ProbeRate),
