@@ -7,8 +7,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/policy"
+	"github.com/mxedge/mxedge/queue"
 )
 
 // Every reply the listener decides itself is built here (those of the
