@@ -140,6 +140,15 @@ type Listener struct {
 	// take the sessions of another. Beyond it a client gets 421 at once.
 	// Default: 1000 for "mx", 200 for the submission kinds.
 	MaxSessions int `toml:"max_sessions" json:"max_sessions"`
+	// TLSCert and TLSKey are the listener's certificate chain and key
+	// files (PEM), paired by position; more than one pair (RSA and ECDSA)
+	// lets each client get the one it supports. With them an MX listener
+	// offers STARTTLS (RFC 3207). Re-read when they change and on SIGHUP.
+	TLSCert []string `toml:"tls_cert" json:"tls_cert"`
+	TLSKey  []string `toml:"tls_key" json:"tls_key"`
+	// TLSMinVersion is the lowest TLS version accepted: "1.0", "1.1",
+	// "1.2" or "1.3". Default "1.2".
+	TLSMinVersion string `toml:"tls_min_version" json:"tls_min_version"`
 }
 
 // Listener kinds.
@@ -151,9 +160,9 @@ const (
 
 // kindDefaults are the defaults of a listener kind.
 var kindDefaults = map[string]Listener{
-	KindMX:          {BareLineEndings: "reject", MaxSessions: 1000},
-	KindSubmission:  {BareLineEndings: "reject", MaxSessions: 200},
-	KindSubmissions: {BareLineEndings: "reject", MaxSessions: 200},
+	KindMX:          {BareLineEndings: "reject", MaxSessions: 1000, TLSMinVersion: "1.2"},
+	KindSubmission:  {BareLineEndings: "reject", MaxSessions: 200, TLSMinVersion: "1.2"},
+	KindSubmissions: {BareLineEndings: "reject", MaxSessions: 200, TLSMinVersion: "1.2"},
 }
 
 // Limits bound what one client may send.
@@ -272,3 +281,6 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // Size is a byte count written as a plain integer or with a unit: "10MB"
 // (10^6), "25MiB" (2^20), "512KiB", "1GiB".
 type Size int64
+
+// TLSVersions maps the values of tls_min_version to crypto/tls versions.
+var TLSVersions = map[string]uint16{"1.0": 0x0301, "1.1": 0x0302, "1.2": 0x0303, "1.3": 0x0304}

@@ -111,6 +111,15 @@ func (c *Config) complete() {
 		if l.MaxSessions == 0 {
 			l.MaxSessions = def.MaxSessions
 		}
+		if l.TLSMinVersion == "" {
+			l.TLSMinVersion = def.TLSMinVersion
+		}
+		if l.TLSCert == nil {
+			l.TLSCert = []string{}
+		}
+		if l.TLSKey == nil {
+			l.TLSKey = []string{}
+		}
 	}
 
 	if c.RelayDomains == nil {

@@ -62,7 +62,7 @@ func TestExample(t *testing.T) {
 	// The example claims every key it does not mark is at its default.
 	want := base()
 	want.Hostname = "mx1.example.net"
-	want.Listeners = []Listener{{Name: "mx", Kind: "mx", Address: "0.0.0.0:25", BareLineEndings: "reject", MaxSessions: 1000}}
+	want.Listeners = []Listener{{Name: "mx", Kind: "mx", Address: "0.0.0.0:25", BareLineEndings: "reject", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"}}
 	want.RelayDomains = []string{"example.org"}
 	want.Routes = map[string]string{"example.org": "[10.0.0.25]:25"}
 	if !reflect.DeepEqual(*c, want) {
@@ -123,7 +123,7 @@ func TestDefault(t *testing.T) {
 	want := base()
 	want.Hostname = "mx.example.test"
 	want.DataDir = "./mxedge-data"
-	want.Listeners = []Listener{{Name: "mx", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "reject", MaxSessions: 1000}}
+	want.Listeners = []Listener{{Name: "mx", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "reject", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"}}
 	want.RelayDomains = []string{"example.test"}
 	want.Routes = map[string]string{"example.test": "127.0.0.1:2526"}
 	if !reflect.DeepEqual(*c, want) {
@@ -146,7 +146,7 @@ func TestDefaultsFilledIn(t *testing.T) {
 	if c.DataDir != "/var/lib/mxedge" {
 		t.Errorf("data_dir = %q", c.DataDir)
 	}
-	want := []Listener{{Name: "mx", Kind: "mx", Address: "0.0.0.0:25", BareLineEndings: "reject", MaxSessions: 1000}}
+	want := []Listener{{Name: "mx", Kind: "mx", Address: "0.0.0.0:25", BareLineEndings: "reject", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"}}
 	if !reflect.DeepEqual(c.Listeners, want) {
 		t.Errorf("listeners = %+v, want %+v", c.Listeners, want)
 	}
@@ -175,9 +175,9 @@ kind = "submission"
 address = ":587"
 `)
 	want = []Listener{
-		{Name: "mx", Kind: "mx", Address: ":25", BareLineEndings: "reject", MaxSessions: 1000},
-		{Name: "inside", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "normalize", MaxSessions: 1000},
-		{Name: "submission", Kind: "submission", Address: ":587", BareLineEndings: "reject", MaxSessions: 200},
+		{Name: "mx", Kind: "mx", Address: ":25", BareLineEndings: "reject", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"},
+		{Name: "inside", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "normalize", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"},
+		{Name: "submission", Kind: "submission", Address: ":587", BareLineEndings: "reject", MaxSessions: 200, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"},
 	}
 	if !reflect.DeepEqual(c.Listeners, want) {
 		t.Errorf("listeners = %+v, want %+v", c.Listeners, want)

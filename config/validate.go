@@ -46,6 +46,17 @@ func (c *Config) problems() []error {
 		if _, ok := kindDefaults[l.Kind]; !ok {
 			add(`%s.kind %q: must be "mx", "submission" or "submissions"`, key, l.Kind)
 		}
+		if _, ok := TLSVersions[l.TLSMinVersion]; !ok && l.TLSMinVersion != "" {
+			add(`%s.tls_min_version %q: must be "1.0", "1.1", "1.2" or "1.3"`, key, l.TLSMinVersion)
+		}
+		if len(l.TLSCert) != len(l.TLSKey) {
+			add("%s.tls_cert has %d files, tls_key %d: they are pairs, one key per certificate", key, len(l.TLSCert), len(l.TLSKey))
+		}
+		for j, f := range append(append([]string(nil), l.TLSCert...), l.TLSKey...) {
+			if f == "" {
+				add("%s.tls_cert/tls_key: file name %d is empty", key, j)
+			}
+		}
 		if l.MaxSessions < 0 {
 			add("%s.max_sessions %d: must be at least 1 (0 or absent: the kind's default)", key, l.MaxSessions)
 		}

@@ -34,7 +34,9 @@ func fixed(name string, r Result) rcptFunc {
 	return rcptFunc{name, func(Rcpt) Result { return r }}
 }
 
-func reject(code int) *Reply { return &Reply{Code: code, Enhanced: [3]int{code / 100, 7, 1}, Text: "no"} }
+func reject(code int) *Reply {
+	return &Reply{Code: code, Enhanced: [3]int{code / 100, 7, 1}, Text: "no"}
+}
 
 func TestChainFirstDecisiveWins(t *testing.T) {
 	var called []string

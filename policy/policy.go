@@ -57,6 +57,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -128,7 +129,12 @@ func TLSName(cs *tls.ConnectionState) string {
 	if cs == nil {
 		return ""
 	}
-	return tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
+	return TLSVersion(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
+}
+
+// TLSVersion names a TLS version as Postfix and OpenSSL do: "TLSv1.3".
+func TLSVersion(v uint16) string {
+	return strings.Replace(tls.VersionName(v), "TLS ", "TLSv", 1)
 }
 
 // Txn is one mail transaction, MAIL to the end of DATA (RFC 5321 section

@@ -1,6 +1,8 @@
 package smtpd
 
 import (
+	"crypto/tls"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,12 +13,14 @@ import (
 // section 4.4, RFC 5322 section 3.6.7), folded as Postfix folds it:
 //
 //	Received: from helo.example (unknown [192.0.2.1])
+//		(using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits))
 //		by mx.example.net (mxedge) with ESMTP id 0ABCDEF123456789
 //		for <user@example.org>; Mon, 23 Nov 2026 11:03:32 +0000 (UTC)
 //
 // The client's name is its reverse DNS name when that is forward-confirmed
-// (policy.ReversePass), else "unknown", as Postfix writes it. "for" is given only for a single recipient, so a message to many does
-// not reveal the other recipients to each. The protocol keyword follows
+// (policy.ReversePass), else "unknown", as Postfix writes it. "for" is
+// given only for a single recipient, so a message to many does not reveal
+// the other recipients to each. The protocol keyword follows
 // RFC 3848 (ESMTPS with TLS) and RFC 6531 (UTF8ESMTP).
 func receivedHeader(pc *policy.Conn, host, id, rcpt string, utf8 bool, t time.Time) string {
 	proto := "ESMTP"
@@ -38,7 +42,18 @@ func receivedHeader(pc *policy.Conn, host, id, rcpt string, utf8 bool, t time.Ti
 	}
 	b.WriteString(" [")
 	b.WriteString(pc.IP.String())
-	b.WriteString("])\r\n\tby ")
+	b.WriteString("])\r\n")
+	if cs := pc.TLS; cs != nil {
+		b.WriteString("\t(using ")
+		b.WriteString(policy.TLSVersion(cs.Version))
+		b.WriteString(" with cipher ")
+		b.WriteString(tls.CipherSuiteName(cs.CipherSuite))
+		if bits := cipherBits(cs.CipherSuite); bits > 0 {
+			b.WriteString(" (" + strconv.Itoa(bits) + "/" + strconv.Itoa(bits) + " bits)")
+		}
+		b.WriteString(")\r\n")
+	}
+	b.WriteString("\tby ")
 	b.WriteString(host)
 	b.WriteString(" (mxedge) with ")
 	b.WriteString(proto)
@@ -71,4 +86,17 @@ func sanitizeHelo(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// cipherBits is the symmetric key size of a cipher suite, for the
+// Received header ("(256/256 bits)", as Postfix writes it); 0 if unknown.
+func cipherBits(id uint16) int {
+	name := tls.CipherSuiteName(id)
+	switch {
+	case strings.Contains(name, "AES_256"), strings.Contains(name, "CHACHA20"):
+		return 256
+	case strings.Contains(name, "AES_128"):
+		return 128
+	}
+	return 0
 }

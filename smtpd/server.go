@@ -8,7 +8,10 @@
 //   - Address syntax (package internal/address): 501 for bad syntax, 553
 //     for a non-ASCII address without SMTPUTF8 (RFC 6531 section 3.2).
 //   - RFC 1870 SIZE at MAIL and on the stream; a recipient limit.
-//   - RFC 5321 section 4.4: a Received header on every message.
+//   - RFC 5321 section 4.4: a Received header on every message, with the
+//     TLS version and cipher as Postfix writes them.
+//   - RFC 3207 STARTTLS when Options.TLS is set; after it the session
+//     starts over (go-smtp resets it; the HELO stage runs again).
 //   - RFC 5321 section 4.5.3.2: 5 minutes per command, a data block
 //     timeout per read during DATA (gate.go).
 //   - RFC 5321 section 2.3.8: bare CR / bare LF policy against SMTP
@@ -33,6 +36,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,6 +73,10 @@ type Options struct {
 	// CheckTimeout bounds one stage of the policy chain (a check must
 	// return by then, see package policy) [CommandTimeout].
 	CheckTimeout time.Duration
+
+	// TLS, if set, is offered with STARTTLS (RFC 3207): certificates and
+	// minimum version (package internal/certs builds it). nil: no TLS.
+	TLS *tls.Config
 
 	// NormalizeLineEndings turns bare LF into CRLF and a stray CR into a
 	// space instead of refusing the message [false: refuse].
@@ -145,6 +153,7 @@ func New(o Options, q Queue, chain *policy.Chain) *Server {
 	srv.WriteTimeout = o.CommandTimeout
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = true // RFC 3461: NOTIFY, ORCPT, RET, ENVID kept for our reports
+	srv.TLSConfig = o.TLS
 	srv.ErrorLog = errorLog{s.log}
 	s.smtp = srv
 	return s

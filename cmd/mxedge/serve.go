@@ -20,6 +20,7 @@ import (
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/control"
 	"github.com/mxedge/mxedge/delivery"
+	"github.com/mxedge/mxedge/internal/certs"
 	"github.com/mxedge/mxedge/internal/localbackend"
 	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
@@ -97,6 +98,7 @@ type relay struct {
 	ctlLn   net.Listener
 	servers []*smtpd.Server
 	lns     []net.Listener
+	certs   []*certs.Store // of the listeners with TLS
 
 	wg     sync.WaitGroup // listeners serving
 	errc   chan error     // a listener or the control socket failed
@@ -127,6 +129,16 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		r.onClose(func() { b.Close() })
 		fmt.Fprintf(stdout, "demo backend for example.test on %s: users %v; mail is stored under %s/<user>/new/\n",
 			addr, demoUsers, b.Dir)
+		// STARTTLS with a self-signed certificate, generated at the
+		// first start (swaks --tls takes it).
+		pair, err := certs.SelfSigned(filepath.Join(cfg.DataDir, "tls"), cfg.Hostname)
+		if err != nil {
+			return nil, err
+		}
+		for i := range cfg.Listeners {
+			cfg.Listeners[i].TLSCert, cfg.Listeners[i].TLSKey = []string{pair.Cert}, []string{pair.Key}
+		}
+		fmt.Fprintf(stdout, "demo STARTTLS certificate (self-signed): %s\n", pair.Cert)
 	}
 	if r.queue, err = queue.Open(filepath.Join(cfg.DataDir, "queue"), queueOptions(cfg, log)); err != nil {
 		return nil, err
@@ -164,6 +176,13 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		}
 		o := listenerOptions(cfg, lc)
 		o.Logger = log
+		if len(lc.TLSCert) > 0 {
+			st, err := r.listenerCerts(ctx, lc)
+			if err != nil {
+				return nil, err
+			}
+			o.TLS = st.Config(config.TLSVersions[lc.TLSMinVersion])
+		}
 		s := smtpd.New(o, r.queue, chain)
 		ln, err := s.Listen()
 		if err != nil {
@@ -176,6 +195,35 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 			"chain", chainSummary(chain))
 	}
 	return r, nil
+}
+
+// certWatch is how often listener certificate files are checked for
+// change (a renewal).
+const certWatch = 30 * time.Second
+
+// listenerCerts loads the certificates of lc and watches their files
+// until ctx ends.
+func (r *relay) listenerCerts(ctx context.Context, lc config.Listener) (*certs.Store, error) {
+	pairs := make([]certs.Pair, len(lc.TLSCert))
+	for i := range lc.TLSCert {
+		pairs[i] = certs.Pair{Cert: lc.TLSCert[i], Key: lc.TLSKey[i]}
+	}
+	st, err := certs.Open(pairs, r.log.With("listener", lc.Name))
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
+	}
+	r.certs = append(r.certs, st)
+	go st.Watch(ctx, certWatch)
+	return st, nil
+}
+
+// reload is SIGHUP: the listeners' certificates are read again (a broken
+// new pair keeps the old one).
+func (r *relay) reload() {
+	r.log.Info("SIGHUP: reloading TLS certificates", "listeners_with_tls", len(r.certs))
+	for _, st := range r.certs {
+		_ = st.Reload()
+	}
 }
 
 // onClose registers f to run at shutdown (or when build fails), after
@@ -210,12 +258,19 @@ func (r *relay) run(ctx context.Context) error {
 	r.qstop, r.qdone = qstop, make(chan error, 1)
 	go func() { r.qdone <- r.queue.Run(qctx, r.dl, r.cfg.Timeouts.Shutdown.D()) }()
 	r.log.Info("mxedge started", "hostname", r.cfg.Hostname, "data_dir", r.cfg.DataDir)
-	select {
-	case <-ctx.Done():
-		r.log.Info("shutting down")
-		return nil
-	case err := <-r.errc:
-		return err
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			r.log.Info("shutting down")
+			return nil
+		case err := <-r.errc:
+			return err
+		case <-hup:
+			r.reload()
+		}
 	}
 }
 
