@@ -60,6 +60,11 @@ func relayConfig(dataDir, mx, backend string) string {
 	return verifyConfig(dataDir, mx, backend, `mode = "off"`)
 }
 
+// withDNS points the [dns] of a relayConfig/verifyConfig at addr.
+func withDNS(cfg, addr string) string {
+	return strings.Replace(cfg, `servers = ["127.0.0.1:9"]`, fmt.Sprintf("servers = [%q]", addr), 1)
+}
+
 // relay is one running mxedge process.
 type relay struct {
 	t    *testing.T

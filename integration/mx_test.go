@@ -109,13 +109,11 @@ func TestMX10PairFailover(t *testing.T) {
 	cAddr := freeAddr(t, "127.0.0.4")
 	cDir := t.TempDir()
 	cfg := relayConfig(filepath.Join(cDir, "data"), cAddr, originBackend.Addr()) + fmt.Sprintf(`
-[dns]
-servers = [%q]
-
 [delivery]
 mx_port = %s
-`, dns.Addr(), port)
+`, port)
 	cfg = strings.Replace(cfg, `hostname = "mx1.relay.test"`, `hostname = "relay-c.test"`, 1)
+	cfg = withDNS(cfg, dns.Addr())
 	c := startRelay(t, cDir, "-config", writeConfig(t, cDir, cfg))
 
 	// send makes relay C return a message to user<i>@pair.test: accepted

@@ -141,9 +141,6 @@ func TestOutboundTLSPolicies(t *testing.T) {
 	cAddr := freeAddr(t, "127.0.0.4")
 	cDir := t.TempDir()
 	cfg := relayConfig(filepath.Join(cDir, "data"), cAddr, backend.Addr()) + fmt.Sprintf(`
-[dns]
-servers = [%q]
-
 [delivery]
 mx_port = %s
 mta_sts = false
@@ -151,8 +148,9 @@ mta_sts = false
 [tls_policy]
 "tls.test" = "verify"
 "badname.test" = "verify"
-`, dns.Addr(), port)
+`, port)
 	cfg = strings.Replace(cfg, `hostname = "mx1.relay.test"`, `hostname = "relay-c.test"`, 1)
+	cfg = withDNS(cfg, dns.Addr())
 	c := startRelay(t, cDir, "-config", writeConfig(t, cDir, cfg))
 
 	for _, domain := range []string{"tls.test", "badname.test", "dane.test", "danebad.test"} {

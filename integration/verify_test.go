@@ -48,6 +48,12 @@ max_backoff = "2s"
 [timeouts]
 shutdown = "5s"
 
+# Never the system resolver in tests: nothing answers here, so a lookup
+# (an MX walk for a bounce to a remote sender) fails temporarily at once.
+[dns]
+servers = ["127.0.0.1:9"]
+timeout = "1s"
+
 [verify]
 %s
 `, dataDir, mx, backend, keys)
