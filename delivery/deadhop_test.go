@@ -213,8 +213,8 @@ func TestRepliesDoNotKillHop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer be.Close()
-	be.DataReply = "452 4.3.1 Insufficient system storage"
-	be.Users = map[string]bool{"alice": true}
+	be.On(smtptest.Dot, smtptest.Reply("452 4.3.1 Insufficient system storage"))
+	be.SetUsers("alice")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	d.lim.reuseCount = 1 // a new connection each time
 	for i := range 5 {

@@ -64,7 +64,7 @@ func TestOneTransactionPerRecipientResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer be.Close()
-	be.Users = map[string]bool{"alice": true, "bob": true}
+	be.SetUsers("alice", "bob")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	body := "Subject: hi\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n"
 	msg := spooled(t, "sender@src.test", body, "alice@relay.test", "nobody@relay.test", "bob@relay.test")
@@ -109,7 +109,7 @@ func TestTemporaryFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer be.Close()
-	be.DataReply = "452 4.3.1 Insufficient system storage"
+	be.On(smtptest.Dot, smtptest.Reply("452 4.3.1 Insufficient system storage"))
 	d := newDeliverer(t, map[string]string{"dead.test": dead, "full.test": be.Addr()})
 	msg := spooled(t, "", "Subject: x\r\n\r\ny\r\n", "a@dead.test", "b@full.test", "c@noroute.test")
 	res := byRcpt(d.Deliver(context.Background(), msg))

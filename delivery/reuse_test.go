@@ -184,7 +184,7 @@ func TestRefusedRecipientsResetBeforeReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer be.Close()
-	be.Users = map[string]bool{"alice": true}
+	be.SetUsers("alice")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	if rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "nobody@relay.test")); rs[0].Code != 550 {
 		t.Fatalf("unknown recipient: %+v", rs[0])
