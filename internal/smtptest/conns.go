@@ -34,7 +34,7 @@ func (s *Server) accept() {
 			continue
 		}
 		s.remotes = append(s.remotes, remote)
-		ss := &Session{Conn: len(s.remotes), Remote: remote, srv: s, raw: c, w: c,
+		ss := &Session{Conn: len(s.remotes), Remote: remote, srv: s, raw: c, w: c, handler: s.cfg.handler,
 			dropped: make(chan struct{}), ended: make(chan struct{})}
 		s.open[ss] = true
 		s.notifyLocked()

@@ -36,11 +36,11 @@ type Line struct {
 	Text   string // without the line ending
 }
 
-func (s *Server) record(ss *Session, client bool, texts ...string) {
+func (s *Server) record(conn int, tls, client bool, texts ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, t := range texts {
-		s.lines = append(s.lines, Line{Conn: ss.Conn, Client: client, TLS: ss.TLS, Text: t})
+		s.lines = append(s.lines, Line{Conn: conn, Client: client, TLS: tls, Text: t})
 	}
 	s.notifyLocked()
 }

@@ -31,13 +31,13 @@ type Session struct {
 
 	srv      *Server
 	raw      net.Conn
-	handler  bool          // a SetHandler connection: nothing recorded
-	dropped  chan struct{} // closed by drop
+	handler  func(c net.Conn) // SetHandler's, when accepted; nothing is recorded
+	dropped  chan struct{}    // closed by drop
 	dropOnce sync.Once
 	ended    chan struct{} // closed when the session is over
 
-	wmu sync.Mutex
-	w   net.Conn // raw, or the TLS connection over it
+	wmu sync.Mutex // for w, and TLS outside the session's goroutine
+	w   net.Conn   // raw, or the TLS connection over it
 }
 
 // Write sends p to the client as it is, for a Hook that must script the
@@ -51,20 +51,23 @@ func (ss *Session) Write(p []byte) (int, error) {
 
 // say sends reply (lines separated by CRLF) and records it.
 func (ss *Session) say(reply string) bool {
-	ss.srv.record(ss, false, strings.Split(reply, "\r\n")...)
+	ss.srv.record(ss.Conn, ss.TLS, false, strings.Split(reply, "\r\n")...)
 	_, err := ss.Write([]byte(reply + "\r\n"))
 	return err == nil
 }
 
 // drop writes farewell (if any) and closes the connection; a session at a
-// Hold goes on, and ends.
+// Hold goes on, and ends. It is called from outside the session.
 func (ss *Session) drop(farewell string) {
 	ss.dropOnce.Do(func() {
 		if farewell != "" {
-			if !ss.handler {
-				ss.srv.record(ss, false, farewell)
+			ss.wmu.Lock()
+			if ss.handler == nil {
+				ss.srv.record(ss.Conn, ss.TLS, false, farewell)
 			}
-			ss.Write([]byte(farewell + "\r\n"))
+			ss.w.SetWriteDeadline(time.Now().Add(writeTimeout))
+			ss.w.Write([]byte(farewell + "\r\n"))
+			ss.wmu.Unlock()
 		}
 		ss.raw.Close()
 		close(ss.dropped)
@@ -100,9 +103,8 @@ func (ss *Session) decide(stage Stage, line, def string) (string, bool) {
 
 // serve runs one connection.
 func (s *Server) serve(ss *Session) {
-	if h := s.conf().handler; h != nil {
-		ss.handler = true
-		h(ss.raw)
+	if ss.handler != nil {
+		ss.handler(ss.raw)
 		return
 	}
 	greeting, ok := ss.reply(Greeting, "", "220 "+hostname+" ESMTP smtptest")
@@ -133,25 +135,14 @@ func (s *Server) serve(ss *Session) {
 				ss.say("554 5.5.1 Error: TLS already active")
 				continue
 			}
-			rep, ok := ss.reply(StartTLS, line, "220 2.0.0 Ready to start TLS")
+			tr, ok := ss.startTLS(cfg.tls, line)
 			if !ok {
 				return
 			}
-			if !strings.HasPrefix(rep, "220") {
-				continue
+			if tr != nil {
+				r = tr
+				cur = Message{} // RFC 3207 section 4.2: start over
 			}
-			tc := tls.Server(ss.raw, cfg.tls)
-			tc.SetDeadline(time.Now().Add(handshakeTimeout))
-			if err := tc.Handshake(); err != nil {
-				return
-			}
-			tc.SetDeadline(time.Time{})
-			ss.wmu.Lock()
-			ss.w = tc
-			ss.wmu.Unlock()
-			ss.TLS = true
-			r = bufio.NewReader(tc)
-			cur = Message{} // RFC 3207 section 4.2: start over
 		case verb == "AUTH" && cfg.auth != nil:
 			if !ss.auth(r, cfg, line) {
 				return
@@ -178,32 +169,7 @@ func (s *Server) serve(ss *Session) {
 				cur.Rcpts = append(cur.Rcpts, arg)
 			}
 		case verb == "DATA":
-			def := "354 End data with <CR><LF>.<CR><LF>"
-			if len(cur.Rcpts) == 0 {
-				def = "554 5.5.1 Error: no valid recipients"
-			}
-			rep, ok := ss.reply(Data, line, def)
-			if !ok {
-				return
-			}
-			if !strings.HasPrefix(rep, "354") {
-				continue
-			}
-			raw, ok := ss.readData(r)
-			if !ok {
-				return
-			}
-			ss.Msgs++
-			rep, ok = ss.decide(Dot, "", "250 2.0.0 Ok: queued as FAKE")
-			if !ok {
-				return
-			}
-			if rep[0] == '2' { // recorded before the client hears of it
-				cur.Raw = raw
-				s.addMessage(cur)
-			}
-			cur = Message{}
-			if !ss.say(rep) {
+			if !ss.data(r, line, &cur) {
 				return
 			}
 		case verb == "RSET":
@@ -220,6 +186,57 @@ func (s *Server) serve(ss *Session) {
 	}
 }
 
+// startTLS answers STARTTLS and runs the handshake. It returns a reader
+// over TLS, or nil if the reply kept the session in plaintext; false when
+// the session is to end.
+func (ss *Session) startTLS(c *tls.Config, line string) (*bufio.Reader, bool) {
+	rep, ok := ss.reply(StartTLS, line, "220 2.0.0 Ready to start TLS")
+	if !ok || !strings.HasPrefix(rep, "220") {
+		return nil, ok
+	}
+	tc := tls.Server(ss.raw, c)
+	tc.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		return nil, false
+	}
+	tc.SetDeadline(time.Time{})
+	ss.wmu.Lock()
+	ss.w, ss.TLS = tc, true
+	ss.wmu.Unlock()
+	return bufio.NewReader(tc), true
+}
+
+// data answers DATA of the transaction cur, reads the message and
+// answers its final dot, which ends the transaction; an accepted message
+// is recorded before the client hears of it. It returns false when the
+// session is to end.
+func (ss *Session) data(r *bufio.Reader, line string, cur *Message) bool {
+	def := "354 End data with <CR><LF>.<CR><LF>"
+	if len(cur.Rcpts) == 0 {
+		def = "554 5.5.1 Error: no valid recipients"
+	}
+	rep, ok := ss.reply(Data, line, def)
+	if !ok || !strings.HasPrefix(rep, "354") {
+		return ok
+	}
+	raw, ok := ss.readData(r)
+	if !ok {
+		return false
+	}
+	ss.Msgs++
+	m := *cur
+	*cur = Message{}
+	rep, ok = ss.decide(Dot, "", "250 2.0.0 Ok: queued as FAKE")
+	if !ok {
+		return false
+	}
+	if rep[0] == '2' {
+		m.Raw = raw
+		ss.srv.addMessage(m)
+	}
+	return ss.say(rep)
+}
+
 // readLine reads one command line, records it and returns it without its
 // line ending.
 func (ss *Session) readLine(r *bufio.Reader) (string, bool) {
@@ -229,7 +246,7 @@ func (ss *Session) readLine(r *bufio.Reader) (string, bool) {
 		return "", false
 	}
 	line = strings.TrimRight(line, "\r\n")
-	ss.srv.record(ss, true, line)
+	ss.srv.record(ss.Conn, ss.TLS, true, line)
 	return line, true
 }
 
