@@ -23,8 +23,8 @@
 // What arrived is recorded: Messages (accepted messages, raw), Commands and
 // Count (command lines), Transcript (both directions, per connection), and
 // Conns and Remotes (connections, in the order accepted, counting those
-// made but not yet accepted: see Conns). WaitMessages, WaitConns and
-// WaitHeld wait for events instead of sleeping.
+// made but not yet accepted: see Conns). WaitMessages, WaitCount,
+// WaitConns and WaitHeld wait for events instead of sleeping.
 package smtptest
 
 import (
