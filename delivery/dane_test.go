@@ -44,7 +44,8 @@ func TestDANE(t *testing.T) {
 		{name: "unusable", tlsa: "1 1 1 " + spkiSHA256(other), ad: true, level: "may", code: 250, text: "policy=dane-unusable", mails: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hops, port := startHops(t, &script{tls: serverTLS(cert)})
+			hops, port := startMXServers(t)
+			hops[0].SetTLS(serverTLS(cert))
 			zone := append([]string(nil), tlsZone...)
 			if tc.tlsa != "" {
 				zone = append(zone, fmt.Sprintf("_%d._tcp.mx1.tls.example. 300 IN TLSA %s", port, tc.tlsa))
@@ -61,7 +62,7 @@ func TestDANE(t *testing.T) {
 			if res.Code != tc.code || tc.enh != "" && res.Enhanced != tc.enh || !strings.Contains(res.Text+res.Relay, tc.text) {
 				t.Errorf("%+v", res)
 			}
-			if _, tlsed := hops[0].rec.mails(); tlsed != tc.mails {
+			if _, tlsed := mails(hops[0]); tlsed != tc.mails {
 				t.Errorf("%d messages over TLS, want %d", tlsed, tc.mails)
 			}
 		})

@@ -8,7 +8,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,15 +42,9 @@ func deadText(hop string, failures int, until time.Time) string {
 func TestDeadHop(t *testing.T) {
 	// The next hop accepts connections but refuses service in the
 	// greeting, until it is repaired.
-	var healthy atomic.Bool
-	hop := startFakeHop(t, func(c net.Conn) {
-		if healthy.Load() {
-			serveSMTP(c, script{})
-			return
-		}
-		serveSMTP(c, script{greeting: "421 4.3.2 fake.test Service not available"})
-	})
-	d := newDeliverer(t, map[string]string{"relay.test": hop.addr()})
+	hop := startServer(t, "127.0.0.6:0")
+	hop.On(smtptest.Greeting, smtptest.Reply("421 4.3.2 fake.test Service not available"))
+	d := newDeliverer(t, map[string]string{"relay.test": hop.Addr()})
 	var logs syncBuffer
 	d.log = slog.New(slog.NewTextHandler(&logs, nil))
 	clk := newFakeClock()
@@ -67,7 +60,7 @@ func TestDeadHop(t *testing.T) {
 			t.Fatalf("attempt %d: %+v", i, rs)
 		}
 	}
-	if n := hop.conns(); n != 3 {
+	if n := hop.Conns(); n != 3 {
 		t.Fatalf("%d connections in 3 attempts", n)
 	}
 	if !strings.Contains(logs.String(), `msg="next hop marked dead"`) {
@@ -77,30 +70,30 @@ func TestDeadHop(t *testing.T) {
 	// Dead: deferred at once, without connecting.
 	clk.Advance(DefaultDeadMin - time.Second)
 	rs := deliver()
-	want := deadText(hop.addr(), 3, t0.Add(DefaultDeadMin))
+	want := deadText(hop.Addr(), 3, t0.Add(DefaultDeadMin))
 	for _, r := range rs {
 		if r.Code != 0 || r.Enhanced != "4.4.1" || r.Text != want {
 			t.Errorf("while dead: %+v\nwant text %q", r, want)
 		}
 	}
-	if n := hop.acceptedBefore(t); n != 3 {
+	if n := hop.Conns(); n != 3 {
 		t.Fatalf("%d connections, want 3: a dead hop must not be connected to", n)
 	}
 
 	// After the dead period one probe connects; it works.
-	healthy.Store(true)
+	hop.On(smtptest.Greeting, nil)
 	clk.Advance(time.Second)
 	if rs := deliver(); rs[0].Code != 250 || rs[1].Code != 250 {
 		t.Fatalf("probe: %+v", rs)
 	}
-	if n := hop.conns(); n != 4 {
+	if n := hop.Conns(); n != 4 {
 		t.Errorf("%d connections, want 4 (the probe)", n)
 	}
 	if !strings.Contains(logs.String(), `msg="next hop alive again"`) {
 		t.Errorf("no log line for the state change:\n%s", logs.String())
 	}
 	d.hopMu.Lock()
-	st := d.hops[hop.addr()]
+	st := d.hops[hop.Addr()]
 	d.hopMu.Unlock()
 	if st != nil {
 		t.Errorf("state after a successful probe: %+v", st)
@@ -144,32 +137,27 @@ func TestDeadPeriodDoubles(t *testing.T) {
 
 func TestDeadHopProbeAlone(t *testing.T) {
 	// While the probe runs, other attempts are still deferred.
-	greet := make(chan struct{})
-	var first atomic.Bool
-	first.Store(true)
-	hop := startFakeHop(t, func(c net.Conn) {
-		if first.Swap(false) {
-			<-greet
-		}
-		serveSMTP(c, script{})
-	})
-	d := newDeliverer(t, map[string]string{"relay.test": hop.addr()})
+	hop := startServer(t, "127.0.0.6:0")
+	greet := hop.Hold(smtptest.Greeting)
+	d := newDeliverer(t, map[string]string{"relay.test": hop.Addr()})
 	clk := newFakeClock()
 	d.now = clk.Now
 	for range 3 {
-		d.connFailed(context.Background(), hop.addr(), false)
+		d.connFailed(context.Background(), hop.Addr(), false)
 	}
 	clk.Advance(DefaultDeadMin)
 	probe := make(chan []queue.Result)
 	go func() {
 		probe <- d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
 	}()
-	<-hop.acceptCh // the probe is connected and waits for the greeting
+	if err := hop.WaitHeld(1, 5*time.Second); err != nil { // the probe is connected and waits for the greeting
+		t.Fatal(err)
+	}
 	rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "b@relay.test"))
-	if want := "next hop " + hop.addr() + " marked dead after 3 connection failures; probe in progress"; rs[0].Enhanced != "4.4.1" || rs[0].Text != want {
+	if want := "next hop " + hop.Addr() + " marked dead after 3 connection failures; probe in progress"; rs[0].Enhanced != "4.4.1" || rs[0].Text != want {
 		t.Errorf("during the probe: %+v", rs[0])
 	}
-	close(greet)
+	greet()
 	if rs := <-probe; rs[0].Code != 250 {
 		t.Errorf("probe: %+v", rs[0])
 	}
@@ -185,11 +173,7 @@ func TestDeadHopLeavesOthersAlone(t *testing.T) {
 	}
 	down := ln.Addr().String()
 	ln.Close()
-	be, err := smtptest.Start("127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
+	be := startServer(t, "127.0.0.3:0")
 	d := newDeliverer(t, map[string]string{"down.test": down, "up.test": be.Addr()})
 	for i := range 4 {
 		res := byRcpt(d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@down.test", "b@up.test")))
@@ -208,13 +192,9 @@ func TestDeadHopLeavesOthersAlone(t *testing.T) {
 
 func TestRepliesDoNotKillHop(t *testing.T) {
 	// 4xx and 5xx replies come from a working host: never dead.
-	be, err := smtptest.Start("127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	be.DataReply = "452 4.3.1 Insufficient system storage"
-	be.Users = map[string]bool{"alice": true}
+	be := startServer(t, "127.0.0.3:0")
+	be.On(smtptest.Dot, smtptest.Reply("452 4.3.1 Insufficient system storage"))
+	be.SetUsers("alice")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	d.lim.reuseCount = 1 // a new connection each time
 	for i := range 5 {
@@ -230,16 +210,16 @@ func TestRepliesDoNotKillHop(t *testing.T) {
 
 func TestCancelledAttemptsDoNotKillHop(t *testing.T) {
 	// Cancelling our own attempts says nothing about the next hop.
-	hop := startFakeHop(t, func(c net.Conn) {
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		c.Read(make([]byte, 1)) // never greets; returns when the client closes
-	})
-	d := newDeliverer(t, map[string]string{"tarpit.test": hop.addr()})
-	for range 4 {
+	hop := startServer(t, "127.0.0.6:0")
+	hop.Hold(smtptest.Greeting) // never greets
+	d := newDeliverer(t, map[string]string{"tarpit.test": hop.Addr()})
+	for i := range 4 {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan []queue.Result)
 		go func() { done <- d.Deliver(ctx, spooled(t, "s@src.test", "x\r\n", "a@tarpit.test")) }()
-		<-hop.acceptCh
+		if err := hop.WaitConns(i+1, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
 		cancel()
 		if rs := <-done; rs[0].Code != 0 || strings.Contains(rs[0].Text, "marked dead") {
 			t.Fatalf("cancelled attempt: %+v", rs[0])
@@ -247,7 +227,7 @@ func TestCancelledAttemptsDoNotKillHop(t *testing.T) {
 	}
 	d.hopMu.Lock()
 	defer d.hopMu.Unlock()
-	if st := d.hops[hop.addr()]; st != nil && st.failures > 0 {
+	if st := d.hops[hop.Addr()]; st != nil && st.failures > 0 {
 		t.Errorf("cancelled attempts counted: %+v", st)
 	}
 }

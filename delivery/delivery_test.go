@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxedge/mxedge/internal/fakeclock"
 	"github.com/mxedge/mxedge/internal/smtptest"
 	"github.com/mxedge/mxedge/queue"
 )
@@ -42,6 +43,25 @@ func spooled(t *testing.T, from, body string, rcpts ...string) *queue.Message {
 	return msg
 }
 
+// startServer starts a fake next hop on addr ("127.0.0.3:0"), closed when
+// the test ends.
+func startServer(t *testing.T, addr string) *smtptest.Server {
+	t.Helper()
+	s, err := smtptest.Start(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// fakeClock is the Deliverer's clock in tests.
+type fakeClock = fakeclock.Clock
+
+func newFakeClock() *fakeClock {
+	return fakeclock.New(time.Date(2025, 11, 23, 10, 0, 0, 0, time.UTC))
+}
+
 // newDeliverer returns a Deliverer for routes, closed when the test ends.
 func newDeliverer(t *testing.T, routes map[string]string) *Deliverer {
 	t.Helper()
@@ -59,12 +79,8 @@ func byRcpt(rs []queue.Result) map[string]queue.Result {
 }
 
 func TestOneTransactionPerRecipientResults(t *testing.T) {
-	be, err := smtptest.Start("127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	be.Users = map[string]bool{"alice": true, "bob": true}
+	be := startServer(t, "127.0.0.3:0")
+	be.SetUsers("alice", "bob")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	body := "Subject: hi\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n"
 	msg := spooled(t, "sender@src.test", body, "alice@relay.test", "nobody@relay.test", "bob@relay.test")
@@ -104,12 +120,8 @@ func TestTemporaryFailures(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.4:0")
 	dead := ln.Addr().String()
 	ln.Close()
-	be, err := smtptest.Start("127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	be.DataReply = "452 4.3.1 Insufficient system storage"
+	be := startServer(t, "127.0.0.3:0")
+	be.On(smtptest.Dot, smtptest.Reply("452 4.3.1 Insufficient system storage"))
 	d := newDeliverer(t, map[string]string{"dead.test": dead, "full.test": be.Addr()})
 	msg := spooled(t, "", "Subject: x\r\n\r\ny\r\n", "a@dead.test", "b@full.test", "c@noroute.test")
 	res := byRcpt(d.Deliver(context.Background(), msg))
@@ -129,21 +141,9 @@ func TestTemporaryFailures(t *testing.T) {
 
 func TestCancelStopsPromptly(t *testing.T) {
 	// A server that accepts and never greets.
-	ln, err := net.Listen("tcp", "127.0.0.5:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	d := newDeliverer(t, map[string]string{"tarpit.test": ln.Addr().String()})
+	tarpit := startServer(t, "127.0.0.5:0")
+	tarpit.Hold(smtptest.Greeting)
+	d := newDeliverer(t, map[string]string{"tarpit.test": tarpit.Addr()})
 	msg := spooled(t, "s@src.test", "x\r\n", "a@tarpit.test")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan []queue.Result)

@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -92,20 +91,17 @@ func TestGlobalLimit(t *testing.T) {
 func TestSlowDestinationDoesNotDelayHealthy(t *testing.T) {
 	const slow = 3 * time.Second
 	release := make(chan struct{})
-	tarpit := startFakeHop(t, func(c net.Conn) {
+	tarpit := startServer(t, "127.0.0.6:0")
+	tarpit.On(smtptest.Greeting, func(*smtptest.Session, string) string {
 		select {
 		case <-release:
 		case <-time.After(slow):
 		}
-		serveSMTP(c, script{})
+		return ""
 	})
 	defer close(release)
-	be, err := smtptest.Start("127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	d := newDeliverer(t, map[string]string{"slow.test": tarpit.addr(), "fast.test": be.Addr()})
+	be := startServer(t, "127.0.0.3:0")
+	d := newDeliverer(t, map[string]string{"slow.test": tarpit.Addr(), "fast.test": be.Addr()})
 	d.lim.slotWait = slow / 10
 
 	// Ten messages to the slow destination at once: the first
@@ -120,7 +116,9 @@ func TestSlowDestinationDoesNotDelayHealthy(t *testing.T) {
 			slowResults <- d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@slow.test"))[0]
 		}()
 	}
-	time.Sleep(slow / 20) // the slow deliveries hold their slots
+	if err := tarpit.WaitConns(5, slow/4); err != nil { // the slow deliveries hold their slots
+		t.Fatal(err)
+	}
 
 	start := time.Now()
 	// One message to both: the healthy recipient arrives while the slow
@@ -149,7 +147,7 @@ func TestSlowDestinationDoesNotDelayHealthy(t *testing.T) {
 	for r := range slowResults {
 		switch {
 		case r.Code == 250:
-		case r.Code == 0 && r.Enhanced == "4.4.5" && strings.Contains(r.Text, "destination concurrency limit reached for "+tarpit.addr()):
+		case r.Code == 0 && r.Enhanced == "4.4.5" && strings.Contains(r.Text, "destination concurrency limit reached for "+tarpit.Addr()):
 			deferred++
 		default:
 			t.Errorf("slow: %+v", r)
@@ -162,7 +160,7 @@ func TestSlowDestinationDoesNotDelayHealthy(t *testing.T) {
 	if rs["c@fast.test"].Code != 250 {
 		t.Errorf("mixed message, healthy recipient: %+v", rs["c@fast.test"])
 	}
-	if n := tarpit.conns(); n > 6 {
+	if n := tarpit.Conns(); n > 6 {
 		t.Errorf("%d connections to the slow destination, want at most its window", n)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 
 	"github.com/mxedge/mxedge/queue"
@@ -13,9 +12,9 @@ import (
 // A message that needs 8BITMIME (or SMTPUTF8) is returned with 5.6.3
 // (5.6.7) by a next hop that does not announce it; nothing is sent.
 func TestEightBitAndUTF8Refusal(t *testing.T) {
-	rec := &recorder{}
-	hop := startFakeHop(t, func(c net.Conn) { serveSMTP(c, script{no8bit: true, record: rec.record}) })
-	d := newDeliverer(t, map[string]string{"relay.test": hop.addr()})
+	hop := startServer(t, "127.0.0.6:0")
+	hop.SetExtensions("SIZE 104857600") // neither 8BITMIME nor SMTPUTF8
+	d := newDeliverer(t, map[string]string{"relay.test": hop.Addr()})
 	d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, tc := range []struct {
 		change func(*queue.Message)
@@ -33,7 +32,7 @@ func TestEightBitAndUTF8Refusal(t *testing.T) {
 			t.Errorf("%+v, want %d %s", r, tc.code, tc.enh)
 		}
 	}
-	if plain, _ := rec.mails(); plain != 1 {
+	if plain, _ := mails(hop); plain != 1 {
 		t.Errorf("%d MAIL commands, want 1 (the 7-bit message)", plain)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -89,18 +88,10 @@ func newMXEnv(t *testing.T, zone []string, port int, change ...func(*Options)) *
 	return &mxEnv{dns: s, d: d, port: port, o: o}
 }
 
-// mxServers are smtptest servers on 127.0.0.2, .3 and .4.
-type mxServers []*smtptest.Server
-
-// stop closes server i now (else the test's end does).
-func (ms *mxServers) stop(i int) {
-	(*ms)[i].Close()
-	(*ms)[i] = nil
-}
-
 // startMXServers starts smtptest servers on 127.0.0.2, .3 and .4, all on
-// the same port, and returns them and the port.
-func startMXServers(t *testing.T) (*mxServers, int) {
+// the same port, and returns them and the port. They are closed when the
+// test ends; a test closes one earlier to take that host down.
+func startMXServers(t *testing.T) ([]*smtptest.Server, int) {
 	t.Helper()
 	for try := 0; try < 20; try++ {
 		first, err := smtptest.Start("127.0.0.2:0")
@@ -117,16 +108,11 @@ func startMXServers(t *testing.T) (*mxServers, int) {
 			servers = append(servers, s)
 		}
 		if len(servers) == 3 {
-			ms := mxServers(servers)
-			t.Cleanup(func() {
-				for _, s := range ms {
-					if s != nil {
-						s.Close()
-					}
-				}
-			})
+			for _, s := range servers {
+				t.Cleanup(s.Close)
+			}
 			p, _ := strconv.Atoi(port)
-			return &ms, p
+			return servers, p
 		}
 		for _, s := range servers {
 			s.Close()
@@ -142,15 +128,14 @@ func (e *mxEnv) deliver(t *testing.T, rcpts ...string) []queue.Result {
 }
 
 func TestMXPreferenceOrder(t *testing.T) {
-	ms, port := startMXServers(t)
-	servers := *ms
+	servers, port := startMXServers(t)
 	e := newMXEnv(t, mxZone, port)
 	rs := e.deliver(t, "alice@example.org")
 	if rs[0].Code != 250 || !strings.HasPrefix(rs[0].Relay, "mx1.example.org:"+strconv.Itoa(port)+" [127.0.0.2:") {
 		t.Fatalf("all up: %+v, want 250 from mx1 (preference 10)", rs[0])
 	}
 	// The most preferred host down: the next one, in order.
-	ms.stop(0)
+	servers[0].Close()
 	e.d.Close() // no cached connection to mx1 left
 	rs = e.deliver(t, "alice@example.org")
 	if rs[0].Code != 250 || !strings.HasPrefix(rs[0].Relay, "mx2.example.org:") {
@@ -171,13 +156,10 @@ func TestMXPreferenceOrder(t *testing.T) {
 
 // Greeting and EHLO failures and 421 move on to the next address.
 func TestMXNextOnGreetingEHLOAnd421(t *testing.T) {
-	ms, port := startMXServers(t)
-	servers := *ms
-	ms.stop(0)
-	ms.stop(1)
-	p := strconv.Itoa(port)
-	h1 := startFakeHopAt(t, "127.0.0.2:"+p, func(c net.Conn) { serveSMTP(c, script{greeting: "421 4.3.2 busy"}) })
-	h2 := startFakeHopAt(t, "127.0.0.3:"+p, func(c net.Conn) { serveSMTP(c, script{greeting: "554 5.7.1 go away"}) })
+	servers, port := startMXServers(t)
+	h1, h2 := servers[0], servers[1]
+	h1.On(smtptest.Greeting, smtptest.Reply("421 4.3.2 busy"))
+	h2.On(smtptest.Greeting, smtptest.Reply("554 5.7.1 go away"))
 	e := newMXEnv(t, mxZone, port)
 	rs := e.deliver(t, "alice@example.org", "bob@example.org")
 	for _, r := range rs {
@@ -185,14 +167,13 @@ func TestMXNextOnGreetingEHLOAnd421(t *testing.T) {
 			t.Errorf("%+v, want 250 from mx3", r)
 		}
 	}
-	if h1.conns() != 1 || h2.conns() != 1 || len(servers[2].Messages()) != 1 {
-		t.Errorf("connections mx1 %d mx2 %d, messages at mx3 %d; want 1, 1, 1", h1.conns(), h2.conns(), len(servers[2].Messages()))
+	if h1.Conns() != 1 || h2.Conns() != 1 || len(servers[2].Messages()) != 1 {
+		t.Errorf("connections mx1 %d mx2 %d, messages at mx3 %d; want 1, 1, 1", h1.Conns(), h2.Conns(), len(servers[2].Messages()))
 	}
 }
 
 func TestMXDNSOutcomes(t *testing.T) {
-	ms, port := startMXServers(t)
-	servers := *ms
+	servers, port := startMXServers(t)
 	e := newMXEnv(t, mxZone, port)
 	for _, tc := range []struct {
 		rcpt string
@@ -247,8 +228,7 @@ func TestMXDNSOutcomes(t *testing.T) {
 // Equal preferences are shuffled (RFC 5321 section 5.1): with a seeded
 // generator, 200 messages to pair.example split roughly evenly.
 func TestMXEqualPreferenceSpread(t *testing.T) {
-	ms, port := startMXServers(t)
-	servers := *ms
+	servers, port := startMXServers(t)
 	e := newMXEnv(t, mxZone, port, func(o *Options) { o.Rand = rand.New(rand.NewPCG(4, 2)) })
 	const n = 200
 	for i := range n {
@@ -269,11 +249,9 @@ func TestMXEqualPreferenceSpread(t *testing.T) {
 // An address that failed is tried last until the next retry
 // (queue.min_backoff), so the next attempt starts elsewhere.
 func TestMXFailedAddressTriedLast(t *testing.T) {
-	ms, port := startMXServers(t)
-	ms.stop(0)
-	busy := startFakeHopAt(t, "127.0.0.2:"+strconv.Itoa(port), func(c net.Conn) {
-		serveSMTP(c, script{greeting: "421 4.7.0 too busy"})
-	})
+	servers, port := startMXServers(t)
+	busy := servers[0]
+	busy.On(smtptest.Greeting, smtptest.Reply("421 4.7.0 too busy"))
 	e := newMXEnv(t, mxZone, port, func(o *Options) { o.Rand = rand.New(rand.NewPCG(1, 1)) })
 	clk := newFakeClock()
 	e.d.now = clk.Now
@@ -282,7 +260,7 @@ func TestMXFailedAddressTriedLast(t *testing.T) {
 			t.Fatalf("%+v", r)
 		}
 	}
-	if n := busy.acceptedBefore(t); n != 1 {
+	if n := busy.Conns(); n != 1 {
 		t.Errorf("the failing MX 10 host was connected %d times in 20 deliveries, want 1", n)
 	}
 	// After min_backoff it is back in the shuffle.
@@ -291,7 +269,7 @@ func TestMXFailedAddressTriedLast(t *testing.T) {
 		e.deliver(t, fmt.Sprintf("v%d@pair.example", i))
 		clk.Advance(e.d.lim.failedFor)
 	}
-	if n := busy.conns(); n < 5 {
+	if n := busy.Conns(); n < 5 {
 		t.Errorf("the recovered window: %d connections to a.pair.example in 20 deliveries", n)
 	}
 }
@@ -299,8 +277,7 @@ func TestMXFailedAddressTriedLast(t *testing.T) {
 // Recipients of one destination share transactions of at most
 // max_rcpts_per_transaction.
 func TestMXRecipientsPerTransaction(t *testing.T) {
-	ms, port := startMXServers(t)
-	servers := *ms
+	servers, port := startMXServers(t)
 	e := newMXEnv(t, mxZone, port, func(o *Options) { o.MaxRcptsPerTransaction = 2 })
 	var rcpts []string
 	for i := range 5 {
@@ -323,24 +300,20 @@ func TestMXRecipientsPerTransaction(t *testing.T) {
 
 // Outbound connections are bound to delivery.source_address.
 func TestSourceAddress(t *testing.T) {
-	var mu sync.Mutex
-	var from []string
-	hop := startFakeHop(t, func(c net.Conn) {
-		mu.Lock()
-		from = append(from, c.RemoteAddr().(*net.TCPAddr).IP.String())
-		mu.Unlock()
-		serveSMTP(c, script{})
-	})
+	hop := startServer(t, "127.0.0.6:0")
 	d := New(testOptions(func(o *Options) {
-		o.Routes = map[string]string{"relay.test": hop.addr()}
+		o.Routes = map[string]string{"relay.test": hop.Addr()}
 		o.SourceAddress = net.ParseIP("127.0.0.7")
 	}))
 	defer d.Close()
 	if r := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))[0]; r.Code != 250 {
 		t.Fatalf("%+v", r)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	var from []string
+	for _, r := range hop.Remotes() {
+		ip, _, _ := net.SplitHostPort(r)
+		from = append(from, ip)
+	}
 	if len(from) != 1 || from[0] != "127.0.0.7" {
 		t.Errorf("connections from %v, want 127.0.0.7", from)
 	}

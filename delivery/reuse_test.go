@@ -1,10 +1,8 @@
 package delivery
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -14,23 +12,8 @@ import (
 	"github.com/mxedge/mxedge/queue"
 )
 
-// count returns how often line occurs in cmds.
-func count(cmds []string, line string) int {
-	n := 0
-	for _, c := range cmds {
-		if c == line {
-			n++
-		}
-	}
-	return n
-}
-
 func TestTwoMessagesOneConnection(t *testing.T) {
-	be, err := smtptest.Start("127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
+	be := startServer(t, "127.0.0.3:0")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	m1 := spooled(t, "one@src.test", "Subject: 1\r\n\r\nfirst\r\n", "alice@relay.test")
 	m2 := spooled(t, "two@src.test", "Subject: 2\r\n\r\nsecond\r\n", "bob@relay.test", "carol@relay.test")
@@ -81,11 +64,7 @@ func TestTwoMessagesOneConnection(t *testing.T) {
 func TestIdleConnectionExpires(t *testing.T) {
 	// With the fake clock: a cached connection idle for idleTime is not
 	// taken any more, but closed with QUIT.
-	be, err := smtptest.Start("127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
+	be := startServer(t, "127.0.0.3:0")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	clk := newFakeClock()
 	d.now = clk.Now
@@ -101,7 +80,7 @@ func TestIdleConnectionExpires(t *testing.T) {
 		t.Fatalf("after the idle time: %+v over %d connections, want 250 over 2", rs[0], be.Conns())
 	}
 	d.Close()
-	if n := count(be.Commands(), "QUIT"); n != 2 {
+	if n := be.Count("QUIT"); n != 2 {
 		t.Errorf("%d QUITs, want 2 (expired connection and the cached one)", n)
 	}
 }
@@ -109,20 +88,12 @@ func TestIdleConnectionExpires(t *testing.T) {
 func TestIdleTimerClosesConnection(t *testing.T) {
 	// The real idle timer closes a connection nobody takes. The wait below
 	// is bounded and ends with the QUIT; 5 s is far above the 50 ms timer.
-	be, err := smtptest.Start("127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
+	be := startServer(t, "127.0.0.3:0")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	d.lim.idleTime = 50 * time.Millisecond
 	d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
-	deadline := time.Now().Add(5 * time.Second)
-	for count(be.Commands(), "QUIT") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("idle connection not closed")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := be.WaitCount("QUIT", 1, 5*time.Second); err != nil {
+		t.Fatalf("idle connection not closed: %v", err)
 	}
 	d.mu.Lock()
 	idle := len(d.idle)
@@ -148,11 +119,7 @@ func TestReuseLimits(t *testing.T) {
 			func(clk *fakeClock) { clk.Advance(100 * time.Second) }, 5, 2}, // 0,100,200 | 300,400
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			be, err := smtptest.Start("127.0.0.3:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer be.Close()
+			be := startServer(t, "127.0.0.3:0")
 			d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 			clk := newFakeClock()
 			d.now = clk.Now
@@ -169,7 +136,7 @@ func TestReuseLimits(t *testing.T) {
 				t.Errorf("%d connections, want %d", n, tc.conns)
 			}
 			d.Close()
-			if n := count(be.Commands(), "QUIT"); n != tc.conns {
+			if n := be.Count("QUIT"); n != tc.conns {
 				t.Errorf("%d QUITs for %d connections", n, tc.conns)
 			}
 		})
@@ -179,12 +146,8 @@ func TestReuseLimits(t *testing.T) {
 func TestRefusedRecipientsResetBeforeReuse(t *testing.T) {
 	// MAIL accepted, every RCPT refused: the transaction is still open, so
 	// RSET before the connection is reused (and go-smtp repeats EHLO).
-	be, err := smtptest.Start("127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	be.Users = map[string]bool{"alice": true}
+	be := startServer(t, "127.0.0.3:0")
+	be.SetUsers("alice")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	if rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "nobody@relay.test")); rs[0].Code != 550 {
 		t.Fatalf("unknown recipient: %+v", rs[0])
@@ -206,47 +169,18 @@ func TestNextHopClosedIdleConnection(t *testing.T) {
 	// goes out on a new connection, once.
 	for _, farewell := range []string{"", "421 4.4.2 fake.test Error: timeout exceeded"} {
 		t.Run(fmt.Sprintf("farewell=%q", farewell), func(t *testing.T) {
-			release, closed := make(chan struct{}), make(chan struct{})
-			var mu sync.Mutex
-			conn, delivered := 0, 0
-			hop := startFakeHop(t, func(c net.Conn) {
-				mu.Lock()
-				conn++
-				first := conn == 1
-				mu.Unlock()
-				s := script{dot: func(int) string {
-					mu.Lock()
-					delivered++
-					mu.Unlock()
-					return "250 2.0.0 Ok: queued"
-				}}
-				if first {
-					s.idle = func(_ int, w *bufio.Writer) bool {
-						<-release
-						if farewell != "" {
-							w.WriteString(farewell + "\r\n")
-							w.Flush()
-						}
-						return false
-					}
-					defer close(closed) // after the connection is closed
-				}
-				serveSMTP(c, s)
-			})
-			d := newDeliverer(t, map[string]string{"relay.test": hop.addr()})
+			hop := startServer(t, "127.0.0.6:0")
+			d := newDeliverer(t, map[string]string{"relay.test": hop.Addr()})
 			if rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test")); rs[0].Code != 250 {
 				t.Fatalf("first message: %+v", rs[0])
 			}
-			close(release)
-			<-closed
+			hop.CloseIdle(farewell)
 			rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test"))
 			if rs[0].Code != 250 {
 				t.Fatalf("second message: %+v", rs[0])
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if conn != 2 || delivered != 2 {
-				t.Errorf("%d connections, %d messages delivered; want 2 and 2", conn, delivered)
+			if conns, delivered := hop.Conns(), len(hop.Messages()); conns != 2 || delivered != 2 {
+				t.Errorf("%d connections, %d messages delivered; want 2 and 2", conns, delivered)
 			}
 		})
 	}
@@ -256,15 +190,14 @@ func TestNoRetryAfterData(t *testing.T) {
 	// The cached connection dies after the body was sent: the outcome is
 	// unknown to us (the next hop may have the message), so the recipients
 	// are deferred and nothing is sent again now.
-	hop := startFakeHop(t, func(c net.Conn) {
-		serveSMTP(c, script{dot: func(n int) string {
-			if n == 2 {
-				return "" // close without replying to "."
-			}
-			return "250 2.0.0 Ok"
-		}})
+	hop := startServer(t, "127.0.0.6:0")
+	hop.On(smtptest.Dot, func(s *smtptest.Session, _ string) string {
+		if s.Msgs == 2 {
+			return smtptest.Hangup // close without replying to "."
+		}
+		return ""
 	})
-	d := newDeliverer(t, map[string]string{"relay.test": hop.addr()})
+	d := newDeliverer(t, map[string]string{"relay.test": hop.Addr()})
 	if rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@relay.test")); rs[0].Code != 250 {
 		t.Fatalf("first message: %+v", rs[0])
 	}
@@ -272,17 +205,13 @@ func TestNoRetryAfterData(t *testing.T) {
 	if rs[0].Code != 0 || rs[0].Enhanced != "4.4.2" {
 		t.Errorf("connection lost after DATA: %+v, want deferred with code 0", rs[0])
 	}
-	if n := hop.acceptedBefore(t); n != 1 {
+	if n := hop.Conns(); n != 1 {
 		t.Errorf("%d connections, want 1: no retry after DATA", n)
 	}
 }
 
 func TestIdleConnectionsPerHopBounded(t *testing.T) {
-	be, err := smtptest.Start("127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
+	be := startServer(t, "127.0.0.3:0")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	d.lim.maxIdle = 2
 	var ss []*session
@@ -308,17 +237,13 @@ func TestIdleConnectionsPerHopBounded(t *testing.T) {
 	}
 	d.park(ss[2])
 	d.Close()
-	if n := count(be.Commands(), "QUIT"); n != 3 {
+	if n := be.Count("QUIT"); n != 3 {
 		t.Errorf("%d QUITs, want 3", n)
 	}
 }
 
 func TestConcurrentDeliveries(t *testing.T) {
-	be, err := smtptest.Start("127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
+	be := startServer(t, "127.0.0.3:0")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
 	d.lim.maxIdle = 4
 	const n = 60
@@ -348,7 +273,7 @@ func TestConcurrentDeliveries(t *testing.T) {
 		t.Errorf("%d messages arrived, want %d", got, n)
 	}
 	d.Close()
-	if q, c := count(be.Commands(), "QUIT"), be.Conns(); q != c || c >= n {
+	if q, c := be.Count("QUIT"), be.Conns(); q != c || c >= n {
 		t.Errorf("%d connections for %d messages, %d closed with QUIT", c, n, q)
 	}
 }

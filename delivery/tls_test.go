@@ -9,19 +9,18 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxedge/mxedge/internal/smtptest"
 )
 
 // TLS tests: fake MX hosts with STARTTLS and certificates from a test CA,
@@ -102,27 +101,25 @@ func serverTLS(cert tls.Certificate) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }
 
-// recorder collects the lines of script.record.
-type recorder struct {
-	mu    sync.Mutex
-	lines []string
+// commands returns the command lines s received, "TLS: " in front of
+// those sent over TLS.
+func commands(s *smtptest.Server) []string {
+	var lines []string
+	for _, l := range s.Transcript() {
+		switch {
+		case !l.Client:
+		case l.TLS:
+			lines = append(lines, "TLS: "+l.Text)
+		default:
+			lines = append(lines, l.Text)
+		}
+	}
+	return lines
 }
 
-func (r *recorder) record(line string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lines = append(r.lines, line)
-}
-
-func (r *recorder) get() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.lines...)
-}
-
-// mails counts the MAIL commands received, in plaintext and after TLS.
-func (r *recorder) mails() (plain, tlsed int) {
-	for _, l := range r.get() {
+// mails counts the MAIL commands s received, in plaintext and over TLS.
+func mails(s *smtptest.Server) (plain, tlsed int) {
+	for _, l := range commands(s) {
 		switch {
 		case strings.HasPrefix(l, "MAIL FROM:"):
 			plain++
@@ -133,51 +130,10 @@ func (r *recorder) mails() (plain, tlsed int) {
 	return plain, tlsed
 }
 
-// tlsHop is a fake MX host.
-type tlsHop struct {
-	*fakeHop
-	rec *recorder
-}
-
-// startHops starts fake SMTP servers on 127.0.0.2, .3, ... (one per
-// script, nil for none) on one port, and returns them and the port.
-func startHops(t *testing.T, scripts ...*script) ([]*tlsHop, int) {
-	t.Helper()
-	for try := 0; try < 20; try++ {
-		ln, err := net.Listen("tcp", "127.0.0.2:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		ln.Close()
-		free := true
-		for i := range scripts {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:%s", i+2, port))
-			if err != nil {
-				free = false
-				break
-			}
-			l.Close()
-		}
-		if !free {
-			continue
-		}
-		hops := make([]*tlsHop, len(scripts))
-		for i, sc := range scripts {
-			if sc == nil {
-				continue
-			}
-			rec := &recorder{}
-			s := *sc
-			s.record = rec.record
-			h := startFakeHopAt(t, fmt.Sprintf("127.0.0.%d:%s", i+2, port), func(c net.Conn) { serveSMTP(c, s) })
-			hops[i] = &tlsHop{fakeHop: h, rec: rec}
-		}
-		p, _ := strconv.Atoi(port)
-		return hops, p
-	}
-	t.Fatal("no free port")
-	return nil, 0
+// notTLS is a STARTTLS reply followed by bytes that are not TLS.
+func notTLS(s *smtptest.Session, _ string) string {
+	s.Write([]byte("220 2.0.0 Ready to start TLS\r\nthis is not TLS\r\n"))
+	return smtptest.Hangup
 }
 
 // withPolicy sets the tls policy of domain.
@@ -189,7 +145,8 @@ func withRoots(pool *x509.CertPool) func(*Options) { return func(o *Options) { o
 
 func TestSTARTTLSWithTestCA(t *testing.T) {
 	ca := newTestCA(t)
-	hops, port := startHops(t, &script{tls: serverTLS(ca.leaf(t, "mx1.tls.example"))})
+	hops, port := startMXServers(t)
+	hops[0].SetTLS(serverTLS(ca.leaf(t, "mx1.tls.example")))
 	for _, tc := range []struct {
 		level, policy string
 	}{{"verify", "policy=verify"}, {"may", "policy=may"}, {"encrypt", "policy=encrypt"}} {
@@ -203,12 +160,12 @@ func TestSTARTTLSWithTestCA(t *testing.T) {
 	// The plaintext EHLO carries the configured name (not go-smtp's
 	// "localhost"), then STARTTLS, then EHLO again over TLS; the mail goes
 	// over TLS only.
-	lines := hops[0].rec.get()
+	lines := commands(hops[0])
 	want := []string{"EHLO relay.mxedge.test", "STARTTLS", "TLS: EHLO relay.mxedge.test"}
 	if len(lines) < 4 || strings.Join(lines[:3], "\n") != strings.Join(want, "\n") || !strings.HasPrefix(lines[3], "TLS: MAIL FROM:<sender@src.test>") {
 		t.Errorf("dialogue %q", lines)
 	}
-	if plain, tlsed := hops[0].rec.mails(); plain != 0 || tlsed != 3 {
+	if plain, tlsed := mails(hops[0]); plain != 0 || tlsed != 3 {
 		t.Errorf("MAIL commands: %d plaintext, %d over TLS", plain, tlsed)
 	}
 }
@@ -217,15 +174,15 @@ func TestSTARTTLSWithTestCA(t *testing.T) {
 // name; a failure defers with 4.7.5 and moves on to the next MX host.
 func TestVerifyFailureTriesNextMX(t *testing.T) {
 	ca := newTestCA(t)
-	hops, port := startHops(t,
-		&script{tls: serverTLS(ca.leaf(t, "wrong.example"))},
-		&script{tls: serverTLS(ca.leaf(t, "mx2.tls.example"))})
+	hops, port := startMXServers(t)
+	hops[0].SetTLS(serverTLS(ca.leaf(t, "wrong.example")))
+	hops[1].SetTLS(serverTLS(ca.leaf(t, "mx2.tls.example")))
 	e := newMXEnv(t, tlsZone, port, withPolicy("tls.example", "verify"), withRoots(ca.pool))
 	r := e.deliver(t, "alice@tls.example")[0]
 	if r.Code != 250 || !strings.HasPrefix(r.Relay, "mx2.tls.example:") {
 		t.Fatalf("%+v, want delivery at mx2", r)
 	}
-	if plain, tlsed := hops[0].rec.mails(); plain+tlsed != 0 {
+	if plain, tlsed := mails(hops[0]); plain+tlsed != 0 {
 		t.Errorf("mail sent to the host with the wrong certificate")
 	}
 	// Untrusted CA (the system roots): both fail, deferred.
@@ -243,39 +200,42 @@ func TestVerifyFailureTriesNextMX(t *testing.T) {
 func TestPlaintextFallbackOnlyUnderMay(t *testing.T) {
 	ca := newTestCA(t)
 	good := serverTLS(ca.leaf(t, "mx1.tls.example"))
+	refused := smtptest.Reply("454 4.7.0 TLS not available")
 	for _, tc := range []struct {
-		name   string
-		sc     script
-		level  string
-		code   int
-		enh    string
-		conns  int
-		relay  string
-		plainM int
+		name     string
+		tls      *tls.Config   // offered with STARTTLS, nil: not offered
+		starttls smtptest.Hook // the reply to STARTTLS, nil: 220
+		level    string
+		code     int
+		enh      string
+		conns    int
+		relay    string
+		plainM   int
 	}{
-		{"handshake fails, may", script{tls: good, starttls: "garbage"}, "may", 250, "", 2, "tls=none policy=may (handshake failed, plaintext)", 1},
-		{"handshake fails, encrypt", script{tls: good, starttls: "garbage"}, "encrypt", 0, "4.7.5", 1, "", 0},
-		{"not offered, may", script{}, "may", 250, "", 1, "tls=none policy=may", 1},
-		{"not offered, encrypt", script{}, "encrypt", 0, "4.7.4", 1, "", 0},
-		{"refused, may", script{tls: good, starttls: "454 4.7.0 TLS not available"}, "may", 250, "", 1, "tls=none policy=may", 1},
-		{"refused, verify", script{tls: good, starttls: "454 4.7.0 TLS not available"}, "verify", 0, "4.7.4", 1, "", 0},
-		{"offered, none", script{tls: good}, "none", 250, "", 1, "tls=none policy=none", 1},
+		{"handshake fails, may", good, notTLS, "may", 250, "", 2, "tls=none policy=may (handshake failed, plaintext)", 1},
+		{"handshake fails, encrypt", good, notTLS, "encrypt", 0, "4.7.5", 1, "", 0},
+		{"not offered, may", nil, nil, "may", 250, "", 1, "tls=none policy=may", 1},
+		{"not offered, encrypt", nil, nil, "encrypt", 0, "4.7.4", 1, "", 0},
+		{"refused, may", good, refused, "may", 250, "", 1, "tls=none policy=may", 1},
+		{"refused, verify", good, refused, "verify", 0, "4.7.4", 1, "", 0},
+		{"offered, none", good, nil, "none", 250, "", 1, "tls=none policy=none", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sc := tc.sc
-			hops, port := startHops(t, &sc)
+			hops, port := startMXServers(t)
+			hops[0].SetTLS(tc.tls)
+			hops[0].On(smtptest.StartTLS, tc.starttls)
 			e := newMXEnv(t, tlsZone, port, withPolicy("one.example", tc.level), withRoots(ca.pool))
 			r := e.deliver(t, "alice@one.example")[0]
 			if r.Code != tc.code || tc.enh != "" && r.Enhanced != tc.enh || tc.relay != "" && !strings.HasSuffix(r.Relay, tc.relay) {
 				t.Errorf("%+v", r)
 			}
-			if n := hops[0].acceptedBefore(t); n != tc.conns {
+			if n := hops[0].Conns(); n != tc.conns {
 				t.Errorf("%d connections, want %d", n, tc.conns)
 			}
-			if plain, _ := hops[0].rec.mails(); plain != tc.plainM {
+			if plain, _ := mails(hops[0]); plain != tc.plainM {
 				t.Errorf("%d MAIL in plaintext, want %d", plain, tc.plainM)
 			}
-			if tc.level == "none" && strings.Contains(strings.Join(hops[0].rec.get(), "\n"), "STARTTLS") {
+			if tc.level == "none" && strings.Contains(strings.Join(commands(hops[0]), "\n"), "STARTTLS") {
 				t.Error("STARTTLS under tls policy none")
 			}
 		})
@@ -322,14 +282,15 @@ func TestMTASTS(t *testing.T) {
 		{"policy unknown", "mx1.tls.example", nil, 0, "4.4.3", "MTA-STS policy of one.example unknown", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hops, port := startHops(t, &script{tls: serverTLS(ca.leaf(t, tc.cert))})
+			hops, port := startMXServers(t)
+			hops[0].SetTLS(serverTLS(ca.leaf(t, tc.cert)))
 			e := newMXEnv(t, tlsZone, port, withRoots(ca.pool), func(o *Options) { o.STS = fakeSTS{"one.example": tc.policy} })
 			e.d.log = slog.New(slog.NewTextHandler(&logs, nil))
 			r := e.deliver(t, "alice@one.example")[0]
 			if r.Code != tc.code || tc.enh != "" && r.Enhanced != tc.enh || !strings.Contains(r.Text+r.Relay, tc.text) {
 				t.Errorf("%+v", r)
 			}
-			if _, tlsed := hops[0].rec.mails(); tlsed != tc.mails {
+			if _, tlsed := mails(hops[0]); tlsed != tc.mails {
 				t.Errorf("%d messages over TLS, want %d", tlsed, tc.mails)
 			}
 		})
@@ -342,18 +303,16 @@ func TestMTASTS(t *testing.T) {
 // Smarthost: TLS required and verified, then AUTH PLAIN, never MX.
 func TestSmarthost(t *testing.T) {
 	ca := newTestCA(t)
-	rec := &recorder{}
-	auth := base64.StdEncoding.EncodeToString([]byte("\x00relay\x00s3cret:x"))
-	hop := startFakeHop(t, func(c net.Conn) {
-		serveSMTP(c, script{tls: serverTLS(ca.leaf(t, "127.0.0.6")), auth: auth, record: rec.record})
-	})
+	hop := startServer(t, "127.0.0.6:0")
+	hop.SetTLS(serverTLS(ca.leaf(t, "127.0.0.6")))
+	hop.SetAuth(func(user, pass string) bool { return user == "relay" && pass == "s3cret:x" })
 	dir := t.TempDir()
 	authFile := dir + "/auth"
 	if err := writeFile(authFile, "relay:s3cret:x\n"); err != nil {
 		t.Fatal(err)
 	}
 	d := New(testOptions(withRoots(ca.pool), func(o *Options) {
-		o.Smarthost = hop.addr()
+		o.Smarthost = hop.Addr()
 		o.SmarthostAuthFile = authFile
 	}))
 	defer d.Close()
@@ -363,7 +322,7 @@ func TestSmarthost(t *testing.T) {
 			t.Errorf("%+v", r)
 		}
 	}
-	lines := rec.get()
+	lines := commands(hop)
 	if len(lines) < 4 || lines[1] != "STARTTLS" || !strings.HasPrefix(lines[3], "TLS: AUTH PLAIN ") {
 		t.Errorf("dialogue %q", lines)
 	}

@@ -19,7 +19,7 @@ func startBackend(t *testing.T, addr string) *smtptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be.Users = map[string]bool{"alice": true, "bob": true}
+	be.SetUsers("alice", "bob")
 	t.Cleanup(be.Close)
 	return be
 }

@@ -66,17 +66,6 @@ func rcptOnly(t *testing.T, mx, to string) string {
 	return out
 }
 
-// count returns how many of the backend's command lines start with prefix.
-func count(be *smtptest.Server, prefix string) int {
-	n := 0
-	for _, c := range be.Commands() {
-		if strings.HasPrefix(c, prefix) {
-			n++
-		}
-	}
-	return n
-}
-
 // Operator's story: a backend knows alice and bob. The relay accepts
 // alice, refuses a stranger in the session with the backend's own reason
 // (no bounce later), and answers the next RCPTs from its cache. The
@@ -98,7 +87,7 @@ func TestVerifyKnownAcceptedUnknownRefusedThenCached(t *testing.T) {
 		t.Fatalf("stranger not refused with the backend's reason:\n%s", out)
 	}
 	probes := be.Commands()
-	if n := count(be, "RCPT TO:"); n != 2 {
+	if n := be.Count("RCPT TO:"); n != 2 {
 		t.Fatalf("%d probes:\n%s", n, strings.Join(probes, "\n"))
 	}
 
@@ -151,7 +140,7 @@ func TestVerifyBackendDownKnownQueuedUnknownDeferred(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be.Users = map[string]bool{"alice": true, "bob": true}
+	be.SetUsers("alice", "bob")
 	mx := freeAddr(t, "127.0.0.2")
 	cfg := writeConfig(t, dir, verifyConfig(filepath.Join(dir, "data"), mx, beAddr, ""))
 	r := startRelay(t, dir, "-config", cfg)
@@ -180,7 +169,7 @@ func TestVerifyBackendDownKnownQueuedUnknownDeferred(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer be2.Close()
-	be2.Users = map[string]bool{"alice": true, "bob": true}
+	be2.SetUsers("alice", "bob")
 	msgs, err := be2.WaitMessages(1, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +226,7 @@ func slowProxy(t *testing.T, backend string, delay time.Duration) string {
 func TestVerifyConcurrentRcptsShareOneProbe(t *testing.T) {
 	dir := t.TempDir()
 	be := startBackend(t, "127.0.0.3:0")
-	be.Users["carol"] = true
+	be.SetUsers("alice", "bob", "carol")
 	route := slowProxy(t, be.Addr(), 150*time.Millisecond)
 	mx := freeAddr(t, "127.0.0.2")
 	cfg := writeConfig(t, dir, verifyConfig(filepath.Join(dir, "data"), mx, route, ""))
@@ -277,7 +266,7 @@ func TestVerifyConcurrentRcptsShareOneProbe(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if got := count(be, "RCPT TO:<carol@relay.test>"); got != 1 {
+	if got := be.Count("RCPT TO:<carol@relay.test>"); got != 1 {
 		t.Errorf("backend saw %d probes of carol, want exactly 1", got)
 	}
 	var st struct {
@@ -346,7 +335,7 @@ func TestVerifyDictionaryAttackCutOff(t *testing.T) {
 	if code, msg := cmd("NOOP"); code != 0 {
 		t.Errorf("connection still open after 421: %d %s", code, msg)
 	}
-	if n := count(be, "RCPT TO:"); n != 20 {
+	if n := be.Count("RCPT TO:"); n != 20 {
 		t.Errorf("backend saw %d probes, want 20", n)
 	}
 	if _, err := r.logs.wait("verify: too many unknown recipients, client disconnected|client_ip=127.0.0.1|unknown=50", 1, time.Second); err != nil {

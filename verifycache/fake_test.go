@@ -1,7 +1,6 @@
 package verifycache
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,234 +8,30 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mxedge/mxedge/delivery"
 	"github.com/mxedge/mxedge/internal/fakeclock"
+	"github.com/mxedge/mxedge/internal/smtptest"
 )
 
-// FakeBackend is a mailbox backend for the tests: a hand-written SMTP
-// server on 127.0.0.x that records every command line, knows a set of
-// users and can be told to hold RCPT replies, refuse MAIL, or accept any
-// recipient (catch-all). Exported for the external tests of this package.
-type FakeBackend struct {
-	ln net.Listener
-
-	mu    sync.Mutex
-	users map[string]bool // nil: every recipient exists (catch-all)
-	// Gate, if set, makes each RCPT wait until a value is received from
-	// it (or it is closed) before answering.
-	gate      chan struct{}
-	mailReply string // if set, the reply to MAIL
-	rcptReply string // if set, the reply to every RCPT
-	cmds      []string
-	conns     int
-	inRcpt    int // RCPTs waiting at the gate
-	closed    chan struct{}
-	wg        sync.WaitGroup
-	open      map[net.Conn]bool
-}
-
-// StartFake starts a backend on addr ("127.0.0.3:0") that knows users.
-func StartFake(t testing.TB, addr string, users ...string) *FakeBackend {
+// StartBackend starts a mailbox backend for the tests on addr
+// ("127.0.0.3:0") that knows users (local parts, compared exactly; none:
+// every recipient exists); it stops when the test ends. Exported for the
+// external tests of this package.
+func StartBackend(t testing.TB, addr string, users ...string) *smtptest.Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
+	be, err := smtptest.Start(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &FakeBackend{ln: ln, closed: make(chan struct{}), open: map[net.Conn]bool{}}
 	if users != nil {
-		b.SetUsers(users...)
+		be.SetUsers(users...)
 	}
-	b.wg.Add(1)
-	go b.accept()
-	t.Cleanup(b.Close)
-	return b
-}
-
-// Addr is the backend's "host:port".
-func (b *FakeBackend) Addr() string { return b.ln.Addr().String() }
-
-// SetUsers replaces the known users (local parts, compared exactly).
-func (b *FakeBackend) SetUsers(users ...string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.users = map[string]bool{}
-	for _, u := range users {
-		b.users[u] = true
-	}
-}
-
-// CatchAll makes every recipient exist.
-func (b *FakeBackend) CatchAll() {
-	b.mu.Lock()
-	b.users = nil
-	b.mu.Unlock()
-}
-
-// Hold makes RCPT replies wait for the returned channel (send or close).
-func (b *FakeBackend) Hold() chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.gate = make(chan struct{})
-	return b.gate
-}
-
-// SetMailReply sets the reply to MAIL ("" for 250).
-func (b *FakeBackend) SetMailReply(r string) { b.mu.Lock(); b.mailReply = r; b.mu.Unlock() }
-
-// SetRcptReply sets the reply to every RCPT ("" to decide by users).
-func (b *FakeBackend) SetRcptReply(r string) { b.mu.Lock(); b.rcptReply = r; b.mu.Unlock() }
-
-// Commands returns every command line received.
-func (b *FakeBackend) Commands() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]string(nil), b.cmds...)
-}
-
-// Count returns how many command lines start with prefix (case-sensitive).
-func (b *FakeBackend) Count(prefix string) int {
-	n := 0
-	for _, c := range b.Commands() {
-		if strings.HasPrefix(c, prefix) {
-			n++
-		}
-	}
-	return n
-}
-
-// Conns returns the number of connections accepted.
-func (b *FakeBackend) Conns() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.conns
-}
-
-// Waiting returns the number of RCPTs held at the gate.
-func (b *FakeBackend) Waiting() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.inRcpt
-}
-
-// DropIdle closes every open connection (the far end timing out idle
-// connections).
-func (b *FakeBackend) DropIdle() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for c := range b.open {
-		c.Close()
-	}
-}
-
-// Close stops the backend.
-func (b *FakeBackend) Close() {
-	select {
-	case <-b.closed:
-		return
-	default:
-	}
-	close(b.closed)
-	b.ln.Close()
-	b.DropIdle()
-	b.wg.Wait()
-}
-
-func (b *FakeBackend) accept() {
-	defer b.wg.Done()
-	for {
-		c, err := b.ln.Accept()
-		if err != nil {
-			return
-		}
-		b.mu.Lock()
-		b.conns++
-		b.open[c] = true
-		b.mu.Unlock()
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			b.serve(c)
-			b.mu.Lock()
-			delete(b.open, c)
-			b.mu.Unlock()
-		}()
-	}
-}
-
-func (b *FakeBackend) serve(c net.Conn) {
-	defer c.Close()
-	r := bufio.NewReader(c)
-	say := func(s string) { c.Write([]byte(s + "\r\n")) }
-	say("220 backend.test ESMTP fake")
-	for {
-		c.SetReadDeadline(time.Now().Add(time.Minute))
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		line = strings.TrimRight(line, "\r\n")
-		b.mu.Lock()
-		b.cmds = append(b.cmds, line)
-		mailReply, rcptReply, gate := b.mailReply, b.rcptReply, b.gate
-		b.mu.Unlock()
-		verb := strings.ToUpper(line)
-		switch {
-		case strings.HasPrefix(verb, "EHLO"):
-			say("250-backend.test")
-			say("250-8BITMIME")
-			say("250-SMTPUTF8")
-			say("250 ENHANCEDSTATUSCODES")
-		case strings.HasPrefix(verb, "MAIL FROM:"):
-			if mailReply != "" {
-				say(mailReply)
-				continue
-			}
-			say("250 2.1.0 Ok")
-		case strings.HasPrefix(verb, "RCPT TO:"):
-			if gate != nil {
-				b.mu.Lock()
-				b.inRcpt++
-				b.mu.Unlock()
-				select {
-				case <-gate:
-				case <-b.closed:
-				}
-				b.mu.Lock()
-				b.inRcpt--
-				b.mu.Unlock()
-			}
-			if rcptReply != "" {
-				say(rcptReply)
-				continue
-			}
-			arg := strings.TrimPrefix(line[len("RCPT TO:"):], " ")
-			arg, _, _ = strings.Cut(arg, " ")
-			addr := strings.Trim(arg, "<>")
-			local := addr[:max(strings.LastIndexByte(addr, '@'), 0)]
-			b.mu.Lock()
-			ok := b.users == nil || b.users[local]
-			b.mu.Unlock()
-			if !ok {
-				say("550 5.1.1 <" + addr + ">: Recipient address rejected: User unknown in local recipient table")
-				continue
-			}
-			say("250 2.1.5 Ok")
-		case verb == "DATA":
-			say("354 go ahead") // a probe must never get here
-		case verb == "RSET":
-			say("250 2.0.0 Ok")
-		case verb == "QUIT":
-			say("221 2.0.0 Bye")
-			return
-		default:
-			say("502 5.5.2 Error: command not recognized")
-		}
-	}
+	t.Cleanup(be.Close)
+	return be
 }
 
 // fakeClock is a settable cache clock.

@@ -130,7 +130,7 @@ func (c *smtpClient) expect(line, want string) string {
 }
 
 func TestRcptVerifiedAtTheListener(t *testing.T) {
-	be := verifycache.StartFake(t, "127.0.0.3:0", "alice", "bob")
+	be := verifycache.StartBackend(t, "127.0.0.3:0", "alice", "bob")
 	mx, _ := startMX(t, openVerifier(t, be.Addr(), nil))
 	c := dialMX(t, mx)
 	c.expect("EHLO sender.src.test", "250")
@@ -173,7 +173,7 @@ func TestRcptVerifiedAtTheListener(t *testing.T) {
 }
 
 func TestRcptBackendDown(t *testing.T) {
-	be := verifycache.StartFake(t, "127.0.0.3:0", "alice")
+	be := verifycache.StartBackend(t, "127.0.0.3:0", "alice")
 	addr := be.Addr()
 	v := openVerifier(t, addr, nil)
 	mx, q := startMX(t, v)
@@ -201,7 +201,7 @@ func TestRcptBackendDown(t *testing.T) {
 // 500 random recipients from one client: cut off with 421 at
 // dictionary_disconnect, after dictionary_limit probes.
 func TestRcptDictionaryAttack(t *testing.T) {
-	be := verifycache.StartFake(t, "127.0.0.3:0", "alice")
+	be := verifycache.StartBackend(t, "127.0.0.3:0", "alice")
 	mx, _ := startMX(t, openVerifier(t, be.Addr(), func(o *verifycache.Options) {
 		o.DictLimit, o.DictDisconnect, o.DictDelay = 5, 10, 10*time.Millisecond
 	}))
@@ -283,7 +283,7 @@ func TestRcptAddressFormAndInternalError(t *testing.T) {
 // and on (a cache hit), reported as rcpt-ns/op; ns/op is MAIL + RCPT +
 // RSET.
 func BenchmarkRcptRoundTrip(b *testing.B) {
-	be := verifycache.StartFake(b, "127.0.0.3:0", "alice")
+	be := verifycache.StartBackend(b, "127.0.0.3:0", "alice")
 	for _, tc := range []struct {
 		name string
 		v    policy.Verifier

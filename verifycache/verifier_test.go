@@ -11,13 +11,15 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mxedge/mxedge/internal/smtptest"
 )
 
 const day = 24 * time.Hour
 
 type testEnv struct {
 	v      *Verifier
-	be     *FakeBackend
+	be     *smtptest.Server
 	clock  *fakeClock
 	router *switchDialer
 	log    *syncBuffer
@@ -29,7 +31,7 @@ type testEnv struct {
 func newEnv(t *testing.T, edit func(*Options)) *testEnv {
 	t.Helper()
 	e := &testEnv{
-		be:    StartFake(t, "127.0.0.3:0", "alice", "bob"),
+		be:    StartBackend(t, "127.0.0.3:0", "alice", "bob"),
 		clock: newFakeClock(),
 		log:   &syncBuffer{},
 		path:  filepath.Join(t.TempDir(), FileName),
@@ -190,8 +192,7 @@ func TestProbeDialogue(t *testing.T) {
 func TestStaleIdleConnection(t *testing.T) {
 	e := newEnv(t, nil)
 	e.want(t, "alice@relay.test", Accept, "probe")
-	e.be.DropIdle()
-	time.Sleep(50 * time.Millisecond)
+	e.be.CloseIdle("")
 	e.want(t, "bob@relay.test", Accept, "probe")
 	if n := e.be.Conns(); n != 2 {
 		t.Errorf("%d connections, want 2", n)
@@ -249,14 +250,14 @@ func TestPositiveRefreshedInBackground(t *testing.T) {
 	if n := e.be.Count("RCPT TO:"); n != 1 {
 		t.Fatalf("refreshed before day 7: %d probes", n)
 	}
-	e.clock.Advance(2 * day) // day 8
-	gate := e.be.Hold()      // the refresh blocks at the backend...
+	e.clock.Advance(2 * day)            // day 8
+	release := e.be.Hold(smtptest.Rcpt) // the refresh blocks at the backend...
 	start := time.Now()
 	e.want(t, "alice@relay.test", Accept, "cache") // ...the RCPT does not wait for it
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("RCPT waited %v for the refresh", d)
 	}
-	close(gate)
+	release()
 	e.settle(t, "alice@relay.test")
 	en := e.entry(t, "alice@relay.test")
 	if !en.Verified.Equal(e.clock.Now()) || !en.Expires.Equal(e.clock.Now().Add(30*day)) {
@@ -321,7 +322,7 @@ func TestNegativeReprobedAfterTTL(t *testing.T) {
 // 50 concurrent RCPTs of one new address share one probe.
 func TestConcurrentLookupsShareOneProbe(t *testing.T) {
 	e := newEnv(t, nil)
-	gate := e.be.Hold()
+	release := e.be.Hold(smtptest.Rcpt)
 	const n = 50
 	var wg sync.WaitGroup
 	verdicts := make(chan Verdict, n)
@@ -332,14 +333,17 @@ func TestConcurrentLookupsShareOneProbe(t *testing.T) {
 			verdicts <- e.verifyFrom(t, fmt.Sprintf("192.0.2.%d", i+1), "alice@relay.test")
 		}()
 	}
+	if err := e.be.WaitHeld(1, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for e.be.Waiting() < 1 || e.v.stats.coalesced.Load() < n-1 {
+	for e.v.stats.coalesced.Load() < n-1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("waiting at backend %d, coalesced %d", e.be.Waiting(), e.v.stats.coalesced.Load())
+			t.Fatalf("waiting at backend %d, coalesced %d", e.be.Held(), e.v.stats.coalesced.Load())
 		}
 		time.Sleep(time.Millisecond)
 	}
-	close(gate)
+	release()
 	wg.Wait()
 	close(verdicts)
 	for vd := range verdicts {
@@ -356,7 +360,7 @@ func TestConcurrentLookupsShareOneProbe(t *testing.T) {
 // and its answer serves the sender's retry.
 func TestInlineWaitBound(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.InlineWait = 100 * time.Millisecond })
-	gate := e.be.Hold()
+	release := e.be.Hold(smtptest.Rcpt)
 	start := time.Now()
 	vd := e.want(t, "alice@relay.test", Defer, "probe")
 	if d := time.Since(start); d < 100*time.Millisecond || d > 2*time.Second {
@@ -365,7 +369,7 @@ func TestInlineWaitBound(t *testing.T) {
 	if vd.Reply != "probe still running" {
 		t.Errorf("reply %q", vd.Reply)
 	}
-	close(gate)
+	release()
 	e.settle(t, "alice@relay.test")
 	e.want(t, "alice@relay.test", Accept, "cache")
 }
@@ -380,10 +384,12 @@ func TestTemporaryOutcomes(t *testing.T) {
 		reply   string
 		refused bool
 	}{
-		{"4xx to RCPT", func(e *testEnv) { e.be.SetRcptReply("451 4.3.0 try later") }, "451 4.3.0 try later", false},
-		{"5xx to MAIL", func(e *testEnv) { e.be.SetMailReply("553 5.7.1 <probe@relay-check.test>: Sender address rejected") },
+		{"4xx to RCPT", func(e *testEnv) { e.be.On(smtptest.Rcpt, smtptest.Reply("451 4.3.0 try later")) }, "451 4.3.0 try later", false},
+		{"5xx to MAIL", func(e *testEnv) {
+			e.be.On(smtptest.Mail, smtptest.Reply("553 5.7.1 <probe@relay-check.test>: Sender address rejected"))
+		},
 			"553 5.7.1 <probe@relay-check.test>: Sender address rejected", true},
-		{"5.5.x to RCPT", func(e *testEnv) { e.be.SetRcptReply("555 5.5.4 unsupported parameter") }, "555 5.5.4 unsupported parameter", true},
+		{"5.5.x to RCPT", func(e *testEnv) { e.be.On(smtptest.Rcpt, smtptest.Reply("555 5.5.4 unsupported parameter")) }, "555 5.5.4 unsupported parameter", true},
 		{"connection refused", func(e *testEnv) { e.router.set(deadAddr(t)) }, "connect to 127.0.0.1:", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -418,21 +424,20 @@ func TestNextHopWalk(t *testing.T) {
 func TestProbeConcurrencyLimit(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Concurrency = 2 })
 	e.be.CatchAll()
-	gate := e.be.Hold()
+	release := e.be.Hold(smtptest.Rcpt)
 	var wg sync.WaitGroup
 	for i := 0; i < 6; i++ {
 		wg.Add(1)
 		go func() { defer wg.Done(); e.verify(t, fmt.Sprintf("user%d@relay.test", i)) }()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for e.be.Waiting() < 2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	if err := e.be.WaitHeld(2, 5*time.Second); err != nil {
+		t.Error(err)
 	}
-	time.Sleep(100 * time.Millisecond)
-	if n := e.be.Waiting(); n != 2 {
+	time.Sleep(100 * time.Millisecond) // a third probe would arrive meanwhile
+	if n := e.be.Held(); n != 2 {
 		t.Errorf("%d probes at the backend at once, want 2", n)
 	}
-	close(gate)
+	release()
 	wg.Wait()
 	if n := e.be.Count("RCPT TO:"); n != 6 {
 		t.Errorf("%d probes, want 6", n)
@@ -624,7 +629,7 @@ func TestAdmin(t *testing.T) {
 		t.Fatalf("Probe: %+v, %v", rep, err)
 	}
 	tr := strings.Join(rep.Transcript, "\n")
-	for _, want := range []string{"S: 220 backend.test", "C: EHLO mx1.relay.test", "C: MAIL FROM:<probe@relay-check.test>",
+	for _, want := range []string{"S: 220 fake.test", "C: EHLO mx1.relay.test", "C: MAIL FROM:<probe@relay-check.test>",
 		"C: RCPT TO:<alice@relay.test>", "S: 250 2.1.5 Ok", "C: QUIT"} {
 		if !strings.Contains(tr, want) {
 			t.Errorf("transcript lacks %q:\n%s", want, tr)
