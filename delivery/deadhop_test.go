@@ -1,37 +1,21 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mxedge/mxedge/internal/smtptest"
+	"github.com/mxedge/mxedge/internal/testlog"
 	"github.com/mxedge/mxedge/queue"
 )
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// syncBuffer is a log sink shared by goroutines.
+type syncBuffer = testlog.Buffer
 
 // deadText is the text of a recipient deferred because hop is dead.
 func deadText(hop string, failures int, until time.Time) string {

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxedge/mxedge/internal/testlog"
 )
 
 // countingSigner signs with a header that numbers its calls, so a second
@@ -231,23 +232,8 @@ func TestSignerWithoutFields(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the scheduler's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log sink shared by goroutines.
+type syncBuffer = testlog.Buffer
 
 // A signer that fails (or returns fields that would break the message):
 // the message is not sent unsigned, not bounced, but deferred with the

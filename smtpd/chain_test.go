@@ -14,6 +14,7 @@ import (
 
 	"github.com/mxedge/mxedge/delivery"
 	"github.com/mxedge/mxedge/internal/smtptest"
+	"github.com/mxedge/mxedge/internal/testlog"
 	"github.com/mxedge/mxedge/policy"
 )
 
@@ -76,11 +77,8 @@ func TestConnectCheck(t *testing.T) {
 		}
 	})
 	t.Run("held: answered at RCPT, after HELO and MAIL", func(t *testing.T) {
-		var logs bytes.Buffer
-		var mu sync.Mutex
-		addr, q, _ := startListener(t, func(o *Options) {
-			o.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
-		}, connectCheck{})
+		var logs testlog.Buffer
+		addr, q, _ := startListener(t, func(o *Options) { o.Logger = logs.Logger() }, connectCheck{})
 		c := dial(t, addr)
 		c.cmd("EHLO client.test", "250")
 		c.cmd("MAIL FROM:<s@src.test>", "250")
@@ -91,8 +89,6 @@ func TestConnectCheck(t *testing.T) {
 		if st, _ := q.Stats(); st.Messages != 0 {
 			t.Errorf("queued: %+v", st)
 		}
-		mu.Lock()
-		defer mu.Unlock()
 		// One line per refusal, with stage, client, envelope and reply.
 		for _, want := range []string{`msg="connection refused" listener=mx stage=dnsbl client_ip=127.0.0.1 action=reject`,
 			`msg="recipient rejected" listener=mx stage=dnsbl client_ip=127.0.0.1 helo=client.test from=<s@src.test> to=<u@relay.test> action=reject reply="554 5.7.1`} {
@@ -101,17 +97,6 @@ func TestConnectCheck(t *testing.T) {
 			}
 		}
 	})
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // The listener's session budget: beyond MaxSessions a client gets 421 at

@@ -1,7 +1,6 @@
 package verifycache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/mxedge/mxedge/delivery"
 	"github.com/mxedge/mxedge/internal/fakeclock"
 	"github.com/mxedge/mxedge/internal/smtptest"
+	"github.com/mxedge/mxedge/internal/testlog"
 )
 
 // StartBackend starts a mailbox backend for the tests on addr
@@ -104,22 +104,7 @@ func (h testHop) Dial(ctx context.Context, fresh bool, debug io.Writer) (Conn, e
 }
 
 // syncBuffer is a log sink shared by goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testlog.Buffer
 
 // deadAddr returns an address where nothing listens.
 func deadAddr(t testing.TB) string {
