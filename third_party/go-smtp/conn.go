@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/ioutil"
 	"net"
-	"net/textproto"
 	"regexp"
 	"runtime/debug"
 	"strconv"
@@ -23,8 +22,8 @@ import (
 const errThreshold = 3
 
 type Conn struct {
-	conn   net.Conn
-	text   *textproto.Conn
+	conn   net.Conn // guarded by locker: replaced by STARTTLS
+	r      *connReader
 	server *Server
 	helo   string
 
@@ -35,11 +34,15 @@ type Conn struct {
 	locker     sync.Mutex
 	binarymime bool
 
-	lineLimitReader *lineLimitReader
-	bdatPipe        *io.PipeWriter
-	bdatStatus      *statusCollector // used for BDAT on LMTP
-	dataResult      chan error
-	bytesReceived   int64 // counts total size of chunks when BDAT is used
+	// Replies not yet written (see flush), and the first write error.
+	wmu  sync.Mutex
+	wbuf []byte
+	werr error
+
+	bdatPipe      *io.PipeWriter
+	bdatStatus    *statusCollector // used for BDAT on LMTP
+	dataResult    chan error
+	bytesReceived int64 // counts total size of chunks when BDAT is used
 
 	fromReceived bool
 	recipients   []string
@@ -56,34 +59,14 @@ func newConn(c net.Conn, s *Server) *Conn {
 	return sc
 }
 
+// init sets up the reader over the current connection (again after
+// STARTTLS: nothing read before the handshake survives it).
 func (c *Conn) init() {
-	c.lineLimitReader = &lineLimitReader{
-		R:         c.conn,
-		LineLimit: c.server.MaxLineLength,
-	}
-	rwc := struct {
-		io.Reader
-		io.Writer
-		io.Closer
-	}{
-		Reader: c.lineLimitReader,
-		Writer: c.conn,
-		Closer: c.conn,
-	}
-
+	var rd io.Reader = c.conn
 	if c.server.Debug != nil {
-		rwc = struct {
-			io.Reader
-			io.Writer
-			io.Closer
-		}{
-			io.TeeReader(rwc.Reader, c.server.Debug),
-			io.MultiWriter(rwc.Writer, c.server.Debug),
-			rwc.Closer,
-		}
+		rd = io.TeeReader(rd, c.server.Debug)
 	}
-
-	c.text = textproto.NewConn(rwc)
+	c.r = newConnReader(rd, c.server.commandLineLimit(), c.flush)
 }
 
 // Commands are dispatched to the appropriate handler functions.
@@ -96,7 +79,7 @@ func (c *Conn) handle(cmd string, arg string) {
 			c.Close()
 
 			stack := debug.Stack()
-			c.server.ErrorLog.Printf("panic serving %v: %v\n%s", c.conn.RemoteAddr(), err, stack)
+			c.server.ErrorLog.Printf("panic serving %v: %v\n%s", c.Conn().RemoteAddr(), err, stack)
 		}
 	}()
 
@@ -129,10 +112,10 @@ func (c *Conn) handle(cmd string, arg string) {
 	case "VRFY":
 		c.writeResponse(252, EnhancedCode{2, 5, 0}, "Cannot VRFY user, but will accept message")
 	case "NOOP":
-		c.writeResponse(250, EnhancedCode{2, 0, 0}, "I have successfully done nothing")
+		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Ok")
 	case "RSET": // Reset session
 		c.reset()
-		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Session reset")
+		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Ok")
 	case "BDAT":
 		c.handleBdat(arg)
 	case "DATA":
@@ -143,10 +126,11 @@ func (c *Conn) handle(cmd string, arg string) {
 	case "AUTH":
 		c.handleAuth(arg)
 	case "STARTTLS":
-		c.handleStartTLS()
+		c.handleStartTLS(arg)
 	default:
-		msg := fmt.Sprintf("Syntax errors, %v command unrecognized", cmd)
-		c.protocolError(500, EnhancedCode{5, 5, 2}, msg)
+		// The command is not echoed: it is client input, and may hold
+		// control bytes.
+		c.protocolError(500, EnhancedCode{5, 5, 2}, "Error: command not recognized")
 	}
 }
 
@@ -166,27 +150,38 @@ func (c *Conn) setSession(session Session) {
 	c.session = session
 }
 
+// Close writes the replies not yet sent and closes the connection. The
+// session ends on the connection's own goroutine: a message being received
+// with BDAT is aborted (its Data gets ErrDataReset) and waited for, then
+// the Session is logged out.
 func (c *Conn) Close() error {
+	c.flush()
+	return c.Conn().Close()
+}
+
+// teardown ends the session, on the connection's goroutine, after the
+// command loop.
+func (c *Conn) teardown() {
+	c.flush()
+	c.abortBdat()
+
 	c.locker.Lock()
-	defer c.locker.Unlock()
+	session := c.session
+	c.session = nil
+	conn := c.conn
+	c.locker.Unlock()
 
-	if c.bdatPipe != nil {
-		c.bdatPipe.CloseWithError(ErrDataReset)
-		c.bdatPipe = nil
+	if session != nil {
+		session.Logout()
 	}
-
-	if c.session != nil {
-		c.session.Logout()
-		c.session = nil
-	}
-
-	return c.conn.Close()
+	conn.Close()
+	c.r.release()
 }
 
 // TLSConnectionState returns the connection's TLS connection state.
 // Zero values are returned if the connection doesn't use TLS.
 func (c *Conn) TLSConnectionState() (state tls.ConnectionState, ok bool) {
-	tc, ok := c.conn.(*tls.Conn)
+	tc, ok := c.Conn().(*tls.Conn)
 	if !ok {
 		return
 	}
@@ -197,7 +192,12 @@ func (c *Conn) Hostname() string {
 	return c.helo
 }
 
+// Conn returns the connection (a *tls.Conn after STARTTLS). Writing to it
+// directly bypasses the replies the server has not sent yet: return an
+// *SMTPError from a Session method instead (a 421 closes the connection).
 func (c *Conn) Conn() net.Conn {
+	c.locker.Lock()
+	defer c.locker.Unlock()
 	return c.conn
 }
 
@@ -221,8 +221,14 @@ func (c *Conn) protocolError(code int, ec EnhancedCode, msg string) {
 // GREET state -> waiting for HELO
 func (c *Conn) handleGreet(enhanced bool, arg string) {
 	domain, err := parseHelloArgument(arg)
+	if err == errHelloControl {
+		// Never echoed, and never handed to the backend (which would put
+		// it into a Received header).
+		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Invalid domain name")
+		return
+	}
 	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Domain/address argument required for HELO")
+		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Syntax: EHLO hostname")
 		return
 	}
 	// c.helo is populated before NewSession so
@@ -245,8 +251,9 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 		c.setSession(sess)
 	}
 
+	// RFC 5321 section 4.1.1.1: the reply names the server.
 	if !enhanced {
-		c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("Hello %s", domain))
+		c.writeResponse(250, NoEnhancedCode, c.server.Domain)
 		return
 	}
 
@@ -309,32 +316,34 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 		}
 	}
 
-	args := []string{"Hello " + domain}
+	args := []string{c.server.Domain}
 	args = append(args, caps...)
 	c.writeResponse(250, NoEnhancedCode, args...)
 }
 
 // READY state -> waiting for MAIL
 func (c *Conn) handleMail(arg string) {
+	// RFC 5321 section 4.1.4: MAIL needs EHLO/HELO first and starts a
+	// transaction only outside of one; otherwise 503 (section 4.3.2).
 	if c.helo == "" {
-		c.writeResponse(502, EnhancedCode{5, 5, 1}, "Please introduce yourself first.")
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: send HELO/EHLO first")
 		return
 	}
-	if c.bdatPipe != nil {
-		c.writeResponse(502, EnhancedCode{5, 5, 1}, "MAIL not allowed during message transfer")
+	if c.fromReceived || c.bdatPipe != nil {
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: nested MAIL command")
 		return
 	}
 
 	arg, ok := cutPrefixFold(arg, "FROM:")
 	if !ok {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
+		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Syntax: MAIL FROM:<address>")
 		return
 	}
 
 	p := parser{s: strings.TrimSpace(arg)}
 	from, err := p.parseReversePath()
 	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
+		c.writeResponse(501, EnhancedCode{5, 1, 7}, "Bad sender address syntax")
 		return
 	}
 	args, err := parseArgs(p.s)
@@ -358,20 +367,20 @@ func (c *Conn) handleMail(arg string) {
 			}
 
 			if c.server.MaxMessageBytes > 0 && int64(size) > c.server.MaxMessageBytes {
-				c.writeResponse(552, EnhancedCode{5, 3, 4}, "Max message size exceeded")
+				c.writeResponse(552, EnhancedCode{5, 3, 4}, "Message size exceeds fixed limit")
 				return
 			}
 
 			opts.Size = int64(size)
 		case "SMTPUTF8":
 			if !c.server.EnableSMTPUTF8 {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "SMTPUTF8 is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: SMTPUTF8")
 				return
 			}
 			opts.UTF8 = true
 		case "REQUIRETLS":
 			if !c.server.EnableREQUIRETLS {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "REQUIRETLS is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: REQUIRETLS")
 				return
 			}
 			opts.RequireTLS = true
@@ -380,7 +389,7 @@ func (c *Conn) handleMail(arg string) {
 			switch BodyType(value) {
 			case BodyBinaryMIME:
 				if !c.server.EnableBINARYMIME {
-					c.writeResponse(504, EnhancedCode{5, 5, 4}, "BINARYMIME is not implemented")
+					c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: BODY=BINARYMIME")
 					return
 				}
 				c.binarymime = true
@@ -393,7 +402,7 @@ func (c *Conn) handleMail(arg string) {
 			opts.Body = BodyType(value)
 		case "RET":
 			if !c.server.EnableDSN {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "RET is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: RET")
 				return
 			}
 			value = strings.ToUpper(value)
@@ -407,7 +416,7 @@ func (c *Conn) handleMail(arg string) {
 			opts.Return = DSNReturn(value)
 		case "ENVID":
 			if !c.server.EnableDSN {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "ENVID is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: ENVID")
 				return
 			}
 			value, err := decodeXtext(value)
@@ -419,7 +428,7 @@ func (c *Conn) handleMail(arg string) {
 		case "AUTH":
 			value, err := decodeXtext(value)
 			if err != nil || value == "" {
-				c.writeResponse(500, EnhancedCode{5, 5, 4}, "Malformed AUTH parameter value")
+				c.writeResponse(501, EnhancedCode{5, 5, 4}, "Malformed AUTH parameter value")
 				return
 			}
 			if value == "<>" {
@@ -428,24 +437,51 @@ func (c *Conn) handleMail(arg string) {
 				p := parser{s: value}
 				value, err = p.parseMailbox()
 				if err != nil || p.s != "" {
-					c.writeResponse(500, EnhancedCode{5, 5, 4}, "Malformed AUTH parameter mailbox")
+					c.writeResponse(501, EnhancedCode{5, 5, 4}, "Malformed AUTH parameter mailbox")
 					return
 				}
 			}
 			opts.Auth = &value
 		default:
-			c.writeResponse(500, EnhancedCode{5, 5, 4}, "Unknown MAIL FROM argument")
+			// RFC 5321 section 4.1.1.11.
+			c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: "+printableParam(key))
 			return
 		}
 	}
 
-	if err := c.Session().Mail(from, opts); err != nil {
-		c.writeError(451, EnhancedCode{4, 0, 0}, err)
-		return
+	if c.sessionResult(c.Session().Mail(from, opts), 250, EnhancedCode{2, 1, 0}, "Ok") {
+		c.fromReceived = true
 	}
+}
 
-	c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("Roger, accepting mail from <%v>", from))
-	c.fromReceived = true
+// sessionResult writes the reply to a command that a Session method
+// decided, and reports whether the command succeeded. A nil error is the
+// success reply given; an *SMTPError is sent as it is, and counts as
+// success if its code is 2xx (so that a backend chooses its own success
+// reply); a 421 closes the connection after it is sent (RFC 5321 section
+// 3.8). Any other error is a 451 with the error's text.
+func (c *Conn) sessionResult(err error, code int, enh EnhancedCode, msg string) bool {
+	if err == nil {
+		c.writeResponse(code, enh, msg)
+		return true
+	}
+	c.writeError(451, EnhancedCode{4, 0, 0}, err)
+	var smtpErr *SMTPError
+	return errors.As(err, &smtpErr) && smtpErr.Code/100 == 2
+}
+
+// printableParam makes an ESMTP parameter name safe to quote in a reply.
+func printableParam(s string) string {
+	if len(s) > 32 {
+		s = s[:32]
+	}
+	b := []byte(s)
+	for i, ch := range b {
+		if ch < ' ' || ch > '~' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // This regexp matches 'hexchar' token defined in
@@ -670,25 +706,26 @@ func isPrintableASCII(val string) bool {
 
 // MAIL state -> waiting for RCPTs followed by DATA
 func (c *Conn) handleRcpt(arg string) {
+	// RFC 5321 section 4.1.4: RCPT only after MAIL (503, section 4.3.2).
 	if !c.fromReceived {
-		c.writeResponse(502, EnhancedCode{5, 5, 1}, "Missing MAIL FROM command.")
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: need MAIL command")
 		return
 	}
 	if c.bdatPipe != nil {
-		c.writeResponse(502, EnhancedCode{5, 5, 1}, "RCPT not allowed during message transfer")
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: RCPT not allowed during message transfer")
 		return
 	}
 
 	arg, ok := cutPrefixFold(arg, "TO:")
 	if !ok {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
+		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Syntax: RCPT TO:<address>")
 		return
 	}
 
 	p := parser{s: strings.TrimSpace(arg)}
-	recipient, err := p.parsePath()
+	recipient, err := p.parseForwardPath()
 	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
+		c.writeResponse(501, EnhancedCode{5, 1, 3}, "Bad recipient address syntax")
 		return
 	}
 
@@ -709,7 +746,7 @@ func (c *Conn) handleRcpt(arg string) {
 		switch key {
 		case "NOTIFY":
 			if !c.server.EnableDSN {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "NOTIFY is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: NOTIFY")
 				return
 			}
 			notify := []DSNNotify{}
@@ -723,7 +760,7 @@ func (c *Conn) handleRcpt(arg string) {
 			opts.Notify = notify
 		case "ORCPT":
 			if !c.server.EnableDSN {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "ORCPT is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: ORCPT")
 				return
 			}
 			aType, aAddr, err := decodeTypedAddress(value)
@@ -735,7 +772,7 @@ func (c *Conn) handleRcpt(arg string) {
 			opts.OriginalRecipient = aAddr
 		case "RRVS":
 			if !c.server.EnableRRVS {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "RRVS is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: RRVS")
 				return
 			}
 			value, _, _ = strings.Cut(value, ";") // discard the no-support action
@@ -747,7 +784,7 @@ func (c *Conn) handleRcpt(arg string) {
 			opts.RequireRecipientValidSince = rrvsTime
 		case "BY":
 			if !c.server.EnableDELIVERBY {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "DELIVERBY is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: BY")
 				return
 			}
 			deliverBy := parseDeliverByArgument(value)
@@ -764,7 +801,7 @@ func (c *Conn) handleRcpt(arg string) {
 			opts.DeliverBy = deliverBy
 		case "MT-PRIORITY":
 			if !c.server.EnableMTPRIORITY {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "MT-PRIORITY is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: MT-PRIORITY")
 				return
 			}
 			mtPriority, err := strconv.Atoi(value)
@@ -778,17 +815,15 @@ func (c *Conn) handleRcpt(arg string) {
 			}
 			opts.MTPriority = &mtPriority
 		default:
-			c.writeResponse(500, EnhancedCode{5, 5, 4}, "Unknown RCPT TO argument")
+			// RFC 5321 section 4.1.1.11.
+			c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unsupported option: "+printableParam(key))
 			return
 		}
 	}
 
-	if err := c.Session().Rcpt(recipient, opts); err != nil {
-		c.writeError(451, EnhancedCode{4, 0, 0}, err)
-		return
+	if c.sessionResult(c.Session().Rcpt(recipient, opts), 250, EnhancedCode{2, 1, 5}, "Ok") {
+		c.recipients = append(c.recipients, recipient)
 	}
-	c.recipients = append(c.recipients, recipient)
-	c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("I'll make sure <%v> gets this", recipient))
 }
 
 func checkNotifySet(values []DSNNotify) error {
@@ -817,7 +852,7 @@ func checkNotifySet(values []DSNNotify) error {
 
 func (c *Conn) handleAuth(arg string) {
 	if c.helo == "" {
-		c.writeResponse(502, EnhancedCode{5, 5, 1}, "Please introduce yourself first.")
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: send HELO/EHLO first")
 		return
 	}
 	if c.didAuth {
@@ -875,7 +910,9 @@ func (c *Conn) handleAuth(arg string) {
 
 		encoded, err = c.readLine()
 		if err != nil {
-			return // TODO: error handling
+			// A too long line was answered; any other error is sticky and
+			// ends the session in the command loop.
+			return
 		}
 
 		if encoded == "*" {
@@ -916,7 +953,11 @@ func (c *Conn) auth(mech string) (sasl.Server, error) {
 	return nil, ErrAuthUnknownMechanism
 }
 
-func (c *Conn) handleStartTLS() {
+func (c *Conn) handleStartTLS(arg string) {
+	if arg != "" {
+		c.writeResponse(501, EnhancedCode{5, 5, 4}, "Syntax: STARTTLS")
+		return
+	}
 	if _, isTLS := c.TLSConnectionState(); isTLS {
 		c.writeResponse(502, EnhancedCode{5, 5, 1}, "Already running in TLS")
 		return
@@ -927,17 +968,38 @@ func (c *Conn) handleStartTLS() {
 		return
 	}
 
+	// A message being received with BDAT ends here (RFC 3207 section 4.2
+	// resets the session); wait for the backend before the handshake.
+	c.abortBdat()
+
 	c.writeResponse(220, EnhancedCode{2, 0, 0}, "Ready to start TLS")
+	if err := c.flush(); err != nil {
+		return
+	}
+	// CVE-2011-0411: whatever the client sent after STARTTLS, before the
+	// handshake, is plaintext anyone on the path could have inserted. It
+	// is thrown away, never read as commands after the handshake.
+	c.r.discardBuffered()
 
 	// Upgrade to TLS
-	tlsConn := tls.Server(c.conn, c.server.TLSConfig)
-
+	conn := c.Conn()
+	tlsConn := tls.Server(conn, c.server.TLSConfig)
+	if d := c.server.ReadTimeout; d != 0 {
+		conn.SetReadDeadline(time.Now().Add(d))
+	}
+	if d := c.server.WriteTimeout; d != 0 {
+		conn.SetWriteDeadline(time.Now().Add(d))
+	}
 	if err := tlsConn.Handshake(); err != nil {
-		c.writeResponse(550, EnhancedCode{5, 0, 0}, "Handshake error")
+		// The stream is in an unknown state (part of a handshake): there
+		// is no way to go on in plaintext.
+		conn.Close()
 		return
 	}
 
+	c.locker.Lock()
 	c.conn = tlsConn
+	c.locker.Unlock()
 	c.init()
 
 	// Reset all state and close the previous Session.
@@ -960,23 +1022,27 @@ func (c *Conn) handleData(arg string) {
 		return
 	}
 	if c.bdatPipe != nil {
-		c.writeResponse(502, EnhancedCode{5, 5, 1}, "DATA not allowed during message transfer")
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: DATA not allowed during message transfer")
 		return
 	}
 	if c.binarymime {
-		c.writeResponse(502, EnhancedCode{5, 5, 1}, "DATA not allowed for BINARYMIME messages")
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: DATA not allowed for BINARYMIME messages, use BDAT")
 		return
 	}
 
+	// RFC 5321 sections 4.1.4, 4.3.2: DATA only after RCPT.
 	if !c.fromReceived || len(c.recipients) == 0 {
-		c.writeResponse(502, EnhancedCode{5, 5, 1}, "Missing RCPT TO command.")
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: need RCPT command")
 		return
 	}
 
-	// We have recipients, go to accept data
-	c.writeResponse(354, NoEnhancedCode, "Go ahead. End your data with <CR><LF>.<CR><LF>")
+	// We have recipients, go to accept data. The reply goes out before the
+	// data reader waits for the client (connReader.fill).
+	c.writeResponse(354, NoEnhancedCode, "End data with <CR><LF>.<CR><LF>")
 
 	defer c.reset()
+	c.r.useLarge()
+	defer c.r.useSmallSoon()
 
 	if c.server.LMTP {
 		c.handleDataLMTP()
@@ -984,10 +1050,21 @@ func (c *Conn) handleData(arg string) {
 	}
 
 	r := newDataReader(c)
-	code, enhancedCode, msg := dataErrorToStatus(c.Session().Data(r))
+	err := c.Session().Data(r)
 	r.limited = false
-	io.Copy(ioutil.Discard, r) // Make sure all the data has been consumed
+	// Make sure all the data has been consumed.
+	if _, rerr := io.Copy(ioutil.Discard, r); rerr != nil {
+		// The stream broke (timeout, connection closed): the message is
+		// not complete, whatever Data said. The read error is sticky: the
+		// command loop answers it and closes, so nothing that was meant
+		// to be message data is ever read as a command.
+		return
+	}
+	code, enhancedCode, msg := dataErrorToStatus(err)
 	c.writeResponse(code, enhancedCode, msg)
+	if code == 421 {
+		c.Close()
+	}
 }
 
 func (c *Conn) handleBdat(arg string) {
@@ -1017,18 +1094,20 @@ func (c *Conn) handleBdat(arg string) {
 		return
 	}
 
+	// A read error while a chunk is skipped is sticky: the command loop
+	// ends the session, the rest of the chunk is never read as commands.
 	if !c.fromReceived || len(c.recipients) == 0 {
-		c.writeResponse(502, EnhancedCode{5, 5, 1}, "Missing RCPT TO command.")
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: need RCPT command")
 		// The chunk follows the command even when the command is rejected.
-		io.Copy(ioutil.Discard, io.LimitReader(c.text.R, int64(size)))
+		c.r.discardN(int64(size))
 		return
 	}
 
 	if c.server.MaxMessageBytes != 0 && c.bytesReceived+int64(size) > c.server.MaxMessageBytes {
-		c.writeResponse(552, EnhancedCode{5, 3, 4}, "Max message size exceeded")
+		c.writeResponse(552, EnhancedCode{5, 3, 4}, "Message size exceeds fixed limit")
 
 		// Discard chunk itself without passing it to backend.
-		io.Copy(ioutil.Discard, io.LimitReader(c.text.R, int64(size)))
+		c.r.discardN(int64(size))
 
 		c.reset()
 		return
@@ -1044,10 +1123,11 @@ func (c *Conn) handleBdat(arg string) {
 
 		c.dataResult = make(chan error, 1)
 
+		session, status, recipients := c.Session(), c.bdatStatus, c.recipients
 		go func() {
 			defer func() {
 				if err := recover(); err != nil {
-					c.handlePanic(err, c.bdatStatus)
+					c.handlePanic(err, status)
 
 					c.dataResult <- errPanic
 					r.CloseWithError(errPanic)
@@ -1056,16 +1136,16 @@ func (c *Conn) handleBdat(arg string) {
 
 			var err error
 			if !c.server.LMTP {
-				err = c.Session().Data(r)
+				err = session.Data(r)
 			} else {
-				lmtpSession, ok := c.Session().(LMTPSession)
+				lmtpSession, ok := session.(LMTPSession)
 				if !ok {
-					err = c.Session().Data(r)
-					for _, rcpt := range c.recipients {
-						c.bdatStatus.SetStatus(rcpt, err)
+					err = session.Data(r)
+					for _, rcpt := range recipients {
+						status.SetStatus(rcpt, err)
 					}
 				} else {
-					err = lmtpSession.LMTPData(r, c.bdatStatus)
+					err = lmtpSession.LMTPData(r, status)
 				}
 			}
 
@@ -1074,21 +1154,29 @@ func (c *Conn) handleBdat(arg string) {
 		}()
 	}
 
-	c.lineLimitReader.LineLimit = 0
-	defer func() {
-		c.lineLimitReader.LineLimit = c.server.MaxLineLength
-	}()
+	c.r.useLarge()
+	defer c.r.useSmallSoon()
 
-	chunk := io.LimitReader(c.text.R, int64(size))
-	_, err = io.Copy(c.bdatPipe, chunk)
-	if err != nil {
+	rest, readErr, writeErr := c.copyChunk(int64(size))
+	if readErr != nil {
+		// The client is gone or timed out mid-chunk: the command loop
+		// ends the session on the sticky error (teardown aborts the
+		// message).
+		return
+	}
+	if writeErr != nil {
 		// Backend might return an error early using CloseWithError without consuming
 		// the whole chunk.
-		io.Copy(ioutil.Discard, chunk)
+		if c.r.discardN(rest) != nil {
+			return
+		}
+		if err := c.endBdat(); err != nil {
+			writeErr = err
+		}
+		code, enh, msg := dataErrorToStatus(writeErr)
+		c.writeResponse(code, enh, msg)
 
-		c.writeResponse(dataErrorToStatus(err))
-
-		if err == errPanic {
+		if writeErr == errPanic || code == 421 {
 			c.Close()
 		}
 
@@ -1101,7 +1189,7 @@ func (c *Conn) handleBdat(arg string) {
 	if last {
 		c.bdatPipe.Close()
 
-		err := <-c.dataResult
+		err := c.endBdat()
 
 		if c.server.LMTP {
 			c.bdatStatus.fillRemaining(err)
@@ -1110,7 +1198,11 @@ func (c *Conn) handleBdat(arg string) {
 				c.writeResponse(code, enchCode, "<"+rcpt+"> "+msg)
 			}
 		} else {
-			c.writeResponse(dataErrorToStatus(err))
+			code, enh, msg := dataErrorToStatus(err)
+			c.writeResponse(code, enh, msg)
+			if code == 421 {
+				c.Close()
+			}
 		}
 
 		if err == errPanic {
@@ -1122,6 +1214,53 @@ func (c *Conn) handleBdat(arg string) {
 	} else {
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Continue")
 	}
+}
+
+// copyChunk passes the next n bytes of input (a BDAT chunk) to the
+// backend's Data. It returns how much of the chunk is left, and either the
+// read error (the stream broke) or the write error (Data returned before it
+// read the whole chunk).
+func (c *Conn) copyChunk(n int64) (rest int64, readErr, writeErr error) {
+	cr := c.r
+	for n > 0 {
+		if cr.r == cr.w {
+			if err := cr.fill(); err != nil {
+				return n, err, nil
+			}
+		}
+		k := cr.w - cr.r
+		if int64(k) > n {
+			k = int(n)
+		}
+		w, err := c.bdatPipe.Write(cr.buf[cr.r : cr.r+k])
+		cr.r += w
+		n -= int64(w)
+		if err != nil {
+			return n, nil, err
+		}
+	}
+	return 0, nil, nil
+}
+
+// endBdat waits for the backend's Data of a BDAT message (its reader is
+// closed) and returns its result.
+func (c *Conn) endBdat() error {
+	err := <-c.dataResult
+	c.bdatPipe = nil
+	return err
+}
+
+// abortBdat ends a message being received with BDAT: the backend's Data
+// gets ErrDataReset, and abortBdat returns once Data returned, so that no
+// backend code runs behind the next command. Data's result is dropped: RSET,
+// EHLO, STARTTLS, QUIT and a lost connection get no reply for it (RFC 3030
+// section 4.1).
+func (c *Conn) abortBdat() {
+	if c.bdatPipe == nil {
+		return
+	}
+	c.bdatPipe.CloseWithError(ErrDataReset)
+	c.endBdat()
 }
 
 // ErrDataReset is returned by Reader pased to Data function if client does not
@@ -1140,7 +1279,7 @@ func (c *Conn) handlePanic(err interface{}, status *statusCollector) {
 	}
 
 	stack := debug.Stack()
-	c.server.ErrorLog.Printf("panic serving %v: %v\n%s", c.conn.RemoteAddr(), err, stack)
+	c.server.ErrorLog.Printf("panic serving %v: %v\n%s", c.Conn().RemoteAddr(), err, stack)
 }
 
 func (c *Conn) createStatusCollector() *statusCollector {
@@ -1234,7 +1373,7 @@ func (c *Conn) handleDataLMTP() {
 					})
 
 					stack := debug.Stack()
-					c.server.ErrorLog.Printf("panic serving %v: %v\n%s", c.conn.RemoteAddr(), err, stack)
+					c.server.ErrorLog.Printf("panic serving %v: %v\n%s", c.Conn().RemoteAddr(), err, stack)
 					done <- false
 				}
 			}()
@@ -1249,6 +1388,10 @@ func (c *Conn) handleDataLMTP() {
 	for i, rcpt := range c.recipients {
 		code, enchCode, msg := dataErrorToStatus(<-status.status[i])
 		c.writeResponse(code, enchCode, "<"+rcpt+"> "+msg)
+		// Each status as soon as it is known: the backend may wait for
+		// the client to see it (and replies are otherwise held until the
+		// next read).
+		c.flush()
 	}
 
 	// If done gets false, the panic occurred in LMTPData and the connection
@@ -1260,7 +1403,8 @@ func (c *Conn) handleDataLMTP() {
 
 func dataErrorToStatus(err error) (code int, enchCode EnhancedCode, msg string) {
 	if err != nil {
-		if smtperr, ok := err.(*SMTPError); ok {
+		var smtperr *SMTPError
+		if errors.As(err, &smtperr) {
 			return smtperr.Code, smtperr.EnhancedCode, smtperr.Message
 		} else {
 			return 554, EnhancedCode{5, 0, 0}, "Error: transaction failed: " + err.Error()
@@ -1283,65 +1427,13 @@ func (c *Conn) greet() {
 	c.writeResponse(220, NoEnhancedCode, fmt.Sprintf("%v %s Service Ready", c.server.Domain, protocol))
 }
 
-func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
-	// TODO: error handling
-	if c.server.WriteTimeout != 0 {
-		c.conn.SetWriteDeadline(time.Now().Add(c.server.WriteTimeout))
-	}
-
-	// All responses must include an enhanced code, if it is missing - use
-	// a generic code X.0.0.
-	if enhCode == EnhancedCodeNotSet {
-		cat := code / 100
-		switch cat {
-		case 2, 4, 5:
-			enhCode = EnhancedCode{cat, 0, 0}
-		default:
-			enhCode = NoEnhancedCode
-		}
-	}
-
-	// transform each single line with \n, into separate lines
-	text = strings.Split(strings.Join(text, "\n"), "\n")
-
-	lastLineIndex := len(text) - 1
-	for i := 0; i < lastLineIndex; i++ {
-		c.text.PrintfLine("%d-%v", code, text[i])
-	}
-	if enhCode == NoEnhancedCode {
-		c.text.PrintfLine("%d %v", code, text[lastLineIndex])
-	} else {
-		c.text.PrintfLine("%d %v.%v.%v %v", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
-	}
-}
-
-func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {
-	if smtpErr, ok := err.(*SMTPError); ok {
-		c.writeResponse(smtpErr.Code, smtpErr.EnhancedCode, smtpErr.Message)
-	} else {
-		c.writeResponse(code, enhCode, err.Error())
-	}
-}
-
-// Reads a line of input
-func (c *Conn) readLine() (string, error) {
-	if c.server.ReadTimeout != 0 {
-		if err := c.conn.SetReadDeadline(time.Now().Add(c.server.ReadTimeout)); err != nil {
-			return "", err
-		}
-	}
-
-	return c.text.ReadLine()
-}
-
 func (c *Conn) reset() {
+	// Before the lock: the backend's Data may still call into Conn.
+	c.abortBdat()
+
 	c.locker.Lock()
 	defer c.locker.Unlock()
 
-	if c.bdatPipe != nil {
-		c.bdatPipe.CloseWithError(ErrDataReset)
-		c.bdatPipe = nil
-	}
 	c.bdatStatus = nil
 	c.bytesReceived = 0
 

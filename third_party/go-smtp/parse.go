@@ -20,8 +20,11 @@ func parseCmd(line string) (cmd string, arg string, err error) {
 
 	l := len(line)
 	switch {
-	case strings.HasPrefix(strings.ToUpper(line), "STARTTLS"):
+	case strings.EqualFold(line, "STARTTLS"):
 		return "STARTTLS", "", nil
+	case len(line) > 9 && strings.EqualFold(line[:9], "STARTTLS "):
+		// Refused by handleStartTLS: STARTTLS has no parameters.
+		return "STARTTLS", strings.TrimSpace(line[9:]), nil
 	case l == 0:
 		return "", "", nil
 	case l < 4:
@@ -65,7 +68,15 @@ func parseArgs(s string) (map[string]string, error) {
 	return argMap, nil
 }
 
+// errHelloControl is a HELO/EHLO argument with a control byte.
+var errHelloControl = fmt.Errorf("control character in domain")
+
 func parseHelloArgument(arg string) (string, error) {
+	for i := 0; i < len(arg); i++ {
+		if arg[i] < ' ' || arg[i] == 0x7f {
+			return "", errHelloControl
+		}
+	}
 	domain := arg
 	if idx := strings.IndexRune(arg, ' '); idx >= 0 {
 		domain = arg[:idx]
@@ -143,6 +154,20 @@ func (p *parser) parseReversePath() (string, error) {
 	if strings.HasPrefix(p.s, "<>") {
 		p.s = strings.TrimPrefix(p.s, "<>")
 		return "", nil
+	}
+	return p.parsePath()
+}
+
+// parseForwardPath parses the argument of RCPT TO: a path, or
+// "<Postmaster>" without a domain, which RFC 5321 section 4.5.1 requires
+// every server to accept (section 4.1.1.3; case-insensitive, returned as
+// sent).
+func (p *parser) parseForwardPath() (string, error) {
+	const pm = "<postmaster>"
+	if len(p.s) >= len(pm) && strings.EqualFold(p.s[:len(pm)], pm) {
+		rcpt := p.s[1 : len(pm)-1]
+		p.s = p.s[len(pm):]
+		return rcpt, nil
 	}
 	return p.parsePath()
 }

@@ -281,7 +281,7 @@ func testServerEhlo(t *testing.T, fn ...serverConfigureFunc) (be *backend, s *sm
 	io.WriteString(c, "EHLO localhost\r\n")
 
 	scanner.Scan()
-	if scanner.Text() != "250-Hello localhost" {
+	if scanner.Text() != "250-localhost" {
 		t.Fatal("Invalid EHLO response:", scanner.Text())
 	}
 
@@ -868,7 +868,7 @@ func TestServer_tooLongLine(t *testing.T) {
 	_, s, c, scanner := testServerAuthenticated(t)
 	defer s.Close()
 
-	io.WriteString(c, "MAIL FROM:<root@nsa.gov> "+strings.Repeat("A", 2000))
+	io.WriteString(c, "MAIL FROM:<root@nsa.gov> "+strings.Repeat("A", s.MaxCommandLineLength))
 	scanner.Scan()
 	if !strings.HasPrefix(scanner.Text(), "500 ") {
 		t.Fatal("Invalid response, expected an error but got:", scanner.Text())
@@ -921,14 +921,14 @@ func TestServer_authParam(t *testing.T) {
 	// Invalid HEXCHAR
 	io.WriteString(c, "MAIL FROM: root@nsa.gov AUTH=<hey+A>\r\n")
 	scanner.Scan()
-	if !strings.HasPrefix(scanner.Text(), "500 ") {
+	if !strings.HasPrefix(scanner.Text(), "501 ") {
 		t.Fatal("Invalid MAIL response:", scanner.Text())
 	}
 
 	// Invalid HEXCHAR
 	io.WriteString(c, "MAIL FROM: root@nsa.gov AUTH=<he+YYa>\r\n")
 	scanner.Scan()
-	if !strings.HasPrefix(scanner.Text(), "500 ") {
+	if !strings.HasPrefix(scanner.Text(), "501 ") {
 		t.Fatal("Invalid MAIL response:", scanner.Text())
 	}
 
@@ -974,7 +974,7 @@ func TestServerBdatDiscard(t *testing.T) {
 	// below comes back as 501.
 	io.WriteString(c, "BDAT 9 LAST\r\nMAIL FROM")
 	scanner.Scan()
-	if !strings.HasPrefix(scanner.Text(), "502 ") {
+	if !strings.HasPrefix(scanner.Text(), "503 ") {
 		t.Fatal("Invalid BDAT response:", scanner.Text())
 	}
 
@@ -1000,7 +1000,7 @@ func TestServerBdatNoRecipientsDiscard(t *testing.T) {
 
 	io.WriteString(c, "BDAT 7 LAST\r\nRCPT TO")
 	scanner.Scan()
-	if !strings.HasPrefix(scanner.Text(), "502 ") {
+	if !strings.HasPrefix(scanner.Text(), "503 ") {
 		t.Fatal("Invalid BDAT response:", scanner.Text())
 	}
 
@@ -1301,7 +1301,7 @@ func TestServer_Chunking_lineLimitRestoredAfterReset(t *testing.T) {
 	}
 
 	// The transfer is over, so MaxLineLength should be enforced again.
-	io.WriteString(c, "NOOP "+strings.Repeat("x", s.MaxLineLength)+"\r\n")
+	io.WriteString(c, "NOOP "+strings.Repeat("x", s.MaxCommandLineLength)+"\r\n")
 	scanner.Scan()
 	if !strings.HasPrefix(scanner.Text(), "500 ") {
 		t.Fatal("Invalid response to an over-long line:", scanner.Text())
@@ -1326,7 +1326,7 @@ func TestServer_Chunking_lineLimitInsideTransaction(t *testing.T) {
 	}
 
 	// MaxLineLength should be enforced inside a BDAT transaction
-	io.WriteString(c, "NOOP "+strings.Repeat("x", s.MaxLineLength)+"\r\n")
+	io.WriteString(c, "NOOP "+strings.Repeat("x", s.MaxCommandLineLength)+"\r\n")
 	scanner.Scan()
 	if !strings.HasPrefix(scanner.Text(), "500 ") {
 		t.Fatal("Invalid response to an over-long line:", scanner.Text())
@@ -1386,9 +1386,9 @@ func TestServer_TooLongCommand(t *testing.T) {
 	defer s.Close()
 	defer c.Close()
 
-	io.WriteString(c, "MAIL FROM:<"+strings.Repeat("a", s.MaxLineLength)+">\r\n")
+	io.WriteString(c, "MAIL FROM:<"+strings.Repeat("a", s.MaxCommandLineLength)+">\r\n")
 	scanner.Scan()
-	if !strings.HasPrefix(scanner.Text(), "500 5.4.0 ") {
+	if !strings.HasPrefix(scanner.Text(), "500 5.5.2 ") {
 		t.Fatal("Invalid too long MAIL response:", scanner.Text())
 	}
 }
