@@ -47,7 +47,25 @@ func (f BackendFunc) NewSession(c *Conn) (Session, error) {
 
 // Session is used by servers to respond to an SMTP client.
 //
-// The methods are called when the remote client issues the matching command.
+// The methods are called when the remote client issues the matching command,
+// on the connection's goroutine (Data of a BDAT message on a goroutine of its
+// own, which has always returned before the next command is answered).
+//
+// The error a method returns is the reply:
+//
+//   - nil: the command succeeded, with the server's own success reply
+//     (MAIL "250 2.1.0 Ok", RCPT "250 2.1.5 Ok", DATA "250 2.0.0 OK: queued");
+//   - an *SMTPError (also wrapped, errors.As): sent as it is. One with a 2xx
+//     code is a success reply: the command succeeded (the sender or recipient
+//     is taken, the message accepted), so that a backend can answer e.g.
+//     "250 2.1.0 Sender ok" or put a queue ID into the reply to DATA. One with
+//     code 421 closes the connection after the reply (RFC 5321 section 3.8);
+//   - any other error: the command failed, "451 4.0.0" with the error's text
+//     (for Data: "554 5.0.0 Error: transaction failed: ...").
+//
+// Write replies only this way: writing to Conn.Conn directly would overtake
+// replies the server has not sent yet (replies are sent in batches, see
+// Server).
 type Session interface {
 	// Discard currently processed message.
 	Reset()

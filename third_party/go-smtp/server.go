@@ -21,6 +21,13 @@ type Logger interface {
 }
 
 // A SMTP server.
+//
+// Replies are sent in batches: a reply is held until the server would wait
+// for the client (or closes the connection, or starts TLS), so that a client
+// that pipelines (RFC 2920) gets the replies to a group of commands in one
+// packet. A command counts only once its line ending arrived: a line cut off
+// by ReadTimeout or by the end of the connection is never executed (a
+// timeout is answered "421 4.4.2 <Domain> Error: timeout exceeded").
 type Server struct {
 	// The type of network, "tcp" or "unix".
 	Network string
