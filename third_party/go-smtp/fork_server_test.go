@@ -593,3 +593,45 @@ func TestForkSessionMemory(t *testing.T) {
 		t.Fatalf("%d bytes of heap per session with a 60 KB half-line", per)
 	}
 }
+
+// The fork's client and server together: SendTransaction pipelines, the
+// server answers the group in one write.
+func TestForkSendTransaction(t *testing.T) {
+	be, _, l := startFork(t, nil)
+	be.rcptErr = func(to string) error {
+		if to == "nobody@y.example" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
+		}
+		return nil
+	}
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	if err := c.Hello("client.example"); err != nil {
+		t.Fatal(err)
+	}
+	before := atomic.LoadInt64(&l.writes)
+	tx, err := c.SendTransaction("a@b.example", nil, []string{"x@y.example", "nobody@y.example", "z@y.example"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := atomic.LoadInt64(&l.writes) - before; n != 1 {
+		t.Fatalf("server answered the group in %d writes", n)
+	}
+	if tx.RcptErrors[0] != nil || tx.RcptErrors[1] == nil || tx.RcptErrors[2] != nil || tx.Data == nil {
+		t.Fatalf("got %+v", tx)
+	}
+	io.WriteString(tx.Data, "Subject: x\r\n\r\nhi\r\n")
+	if err := tx.Data.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-be.dataEnd; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatal(err)
+	}
+}
