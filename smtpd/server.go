@@ -109,9 +109,11 @@ func New(cfg *config.Config, lc config.Listener, q Queue, log *slog.Logger, opts
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = int64(cfg.Limits.MessageSize)
 	srv.MaxRecipients = cfg.Limits.Recipients
-	// Lines in DATA longer than RFC 5321's 1000 octets exist in real mail;
-	// Postfix accepts them. The limit here only bounds memory per line.
-	srv.MaxLineLength = 64 << 10
+	// Command lines: 2048 octets, Postfix's line_length_limit; this also
+	// bounds what a session buffers. Message data has no line limit (lines
+	// longer than RFC 5321's 1000 octets exist in real mail and Postfix
+	// accepts them), only the message size limit.
+	srv.MaxCommandLineLength = 2048
 	srv.ReadTimeout = cfg.Timeouts.Command.D()
 	srv.WriteTimeout = cfg.Timeouts.Command.D()
 	srv.EnableSMTPUTF8 = true

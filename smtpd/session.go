@@ -10,7 +10,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxedge/mxedge/queue"
-	"github.com/mxedge/mxedge/verifycache"
 )
 
 // session is one SMTP session on the MX listener.
@@ -113,9 +112,8 @@ func (s *session) verify(addr string) *smtp.SMTPError {
 	if v.Delay > 0 {
 		time.Sleep(v.Delay)
 	}
-	if v.Action == verifycache.Disconnect {
-		s.closeWith(rep)
-	}
+	// A Disconnect verdict is a 421: go-smtp sends it after the replies
+	// before it and closes the connection.
 	return rep
 }
 
@@ -229,6 +227,11 @@ func (s *session) fail(id string, err error, r io.Reader) error {
 	switch {
 	case errors.As(err, &se):
 		// go-smtp's size limit: go-smtp drains the rest itself.
+		return rep
+	case errors.Is(err, smtp.ErrDataReset):
+		// RSET/EHLO/QUIT after a BDAT chunk without LAST: go-smtp drops
+		// the message and sends no reply for it; the session goes on.
+		s.srv.log.Info("receive aborted", "queue_id", id, "client_ip", s.ip, "err", err)
 		return rep
 	case !errors.As(err, &re) && r != nil:
 		// A spool (disk) failure while the client is still sending: drain
