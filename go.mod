@@ -17,3 +17,12 @@ require (
 	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/text v0.40.0 // indirect
 )
+
+// A small pinned fork of go-smtp v0.25.1, carried in-tree: server and client
+// changes that mxedge needs and upstream has not released (command/DATA line
+// limits, partial lines never executed, fast DATA reader, reply batching,
+// BDAT+RSET, postmaster-like reply codes, client PIPELINING, ...). Each change
+// is listed in third_party/go-smtp/FORK.md with its upstream status; this
+// replace goes when upstream has them all (or mxedge no longer needs them)
+// and mxedge can require a released go-smtp again.
+replace github.com/emersion/go-smtp => ./third_party/go-smtp

@@ -98,7 +98,10 @@ func TestVerifyKnownAcceptedUnknownRefusedThenCached(t *testing.T) {
 	if out := rcptOnly(t, mx, "nobody@relay.test"); !strings.Contains(out, want) {
 		t.Errorf("stranger not refused from the cache:\n%s", out)
 	}
-	if now := be.Commands(); len(now) != len(probes) {
+	// (The probes' connection goes back to delivery's connection cache,
+	// which closes it with QUIT once it has been idle for 2 s: not a
+	// probe.)
+	if now := be.Commands(); len(now) != len(probes) && !(len(now) == len(probes)+1 && now[len(now)-1] == "QUIT") {
 		t.Errorf("cache hits reached the backend: %q", now[len(probes):])
 	}
 

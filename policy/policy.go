@@ -226,6 +226,8 @@ type Result struct {
 	// MaxDelay).
 	Delay time.Duration
 	// Disconnect: the listener closes the connection after the reply.
+	// After the banner the reply is sent as a 421 (RFC 5321 section 3.8:
+	// the code of a server closing the channel), the check's text kept.
 	Disconnect bool
 	// Headers are header fields a DataCheck adds to the top of the
 	// message, below the listener's Received header and those of the

@@ -146,9 +146,11 @@ func New(o Options, q Queue, chain *policy.Chain) *Server {
 	srv.Domain = o.Hostname
 	srv.MaxMessageBytes = o.MessageSize
 	srv.MaxRecipients = o.Recipients
-	// Lines in DATA longer than RFC 5321's 1000 octets exist in real mail;
-	// Postfix accepts them. The limit here only bounds memory per line.
-	srv.MaxLineLength = 64 << 10
+	// Command lines: 2048 octets, Postfix's line_length_limit; this also
+	// bounds what a session buffers. Message data has no line limit (lines
+	// longer than RFC 5321's 1000 octets exist in real mail and Postfix
+	// accepts them), only the message size limit.
+	srv.MaxCommandLineLength = 2048
 	srv.ReadTimeout = o.CommandTimeout
 	srv.WriteTimeout = o.CommandTimeout
 	srv.EnableSMTPUTF8 = true

@@ -164,8 +164,10 @@ func (s *session) refuse(msg string, d policy.Decision, to string) *smtp.SMTPErr
 	s.srv.logRefusal(msg, d, s.pc, from, to)
 	sleep(d.Delay)
 	rep := toSMTP(d.Reply)
-	if d.Disconnect {
-		s.closeWith(rep)
+	if d.Disconnect && rep.Code != 421 {
+		// RFC 5321 section 3.8: a server that closes says 421. go-smtp
+		// sends a 421 after the replies batched before it, then closes.
+		rep = reply(421, smtp.EnhancedCode{4, 7, 0}, rep.Message)
 	}
 	return rep
 }
@@ -354,6 +356,11 @@ func (s *session) fail(id string, err error, r io.Reader) error {
 	switch {
 	case errors.As(err, &se):
 		// go-smtp's size limit: go-smtp drains the rest itself.
+		return rep
+	case errors.Is(err, smtp.ErrDataReset):
+		// RSET/EHLO/QUIT after a BDAT chunk without LAST: go-smtp drops
+		// the message and sends no reply for it; the session goes on.
+		s.srv.log.Info("receive aborted", "queue_id", id, "client_ip", ip, "err", err)
 		return rep
 	case !errors.As(err, &re) && r != nil:
 		// A spool (disk) failure while the client is still sending: drain

@@ -175,17 +175,17 @@ func TestAcceptedMessageIsQueuedWithReceived(t *testing.T) {
 
 func TestSlowSenderKeepsGoingIdleSenderIsCut(t *testing.T) {
 	addr, q, _ := startListener(t, func(o *Options) {
-		o.DataTimeout = 400 * time.Millisecond
-		o.CommandTimeout = 400 * time.Millisecond
+		o.DataTimeout = time.Second
+		o.CommandTimeout = time.Second
 	})
 	c := dial(t, addr)
 	c.envelope("user@relay.test")
 	c.send("Subject: slow\r\n\r\n")
-	// 12 x 100ms = 1.2s of DATA, three times the per-read timeout and the
+	// 12 x 250ms = 3s of DATA, three times the per-read timeout and the
 	// command timeout: a live sender must not be cut off.
 	for i := 0; i < 12; i++ {
 		c.send(fmt.Sprintf("line %d\r\n", i))
-		time.Sleep(100 * time.Millisecond) // pacing the sender, not synchronisation
+		time.Sleep(250 * time.Millisecond) // pacing the sender, not synchronisation
 	}
 	c.send(".\r\n")
 	id := queuedID(t, c.reply())

@@ -53,3 +53,18 @@ func TestShowOrigin(t *testing.T) {
 		})
 	}
 }
+
+func TestSpanRoundsToWholeDays(t *testing.T) {
+	day := 24 * time.Hour
+	for d, want := range map[time.Duration]string{
+		30*day - time.Second:   "30d",
+		29*day + 4*time.Hour:   "29d4h",
+		3*day + 29*time.Minute: "3d",
+		3*day + 31*time.Minute: "3d1h",
+		90 * time.Minute:       "1h30m0s",
+	} {
+		if got := span(d); got != want {
+			t.Errorf("span(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -314,7 +314,8 @@ func span(d time.Duration) string {
 	if d < 2*day {
 		return d.String()
 	}
-	days, rest := d/day, (d % day).Round(time.Hour)
+	d = d.Round(time.Hour) // 29d23h59m59s is "30d", not "29d24h"
+	days, rest := d/day, d%day
 	if rest == 0 {
 		return fmt.Sprintf("%dd", days)
 	}
