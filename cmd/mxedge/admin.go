@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ type adminCmd struct {
 	json   *bool
 	stdout io.Writer
 	stderr io.Writer
+	// lookedAt says where client looked for the daemon, for messages.
+	lookedAt string
 }
 
 func newAdminCmd(group, name, argsUsage string, stdout, stderr io.Writer) *adminCmd {
@@ -34,7 +37,7 @@ func newAdminCmd(group, name, argsUsage string, stdout, stderr io.Writer) *admin
 		group:  group,
 		name:   name,
 		fs:     fs,
-		config: fs.String("config", "", "configuration file (default: the built-in local default)"),
+		config: fs.String("config", "", "configuration file (default: $MXEDGE_CONFIG, "+defaultConfigPath+", the built-in demo)"),
 		json:   fs.Bool("json", false, "print JSON"),
 		stdout: stdout,
 		stderr: stderr,
@@ -66,15 +69,20 @@ func (c *adminCmd) parse(args []string, min, max int) ([]string, bool) {
 
 // client connects to the daemon of the configured data directory.
 func (c *adminCmd) client() (*control.Client, error) {
-	cfg, err := loadConfig(*c.config)
+	cfg, from, err := loadConfig(*c.config)
 	if err != nil {
 		return nil, err
 	}
+	c.lookedAt = fmt.Sprintf("data_dir %s of %s", cfg.DataDir, from)
 	return control.NewClient(control.SocketPath(cfg.DataDir)), nil
 }
 
-// fail prints err and returns exit status 1.
+// fail prints err and returns exit status 1. When no daemon answered, it
+// says where it looked.
 func (c *adminCmd) fail(err error) int {
+	if errors.Is(err, control.ErrNotRunning) && c.lookedAt != "" {
+		err = fmt.Errorf("%w; looked in %s: is mxedge running with this configuration? (-config FILE or $MXEDGE_CONFIG name another)", err, c.lookedAt)
+	}
 	fmt.Fprintf(c.stderr, "mxedge %s %s: %v\n", c.group, c.name, err)
 	return 1
 }

@@ -60,9 +60,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "verify":
 		return cmdVerify(args[1:], stdout, stderr)
 	case "config":
-		if len(args) > 1 && args[1] == "check" {
-			return cmdConfigCheck(args[2:], stdout, stderr)
-		}
+		return cmdConfig(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "mxedge", version())
+		return 0
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

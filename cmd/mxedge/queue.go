@@ -397,7 +397,7 @@ func queueCompact(args []string, stdout, stderr io.Writer) int {
 	if _, ok := c.parse(args, 0, 0); !ok {
 		return 2
 	}
-	cfg, err := loadConfig(*c.config)
+	cfg, _, err := loadConfig(*c.config)
 	if err != nil {
 		return c.fail(err)
 	}

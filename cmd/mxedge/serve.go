@@ -34,7 +34,8 @@ var demoUsers = []string{"alice", "bob", "postmaster"}
 func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (default: built-in local demo)")
+	path := fs.String("config", "", "configuration file (default: $MXEDGE_CONFIG, "+defaultConfigPath+", else the built-in local demo)")
+	logFormat := fs.String("log-format", "text", "log lines as \"text\" (key=value) or \"json\" (one object per line)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file until shutdown (for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -50,7 +51,17 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	cfg, err := loadConfig(*path)
+	var log *slog.Logger
+	switch *logFormat {
+	case "text":
+		log = slog.New(slog.NewTextHandler(stderr, nil))
+	case "json":
+		log = slog.New(slog.NewJSONHandler(stderr, nil))
+	default:
+		fmt.Fprintf(stderr, "serve: -log-format %q: must be \"text\" or \"json\"\n", *logFormat)
+		return 2
+	}
+	cfg, from, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -65,10 +76,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, *path == "", stdout, log); err != nil {
+	fmt.Fprintf(stdout, "mxedge %s, configuration: %s\n", version(), from)
+	if err := serve(ctx, cfg, from == demoSource, stdout, log); err != nil {
 		log.Error("mxedge stopped", "err", err)
 		return 1
 	}
