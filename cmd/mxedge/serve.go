@@ -22,6 +22,7 @@ import (
 	"github.com/mxedge/mxedge/delivery"
 	"github.com/mxedge/mxedge/internal/certs"
 	"github.com/mxedge/mxedge/internal/localbackend"
+	"github.com/mxedge/mxedge/internal/sdnotify"
 	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/smtpd"
@@ -237,6 +238,14 @@ func (r *relay) reload() {
 	}
 }
 
+// notify tells systemd (Type=notify) about the relay's state; a failure
+// is logged, not fatal.
+func (r *relay) notify(state string) {
+	if err := sdnotify.Notify(state); err != nil {
+		r.log.Warn("systemd notification failed", "err", err)
+	}
+}
+
 // onClose registers f to run at shutdown (or when build fails), after
 // everything registered later.
 func (r *relay) onClose(f func()) { r.closed = append(r.closed, f) }
@@ -272,6 +281,7 @@ func (r *relay) run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	r.notify("READY=1\nSTATUS=accepting mail")
 	for {
 		select {
 		case <-ctx.Done():
@@ -280,7 +290,9 @@ func (r *relay) run(ctx context.Context) error {
 		case err := <-r.errc:
 			return err
 		case <-hup:
+			r.notify(sdnotify.Reloading())
 			r.reload()
+			r.notify("READY=1\nSTATUS=accepting mail")
 		}
 	}
 }
@@ -296,6 +308,7 @@ func (r *relay) run(ctx context.Context) error {
 //     cached connections get QUIT, then the queue closes, then the demo
 //     backend stops (closeAll, in reverse order of build).
 func (r *relay) shutdown() error {
+	r.notify("STOPPING=1\nSTATUS=draining sessions and deliveries")
 	t0 := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Shutdown.D())
 	defer cancel()
