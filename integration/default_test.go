@@ -15,14 +15,20 @@ import (
 // demo backend, which does not know the user.
 func TestBuiltinDefaultDeliversToDemoMailbox(t *testing.T) {
 	dir := t.TempDir()
+	// The demo's own addresses (127.0.0.1:2525 and :2526) may be in use by a
+	// demo running on this machine: move them.
+	mx, backend := freeAddr(t, "127.0.0.2"), freeAddr(t, "127.0.0.3")
+	t.Setenv("MXEDGE_DEMO_MX", mx)
+	t.Setenv("MXEDGE_DEMO_BACKEND", backend)
+	t.Setenv("MXEDGE_CONFIG", "")
 	r := startRelay(t, dir)
-	if _, err := r.out.wait("127.0.0.1:2525", 1, time.Second); err != nil {
+	if _, err := r.out.wait(mx, 1, time.Second); err != nil {
 		t.Fatalf("does not say where it listens: %v\n%s", err, r.out.String())
 	}
 	if _, err := r.out.wait("mxedge-data/mailboxes", 1, time.Second); err != nil {
 		t.Fatalf("does not say where mail ends up: %v\n%s", err, r.out.String())
 	}
-	out, code := swaks(t, "127.0.0.1:2525", "--from", "someone@src.test", "--to", "alice@example.test",
+	out, code := swaks(t, mx, "--from", "someone@src.test", "--to", "alice@example.test",
 		"--header", "Subject: hello from the quick start")
 	if code != 0 {
 		t.Fatalf("swaks: %d\n%s", code, out)
@@ -39,7 +45,7 @@ func TestBuiltinDefaultDeliversToDemoMailbox(t *testing.T) {
 		t.Errorf("stored message:\n%s", msg)
 	}
 
-	out, code = swaks(t, "127.0.0.1:2525", "--from", "someone@src.test", "--to", "nobody@example.test")
+	out, code = swaks(t, mx, "--from", "someone@src.test", "--to", "nobody@example.test")
 	if code == 0 || !strings.Contains(out, "<** 550 5.1.1 <nobody@example.test>: Recipient address rejected: undeliverable address: 550 5.1.1 <nobody@example.test>: no such user here") {
 		t.Fatalf("unknown user not refused in the session: swaks exit %d\n%s", code, out)
 	}

@@ -34,7 +34,16 @@ func loadConfig(path string) (cfg *config.Config, from string, err error) {
 		}
 	}
 	if path == "" {
-		return config.Default(), demoSource, nil
+		cfg = config.Default()
+		// A second demo beside the first (tests, a newcomer trying two
+		// relays) moves its listener and backend.
+		if a := os.Getenv("MXEDGE_DEMO_MX"); a != "" {
+			cfg.Listeners[0].Address = a
+		}
+		if a := os.Getenv("MXEDGE_DEMO_BACKEND"); a != "" {
+			cfg.Routes["example.test"] = a
+		}
+		return cfg, demoSource, nil
 	}
 	cfg, err = config.Load(path)
 	return cfg, from, err
