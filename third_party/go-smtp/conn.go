@@ -855,19 +855,31 @@ func (c *Conn) handleAuth(arg string) {
 		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: send HELO/EHLO first")
 		return
 	}
+	if _, ok := c.Session().(AuthSession); !ok {
+		// A listener without AUTH (an MX): as Postfix says it.
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: authentication not enabled")
+		return
+	}
 	if c.didAuth {
 		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Already authenticated")
+		return
+	}
+	if c.fromReceived {
+		// RFC 4954 section 4: AUTH is not permitted during a transaction.
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Error: AUTH not allowed during a mail transaction")
 		return
 	}
 
 	parts := strings.Fields(arg)
 	if len(parts) == 0 {
-		c.writeResponse(502, EnhancedCode{5, 5, 4}, "Missing parameter")
+		c.writeResponse(501, EnhancedCode{5, 5, 4}, "Syntax: AUTH mechanism [initial-response]")
 		return
 	}
 
 	if !c.authAllowed() {
-		c.writeResponse(523, EnhancedCode{5, 7, 10}, "TLS is required")
+		// RFC 4954 section 6: 538 5.7.11, encryption required for the
+		// requested mechanism (every mechanism: none is offered before TLS).
+		c.writeResponse(538, EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")
 		return
 	}
 
@@ -879,7 +891,8 @@ func (c *Conn) handleAuth(arg string) {
 		var err error
 		ir, err = decodeSASLResponse(parts[1])
 		if err != nil {
-			c.writeResponse(454, EnhancedCode{4, 7, 0}, "Invalid base64 data")
+			// RFC 4954 section 4: a response that cannot be decoded is 501.
+			c.writeResponse(501, EnhancedCode{5, 5, 2}, "Invalid base64 data")
 			return
 		}
 	}
@@ -916,14 +929,14 @@ func (c *Conn) handleAuth(arg string) {
 		}
 
 		if encoded == "*" {
-			// https://tools.ietf.org/html/rfc4954#page-4
-			c.writeResponse(501, EnhancedCode{5, 0, 0}, "Negotiation cancelled")
+			// RFC 4954 section 4: the client cancels with "*", 501.
+			c.writeResponse(501, EnhancedCode{5, 7, 0}, "Authentication cancelled")
 			return
 		}
 
 		response, err = decodeSASLResponse(encoded)
 		if err != nil {
-			c.writeResponse(454, EnhancedCode{4, 7, 0}, "Invalid base64 data")
+			c.writeResponse(501, EnhancedCode{5, 5, 2}, "Invalid base64 data")
 			return
 		}
 	}
