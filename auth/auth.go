@@ -59,7 +59,7 @@ type Options struct {
 	// Concurrency bounds password checks in flight at once (argon2id
 	// takes 64 MiB and tens of milliseconds each) [2 x GOMAXPROCS].
 	Concurrency int
-	Logger      *slog.Logger         // [slog.Default()]
+	Logger      *slog.Logger        // [slog.Default()]
 	Sleep       func(time.Duration) // the guard's delays, for tests [time.Sleep]
 }
 

@@ -46,7 +46,7 @@
 // with the filter
 //
 //	[Definition]
-//	failregex = msg="auth failed" listener=\S+ client_ip=<HOST> 
+//	failregex = msg="auth failed" listener=\S+ client_ip=<HOST>
 //
 // (a lockout is the line with locked=true; "auth refused" lines are
 // clients still locked out).
