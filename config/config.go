@@ -59,6 +59,57 @@ type Config struct {
 	// (A top-level table rather than [verify.domains]: a relay domain's
 	// policy sits next to its route.)
 	VerifyDomains map[string]VerifyDomain `toml:"verify_domains" json:"verify_domains"`
+
+	// Auth configures SASL authentication on the submission listeners
+	// (package auth).
+	Auth Auth `toml:"auth" json:"auth"`
+	// Submission holds the per-user limits of the submission listeners.
+	Submission Submission `toml:"submission" json:"submission"`
+	// DKIMSign are the DKIM signing keys (package submission): mail from
+	// the submission listeners and the relay's own reports are signed
+	// with the keys of their From: domain, after the queue.
+	DKIMSign []DKIMSign `toml:"dkim_sign" json:"dkim_sign"`
+}
+
+// Auth is the [auth] table.
+type Auth struct {
+	// Backend: "file" (UsersFile, managed with mxedge user) or "dovecot"
+	// (Dovecot's auth socket, DovecotSocket).
+	Backend string `toml:"backend" json:"backend"`
+	// UsersFile is the users file of the "file" backend (Dovecot
+	// passwd-file format).
+	UsersFile string `toml:"users_file" json:"users_file"`
+	// DovecotSocket is the path of Dovecot's auth-client socket.
+	DovecotSocket string `toml:"dovecot_socket" json:"dovecot_socket"`
+	// LoginMap lists the sender addresses of each Dovecot login; "": a
+	// login that is an address may send as itself.
+	LoginMap string `toml:"login_map" json:"login_map"`
+	// FailureDelay: the delay of an AUTH reply to a client past
+	// FailuresSlow failures (and to a user name attacked from many
+	// networks).
+	FailureDelay Duration `toml:"failure_delay" json:"failure_delay"`
+	// FailuresSlow, FailuresLockout: failures of one client network
+	// within FailureWindow after which replies are delayed, and at which
+	// it gets 421 and is locked out of AUTH for Lockout.
+	FailuresSlow    int      `toml:"failures_slow" json:"failures_slow"`
+	FailuresLockout int      `toml:"failures_lockout" json:"failures_lockout"`
+	FailureWindow   Duration `toml:"failure_window" json:"failure_window"`
+	Lockout         Duration `toml:"lockout" json:"lockout"`
+}
+
+// Submission is the [submission] table: per-user limits (0: none).
+type Submission struct {
+	MessagesPerHour   int `toml:"messages_per_hour" json:"messages_per_hour"`
+	MessagesPerDay    int `toml:"messages_per_day" json:"messages_per_day"`
+	RecipientsPerHour int `toml:"recipients_per_hour" json:"recipients_per_hour"`
+	RecipientsPerDay  int `toml:"recipients_per_day" json:"recipients_per_day"`
+}
+
+// DKIMSign is one [[dkim_sign]] key.
+type DKIMSign struct {
+	Domain   string `toml:"domain" json:"domain"`
+	Selector string `toml:"selector" json:"selector"`
+	KeyFile  string `toml:"key_file" json:"key_file"`
 }
 
 // Verify is the [verify] table: recipient verification for the relay
@@ -149,6 +200,10 @@ type Listener struct {
 	// TLSMinVersion is the lowest TLS version accepted: "1.0", "1.1",
 	// "1.2" or "1.3". Default "1.2".
 	TLSMinVersion string `toml:"tls_min_version" json:"tls_min_version"`
+	// HideClientIP: the Received header of submitted mail leaves out the
+	// client's address, name and HELO (privacy of home users). Only for
+	// the submission kinds.
+	HideClientIP bool `toml:"hide_client_ip" json:"hide_client_ip"`
 }
 
 // Listener kinds.

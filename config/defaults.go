@@ -66,6 +66,17 @@ func base() Config {
 			DANE:                          true,
 		},
 		TLSPolicy: map[string]string{},
+		Auth: Auth{
+			Backend:         "file",
+			UsersFile:       "/etc/mxedge/users",
+			FailureDelay:    Duration(2 * time.Second),
+			FailuresSlow:    5,
+			FailuresLockout: 10,
+			FailureWindow:   Duration(15 * time.Minute),
+			Lockout:         Duration(15 * time.Minute),
+		},
+		Submission: Submission{MessagesPerHour: 100, MessagesPerDay: 1000, RecipientsPerHour: 500, RecipientsPerDay: 3000},
+		DKIMSign:   []DKIMSign{},
 	}
 }
 
@@ -136,6 +147,14 @@ func (c *Config) complete() {
 	c.TLSPolicy = normalizeKeys(c.TLSPolicy)
 	if c.DNS.Servers == nil {
 		c.DNS.Servers = []string{}
+	}
+	if c.DKIMSign == nil {
+		c.DKIMSign = []DKIMSign{}
+	}
+	for i := range c.DKIMSign {
+		if n, err := normalizeDomain(c.DKIMSign[i].Domain); err == nil {
+			c.DKIMSign[i].Domain = n
+		}
 	}
 }
 

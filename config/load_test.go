@@ -65,10 +65,12 @@ func TestExample(t *testing.T) {
 	want.Listeners = []Listener{{Name: "mx", Kind: "mx", Address: "0.0.0.0:25", BareLineEndings: "reject", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"}}
 	want.RelayDomains = []string{"example.org"}
 	want.Routes = map[string]string{"example.org": "[10.0.0.25]:25"}
+	want.DKIMSign = []DKIMSign{{Domain: "example.org", Selector: "rsa2026", KeyFile: "/etc/mxedge/dkim/example.org.rsa2026.key"}}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("example:\n got %+v\nwant %+v", *c, want)
 	}
 	// Leaving every default key out gives the same configuration.
+	c.DKIMSign = []DKIMSign{}
 	if c2 := mustParse(t, valid); !reflect.DeepEqual(c2, c) {
 		t.Errorf("defaults differ from the example:\n got %+v\nwant %+v", *c2, *c)
 	}
@@ -173,11 +175,13 @@ bare_line_endings = "normalize"
 [[listener]]
 kind = "submission"
 address = ":587"
+tls_cert = ["/etc/mxedge/sub.pem"]
+tls_key = ["/etc/mxedge/sub.key"]
 `)
 	want = []Listener{
 		{Name: "mx", Kind: "mx", Address: ":25", BareLineEndings: "reject", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"},
 		{Name: "inside", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "normalize", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"},
-		{Name: "submission", Kind: "submission", Address: ":587", BareLineEndings: "reject", MaxSessions: 200, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"},
+		{Name: "submission", Kind: "submission", Address: ":587", BareLineEndings: "reject", MaxSessions: 200, TLSCert: []string{"/etc/mxedge/sub.pem"}, TLSKey: []string{"/etc/mxedge/sub.key"}, TLSMinVersion: "1.2"},
 	}
 	if !reflect.DeepEqual(c.Listeners, want) {
 		t.Errorf("listeners = %+v, want %+v", c.Listeners, want)

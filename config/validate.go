@@ -60,6 +60,12 @@ func (c *Config) problems() []error {
 		if l.MaxSessions < 0 {
 			add("%s.max_sessions %d: must be at least 1 (0 or absent: the kind's default)", key, l.MaxSessions)
 		}
+		if l.HideClientIP && l.Kind == KindMX {
+			add("%s.hide_client_ip: only for the submission kinds (an MX records where mail came from)", key)
+		}
+		if (l.Kind == KindSubmission || l.Kind == KindSubmissions) && len(l.TLSCert) == 0 {
+			add("%s: kind %q needs tls_cert and tls_key (AUTH is offered only over TLS)", key, l.Kind)
+		}
 		if l.BareLineEndings != "reject" && l.BareLineEndings != "normalize" {
 			add(`%s.bare_line_endings %q: must be "reject" or "normalize"`, key, l.BareLineEndings)
 		}
@@ -144,6 +150,7 @@ func (c *Config) problems() []error {
 	if c.Queue.Concurrency < 1 {
 		add("queue.concurrency %d: must be at least 1", c.Queue.Concurrency)
 	}
+	errs = append(errs, c.submissionProblems()...)
 	errs = append(errs, c.verifyProblems(seen)...)
 	errs = append(errs, c.deliveryProblems()...)
 	return errs
@@ -396,4 +403,74 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// submissionProblems checks [auth], [submission] and [[dkim_sign]].
+func (c *Config) submissionProblems() []error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+	a := c.Auth
+	switch a.Backend {
+	case "file":
+		if a.UsersFile == "" {
+			add(`auth.users_file "": the "file" backend needs a users file`)
+		}
+	case "dovecot":
+		if a.DovecotSocket == "" {
+			add(`auth.dovecot_socket "": the "dovecot" backend needs Dovecot's auth-client socket`)
+		}
+	default:
+		add(`auth.backend %q: must be "file" or "dovecot"`, a.Backend)
+	}
+	if a.LoginMap != "" && a.Backend != "dovecot" {
+		add(`auth.login_map %q: only for backend "dovecot" (the users file holds the senders of its users)`, a.LoginMap)
+	}
+	if a.FailureDelay < 0 {
+		add("auth.failure_delay %q: must be 0 or positive", a.FailureDelay)
+	}
+	if a.FailuresSlow < 1 {
+		add("auth.failures_slow %d: must be at least 1", a.FailuresSlow)
+	}
+	if a.FailuresLockout <= a.FailuresSlow {
+		add("auth.failures_lockout %d: must be greater than auth.failures_slow (%d)", a.FailuresLockout, a.FailuresSlow)
+	}
+	if a.FailureWindow <= 0 {
+		add("auth.failure_window %q: must be greater than 0", a.FailureWindow)
+	}
+	if a.Lockout <= 0 {
+		add("auth.lockout %q: must be greater than 0", a.Lockout)
+	}
+	s := c.Submission
+	for _, v := range []struct {
+		key string
+		n   int
+	}{
+		{"submission.messages_per_hour", s.MessagesPerHour}, {"submission.messages_per_day", s.MessagesPerDay},
+		{"submission.recipients_per_hour", s.RecipientsPerHour}, {"submission.recipients_per_day", s.RecipientsPerDay},
+	} {
+		if v.n < 0 {
+			add("%s %d: must be 0 (no limit) or positive", v.key, v.n)
+		}
+	}
+	seen := map[string]int{}
+	for i, k := range c.DKIMSign {
+		key := fmt.Sprintf("dkim_sign[%d]", i)
+		if err := checkNormalDomain(k.Domain); err != nil {
+			add("%s.domain %q: %v", key, k.Domain, err)
+		}
+		if k.Selector == "" || strings.ContainsAny(k.Selector, " \t;=") || strings.HasPrefix(k.Selector, ".") || strings.HasSuffix(k.Selector, ".") {
+			add("%s.selector %q: must be a DNS label (or dot-separated labels)", key, k.Selector)
+		}
+		if k.KeyFile == "" {
+			add("%s.key_file: must name the key file (mxedge dkim keygen writes one)", key)
+		}
+		id := k.Domain + "/" + k.Selector
+		if j, dup := seen[id]; dup {
+			add("%s: domain %q selector %q as dkim_sign[%d]", key, k.Domain, k.Selector, j)
+		}
+		seen[id] = i
+	}
+	return errs
 }

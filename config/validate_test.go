@@ -39,7 +39,22 @@ func TestValidate(t *testing.T) {
 		{"data_dir empty", func(c *Config) { c.DataDir = "" }, `data_dir "": must not be empty`},
 
 		{"no listener", func(c *Config) { c.Listeners = nil }, `listener: at least one [[listener]] is needed`},
-		{"listener kind submission", func(c *Config) { c.Listeners[0].Kind = "submission" }, ""},
+		{"listener kind submission", func(c *Config) {
+			c.Listeners[0].Kind = "submission"
+			c.Listeners[0].TLSCert, c.Listeners[0].TLSKey = []string{"c.pem"}, []string{"c.key"}
+		}, ""},
+		{"submission without TLS", func(c *Config) { c.Listeners[0].Kind = "submissions" }, `listener[0]: kind "submissions" needs tls_cert and tls_key (AUTH is offered only over TLS)`},
+		{"hide_client_ip on mx", func(c *Config) { c.Listeners[0].HideClientIP = true }, `listener[0].hide_client_ip: only for the submission kinds (an MX records where mail came from)`},
+		{"auth backend", func(c *Config) { c.Auth.Backend = "ldap" }, `auth.backend "ldap": must be "file" or "dovecot"`},
+		{"dovecot without socket", func(c *Config) { c.Auth.Backend = "dovecot" }, `auth.dovecot_socket "": the "dovecot" backend needs Dovecot's auth-client socket`},
+		{"lockout before slow", func(c *Config) { c.Auth.FailuresLockout = 5 }, `auth.failures_lockout 5: must be greater than auth.failures_slow (5)`},
+		{"negative limit", func(c *Config) { c.Submission.RecipientsPerDay = -1 }, `submission.recipients_per_day -1: must be 0 (no limit) or positive`},
+		{"dkim selector", func(c *Config) {
+			c.DKIMSign = []DKIMSign{{Domain: "example.org", Selector: "a b", KeyFile: "k"}}
+		}, `dkim_sign[0].selector "a b": must be a DNS label (or dot-separated labels)`},
+		{"dkim twice", func(c *Config) {
+			c.DKIMSign = []DKIMSign{{Domain: "example.org", Selector: "s", KeyFile: "k"}, {Domain: "example.org", Selector: "s", KeyFile: "k2"}}
+		}, `dkim_sign[1]: domain "example.org" selector "s" as dkim_sign[0]`},
 		{"listener kind", func(c *Config) { c.Listeners[0].Kind = "lmtp" }, `listener[0].kind "lmtp": must be "mx", "submission" or "submissions"`},
 		{"listener kind empty", func(c *Config) { c.Listeners[0].Kind = "" }, `listener[0].kind "": must be "mx"`},
 		{"listener max_sessions", func(c *Config) { c.Listeners[0].MaxSessions = -1 }, `listener[0].max_sessions -1: must be at least 1`},

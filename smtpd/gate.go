@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -75,6 +76,14 @@ func (g *gate) loop() {
 		backoff = 0
 		if n := g.sessions.Add(1); n > int64(g.srv.o.MaxSessions) {
 			g.sessions.Add(-1)
+			if g.srv.o.ImplicitTLS {
+				// A plaintext 421 would be noise to a TLS client, and a
+				// handshake for a refusal is work a flood should not get.
+				g.srv.log.Info("connection refused", "stage", "limit", "client_ip", remoteIP(nc),
+					"limit", "sessions", "count", n-1, "reply", "(closed before TLS)")
+				_ = nc.Close()
+				continue
+			}
 			g.refuse(nc, replySessionLimit, "limit", "sessions", n-1)
 			continue
 		}
@@ -93,6 +102,12 @@ func isTemporary(err error) bool {
 // admit runs the connect stage for sc and hands it to go-smtp, or refuses
 // it.
 func (g *gate) admit(sc *sessConn) {
+	var c net.Conn = sc
+	if g.srv.o.ImplicitTLS {
+		// go-smtp runs the handshake (within its timeouts) before the
+		// banner, as for a tls.Listener.
+		c = tls.Server(sc, g.srv.o.TLS)
+	}
 	if g.srv.chain.HasConnect() {
 		ctx, cancel := context.WithTimeout(context.Background(), g.srv.o.CheckTimeout)
 		d := g.srv.chain.Connect(ctx, sc.pc)
@@ -108,7 +123,7 @@ func (g *gate) admit(sc *sessConn) {
 		}
 	}
 	select {
-	case g.ready <- sc:
+	case g.ready <- c:
 	case <-g.done:
 		sc.Close()
 	}

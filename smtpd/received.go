@@ -21,11 +21,16 @@ import (
 // (policy.ReversePass), else "unknown", as Postfix writes it. "for" is
 // given only for a single recipient, so a message to many does not reveal
 // the other recipients to each. The protocol keyword follows
-// RFC 3848 (ESMTPS with TLS) and RFC 6531 (UTF8ESMTP).
-func receivedHeader(pc *policy.Conn, host, id, rcpt string, utf8 bool, t time.Time) string {
+// RFC 3848 (ESMTPS with TLS, ESMTPSA authenticated) and RFC 6531
+// (UTF8ESMTP). With hide (submission's hide_client_ip) the client's HELO,
+// name and address are left out: "from submission-client".
+func receivedHeader(pc *policy.Conn, host, id, rcpt string, utf8, hide bool, t time.Time) string {
 	proto := "ESMTP"
 	if pc.TLS != nil {
 		proto += "S"
+	}
+	if pc.AuthUser != "" {
+		proto += "A"
 	}
 	if utf8 {
 		proto = "UTF8" + proto
@@ -33,16 +38,20 @@ func receivedHeader(pc *policy.Conn, host, id, rcpt string, utf8 bool, t time.Ti
 	var b strings.Builder
 	b.Grow(200)
 	b.WriteString("Received: from ")
-	b.WriteString(sanitizeHelo(pc.Helo))
-	b.WriteString(" (")
-	if pc.Reverse.Status == policy.ReversePass {
-		b.WriteString(pc.Reverse.Name)
+	if hide {
+		b.WriteString("submission-client\r\n")
 	} else {
-		b.WriteString("unknown")
+		b.WriteString(sanitizeHelo(pc.Helo))
+		b.WriteString(" (")
+		if pc.Reverse.Status == policy.ReversePass {
+			b.WriteString(pc.Reverse.Name)
+		} else {
+			b.WriteString("unknown")
+		}
+		b.WriteString(" [")
+		b.WriteString(pc.IP.String())
+		b.WriteString("])\r\n")
 	}
-	b.WriteString(" [")
-	b.WriteString(pc.IP.String())
-	b.WriteString("])\r\n")
 	if cs := pc.TLS; cs != nil {
 		b.WriteString("\t(using ")
 		b.WriteString(policy.TLSVersion(cs.Version))

@@ -35,6 +35,9 @@ var (
 	// The listener's session limit (Postfix smtpd_client_connection_count
 	// and process limits): the client may come back later.
 	replySessionLimit = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many connections, try again later")
+	// Submission (RFC 6409 section 4.3, RFC 4954 section 6).
+	replyNeedTLS  = reply(530, smtp.EnhancedCode{5, 7, 0}, "Must issue a STARTTLS command first")
+	replyNeedAuth = reply(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")
 )
 
 // toSMTP is a reply of the policy chain as go-smtp sends it.

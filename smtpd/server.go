@@ -43,6 +43,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxedge/mxedge/policy"
@@ -81,6 +82,18 @@ type Options struct {
 	// NormalizeLineEndings turns bare LF into CRLF and a stray CR into a
 	// space instead of refusing the message [false: refuse].
 	NormalizeLineEndings bool
+
+	// The submission profile (RFC 6409, RFC 8314; package submission sets
+	// it up for the submission kinds). Auth, if set, offers SASL AUTH
+	// after TLS (none before: 538 5.7.11), and MAIL requires it (530
+	// 5.7.0); nil: AUTH is refused (503 5.5.1), as on an MX listener.
+	Auth Authenticator
+	// ImplicitTLS: TLS from the first byte (port 465, RFC 8314 section
+	// 3.3); TLS must be set. Without it TLS is STARTTLS.
+	ImplicitTLS bool
+	// HideClientIP: the Received header omits the client's address, name
+	// and HELO (privacy of home users on submission).
+	HideClientIP bool
 
 	Logger *slog.Logger     // [slog.Default()]
 	Now    func() time.Time // clock of Received headers [time.Now]
@@ -122,7 +135,19 @@ func (o *Options) defaults() {
 	}
 }
 
-// Server is one MX listener.
+// Authenticator is the SASL side of a listener (package auth).
+//
+// Start begins an AUTH exchange of mechanism mech for the session pc and
+// returns its server; every failure it decides (wrong password, lockout,
+// unknown mechanism) is an *smtp.SMTPError, sent as it is (a 421 closes
+// the connection). On success it calls done with the login before the 235
+// goes out. Mechanisms are the names offered in EHLO.
+type Authenticator interface {
+	Mechanisms() []string
+	Start(pc *policy.Conn, mech string, done func(login string)) (sasl.Server, error)
+}
+
+// Server is one SMTP listener, of any kind.
 type Server struct {
 	o     Options
 	queue Queue

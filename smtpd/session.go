@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxedge/mxedge/internal/address"
@@ -25,11 +26,27 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		// Not from our gate (cannot happen outside tests of go-smtp).
 		sc = s.gateless(c)
 	}
+	// A new go-smtp session (the first EHLO, or the first after STARTTLS,
+	// which resets AUTH too): not authenticated.
+	sc.pc.AuthUser = ""
 	sess := &session{srv: s, conn: c, sc: sc, pc: sc.pc}
 	if rep := sess.checkHelo(); rep != nil {
 		return nil, rep
 	}
+	if s.o.Auth != nil {
+		return &authSession{sess}, nil
+	}
 	return sess, nil
+}
+
+// authSession is the session of a listener with AUTH (submission): go-smtp
+// offers its mechanisms after TLS. A session without it (MX) refuses AUTH.
+type authSession struct{ *session }
+
+func (s *authSession) AuthMechanisms() []string { return s.srv.o.Auth.Mechanisms() }
+
+func (s *authSession) Auth(mech string) (sasl.Server, error) {
+	return s.srv.o.Auth.Start(s.pc, mech, func(login string) { s.pc.AuthUser = login })
 }
 
 // gateless builds the facts of a connection that did not pass the gate.
@@ -93,6 +110,14 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.Reset()
 	if rep := s.checkHelo(); rep != nil {
 		return rep
+	}
+	if s.srv.o.Auth != nil && s.pc.AuthUser == "" {
+		// RFC 6409 section 4.3 / RFC 4954 section 6: submission only after
+		// AUTH, and AUTH only after TLS.
+		if s.pc.TLS == nil {
+			return replyNeedTLS
+		}
+		return replyNeedAuth
 	}
 	t := &policy.Txn{}
 	if opts != nil {
@@ -245,7 +270,7 @@ func (s *session) Data(r io.Reader) error {
 	if len(s.rcpts) == 1 {
 		single = s.rcpts[0].Addr
 	}
-	hdr := receivedHeader(s.pc, s.srv.o.Hostname, in.ID(), single, t.Mail.UTF8, s.srv.o.Now())
+	hdr := receivedHeader(s.pc, s.srv.o.Hostname, in.ID(), single, t.Mail.UTF8, s.srv.o.HideClientIP, s.srv.o.Now())
 	if err := in.Prepend([]byte(hdr)); err != nil {
 		return s.fail(in.ID(), err, r)
 	}
