@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/smtpd"
+	"github.com/mxedge/mxedge/submission"
 )
 
 // chainFor builds the policy chain of listener lc from its kind (profile):
@@ -24,7 +26,12 @@ import (
 //	mail     SPF, sender access, sender domain
 //	rcpt     relay, verify, greylisting
 //	data     DKIM, DMARC, milter
-func chainFor(cfg *config.Config, lc config.Listener, ver policy.Verifier) (*policy.Chain, error) {
+//
+// The submission kinds have their own chain (package submission: sender
+// authorization and rate limits at MAIL, recipient limits at RCPT, the
+// header fixes at DATA); no relay control and no verification, since an
+// authenticated user may send anywhere.
+func chainFor(cfg *config.Config, lc config.Listener, ver policy.Verifier, sub *submissionParts, log *slog.Logger) (*policy.Chain, error) {
 	ch := &policy.Chain{}
 	switch lc.Kind {
 	case config.KindMX:
@@ -32,8 +39,13 @@ func chainFor(cfg *config.Config, lc config.Listener, ver policy.Verifier) (*pol
 		if ver != nil {
 			ch.Add(&policy.Verify{V: ver})
 		}
+	case config.KindSubmission, config.KindSubmissions:
+		if sub == nil {
+			return nil, fmt.Errorf("listener %q: kind %q without [auth]", lc.Name, lc.Kind)
+		}
+		ch = submission.Chain(submissionChecks(cfg, sub, log))
 	default:
-		return nil, fmt.Errorf("listener %q: kind %q is not built yet (only \"mx\" listeners can run so far)", lc.Name, lc.Kind)
+		return nil, fmt.Errorf("listener %q: unknown kind %q", lc.Name, lc.Kind)
 	}
 	return ch, nil
 }
@@ -52,5 +64,6 @@ func listenerOptions(cfg *config.Config, lc config.Listener) smtpd.Options {
 		CommandTimeout:       cfg.Timeouts.Command.D(),
 		DataTimeout:          cfg.Timeouts.DataBlock.D(),
 		NormalizeLineEndings: lc.BareLineEndings == "normalize",
+		HideClientIP:         lc.HideClientIP,
 	}
 }

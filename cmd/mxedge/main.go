@@ -12,6 +12,8 @@
 //	mxedge queue compact                shrink queue.db (offline: stop mxedge first)
 //	mxedge verify show|probe|forget ADDR recipient verification cache: an entry, a fresh probe, removal
 //	mxedge verify stats [-json]         verification counters and catch-all domains
+//	mxedge user add|passwd|del|list|show  submission users (the [auth] users file) and their counters
+//	mxedge dkim keygen|show             DKIM signing keys and their DNS records
 //
 // The queue and verify commands talk to the running daemon over its control socket,
 // <data_dir>/control.sock (package control); every one takes -config FILE
@@ -41,6 +43,11 @@ const usage = `usage:
   mxedge verify show|probe|forget ADDR [-json]
   mxedge verify stats [-json]          recipient verification cache of the running relay;
                                        all take -config FILE; "mxedge verify help" for details
+  mxedge user add NAME [-senders A,B] | passwd NAME | del NAME | list | show NAME
+                                       submission users ([auth] users_file; password on
+                                       stdin) and their rate limit counters
+  mxedge dkim keygen -domain D -selector S [-type rsa|ed25519] | show
+                                       DKIM signing keys and the DNS records to publish
 `
 
 func main() {
@@ -59,6 +66,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdQueue(args[1:], stdout, stderr)
 	case "verify":
 		return cmdVerify(args[1:], stdout, stderr)
+	case "user":
+		return cmdUser(args[1:], os.Stdin, stdout, stderr)
+	case "dkim":
+		return cmdDKIM(args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
 	case "version", "-version", "--version":

@@ -26,6 +26,7 @@ import (
 	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/smtpd"
+	"github.com/mxedge/mxedge/submission"
 	"github.com/mxedge/mxedge/verifycache"
 )
 
@@ -152,7 +153,17 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		}
 		fmt.Fprintf(stdout, "demo STARTTLS certificate (self-signed): %s\n", pair.Cert)
 	}
-	if r.queue, err = queue.Open(filepath.Join(cfg.DataDir, "queue"), queueOptions(cfg, log)); err != nil {
+	// DKIM keys are read before anything starts: a missing or weak key is
+	// an error of the configuration.
+	keys, err := loadDKIMKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	qo := queueOptions(cfg, log)
+	if len(keys) > 0 {
+		qo.Signer = submission.NewSigner(keys)
+	}
+	if r.queue, err = queue.Open(filepath.Join(cfg.DataDir, "queue"), qo); err != nil {
 		return nil, err
 	}
 	r.onClose(func() { r.queue.Close() })
@@ -181,8 +192,20 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	r.onClose(func() { r.ctlLn.Close() }) // removes the socket file even if Serve has not run
 	fmt.Fprintf(stdout, "control socket at %s\n", ctlPath)
 
+	// What the submission listeners share: the authenticator and the
+	// counters of the rate limits (<data_dir>/submission.db).
+	var sub *submissionParts
+	if hasSubmission(cfg) {
+		var closeSub func()
+		if sub, closeSub, err = openSubmission(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		r.onClose(closeSub)
+		r.ctl.HandleUsage(sub.store)
+	}
+
 	for _, lc := range cfg.Listeners {
-		chain, err := chainFor(cfg, lc, r.ver)
+		chain, err := chainFor(cfg, lc, r.ver, sub, log)
 		if err != nil {
 			return nil, err
 		}
@@ -194,6 +217,11 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 				return nil, err
 			}
 			o.TLS = st.Config(config.TLSVersions[lc.TLSMinVersion])
+		}
+		if lc.Kind != config.KindMX {
+			if err := submission.Profile(&o, policy.Kind(lc.Kind), sub.auth); err != nil {
+				return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
+			}
 		}
 		s := smtpd.New(o, r.queue, chain)
 		ln, err := s.Listen()
@@ -355,9 +383,8 @@ func queueOptions(cfg *config.Config, log *slog.Logger) queue.Options {
 		DelayWarning:   cfg.Queue.DelayWarning.D(),
 		Postmaster:     cfg.Queue.Postmaster,
 		Concurrency:    cfg.Queue.Concurrency,
-		// No signing yet: DKIM signing of submitted mail will be the
-		// queue.Signer here. nil makes the hook a no-op.
-		Signer: nil,
+		// DKIM signing ([[dkim_sign]]) is set by build once the keys are
+		// read; nil makes the hook a no-op.
 		Logger: log,
 	}
 }
