@@ -139,7 +139,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	d := s.srv.chain.Mail(ctx, s.pc, t)
 	cancel()
 	if d.Refused() {
-		return s.refuse("sender rejected", d, "")
+		s.txn = t // for the log line: the refused sender
+		rep := s.refuse("sender rejected", d, "")
+		s.txn = nil
+		return rep
 	}
 	s.txn, s.haveFrom = t, true
 	return nil
