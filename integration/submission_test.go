@@ -467,4 +467,3 @@ func TestSubmissionSignedRetryIdentical(t *testing.T) {
 	}
 	s.checkSigned(t, msgs[1].Body())
 }
-
