@@ -135,6 +135,9 @@ key_file = %q
 		}
 	}
 	s.relay = startRelay(t, dir, "-config", s.cfg)
+	if _, err := s.out.wait("listener on", 3, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
