@@ -107,6 +107,9 @@ type Envelope struct {
 	// attempt) and its output, if any, is on top of the stored header
 	// block; it is not called again.
 	Signed bool `json:"signed,omitempty"`
+	// Filtered: the ContentFilter passed or held this message; it is not called
+	// again (a released message is delivered as it is).
+	Filtered bool `json:"filtered,omitempty"`
 
 	// Origin: where the message came from, for logs, admin and checks.
 	Origin Origin `json:"origin,omitzero"`
@@ -121,6 +124,9 @@ type Envelope struct {
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt"`
 	Held        bool      `json:"held,omitempty"`   // on hold: not scheduled until released
+	// HoldReason says why the ContentFilter held the message ("" when an admin
+	// did).
+	HoldReason string `json:"hold_reason,omitempty"`
 	Warned      bool      `json:"warned,omitempty"` // the delay warning was sent
 	Notice      bool      `json:"notice,omitempty"` // a report we generated: never reported on
 
@@ -176,6 +182,9 @@ type Options struct {
 	// Signer is called once per message before its first delivery
 	// attempt (see Signer); nil: no signing.
 	Signer Signer
+	// ContentFilter is called once per message before its first
+	// delivery attempt, before the Signer (see ContentFilter); nil: none.
+	ContentFilter ContentFilter
 
 	MinBackoff  time.Duration // first retry delay [5m]
 	MaxBackoff  time.Duration // retry delay cap [4000s]

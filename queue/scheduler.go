@@ -207,6 +207,16 @@ func (q *Queue) Message(id string) (*Message, error) {
 // attempt runs one delivery attempt (signing the message first if it is
 // its first) and stores its outcome.
 func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
+	if q.opts.ContentFilter != nil && !env.Filtered && !env.Signed {
+		held, err := q.filter(ctx, env)
+		if err != nil {
+			q.prepareFailed(env, "content filter failed", err)
+			return
+		}
+		if held {
+			return
+		}
+	}
 	if q.opts.Signer != nil && !env.Signed {
 		if err := q.sign(ctx, env); err != nil {
 			q.signFailed(env, err)
@@ -259,7 +269,8 @@ func (q *Queue) sign(ctx context.Context, env *Envelope) error {
 	if err := CheckFields(fields); err != nil {
 		return fmt.Errorf("signer output: %w", err)
 	}
-	env.signature = append([]byte(nil), fields...) // the signer may reuse its buffer
+	// On top of what the Filter added; copied, the signer may reuse its buffer.
+	env.signature = append(append([]byte(nil), fields...), env.signature...)
 	env.Signed = true
 	env.Size += int64(len(fields))
 	return nil
@@ -268,11 +279,18 @@ func (q *Queue) sign(ctx context.Context, env *Envelope) error {
 // signFailed concludes an attempt whose signing failed: nothing was sent,
 // every pending recipient stays pending with a local temporary failure.
 func (q *Queue) signFailed(env *Envelope, err error) {
+	q.prepareFailed(env, "message signing failed", err)
+}
+
+// prepareFailed concludes an attempt whose filter or signing failed
+// (what): nothing was sent, every pending recipient stays pending with a
+// local temporary failure.
+func (q *Queue) prepareFailed(env *Envelope, what string, err error) {
 	now := q.now()
 	env.Attempts++
-	q.log.Error("signing failed, message not sent", "queue_id", env.ID, "attempt", env.Attempts, "err", err)
+	q.log.Error(strings.Replace(what, "failed", "failed, message not sent", 1), "queue_id", env.ID, "attempt", env.Attempts, "err", err)
 	for _, rc := range env.pendingRcpts() {
-		rc.LastReply, rc.DSN, rc.LastTry = "message signing failed (local error), not sent", "4.3.0", now
+		rc.LastReply, rc.DSN, rc.LastTry = what+" (local error), not sent", "4.3.0", now
 	}
 	q.conclude(env, now, nil, nil)
 }

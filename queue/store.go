@@ -197,7 +197,7 @@ func (q *Queue) save(env *Envelope, old time.Time) error {
 				return err
 			}
 		}
-		held := stored.Held
+		held := stored.Held || env.Held // by an admin meanwhile, or by the Filter
 		v := v
 		if held { // put on hold while the attempt ran: stays held, unscheduled
 			e := *env
