@@ -123,12 +123,12 @@ type Envelope struct {
 
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt"`
-	Held        bool      `json:"held,omitempty"`   // on hold: not scheduled until released
+	Held        bool      `json:"held,omitempty"` // on hold: not scheduled until released
 	// HoldReason says why the ContentFilter held the message ("" when an admin
 	// did).
 	HoldReason string `json:"hold_reason,omitempty"`
-	Warned      bool      `json:"warned,omitempty"` // the delay warning was sent
-	Notice      bool      `json:"notice,omitempty"` // a report we generated: never reported on
+	Warned     bool   `json:"warned,omitempty"` // the delay warning was sent
+	Notice     bool   `json:"notice,omitempty"` // a report we generated: never reported on
 
 	// signature is the Signer's output during the attempt that called it,
 	// not yet stored (see Signer): it is on top of what Message.Open and
