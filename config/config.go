@@ -69,6 +69,28 @@ type Config struct {
 	// the submission listeners and the relay's own reports are signed
 	// with the keys of their From: domain, after the queue.
 	DKIMSign []DKIMSign `toml:"dkim_sign" json:"dkim_sign"`
+	// Milters are mail filters (rspamd, clamav-milter) asked about the
+	// mail of the listener kinds they name, in order. For the submission
+	// kinds they run after the queue, before the first delivery attempt.
+	Milters []Milter `toml:"milter" json:"milter"`
+}
+
+// Milter is one [[milter]].
+type Milter struct {
+	// Name in logs; default "milter<N>".
+	Name string `toml:"name" json:"name"`
+	// Address: "inet:host:port", "inet6:[addr]:port" or "unix:/path".
+	Address string `toml:"address" json:"address"`
+	// Kinds are the listener kinds whose mail the filter sees.
+	Kinds []string `toml:"kinds" json:"kinds"`
+	// Timeouts, as Postfix's milter_connect_timeout,
+	// milter_command_timeout and milter_content_timeout.
+	ConnectTimeout Duration `toml:"connect_timeout" json:"connect_timeout"`
+	CommandTimeout Duration `toml:"command_timeout" json:"command_timeout"`
+	ContentTimeout Duration `toml:"content_timeout" json:"content_timeout"`
+	// DefaultAction when the filter cannot be asked: "tempfail", "accept"
+	// or "reject" (Postfix milter_default_action).
+	DefaultAction string `toml:"default_action" json:"default_action"`
 }
 
 // Auth is the [auth] table.

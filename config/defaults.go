@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"time"
@@ -77,6 +78,7 @@ func base() Config {
 		},
 		Submission: Submission{MessagesPerHour: 100, MessagesPerDay: 1000, RecipientsPerHour: 500, RecipientsPerDay: 3000},
 		DKIMSign:   []DKIMSign{},
+		Milters:    []Milter{},
 	}
 }
 
@@ -150,6 +152,30 @@ func (c *Config) complete() {
 	}
 	if c.DKIMSign == nil {
 		c.DKIMSign = []DKIMSign{}
+	}
+	if c.Milters == nil {
+		c.Milters = []Milter{}
+	}
+	for i := range c.Milters {
+		m := &c.Milters[i]
+		if m.Name == "" {
+			m.Name = fmt.Sprintf("milter%d", i+1)
+		}
+		if m.Kinds == nil {
+			m.Kinds = []string{KindSubmission, KindSubmissions}
+		}
+		if m.ConnectTimeout == 0 {
+			m.ConnectTimeout = Duration(30 * time.Second)
+		}
+		if m.CommandTimeout == 0 {
+			m.CommandTimeout = Duration(30 * time.Second)
+		}
+		if m.ContentTimeout == 0 {
+			m.ContentTimeout = Duration(300 * time.Second)
+		}
+		if m.DefaultAction == "" {
+			m.DefaultAction = "tempfail"
+		}
 	}
 	for i := range c.DKIMSign {
 		if n, err := normalizeDomain(c.DKIMSign[i].Domain); err == nil {

@@ -454,6 +454,35 @@ func (c *Config) submissionProblems() []error {
 			add("%s %d: must be 0 (no limit) or positive", v.key, v.n)
 		}
 	}
+	for i, m := range c.Milters {
+		key := fmt.Sprintf("milter[%d]", i)
+		if !milterAddress(m.Address) {
+			add(`%s.address %q: must be "inet:host:port", "inet6:[addr]:port" or "unix:/path"`, key, m.Address)
+		}
+		if len(m.Kinds) == 0 {
+			add("%s.kinds: name at least one listener kind", key)
+		}
+		for _, k := range m.Kinds {
+			switch k {
+			case KindSubmission, KindSubmissions:
+			case KindMX:
+				add(`%s.kinds: "mx" is not supported by this version (milters run after the queue, for submitted mail only)`, key)
+			default:
+				add(`%s.kinds: %q is not a listener kind ("submission", "submissions")`, key, k)
+			}
+		}
+		for _, d := range []struct {
+			k string
+			v Duration
+		}{{"connect_timeout", m.ConnectTimeout}, {"command_timeout", m.CommandTimeout}, {"content_timeout", m.ContentTimeout}} {
+			if d.v <= 0 {
+				add("%s.%s %q: must be greater than 0", key, d.k, d.v)
+			}
+		}
+		if m.DefaultAction != "tempfail" && m.DefaultAction != "accept" && m.DefaultAction != "reject" {
+			add(`%s.default_action %q: must be "tempfail", "accept" or "reject"`, key, m.DefaultAction)
+		}
+	}
 	seen := map[string]int{}
 	for i, k := range c.DKIMSign {
 		key := fmt.Sprintf("dkim_sign[%d]", i)
@@ -473,4 +502,19 @@ func (c *Config) submissionProblems() []error {
 		seen[id] = i
 	}
 	return errs
+}
+
+// milterAddress checks Postfix's milter address notation.
+func milterAddress(s string) bool {
+	kind, rest, ok := strings.Cut(s, ":")
+	switch {
+	case !ok:
+		return false
+	case kind == "unix":
+		return strings.HasPrefix(rest, "/")
+	case kind == "inet" || kind == "inet6":
+		_, err := checkAddress(rest, true)
+		return err == nil
+	}
+	return false
 }

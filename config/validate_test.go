@@ -52,6 +52,15 @@ func TestValidate(t *testing.T) {
 		{"dkim selector", func(c *Config) {
 			c.DKIMSign = []DKIMSign{{Domain: "example.org", Selector: "a b", KeyFile: "k"}}
 		}, `dkim_sign[0].selector "a b": must be a DNS label (or dot-separated labels)`},
+		{"milter address", func(c *Config) {
+			c.Milters = []Milter{{Name: "m", Address: "127.0.0.1:11332", Kinds: []string{"submission"}, ConnectTimeout: 1, CommandTimeout: 1, ContentTimeout: 1, DefaultAction: "tempfail"}}
+		}, `milter[0].address "127.0.0.1:11332": must be "inet:host:port", "inet6:[addr]:port" or "unix:/path"`},
+		{"milter on mx", func(c *Config) {
+			c.Milters = []Milter{{Name: "m", Address: "unix:/run/m.sock", Kinds: []string{"mx"}, ConnectTimeout: 1, CommandTimeout: 1, ContentTimeout: 1, DefaultAction: "tempfail"}}
+		}, `milter[0].kinds: "mx" is not supported by this version (milters run after the queue, for submitted mail only)`},
+		{"milter action", func(c *Config) {
+			c.Milters = []Milter{{Name: "m", Address: "unix:/run/m.sock", Kinds: []string{"submission"}, ConnectTimeout: 1, CommandTimeout: 1, ContentTimeout: 1, DefaultAction: "discard"}}
+		}, `milter[0].default_action "discard": must be "tempfail", "accept" or "reject"`},
 		{"dkim twice", func(c *Config) {
 			c.DKIMSign = []DKIMSign{{Domain: "example.org", Selector: "s", KeyFile: "k"}, {Domain: "example.org", Selector: "s", KeyFile: "k2"}}
 		}, `dkim_sign[1]: domain "example.org" selector "s" as dkim_sign[0]`},

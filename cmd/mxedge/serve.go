@@ -163,6 +163,9 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	if len(keys) > 0 {
 		qo.Signer = submission.NewSigner(keys)
 	}
+	if ms := postQueueMilters(cfg, log); len(ms) > 0 {
+		qo.ContentFilter = ms
+	}
 	if r.queue, err = queue.Open(filepath.Join(cfg.DataDir, "queue"), qo); err != nil {
 		return nil, err
 	}

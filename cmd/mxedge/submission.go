@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/mxedge/mxedge/auth"
@@ -119,4 +120,23 @@ func loadDKIMKeys(cfg *config.Config) ([]*submission.Key, error) {
 		keys = append(keys, key)
 	}
 	return keys, errors.Join(errs...)
+}
+
+// postQueueMilters are the [[milter]] entries for the submission kinds,
+// asked by the queue before the first delivery attempt.
+func postQueueMilters(cfg *config.Config, log *slog.Logger) submission.Milters {
+	var ms submission.Milters
+	for _, m := range cfg.Milters {
+		if !slices.Contains(m.Kinds, config.KindSubmission) && !slices.Contains(m.Kinds, config.KindSubmissions) {
+			continue
+		}
+		network, address, err := submission.ParseMilterAddress(m.Address)
+		if err != nil {
+			continue // Validate refused it already
+		}
+		ms = append(ms, &submission.Milter{Name: m.Name, Network: network, Address: address,
+			ConnectTimeout: m.ConnectTimeout.D(), CommandTimeout: m.CommandTimeout.D(), ContentTimeout: m.ContentTimeout.D(),
+			DefaultAction: m.DefaultAction, Hostname: cfg.Hostname, Logger: log})
+	}
+	return ms
 }
