@@ -58,7 +58,7 @@ func startSubmissionRelay(t *testing.T, o subOpts) *subRelay {
 	if o.auth == "" {
 		o.auth = fmt.Sprintf("users_file = %q\nfailure_delay = \"1s\"", s.users)
 	}
-	rsaKey, edKey := filepath.Join(dir, "rsa.key"), filepath.Join(dir, "ed.key")
+	rsaKey, edKey, bounceKey := filepath.Join(dir, "rsa.key"), filepath.Join(dir, "ed.key"), filepath.Join(dir, "bounce.key")
 	cfg := fmt.Sprintf(`hostname = "mx1.relay.test"
 data_dir = %q
 relay_domains = ["relay.test"]
@@ -85,6 +85,7 @@ tls_key = [%q]
 [routes]
 "relay.test" = %q
 "remote.test" = %q
+"example.org" = %q
 
 [queue]
 min_backoff = "1s"
@@ -112,18 +113,26 @@ key_file = %q
 domain = "example.org"
 selector = "ed1"
 key_file = %q
+
+# The relay's own reports (From MAILER-DAEMON@mx1.relay.test).
+[[dkim_sign]]
+domain = "relay.test"
+selector = "bounce"
+key_file = %q
 %s
 `, filepath.Join(dir, "data"), s.mx, o.mx, s.sub, certFile, keyFile, s.subs, certFile, keyFile,
-		s.be.Addr(), s.be.Addr(), o.auth, rsaKey, edKey, o.extra)
+		s.be.Addr(), s.be.Addr(), s.be.Addr(), o.auth, rsaKey, edKey, bounceKey, o.extra)
 	s.cfg = writeConfig(t, dir, cfg)
-	for sel, kind := range map[string]string{"rsa1": "rsa", "ed1": "ed25519"} {
-		file := map[string]string{"rsa": rsaKey, "ed25519": edKey}[kind]
-		out := mustMxedge(t, "dkim", "keygen", "-domain", "example.org", "-selector", sel, "-type", kind, "-out", file, "-config", s.cfg)
+	for _, k := range []struct{ domain, sel, kind, file string }{
+		{"example.org", "rsa1", "rsa", rsaKey}, {"example.org", "ed1", "ed25519", edKey}, {"relay.test", "bounce", "rsa", bounceKey},
+	} {
+		sel, file := k.sel, k.file
+		out := mustMxedge(t, "dkim", "keygen", "-domain", k.domain, "-selector", sel, "-type", k.kind, "-out", file, "-config", s.cfg)
 		if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("key file %s: %v %v", file, fi, err)
 		}
 		name, rec := zoneRecord(t, out)
-		if name != sel+"._domainkey.example.org" {
+		if name != sel+"._domainkey."+k.domain {
 			t.Fatalf("keygen record name %q:\n%s", name, out)
 		}
 		s.dkim[name] = rec

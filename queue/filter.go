@@ -99,11 +99,13 @@ func (q *Queue) holdFiltered(env *Envelope, reply string) {
 	for _, rc := range pending {
 		rc.LastReply, rc.DSN, rc.LastTry = reply+" (held for review)", status, now
 	}
-	q.log.Warn("held by content filter", "queue_id", env.ID, "from", "<"+env.From+">", "reply", reply)
+	// The report first: a crash before the hold is stored repeats the
+	// filter and the report rather than losing the report.
 	q.sendReport(env, dsn.Failed, wanting(pending, dsn.Failed))
-	old := env.NextAttempt
-	if err := q.save(env, old); err != nil {
+	if err := q.save(env, env.NextAttempt); err != nil {
 		q.log.Error("storing hold failed", "queue_id", env.ID, "err", err)
+	} else {
+		q.log.Warn("held by content filter", "queue_id", env.ID, "from", "<"+env.From+">", "reply", reply)
 	}
 	q.setInflight(env.ID, false)
 }
