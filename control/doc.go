@@ -28,6 +28,7 @@
 //	POST   /queue/{id}/release                       back on the schedule, due now
 //	POST   /queue/{id}/bounce                        return to the sender now (DSN, 5.0.0)
 //	DELETE /queue/{id}                               remove without telling the sender
+//	GET    /submission/usage/{user}                  a submission user's rate limit counters (submission.Usage)
 //
 // Per-message actions answer {"id": ID, "result": "flushed"} (held,
 // released, bounced, deleted). Every change is logged at level INFO as

@@ -1,15 +1,23 @@
-// Package smtpd is mxedge's MX listener: the port 25 service that accepts
-// mail for the relay domains and applies the pre-queue policy, answering
-// every refusal inside the SMTP session (never accept-then-bounce).
+// Package smtpd is mxedge's SMTP listener, for every listener kind: the
+// port 25 MX service that accepts mail for the relay domains and applies
+// the pre-queue policy, answering every refusal inside the SMTP session
+// (never accept-then-bounce), and, with the submission profile set up by
+// package submission (Options.Auth, ImplicitTLS, HideClientIP), ports 587
+// and 465 for desktop clients. One session implementation serves all
+// kinds; they differ in options and in their policy chain.
 //
 // What it implements itself:
 //   - RFC 5321 sections 3.3 and 4.1.1: the MAIL/RCPT/DATA transaction, via
-//     github.com/emersion/go-smtp; no AUTH on this listener.
+//     github.com/emersion/go-smtp. AUTH only with Options.Auth (RFC 4954:
+//     offered after TLS, 538 5.7.11 before it, MAIL without it 530 5.7.0);
+//     an MX listener answers AUTH with 503 5.5.1.
+//   - RFC 8314 implicit TLS (Options.ImplicitTLS, port 465).
 //   - Address syntax (package internal/address): 501 for bad syntax, 553
 //     for a non-ASCII address without SMTPUTF8 (RFC 6531 section 3.2).
 //   - RFC 1870 SIZE at MAIL and on the stream; a recipient limit.
 //   - RFC 5321 section 4.4: a Received header on every message, with the
-//     TLS version and cipher as Postfix writes them.
+//     TLS version and cipher as Postfix writes them, "with ESMTPSA" when
+//     authenticated (RFC 3848).
 //   - RFC 3207 STARTTLS when Options.TLS is set; after it the session
 //     starts over (go-smtp resets it; the HELO stage runs again).
 //   - RFC 5321 section 4.5.3.2: 5 minutes per command, a data block
