@@ -125,6 +125,9 @@ type Submission struct {
 	MessagesPerDay    int `toml:"messages_per_day" json:"messages_per_day"`
 	RecipientsPerHour int `toml:"recipients_per_hour" json:"recipients_per_hour"`
 	RecipientsPerDay  int `toml:"recipients_per_day" json:"recipients_per_day"`
+	// OverLimit: what a user over a limit gets: "defer" (450 4.7.1) or
+	// "hold" (accepted and queued on hold for review).
+	OverLimit string `toml:"over_limit" json:"over_limit"`
 }
 
 // DKIMSign is one [[dkim_sign]] key.

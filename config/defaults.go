@@ -76,7 +76,7 @@ func base() Config {
 			FailureWindow:   Duration(15 * time.Minute),
 			Lockout:         Duration(15 * time.Minute),
 		},
-		Submission: Submission{MessagesPerHour: 100, MessagesPerDay: 1000, RecipientsPerHour: 500, RecipientsPerDay: 3000},
+		Submission: Submission{MessagesPerHour: 100, MessagesPerDay: 1000, RecipientsPerHour: 500, RecipientsPerDay: 3000, OverLimit: "defer"},
 		DKIMSign:   []DKIMSign{},
 		Milters:    []Milter{},
 	}

@@ -483,6 +483,9 @@ func (c *Config) submissionProblems() []error {
 			add(`%s.default_action %q: must be "tempfail", "accept" or "reject"`, key, m.DefaultAction)
 		}
 	}
+	if s.OverLimit != "defer" && s.OverLimit != "hold" {
+		add(`submission.over_limit %q: must be "defer" or "hold"`, s.OverLimit)
+	}
 	seen := map[string]int{}
 	for i, k := range c.DKIMSign {
 		key := fmt.Sprintf("dkim_sign[%d]", i)

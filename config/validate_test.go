@@ -48,6 +48,7 @@ func TestValidate(t *testing.T) {
 		{"auth backend", func(c *Config) { c.Auth.Backend = "ldap" }, `auth.backend "ldap": must be "file" or "dovecot"`},
 		{"dovecot without socket", func(c *Config) { c.Auth.Backend = "dovecot" }, `auth.dovecot_socket "": the "dovecot" backend needs Dovecot's auth-client socket`},
 		{"lockout before slow", func(c *Config) { c.Auth.FailuresLockout = 5 }, `auth.failures_lockout 5: must be greater than auth.failures_slow (5)`},
+		{"over_limit", func(c *Config) { c.Submission.OverLimit = "drop" }, `submission.over_limit "drop": must be "defer" or "hold"`},
 		{"negative limit", func(c *Config) { c.Submission.RecipientsPerDay = -1 }, `submission.recipients_per_day -1: must be 0 (no limit) or positive`},
 		{"dkim selector", func(c *Config) {
 			c.DKIMSign = []DKIMSign{{Domain: "example.org", Selector: "a b", KeyFile: "k"}}

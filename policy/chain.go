@@ -90,7 +90,8 @@ func (ch *Chain) Refusals() map[string]uint64 {
 
 // Decision is what the chain concluded at one stage: the deciding result
 // (Check names its check) or, when no check refused, the accumulated
-// headers and delays of all of them.
+// headers and delays of all of them, and the first hold (Check names the
+// check that asked for it).
 type Decision struct {
 	Result
 	// Check is the name of the check that refused or accepted with OK;
@@ -171,6 +172,9 @@ func run[C Check](ch *Chain, checks []C, call func(C) Result) Decision {
 			return d
 		}
 		d.Headers = append(d.Headers, r.Headers...)
+		if r.Hold && !d.Hold {
+			d.Hold, d.Reason, d.Check = true, r.Reason, c.Name()
+		}
 	}
 	return d
 }

@@ -235,6 +235,11 @@ type Result struct {
 	// continuation lines starting with a space or tab. Ignored at the
 	// other stages.
 	Headers []string
+	// Hold: a DataCheck that does not refuse has the message queued on
+	// hold (kept for review, delivered only when an admin releases it);
+	// Reason is the hold reason. The client gets its 250 as usual.
+	// Ignored at the other stages.
+	Hold bool
 	// Reason says in the log why the check decided (never sent to the
 	// client): "cache", "dnsbl zen.example.org=127.0.0.2".
 	Reason string

@@ -93,6 +93,11 @@ func (in *Incoming) Write(p []byte) (int, error) {
 // the data written so far.
 func (in *Incoming) Size() int64 { return int64(len(in.head)) + in.n }
 
+// Hold makes Commit store the message on hold with reason (a message kept
+// for review: "queue list -state hold", delivered only after "queue
+// release"). Call it before Commit.
+func (in *Incoming) Hold(reason string) { in.env.Held, in.env.HoldReason = true, reason }
+
 // Prepend adds header fields on top of the message data, below the fields
 // of earlier Prepend calls: the first call's fields are the topmost header
 // (the listener's Received, then the checks' Authentication-Results ...).

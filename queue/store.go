@@ -105,6 +105,9 @@ func (q *Queue) insert(ctx context.Context, env *Envelope, head, body []byte) er
 				return err
 			}
 		}
+		if env.Held { // held from the start (Incoming.Hold): not scheduled
+			return nil
+		}
 		return sched.Put(schedKey(env.NextAttempt, env.ID), nil)
 	})
 }

@@ -318,6 +318,11 @@ func (s *session) Data(r io.Reader) error {
 				return s.fail(in.ID(), err, nil)
 			}
 		}
+		if d.Hold {
+			in.Hold(d.Check + ": " + d.Reason)
+			s.srv.log.Info("message held", "queue_id", in.ID(), "stage", d.Check, "reason", d.Reason,
+				"client_ip", s.pc.IP.String())
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.o.CommandTimeout)
 	defer cancel()

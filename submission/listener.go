@@ -26,12 +26,15 @@ func Profile(o *smtpd.Options, kind policy.Kind, a *auth.Authenticator) error {
 
 // Checks is what the submission chain is built from.
 type Checks struct {
-	Senders  auth.SenderMap // sender rules of the logins
-	Limits   Limits
-	Store    *Store // the rate limits' counters
-	Hostname string // Message-IDs
-	Now      func() time.Time
-	Logger   *slog.Logger
+	Senders auth.SenderMap // sender rules of the logins
+	Limits  Limits
+	// HoldOverLimit: hold the mail of a user over a limit instead of
+	// deferring it.
+	HoldOverLimit bool
+	Store         *Store // the rate limits' counters
+	Hostname      string // Message-IDs
+	Now           func() time.Time
+	Logger        *slog.Logger
 }
 
 // Chain returns the policy chain of a submission listener, in order:
@@ -46,6 +49,6 @@ func Chain(c Checks) *policy.Chain {
 	ch := &policy.Chain{}
 	ch.Add(Sender{Map: c.Senders})
 	ch.Add(Header{Map: c.Senders, Hostname: c.Hostname, Now: c.Now})
-	ch.Add(RateLimit{Limits: c.Limits, Store: c.Store, Logger: c.Logger})
+	ch.Add(RateLimit{Limits: c.Limits, Store: c.Store, Logger: c.Logger, Hold: c.HoldOverLimit})
 	return ch
 }

@@ -67,6 +67,11 @@ func testTLS(t *testing.T) *tls.Config {
 // *@example.net), and limits.
 func startSubmission(t *testing.T, kind policy.Kind, limits Limits, edit func(*smtpd.Options)) *fixture {
 	t.Helper()
+	return startSubmissionHold(t, kind, limits, false, edit)
+}
+
+func startSubmissionHold(t *testing.T, kind policy.Kind, limits Limits, hold bool, edit func(*smtpd.Options)) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users")
 	os.WriteFile(users, []byte("alice@example.org:"+cheapHash(t, "alice-pw")+"::::::senders=alice@example.org,*@example.net\n"), 0o600)
@@ -93,7 +98,7 @@ func startSubmission(t *testing.T, kind policy.Kind, limits Limits, edit func(*s
 	if edit != nil {
 		edit(&o)
 	}
-	ch := Chain(Checks{Senders: uf, Limits: limits, Store: f.store, Hostname: "smtp.example.org", Now: f.clock.Now, Logger: log})
+	ch := Chain(Checks{Senders: uf, Limits: limits, HoldOverLimit: hold, Store: f.store, Hostname: "smtp.example.org", Now: f.clock.Now, Logger: log})
 	s := smtpd.New(o, f.q, ch)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -409,5 +414,30 @@ func TestRateLimit(t *testing.T) {
 	c.cmd("RSET", "250")
 	if err := f.store.Flush(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// With over_limit = "hold" the message over the limit is accepted and
+// queued on hold, with the reason; the ones before it are not held.
+func TestRateLimitHold(t *testing.T) {
+	f := startSubmissionHold(t, policy.KindSubmission, Limits{MessagesPerHour: 2}, true, nil)
+	c := f.starttls(t)
+	c.cmd("EHLO client.example", "250")
+	c.cmd("AUTH PLAIN "+plain("alice@example.org", "alice-pw"), "235 ")
+	var ids []string
+	for range 3 {
+		ids = append(ids, queuedID(t, c.message("alice@example.org", "x@y.example", "From: alice@example.org\r\n\r\nhi")))
+	}
+	for i, id := range ids {
+		env, err := f.q.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held := i == 2; env.Held != held || f.q.State(env) != map[bool]string{true: "hold", false: "incoming"}[held] {
+			t.Errorf("message %d: held %v state %s", i+1, env.Held, f.q.State(env))
+		}
+		if i == 2 && env.HoldReason != "ratelimit: user alice@example.org over its limit: messages per hour 2/2" {
+			t.Errorf("hold reason %q", env.HoldReason)
+		}
 	}
 }

@@ -17,14 +17,20 @@ type Limits struct {
 // RateLimit is the check of the per-user limits (a compromised account
 // must not turn the relay into a spam source): at MAIL a user over its
 // message limit, at RCPT one over its recipient limit, gets 450 4.7.1 (the
-// client retries later; nothing is refused for good). A message is counted
-// at the end of DATA, after the other DATA checks accepted it. A user over
-// a limit is logged once an hour.
+// client retries later; nothing is refused for good), or with Hold its
+// message is accepted and queued on hold. A message is counted at the end
+// of DATA, after the other DATA checks accepted it. A user over a limit is
+// logged once an hour.
 type RateLimit struct {
 	Limits Limits
 	Store  *Store
 	Logger *slog.Logger
+	// Hold: a user over a limit is not refused; its messages are accepted
+	// and queued on hold for review (an admin releases or deletes them).
+	Hold bool
 }
+
+type overKey struct{}
 
 func (RateLimit) Name() string { return "ratelimit" }
 
@@ -35,16 +41,16 @@ var (
 
 func over(n, limit int) bool { return limit > 0 && n > limit }
 
-func (r RateLimit) CheckMail(_ context.Context, c *policy.Conn, _ *policy.Txn) policy.Result {
+func (r RateLimit) CheckMail(_ context.Context, c *policy.Conn, t *policy.Txn) policy.Result {
 	if c.AuthUser == "" {
 		return policy.Result{}
 	}
 	u := r.Store.Usage(c.AuthUser)
 	switch {
 	case over(u.HourMessages+1, r.Limits.MessagesPerHour):
-		return r.refuse(c, replyMsgRate, "messages per hour", u.HourMessages, r.Limits.MessagesPerHour)
+		return r.refuse(c, t, replyMsgRate, "messages per hour", u.HourMessages, r.Limits.MessagesPerHour)
 	case over(u.DayMessages+1, r.Limits.MessagesPerDay):
-		return r.refuse(c, replyMsgRate, "messages per day", u.DayMessages, r.Limits.MessagesPerDay)
+		return r.refuse(c, t, replyMsgRate, "messages per day", u.DayMessages, r.Limits.MessagesPerDay)
 	}
 	return policy.Result{}
 }
@@ -57,9 +63,9 @@ func (r RateLimit) CheckRcpt(_ context.Context, c *policy.Conn, t *policy.Txn, _
 	n := len(t.Rcpts) + 1
 	switch {
 	case over(u.HourRcpts+n, r.Limits.RecipientsPerHour):
-		return r.refuse(c, replyRcptRate, "recipients per hour", u.HourRcpts, r.Limits.RecipientsPerHour)
+		return r.refuse(c, t, replyRcptRate, "recipients per hour", u.HourRcpts, r.Limits.RecipientsPerHour)
 	case over(u.DayRcpts+n, r.Limits.RecipientsPerDay):
-		return r.refuse(c, replyRcptRate, "recipients per day", u.DayRcpts, r.Limits.RecipientsPerDay)
+		return r.refuse(c, t, replyRcptRate, "recipients per day", u.DayRcpts, r.Limits.RecipientsPerDay)
 	}
 	return policy.Result{}
 }
@@ -68,13 +74,21 @@ func (r RateLimit) CheckData(_ context.Context, c *policy.Conn, t *policy.Txn, _
 	if c.AuthUser != "" {
 		r.Store.record(c.AuthUser, len(t.Rcpts))
 	}
+	if why, ok := t.Value(overKey{}).(string); ok {
+		return policy.Result{Hold: true, Reason: "user " + c.AuthUser + " over its limit: " + why}
+	}
 	return policy.Result{}
 }
 
-func (r RateLimit) refuse(c *policy.Conn, rep *policy.Reply, what string, n, limit int) policy.Result {
+func (r RateLimit) refuse(c *policy.Conn, t *policy.Txn, rep *policy.Reply, what string, n, limit int) policy.Result {
 	if r.Store.markLogged(c.AuthUser) && r.Logger != nil {
 		r.Logger.Warn("user over limit", "user", c.AuthUser, "limit", what, "count", n, "max", limit,
-			"client_ip", c.IP.String())
+			"client_ip", c.IP.String(), "action", map[bool]string{true: "hold", false: "defer"}[r.Hold])
 	}
-	return policy.Result{Reply: rep, Reason: what + " " + strconv.Itoa(n) + "/" + strconv.Itoa(limit)}
+	why := what + " " + strconv.Itoa(n) + "/" + strconv.Itoa(limit)
+	if r.Hold {
+		t.SetValue(overKey{}, why) // accepted, held at DATA
+		return policy.Result{}
+	}
+	return policy.Result{Reply: rep, Reason: why}
 }

@@ -101,9 +101,10 @@ func submissionChecks(cfg *config.Config, p *submissionParts, log *slog.Logger) 
 		Senders: p.senders,
 		Limits: submission.Limits{MessagesPerHour: s.MessagesPerHour, MessagesPerDay: s.MessagesPerDay,
 			RecipientsPerHour: s.RecipientsPerHour, RecipientsPerDay: s.RecipientsPerDay},
-		Store:    p.store,
-		Hostname: cfg.Hostname,
-		Logger:   log,
+		HoldOverLimit: s.OverLimit == "hold",
+		Store:         p.store,
+		Hostname:      cfg.Hostname,
+		Logger:        log,
 	}
 }
 
