@@ -326,3 +326,15 @@ func TestDiskFullIs452(t *testing.T) {
 	c.send("Subject: small\r\n\r\nok\r\n.\r\n")
 	queuedID(t, c.reply())
 }
+
+// The MX listener has no AUTH: not offered, and refused as Postfix does,
+// with or without TLS; MAIL needs none.
+func TestMXRefusesAuth(t *testing.T) {
+	addr, _, _ := startListener(t, nil)
+	c := dial(t, addr)
+	if ehlo := c.cmd("EHLO client.test", "250"); strings.Contains(ehlo, "AUTH") {
+		t.Errorf("AUTH offered: %q", ehlo)
+	}
+	c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==", "503 5.5.1 Error: authentication not enabled")
+	c.cmd("MAIL FROM:<s@src.test>", "250")
+}
