@@ -678,9 +678,9 @@ func TestForkErrorLimits(t *testing.T) {
 		for _, cmd := range []string{"NOOP", "RSET", "VRFY x", "NOOP", "NOOP", "RSET"} {
 			c.cmd(cmd, "2") // 6 junk commands: no error yet
 		}
-		c.cmd("NOOP", "250") // 1
-		c.cmd("RSET", "250") // 2
-		c.cmd("HELP", "502") // 3: counted once
+		c.cmd("NOOP", "250")                         // 1
+		c.cmd("RSET", "250")                         // 2
+		c.cmd("HELP", "502")                         // 3: counted once
 		if d := timed(c, "NOOP", "250"); d < sleep { // 4
 			t.Errorf("junk reply after 3 errors came after %v", d)
 		}
