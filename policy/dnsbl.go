@@ -257,4 +257,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
