@@ -49,6 +49,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -86,6 +87,43 @@ type Options struct {
 	// TLS, if set, is offered with STARTTLS (RFC 3207): certificates and
 	// minimum version (package internal/certs builds it). nil: no TLS.
 	TLS *tls.Config
+
+	// PregreetWait is the pregreet test's wait after the first banner line
+	// (pregreet.go) [0: no test]; PregreetTTL how long a client that
+	// passed is not tested again [24h].
+	PregreetWait time.Duration
+	PregreetTTL  time.Duration
+	// ReverseLookup, if set, looks up the client's reverse DNS when the
+	// connection is accepted (policy.LookupReverse over the relay's
+	// resolver), within LookupTimeout [5s]: the Received header names a
+	// forward-confirmed name, the iprev check decides on it.
+	ReverseLookup func(ctx context.Context, ip netip.Addr) policy.Reverse
+	LookupTimeout time.Duration
+
+	// Error limits of a session (Postfix smtpd_soft_error_limit,
+	// smtpd_hard_error_limit, smtpd_error_sleep_time,
+	// smtpd_junk_command_limit): every 4xx/5xx reply is an error; from
+	// SoftErrors on every reply waits ErrorSleep, at HardErrors the
+	// session gets 421 and is closed; NOOP, RSET, VRFY, HELP and unknown
+	// commands beyond JunkCommands count as errors. An accepted message
+	// starts the counts again. [10, 20, 1s, 100]
+	SoftErrors   int
+	HardErrors   int
+	ErrorSleep   time.Duration
+	JunkCommands int
+	// SessionTime is the most a session may last, whatever it does
+	// [30m]; SessionMessages the most messages it may send [1000].
+	SessionTime     time.Duration
+	SessionMessages int
+
+	// PostmasterDomain is where "RCPT TO:<postmaster>" without a domain
+	// goes (RFC 5321 section 4.5.1): postmaster@PostmasterDomain, the
+	// first relay domain. "": refused.
+	PostmasterDomain string
+	// CaseSensitive are the relay domains (normal form) whose local parts
+	// are case-sensitive: elsewhere two recipients that differ only in
+	// the case of the local part are one (delivered once).
+	CaseSensitive map[string]bool
 
 	// NormalizeLineEndings turns bare LF into CRLF and a stray CR into a
 	// space instead of refusing the message [false: refuse].
@@ -135,6 +173,30 @@ func (o *Options) defaults() {
 	if o.CheckTimeout <= 0 {
 		o.CheckTimeout = o.CommandTimeout
 	}
+	if o.PregreetTTL <= 0 {
+		o.PregreetTTL = 24 * time.Hour
+	}
+	if o.LookupTimeout <= 0 {
+		o.LookupTimeout = 5 * time.Second
+	}
+	if o.SoftErrors <= 0 {
+		o.SoftErrors = 10
+	}
+	if o.HardErrors <= 0 {
+		o.HardErrors = 20
+	}
+	if o.ErrorSleep <= 0 {
+		o.ErrorSleep = time.Second
+	}
+	if o.JunkCommands <= 0 {
+		o.JunkCommands = 100
+	}
+	if o.SessionTime <= 0 {
+		o.SessionTime = 30 * time.Minute
+	}
+	if o.SessionMessages <= 0 {
+		o.SessionMessages = 1000
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -157,12 +219,15 @@ type Authenticator interface {
 
 // Server is one SMTP listener, of any kind.
 type Server struct {
-	o     Options
-	queue Queue
-	chain *policy.Chain
-	log   *slog.Logger
-	smtp  *smtp.Server
-	gate  *gate
+	o        Options
+	queue    Queue
+	chain    *policy.Chain
+	log      *slog.Logger
+	smtp     *smtp.Server
+	gate     *gate
+	pregreet *pregreet
+	refusals *refusalLog
+	counts   gateCounts
 }
 
 // New builds the listener o, handing messages to q and deciding with
@@ -174,6 +239,7 @@ func New(o Options, q Queue, chain *policy.Chain) *Server {
 		chain = &policy.Chain{}
 	}
 	s := &Server{o: o, queue: q, chain: chain, log: o.Logger.With("listener", o.Name)}
+	s.pregreet, s.refusals = newPregreet(s), newRefusalLog(s)
 	srv := smtp.NewServer(s)
 	srv.Addr = o.Address
 	srv.Domain = o.Hostname
@@ -184,6 +250,7 @@ func New(o Options, q Queue, chain *policy.Chain) *Server {
 	// longer than RFC 5321's 1000 octets exist in real mail and Postfix
 	// accepts them), only the message size limit.
 	srv.MaxCommandLineLength = 2048
+	srv.ErrorLimits = smtp.ErrorLimits{Soft: o.SoftErrors, Hard: o.HardErrors, Sleep: o.ErrorSleep, Junk: o.JunkCommands}
 	srv.ReadTimeout = o.CommandTimeout
 	srv.WriteTimeout = o.CommandTimeout
 	srv.EnableSMTPUTF8 = true
@@ -200,6 +267,7 @@ func (s *Server) Chain() *policy.Chain { return s.chain }
 // Serve accepts connections on ln until Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {
 	s.gate = newGate(s, ln)
+	go s.janitor()
 	err := s.smtp.Serve(s.gate)
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
@@ -234,6 +302,22 @@ func (s *Server) Close() error {
 		return nil
 	}
 	return err
+}
+
+// janitor forgets expired pregreet passes and logs the counts of
+// refusal lines not logged, every minute until the gate ends.
+func (s *Server) janitor() {
+	t := time.NewTicker(refusalUnit)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.pregreet.sweep()
+			s.refusals.sweep()
+		case <-s.gate.done:
+			return
+		}
+	}
 }
 
 type errorLog struct{ l *slog.Logger }
