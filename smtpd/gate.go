@@ -51,9 +51,7 @@ type gate struct {
 const refuseWriteTimeout = time.Second
 
 func newGate(s *Server, ln net.Listener) *gate {
-	g := &gate{Listener: ln, srv: s, ready: make(chan net.Conn), done: make(chan struct{})}
-	go g.loop()
-	return g
+	return &gate{Listener: ln, srv: s, ready: make(chan net.Conn), done: make(chan struct{})}
 }
 
 // Accept implements net.Listener for go-smtp: the next connection that

@@ -74,7 +74,7 @@ func (p *pregreet) test(sc *sessConn) bool {
 				"after", time.Since(t0).Round(time.Millisecond).String(), "input", strconv.Quote(printableInput(buf[:n])),
 				"action", "disconnect", "reply", replyLine(replyPregreet)}, suppressed)...)
 		})
-		p.srv.gate.refuse(sc, replyPregreet)
+		sc.gate.refuse(sc, replyPregreet)
 		return false
 	case errors.Is(err, os.ErrDeadlineExceeded) || isNetTimeout(err):
 		p.remember(key)

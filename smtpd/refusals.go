@@ -51,7 +51,7 @@ func (l *refusalLog) log(ip netip.Addr, limit bool, write func(suppressed int)) 
 		burst = 1
 	}
 	k := refusalKey{policy.ClientKey(ip), limit}
-	now := time.Now()
+	now := l.srv.o.Now()
 	l.mu.Lock()
 	rc := l.clients[k]
 	if rc == nil {
@@ -81,7 +81,7 @@ func (l *refusalLog) log(ip netip.Addr, limit bool, write func(suppressed int)) 
 func (l *refusalLog) sweep() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.sweepLocked(time.Now())
+	l.sweepLocked(l.srv.o.Now())
 }
 
 func (l *refusalLog) sweepLocked(now time.Time) {

@@ -267,6 +267,7 @@ func (s *Server) Chain() *policy.Chain { return s.chain }
 // Serve accepts connections on ln until Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {
 	s.gate = newGate(s, ln)
+	go s.gate.loop()
 	go s.janitor()
 	err := s.smtp.Serve(s.gate)
 	if errors.Is(err, smtp.ErrServerClosed) {

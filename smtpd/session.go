@@ -189,7 +189,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.seen[key] {
 		return nil
 	}
-	s.resolveConnect()
+	s.resolveConnect(addr)
 	if h := s.sc.held; h != nil {
 		return s.refuse("recipient rejected", *h, addr)
 	}
@@ -232,7 +232,7 @@ func (s *session) dedupKey(addr, domain string) string {
 // answered at every RCPT from now on. It runs at the first RCPT, the
 // first command whose answer depends on it, so that the lookups overlap
 // the banner, HELO and MAIL.
-func (s *session) resolveConnect() {
+func (s *session) resolveConnect(to string) {
 	if s.resolved {
 		return
 	}
@@ -246,7 +246,11 @@ func (s *session) resolveConnect() {
 	}
 	s.sc.pending = nil
 	d := p(ctx)
-	s.srv.logNotes(d.Logged, s.pc, "", "")
+	from := ""
+	if s.txn != nil {
+		from = s.txn.From
+	}
+	s.srv.logNotes(d.Logged, s.pc, from, to)
 	if d.Refused() && s.sc.held == nil {
 		s.sc.held = &d
 	}
@@ -356,7 +360,7 @@ func (s *session) Data(r io.Reader) error {
 	s.sc.inData.Store(true)
 	defer s.sc.inData.Store(false)
 	r = markReader{r}
-	s.resolveConnect() // done at the first RCPT; the reverse name is set
+	s.resolveConnect("") // done at the first RCPT; the reverse name is set
 	t := s.txn
 	env := queue.Envelope{From: t.From, Body: t.Mail.Body, UTF8: t.Mail.UTF8, Ret: t.Mail.Ret,
 		EnvID: t.Mail.EnvID, Rcpts: s.rcpts, Origin: queue.Origin{

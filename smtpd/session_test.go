@@ -27,7 +27,16 @@ func startListener(t *testing.T, edit func(*Options), checks ...policy.Check) (a
 
 func startListenerOpts(t *testing.T, edit func(*Options), opts queue.Options, checks ...policy.Check) (addr string, q *queue.Queue, dir string) {
 	t.Helper()
-	o := Options{Hostname: "mx.example.test", Logger: slog.New(slog.DiscardHandler)}
+	s, addr, q, dir := startServer(t, edit, opts, checks...)
+	_ = s
+	return addr, q, dir
+}
+
+// startServer is startListenerOpts that also returns the listener. It
+// listens on Options.Address if the edit sets one, else 127.0.0.1:0.
+func startServer(t *testing.T, edit func(*Options), opts queue.Options, checks ...policy.Check) (s *Server, addr string, q *queue.Queue, dir string) {
+	t.Helper()
+	o := Options{Hostname: "mx.example.test", Logger: slog.New(slog.DiscardHandler), Address: "127.0.0.1:0"}
 	if edit != nil {
 		edit(&o)
 	}
@@ -47,14 +56,15 @@ func startListenerOpts(t *testing.T, edit func(*Options), opts queue.Options, ch
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(o, q, chain)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s = New(o, q, chain)
+	ln, err := net.Listen("tcp", o.Address)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(ln)
-	t.Cleanup(func() { s.smtp.Close(); q.Close() })
-	return ln.Addr().String(), q, dir
+	served := make(chan struct{})
+	go func() { s.Serve(ln); close(served) }()
+	t.Cleanup(func() { s.smtp.Close(); <-served; q.Close() })
+	return s, ln.Addr().String(), q, dir
 }
 
 type client struct {
