@@ -310,14 +310,14 @@ func submissionDefaults() Listener {
 // withLimits adds the limits every kind has by default (Postfix's
 // defaults where it has them).
 func withLimits(l Listener) Listener {
-	l.ClientSessions = 50         // smtpd_client_connection_count_limit
-	l.ClientConnectionRate = 120  // per minute
-	l.ClientMessageRate = 600     // per minute
-	l.ClientRecipientRate = 3000  // per minute
-	l.SoftErrorLimit = 10         // smtpd_soft_error_limit
-	l.HardErrorLimit = 20         // smtpd_hard_error_limit
+	l.ClientSessions = 50        // smtpd_client_connection_count_limit
+	l.ClientConnectionRate = 120 // per minute
+	l.ClientMessageRate = 600    // per minute
+	l.ClientRecipientRate = 3000 // per minute
+	l.SoftErrorLimit = 10        // smtpd_soft_error_limit
+	l.HardErrorLimit = 20        // smtpd_hard_error_limit
 	l.ErrorSleep = Duration(time.Second)
-	l.JunkCommandLimit = 100      // smtpd_junk_command_limit
+	l.JunkCommandLimit = 100 // smtpd_junk_command_limit
 	l.SessionTimeLimit = Duration(30 * time.Minute)
 	l.SessionMessageLimit = 1000
 	l.LookupTimeout = Duration(5 * time.Second)
