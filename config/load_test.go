@@ -132,6 +132,7 @@ func TestDefault(t *testing.T) {
 	// The demo has no DNS it can rely on: the checks that ask it are off.
 	l := &want.Listeners[0]
 	l.ClientNoPTR, l.ClientPTRMismatch, l.HeloUnknown, l.SenderUnknownDomain = "off", "off", "off", "off"
+	l.HeloInvalid = "log"
 	want.RelayDomains = []string{"example.test"}
 	want.CaseSensitiveDomains = []string{}
 	want.Routes = map[string]string{"example.test": "127.0.0.1:2526"}

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -193,5 +196,51 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// emfileListener fails its first accepts with EMFILE, as a process out
+// of file descriptors does.
+type emfileListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// Out of file descriptors, the listener backs off and goes on accepting
+// instead of ending.
+func TestAcceptBacksOffOnEMFILE(t *testing.T) {
+	var logs testlog.Buffer
+	dir := t.TempDir()
+	q, err := queue.Open(dir, queue.Options{Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	s := New(Options{Hostname: "mx.example.test", Logger: logs.Logger()}, q, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	el := &emfileListener{Listener: ln}
+	el.fails.Store(5)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(el) }()
+	defer func() { s.Close(); <-done }()
+	c := dial(t, ln.Addr().String())
+	c.cmd("NOOP", "250")
+	if n := strings.Count(logs.String(), `msg="accept failed, retrying"`); n != 5 {
+		t.Errorf("%d back-offs logged, want 5:\n%s", n, logs.String())
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Serve ended: %v", err)
+	default:
 	}
 }

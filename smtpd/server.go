@@ -106,7 +106,7 @@ type Options struct {
 	// SoftErrors on every reply waits ErrorSleep, at HardErrors the
 	// session gets 421 and is closed; NOOP, RSET, VRFY, HELP and unknown
 	// commands beyond JunkCommands count as errors. An accepted message
-	// starts the counts again. [10, 20, 1s, 100]
+	// starts the counts again. [10, 20, 1s (negative: no wait), 100]
 	SoftErrors   int
 	HardErrors   int
 	ErrorSleep   time.Duration
@@ -185,8 +185,11 @@ func (o *Options) defaults() {
 	if o.HardErrors <= 0 {
 		o.HardErrors = 20
 	}
-	if o.ErrorSleep <= 0 {
+	switch {
+	case o.ErrorSleep == 0:
 		o.ErrorSleep = time.Second
+	case o.ErrorSleep < 0:
+		o.ErrorSleep = 0 // no wait
 	}
 	if o.JunkCommands <= 0 {
 		o.JunkCommands = 100
