@@ -120,6 +120,22 @@ func fuzzServer(f *testing.F) (*Server, string) {
 	served := make(chan struct{})
 	go func() { s.Serve(ln); close(served) }()
 	f.Cleanup(func() { s.smtp.Close(); <-served; q.Close() })
+	// Serving (every goroutine of the listener started) once a banner
+	// comes; then back to no session, for the goroutine baseline.
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		f.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Read(make([]byte, 1)); err != nil {
+		f.Fatal(err)
+	}
+	nc.Close()
+	for deadline := time.Now().Add(10 * time.Second); s.gate.sessions.Load() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			f.Fatal("the first session did not end")
+		}
+	}
 	return s, ln.Addr().String()
 }
 
