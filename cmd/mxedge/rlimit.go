@@ -5,23 +5,28 @@ import (
 	"syscall"
 
 	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/resolver"
 )
 
-// File descriptors. Every session holds its socket, a spool file while a
-// large message arrives, and up to four DNS sockets while its connect-time
-// lookups run (PTR, A and AAAA of the name, the DNSBL zones); the queue,
-// delivery's connections, verification probes and the control socket need
-// theirs too. If the sessions could use up the process's descriptors,
-// accept fails with EMFILE and, worse, the control socket stops answering
-// under a connection flood. So at start the soft RLIMIT_NOFILE is raised to
-// the hard limit, and the listeners' max_sessions are lowered, if needed,
-// so that all sessions together stay within what is left after a reserve.
+// File descriptors. Every session holds its socket, and a spool file while
+// a large message arrives; its connect-time lookups use DNS sockets, of
+// which the resolver keeps at most resolver.DefaultMaxInFlight open at once
+// for all sessions together; the queue, delivery's connections,
+// verification probes and the control socket need theirs too. If the
+// sessions could use up the process's descriptors, accept fails with
+// EMFILE and, worse, the control socket stops answering under a connection
+// flood. So at start the soft RLIMIT_NOFILE is raised to the hard limit,
+// and the listeners' max_sessions are lowered, if needed, so that one
+// descriptor per session fits in what is left after a reserve (the DNS
+// sockets, delivery's and the queue's, spool files, the control socket).
 // A client beyond max_sessions gets 421 at once: one descriptor for a
-// moment. Accept errors that remain (EMFILE from elsewhere) back off and
-// retry (smtpd gate).
+// moment. If the reserve runs short all the same, a spool file that
+// cannot be opened is a 451 (the sender retries), and accept errors
+// (EMFILE) back off and retry (smtpd gate, the control socket's HTTP
+// server).
 const (
-	fdsPerSession = 6
-	fdsReserved   = 256
+	fdsPerSession = 1
+	fdsReserved   = 512 + resolver.DefaultMaxInFlight
 )
 
 // fitSessions raises the soft RLIMIT_NOFILE to the hard limit and lowers
