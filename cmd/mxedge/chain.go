@@ -176,10 +176,17 @@ func listenerOptions(cfg *config.Config, lc config.Listener, dns policy.DNS) smt
 	for _, d := range cfg.CaseSensitiveDomains {
 		o.CaseSensitive[d] = true
 	}
-	if dns != nil {
+	if dns != nil && needsReverse(lc) {
 		o.ReverseLookup = func(ctx context.Context, ip netip.Addr) policy.Reverse {
 			return policy.LookupReverse(ctx, dns, ip)
 		}
 	}
 	return o
+}
+
+// needsReverse reports whether a check of lc uses the client's reverse
+// DNS: iprev, or a client access file (its name entries). Without one the
+// listener does not look it up and Received names the client "unknown".
+func needsReverse(lc config.Listener) bool {
+	return lc.Kind == config.KindMX && (lc.ClientNoPTR != "off" || lc.ClientPTRMismatch != "off" || lc.ClientAccess != "")
 }
