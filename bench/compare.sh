@@ -3,13 +3,20 @@
 # same run, through the same sink, with the shared harness in
 # /work/shared/bench (see bench/README.md).
 #
-# Usage: bench/compare.sh [-profile] [-keep]
+# Usage: bench/compare.sh [-checks] [-idle] [-profile] [-keep]
+#   -checks   run every case against mxedge twice: with its edge defenses
+#             off, then on (PTR and forward confirmation, two DNSBLs, sender
+#             domain, HELO, pregreet, with the DNS answered by bench/dnsserve);
+#             and measure connect-to-banner latency in both
+#   -idle     measure mxedge's RSS with BENCH_IDLE_N idle sessions, checks on
 #   -profile  also record a 10 s CPU profile of mxedge under the 10 KiB x
 #             20 sessions load (perf, else "mxedge serve -cpuprofile"), and
 #             report where it spends CPU
 #   -keep     keep the work directory (mxedge data, logs, perf data)
 # Environment:
 #   BENCH_CASES    "messages:bytes:sessions ..." (default: the four cases below)
+#   BENCH_BANNER_N connections measured for the banner latency (default 1000)
+#   BENCH_IDLE_N   idle sessions of -idle (default 10000)
 #   BENCH_WAIT_S   per-run limit for the sink to get every message (default 300)
 #   BENCH_PROFILE_N, BENCH_PROFILE_SIZE  the -profile load (default: 10240-byte
 #                  messages, as many as the 20-session run delivered in 14 s)
@@ -25,9 +32,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 shared=${BENCH_SHARED:-/work/shared/bench}
 cases=${BENCH_CASES:-"5000:10240:20 5000:1024:20 300:1048576:20 5000:10240:200"}
 export BENCH_WAIT_S=${BENCH_WAIT_S:-300}
-profile=0 keep=0
+profile=0 keep=0 checks=0 idle=0
 for a in "$@"; do
   case $a in
+    -checks) checks=1 ;;
+    -idle) idle=1 ;;
     -profile) profile=1 ;;
     -keep) keep=1 ;;
     *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2 ;;
@@ -36,9 +45,10 @@ done
 
 pf_addr=127.0.0.1:2600 mx_addr=${MXEDGE_ADDR:-127.0.0.1:2700} sink_addr=127.0.0.1:2626
 work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/mxedge-bench.XXXXXX")
-mxpid=
+mxpid= dnspid=
 cleanup() {
   [ -n "$mxpid" ] && kill "$mxpid" 2>/dev/null && wait "$mxpid" 2>/dev/null
+  [ -n "$dnspid" ] && kill "$dnspid" 2>/dev/null && wait "$dnspid" 2>/dev/null
   # Postfix stays up: it is the shared reference (postfix-peer.sh stop).
   if [ $keep = 1 ]; then echo "work directory kept: $work"; else rm -rf "$work"; fi
 }
@@ -61,9 +71,10 @@ for a in $sink_addr $mx_addr; do
   fi
 done
 
-# (a) build mxedge
+# (a) build mxedge and the helpers
 say "building mxedge"
-(cd "$root" && go build -o "$work/mxedge" ./cmd/mxedge)
+(cd "$root" && go build -o "$work/mxedge" ./cmd/mxedge && go build -o "$work/dnsserve" ./bench/dnsserve &&
+  go build -o "$work/banner" ./bench/banner && go build -o "$work/idle" ./bench/idle)
 
 # (b) Postfix, the reference relay
 say "starting Postfix on $pf_addr"
@@ -73,9 +84,46 @@ if [ -n "$(postqueue -j 2>/dev/null)" ]; then
   echo "Postfix's queue is not empty (an earlier run?); empty it with: postsuper -d ALL" >&2; exit 1
 fi
 
-# (c) mxedge, routing bench.test to the sink
+# (c) mxedge, routing bench.test to the sink. Mode "off": the edge
+# defenses off (the relay as before them); mode "on": every check on as an
+# MX on the internet runs it, the DNS answered by bench/dnsserve (PTR and
+# forward confirmation of 127.0.0.1, MX of src.test, two DNSBLs that do not
+# list it), except what a load generator on one address cannot pass: the
+# per-client rate and session limits (off), and the HELO syntax (logged
+# only: smtp-source says the host's name, which may have no dot).
+dns_addr=
+if [ $checks = 1 ] || [ $idle = 1 ]; then
+  "$work/dnsserve" >"$work/dns.addr" 2>"$work/dns.log" &
+  dnspid=$!
+  for _ in $(seq 50); do [ -s "$work/dns.addr" ] && break; sleep 0.1; done
+  dns_addr=$(cat "$work/dns.addr")
+  say "bench DNS on $dns_addr"
+fi
 mkdir -p "$work/data"
-cat >"$work/mxedge.toml" <<TOML
+# write_config MODE [MAX_SESSIONS]
+write_config() {
+  local listener
+  if [ "$1" = on ]; then
+    listener='client_sessions = 0
+client_connection_rate = 0
+client_message_rate = 0
+client_recipient_rate = 0
+helo_invalid = "log"
+dnsbl_sites = ["bl1.bench.test=127.0.0.[2..11]*2", "bl2.bench.test"]'
+  else
+    listener='pregreet_wait = "0s"
+client_sessions = 0
+client_connection_rate = 0
+client_message_rate = 0
+client_recipient_rate = 0
+client_no_ptr = "off"
+client_ptr_mismatch = "off"
+helo_invalid = "off"
+helo_is_us = "off"
+helo_unknown = "off"
+sender_unknown_domain = "off"'
+  fi
+  cat >"$work/mxedge.toml" <<TOML
 hostname = "relay.bench.test"
 data_dir = "$work/data"
 relay_domains = ["bench.test"]
@@ -85,13 +133,29 @@ relay_domains = ["bench.test"]
 name = "mx"
 kind = "mx"
 address = "$mx_addr"
+max_sessions = ${2:-1000}
+$listener
 [queue]
 concurrency = ${MXEDGE_CONCURRENCY:-20}
 TOML
-say "starting mxedge on $mx_addr (data in $work/data)"
-"$work/mxedge" serve -config "$work/mxedge.toml" >"$work/mxedge.out" 2>"$work/mxedge.log" &
-mxpid=$!
-await_port $mx_addr
+  if [ -n "$dns_addr" ]; then
+    printf '[dns]\nservers = ["%s"]\n' "$dns_addr" >>"$work/mxedge.toml"
+  fi
+}
+# start_mxedge MODE [MAX_SESSIONS]: (re)start mxedge with that configuration;
+# with checks on, one connection first passes the pregreet test (2 s), so
+# that the runs measure a client that passed, as a real MTA is after its
+# first connection.
+start_mxedge() {
+  if [ -n "$mxpid" ]; then kill "$mxpid"; wait "$mxpid" 2>/dev/null || true; mxpid=; fi
+  write_config "$@"
+  say "starting mxedge on $mx_addr, checks $1 (data in $work/data)"
+  "$work/mxedge" serve -config "$work/mxedge.toml" >>"$work/mxedge.out" 2>>"$work/mxedge.log" &
+  mxpid=$!
+  await_port $mx_addr
+  [ "$1" = on ] && "$work/banner" -n 1 "$mx_addr" >/dev/null
+  return 0
+}
 
 # cpu_ticks PID: user+system CPU time of a process, in clock ticks.
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
@@ -129,12 +193,35 @@ run() {
   echo "$cpu"
 }
 
-# (d) the runs, Postfix first, then mxedge, case by case
+# (d) the runs, Postfix first, then mxedge, case by case; with -checks
+# mxedge again with its checks on (Postfix's numbers are the same).
+modes=off
+[ $checks = 1 ] && modes="off on"
+declare -A res
+banner_off= banner_on=
+for mode in $modes; do
+  start_mxedge $mode
+  for c in $cases; do
+    IFS=: read -r n size sess <<<"$c"
+    if [ $mode = off ]; then
+      read -r pa pe _ < <(run postfix $pf_addr "$n" "$size" "$sess")
+      res[$c,pf]="$pa $pe"
+    fi
+    read -r ma me mxcpu < <(run mxedge $mx_addr "$n" "$size" "$sess")
+    res[$c,$mode]="$ma $me $mxcpu"
+  done
+  if [ $checks = 1 ]; then
+    await_drained
+    b=$("$work/banner" -n "${BENCH_BANNER_N:-1000}" "$mx_addr")
+    say "banner latency, checks $mode: $b"
+    printf -v "banner_$mode" '%s' "$b"
+  fi
+done
 rows=()
 for c in $cases; do
   IFS=: read -r n size sess <<<"$c"
-  read -r pa pe _ < <(run postfix $pf_addr "$n" "$size" "$sess")
-  read -r ma me mxcpu < <(run mxedge $mx_addr "$n" "$size" "$sess")
+  read -r pa pe <<<"${res[$c,pf]}"
+  read -r ma me mxcpu <<<"${res[$c,off]}"
   rows+=("$n $size $sess $pa $ma $pe $me $mxcpu")
 done
 
@@ -142,6 +229,7 @@ done
 # installed (sees the kernel's share too: syscalls, fsync, TCP), else Go's
 # profiler through "mxedge serve -cpuprofile" (BENCH_PROFILER=pprof forces it).
 if [ $profile = 1 ]; then
+  [ $checks = 1 ] && start_mxedge off
   profiler=${BENCH_PROFILER:-perf}
   command -v perf >/dev/null || profiler=pprof
   await_drained
@@ -192,6 +280,18 @@ if [ $profile = 1 ]; then
   fi
 fi
 
+# (f) optional: RSS of idle sessions, checks on (all of them, pregreet
+# included: each source address waits once).
+idle_line=
+if [ $idle = 1 ]; then
+  n=${BENCH_IDLE_N:-10000}
+  [ -n "$mxpid" ] || true
+  start_mxedge on $((n + 1000))
+  say "opening $n idle sessions"
+  idle_line=$("$work/idle" -pid $mxpid -n "$n" -per 500 "$mx_addr")
+  say "idle: $idle_line"
+fi
+
 # The table
 echo
 printf '%-22s | %-25s | %-25s | %s\n' "" "accepted msgs/s" "end-to-end msgs/s" "mxedge"
@@ -203,3 +303,20 @@ for r in "${rows[@]}"; do
   printf '%-22s | %7s %7s %9s | %7s %7s %9s | %s\n' "$n x $(human "$size") x $sess" \
     "$pa" "$ma" "$(ratio "$pa" "$ma")" "$pe" "$me" "$(ratio "$pe" "$me")" "$cpu"
 done
+if [ $checks = 1 ]; then
+  echo
+  printf '%-22s | %-25s | %-25s\n' "mxedge, checks on" "accepted msgs/s" "end-to-end msgs/s"
+  printf '%-22s | %7s %7s %9s | %7s %7s %9s | %s\n' "messages x size x sess" postfix "mx+chk" "mx+c/pf" postfix "mx+chk" "mx+c/pf" "CPU ms/msg"
+  for c in $cases; do
+    IFS=: read -r n size sess <<<"$c"
+    read -r pa pe <<<"${res[$c,pf]}"
+    read -r ma me cpu <<<"${res[$c,on]}"
+    printf '%-22s | %7s %7s %9s | %7s %7s %9s | %s\n' "$n x $(human "$size") x $sess" \
+      "$pa" "$ma" "$(ratio "$pa" "$ma")" "$pe" "$me" "$(ratio "$pe" "$me")" "$cpu"
+  done
+  echo
+  echo "connect-to-banner latency (a client that passed pregreet), checks off: $banner_off"
+  echo "connect-to-banner latency (a client that passed pregreet), checks on:  $banner_on"
+fi
+[ -n "$idle_line" ] && { echo; echo "mxedge idle sessions (checks on): $idle_line"; }
+exit 0

@@ -31,6 +31,11 @@ type Config struct {
 	// (Postfix: relay_domains). Stored lowercased, IDNs as A-labels,
 	// no trailing dot.
 	RelayDomains []string `toml:"relay_domains" json:"relay_domains"`
+	// CaseSensitiveDomains are relay domains whose local parts are
+	// case-sensitive: elsewhere recipients of one message that differ
+	// only in the case of the local part are one recipient. Same normal
+	// form as RelayDomains.
+	CaseSensitiveDomains []string `toml:"case_sensitive_domains" json:"case_sensitive_domains"`
 	// Routes maps a domain (same normal form as RelayDomains) to a next hop
 	// "host:port" used as is, without MX lookup (Postfix transport_maps
 	// with smtp:[host]:port). Every relay domain needs a route until MX
@@ -229,6 +234,52 @@ type Listener struct {
 	// client's address, name and HELO (privacy of home users). Only for
 	// the submission kinds.
 	HideClientIP bool `toml:"hide_client_ip" json:"hide_client_ip"`
+
+	// Per-client limits (Postfix anvil, smtpd_client_*_limit), a client
+	// being an IPv4 address or an IPv6 /64: concurrent sessions, new
+	// connections per minute, MAIL commands per minute, RCPT commands per
+	// minute; 0: no limit. Over one: 421 4.7.0 and close.
+	ClientSessions       int `toml:"client_sessions" json:"client_sessions"`
+	ClientConnectionRate int `toml:"client_connection_rate" json:"client_connection_rate"`
+	ClientMessageRate    int `toml:"client_message_rate" json:"client_message_rate"`
+	ClientRecipientRate  int `toml:"client_recipient_rate" json:"client_recipient_rate"`
+	// Error limits of a session (Postfix smtpd_soft_error_limit,
+	// smtpd_hard_error_limit, smtpd_error_sleep_time,
+	// smtpd_junk_command_limit).
+	SoftErrorLimit   int      `toml:"soft_error_limit" json:"soft_error_limit"`
+	HardErrorLimit   int      `toml:"hard_error_limit" json:"hard_error_limit"`
+	ErrorSleep       Duration `toml:"error_sleep" json:"error_sleep"`
+	JunkCommandLimit int      `toml:"junk_command_limit" json:"junk_command_limit"`
+	// SessionTimeLimit and SessionMessageLimit cap one session.
+	SessionTimeLimit    Duration `toml:"session_time_limit" json:"session_time_limit"`
+	SessionMessageLimit int      `toml:"session_message_limit" json:"session_message_limit"`
+	// Allowlist is a CIDR list file of trusted clients: no limits, no
+	// pregreet test, no client, HELO or sender checks. "": none.
+	Allowlist string `toml:"allowlist" json:"allowlist"`
+	// PregreetWait is the pregreet test's wait (Postfix
+	// postscreen_greet_wait), "0s": off; PregreetTTL how long a client
+	// that passed is not tested again (postscreen_greet_ttl).
+	PregreetWait Duration `toml:"pregreet_wait" json:"pregreet_wait"`
+	PregreetTTL  Duration `toml:"pregreet_ttl" json:"pregreet_ttl"`
+	// LookupTimeout bounds each lookup started at connect: the reverse
+	// DNS of the client and each DNSBL query (postscreen_dnsbl_timeout).
+	LookupTimeout Duration `toml:"lookup_timeout" json:"lookup_timeout"`
+	// Client identity checks, each "off", "log", "defer" or "reject".
+	ClientNoPTR         string `toml:"client_no_ptr" json:"client_no_ptr"`
+	ClientPTRMismatch   string `toml:"client_ptr_mismatch" json:"client_ptr_mismatch"`
+	HeloInvalid         string `toml:"helo_invalid" json:"helo_invalid"`
+	HeloIsUs            string `toml:"helo_is_us" json:"helo_is_us"`
+	HeloUnknown         string `toml:"helo_unknown" json:"helo_unknown"`
+	SenderUnknownDomain string `toml:"sender_unknown_domain" json:"sender_unknown_domain"`
+	// ClientAccess and SenderAccess are access files (Postfix
+	// check_client_access, check_sender_access); "": none.
+	ClientAccess string `toml:"client_access" json:"client_access"`
+	SenderAccess string `toml:"sender_access" json:"sender_access"`
+	// DNSBLSites are weighted DNS block/allow lists in Postfix's
+	// postscreen_dnsbl_sites syntax; DNSBLThreshold the score that
+	// refuses a client (postscreen_dnsbl_threshold).
+	DNSBLSites     []string `toml:"dnsbl_sites" json:"dnsbl_sites"`
+	DNSBLThreshold int      `toml:"dnsbl_threshold" json:"dnsbl_threshold"`
 }
 
 // Listener kinds.
@@ -238,11 +289,40 @@ const (
 	KindSubmissions = "submissions"
 )
 
-// kindDefaults are the defaults of a listener kind.
+// kindDefaults are the defaults of a listener kind. An MX listener gets
+// the edge defenses of Postfix's postscreen, anvil and smtpd restrictions;
+// the submission kinds (authenticated clients) the limits only.
 var kindDefaults = map[string]Listener{
-	KindMX:          {BareLineEndings: "reject", MaxSessions: 1000, TLSMinVersion: "1.2"},
-	KindSubmission:  {BareLineEndings: "reject", MaxSessions: 200, TLSMinVersion: "1.2"},
-	KindSubmissions: {BareLineEndings: "reject", MaxSessions: 200, TLSMinVersion: "1.2"},
+	KindMX: withLimits(Listener{BareLineEndings: "reject", MaxSessions: 1000, TLSMinVersion: "1.2",
+		PregreetWait: Duration(2 * time.Second), PregreetTTL: Duration(day),
+		ClientNoPTR: "reject", ClientPTRMismatch: "log", HeloInvalid: "reject", HeloIsUs: "reject",
+		HeloUnknown: "log", SenderUnknownDomain: "reject", DNSBLThreshold: 3}),
+	KindSubmission:  withLimits(submissionDefaults()),
+	KindSubmissions: withLimits(submissionDefaults()),
+}
+
+func submissionDefaults() Listener {
+	return Listener{BareLineEndings: "reject", MaxSessions: 200, TLSMinVersion: "1.2", PregreetTTL: Duration(day),
+		ClientNoPTR: "off", ClientPTRMismatch: "off", HeloInvalid: "off", HeloIsUs: "off",
+		HeloUnknown: "off", SenderUnknownDomain: "off", DNSBLThreshold: 3}
+}
+
+// withLimits adds the limits every kind has by default (Postfix's
+// defaults where it has them).
+func withLimits(l Listener) Listener {
+	l.ClientSessions = 50        // smtpd_client_connection_count_limit
+	l.ClientConnectionRate = 120 // per minute
+	l.ClientMessageRate = 600    // per minute
+	l.ClientRecipientRate = 3000 // per minute
+	l.SoftErrorLimit = 10        // smtpd_soft_error_limit
+	l.HardErrorLimit = 20        // smtpd_hard_error_limit
+	l.ErrorSleep = Duration(time.Second)
+	l.JunkCommandLimit = 100 // smtpd_junk_command_limit
+	l.SessionTimeLimit = Duration(30 * time.Minute)
+	l.SessionMessageLimit = 1000
+	l.LookupTimeout = Duration(5 * time.Second)
+	l.DNSBLSites = []string{}
+	return l
 }
 
 // Limits bound what one client may send.

@@ -3,7 +3,9 @@ package config
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -94,13 +96,26 @@ func Default() *Config {
 	c.RelayDomains = []string{"example.test"}
 	c.Routes = map[string]string{"example.test": "127.0.0.1:2526"}
 	c.complete()
+	// The demo runs anywhere, also without working DNS and on a host
+	// whose name has no dot (swaks says it in EHLO): the checks that would
+	// refuse a local client for want of DNS are off, the HELO syntax is
+	// only logged (pregreet and the limits stay on).
+	l := &c.Listeners[0]
+	l.ClientNoPTR, l.ClientPTRMismatch, l.HeloUnknown, l.SenderUnknownDomain = "off", "off", "off", "off"
+	l.HeloInvalid = "log"
 	return &c
 }
 
 // complete fills in what the file left empty and brings domains into their
 // normal form. Values that cannot be normalized are left for Validate to
 // report.
-func (c *Config) complete() {
+func (c *Config) complete() { c.completeSet(nil) }
+
+// completeSet is complete for a file that set the keys in set (full names
+// with array indexes, "listener[0].client_sessions"): a listener key the
+// file did not set takes its kind's default; one it set to 0 stays 0 (a
+// limit turned off), except max_sessions, whose 0 means the default.
+func (c *Config) completeSet(set map[string]bool) {
 	if c.Hostname == "" {
 		// Postfix myhostname defaults to gethostname() as well. On failure
 		// the name stays empty and Validate says so.
@@ -117,21 +132,30 @@ func (c *Config) complete() {
 		if l.Name == "" {
 			l.Name = l.Kind
 		}
-		def := kindDefaults[l.Kind] // zero for an unknown kind: Validate reports it
-		if l.BareLineEndings == "" {
-			l.BareLineEndings = def.BareLineEndings
+		def, ok := kindDefaults[l.Kind]
+		if !ok {
+			def = kindDefaults[KindMX] // Validate reports the kind, not its keys
 		}
+		fillListener(l, def, fmt.Sprintf("listener[%d].", i), set)
 		if l.MaxSessions == 0 {
 			l.MaxSessions = def.MaxSessions
-		}
-		if l.TLSMinVersion == "" {
-			l.TLSMinVersion = def.TLSMinVersion
 		}
 		if l.TLSCert == nil {
 			l.TLSCert = []string{}
 		}
 		if l.TLSKey == nil {
 			l.TLSKey = []string{}
+		}
+		if l.DNSBLSites == nil {
+			l.DNSBLSites = []string{}
+		}
+	}
+	if c.CaseSensitiveDomains == nil {
+		c.CaseSensitiveDomains = []string{}
+	}
+	for i, d := range c.CaseSensitiveDomains {
+		if n, err := normalizeDomain(d); err == nil {
+			c.CaseSensitiveDomains[i] = n
 		}
 	}
 
@@ -180,6 +204,18 @@ func (c *Config) complete() {
 	for i := range c.DKIMSign {
 		if n, err := normalizeDomain(c.DKIMSign[i].Domain); err == nil {
 			c.DKIMSign[i].Domain = n
+		}
+	}
+}
+
+// fillListener sets every field of l the file did not set (prefix+key
+// not in set) and left zero to def's value.
+func fillListener(l *Listener, def Listener, prefix string, set map[string]bool) {
+	v, dv := reflect.ValueOf(l).Elem(), reflect.ValueOf(def)
+	for i := 0; i < v.NumField(); i++ {
+		key := strings.Split(v.Type().Field(i).Tag.Get("toml"), ",")[0]
+		if f := v.Field(i); !set[prefix+key] && f.IsZero() {
+			f.Set(dv.Field(i))
 		}
 	}
 }

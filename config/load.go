@@ -42,7 +42,11 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := dec.Decode(&c); err != nil {
 		return nil, decodeError(name, data, keys, err)
 	}
-	c.complete()
+	set := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		set[k] = true
+	}
+	c.completeSet(set)
 	errs = c.problems()
 	for i, err := range errs {
 		errs[i] = fmt.Errorf("%s: %w", name, err)

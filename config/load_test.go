@@ -62,8 +62,9 @@ func TestExample(t *testing.T) {
 	// The example claims every key it does not mark is at its default.
 	want := base()
 	want.Hostname = "mx1.example.net"
-	want.Listeners = []Listener{{Name: "mx", Kind: "mx", Address: "0.0.0.0:25", BareLineEndings: "reject", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"}}
+	want.Listeners = []Listener{testListener("mx", "mx", "0.0.0.0:25")}
 	want.RelayDomains = []string{"example.org"}
+	want.CaseSensitiveDomains = []string{}
 	want.Routes = map[string]string{"example.org": "[10.0.0.25]:25"}
 	want.DKIMSign = []DKIMSign{{Domain: "example.org", Selector: "rsa2026", KeyFile: "/etc/mxedge/dkim/example.org.rsa2026.key"}}
 	want.Milters = []Milter{{Name: "rspamd", Address: "inet:127.0.0.1:11332", Kinds: []string{"submission", "submissions"},
@@ -127,8 +128,13 @@ func TestDefault(t *testing.T) {
 	want := base()
 	want.Hostname = "mx.example.test"
 	want.DataDir = "./mxedge-data"
-	want.Listeners = []Listener{{Name: "mx", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "reject", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"}}
+	want.Listeners = []Listener{testListener("mx", "mx", "127.0.0.1:2525")}
+	// The demo has no DNS it can rely on: the checks that ask it are off.
+	l := &want.Listeners[0]
+	l.ClientNoPTR, l.ClientPTRMismatch, l.HeloUnknown, l.SenderUnknownDomain = "off", "off", "off", "off"
+	l.HeloInvalid = "log"
 	want.RelayDomains = []string{"example.test"}
+	want.CaseSensitiveDomains = []string{}
 	want.Routes = map[string]string{"example.test": "127.0.0.1:2526"}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("Default:\n got %+v\nwant %+v", *c, want)
@@ -150,7 +156,7 @@ func TestDefaultsFilledIn(t *testing.T) {
 	if c.DataDir != "/var/lib/mxedge" {
 		t.Errorf("data_dir = %q", c.DataDir)
 	}
-	want := []Listener{{Name: "mx", Kind: "mx", Address: "0.0.0.0:25", BareLineEndings: "reject", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"}}
+	want := []Listener{testListener("mx", "mx", "0.0.0.0:25")}
 	if !reflect.DeepEqual(c.Listeners, want) {
 		t.Errorf("listeners = %+v, want %+v", c.Listeners, want)
 	}
@@ -180,14 +186,20 @@ address = ":587"
 tls_cert = ["/etc/mxedge/sub.pem"]
 tls_key = ["/etc/mxedge/sub.key"]
 `)
-	want = []Listener{
-		{Name: "mx", Kind: "mx", Address: ":25", BareLineEndings: "reject", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"},
-		{Name: "inside", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "normalize", MaxSessions: 1000, TLSCert: []string{}, TLSKey: []string{}, TLSMinVersion: "1.2"},
-		{Name: "submission", Kind: "submission", Address: ":587", BareLineEndings: "reject", MaxSessions: 200, TLSCert: []string{"/etc/mxedge/sub.pem"}, TLSKey: []string{"/etc/mxedge/sub.key"}, TLSMinVersion: "1.2"},
-	}
+	want = []Listener{testListener("mx", "mx", ":25"), testListener("inside", "mx", "127.0.0.1:2525"), testListener("submission", "submission", ":587")}
+	want[1].BareLineEndings = "normalize"
+	want[2].TLSCert, want[2].TLSKey = []string{"/etc/mxedge/sub.pem"}, []string{"/etc/mxedge/sub.key"}
 	if !reflect.DeepEqual(c.Listeners, want) {
 		t.Errorf("listeners = %+v, want %+v", c.Listeners, want)
 	}
+}
+
+// testListener is a listener of kind with every default filled in.
+func testListener(name, kind, addr string) Listener {
+	l := kindDefaults[kind]
+	l.Name, l.Kind, l.Address = name, kind, addr
+	l.TLSCert, l.TLSKey = []string{}, []string{}
+	return l
 }
 
 func dur(t *testing.T, s string) Duration {

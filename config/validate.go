@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/mxedge/mxedge/internal/domainname"
+	"github.com/mxedge/mxedge/policy"
 )
 
 // Validate checks the effective configuration and returns all problems
@@ -69,6 +70,7 @@ func (c *Config) problems() []error {
 		if l.BareLineEndings != "reject" && l.BareLineEndings != "normalize" {
 			add(`%s.bare_line_endings %q: must be "reject" or "normalize"`, key, l.BareLineEndings)
 		}
+		errs = append(errs, listenerDefenseProblems(key, l)...)
 		norm, err := checkAddress(l.Address, false)
 		if err != nil {
 			add("%s.address %q: %v", key, l.Address, err)
@@ -109,6 +111,15 @@ func (c *Config) problems() []error {
 		}
 		if _, err := checkAddress(c.Routes[d], true); err != nil {
 			add("%s = %q: %v", key, c.Routes[d], err)
+		}
+	}
+
+	for i, d := range c.CaseSensitiveDomains {
+		key := fmt.Sprintf("case_sensitive_domains[%d] %q", i, d)
+		if err := checkNormalDomain(d); err != nil {
+			add("%s: %v", key, err)
+		} else if _, ok := seen[d]; !ok {
+			add("%s: not in relay_domains", key)
 		}
 	}
 
@@ -153,6 +164,74 @@ func (c *Config) problems() []error {
 	errs = append(errs, c.submissionProblems()...)
 	errs = append(errs, c.verifyProblems(seen)...)
 	errs = append(errs, c.deliveryProblems()...)
+	return errs
+}
+
+// listenerDefenseProblems checks a listener's limits, pregreet, client
+// checks and DNSBL keys; key is "listener[i]".
+func listenerDefenseProblems(key string, l Listener) []error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(key+"."+format, args...))
+	}
+	for _, v := range []struct {
+		name string
+		n    int
+	}{
+		{"client_sessions", l.ClientSessions}, {"client_connection_rate", l.ClientConnectionRate},
+		{"client_message_rate", l.ClientMessageRate}, {"client_recipient_rate", l.ClientRecipientRate},
+	} {
+		if v.n < 0 {
+			add("%s %d: must be 0 (no limit) or more", v.name, v.n)
+		}
+	}
+	for _, v := range []struct {
+		name string
+		n    int
+	}{
+		{"soft_error_limit", l.SoftErrorLimit}, {"hard_error_limit", l.HardErrorLimit},
+		{"junk_command_limit", l.JunkCommandLimit}, {"session_message_limit", l.SessionMessageLimit},
+	} {
+		if v.n < 1 {
+			add("%s %d: must be at least 1", v.name, v.n)
+		}
+	}
+	if l.SoftErrorLimit > l.HardErrorLimit && l.HardErrorLimit >= 1 {
+		add("soft_error_limit %d: must not be greater than hard_error_limit %d", l.SoftErrorLimit, l.HardErrorLimit)
+	}
+	for _, v := range []struct {
+		name string
+		d    Duration
+		zero bool // 0 allowed
+	}{
+		{"error_sleep", l.ErrorSleep, true}, {"session_time_limit", l.SessionTimeLimit, false},
+		{"pregreet_wait", l.PregreetWait, true}, {"pregreet_ttl", l.PregreetTTL, false},
+		{"lookup_timeout", l.LookupTimeout, false},
+	} {
+		switch {
+		case v.zero && v.d < 0:
+			add("%s %q: must be 0 or positive", v.name, v.d)
+		case !v.zero && v.d <= 0:
+			add("%s %q: must be greater than 0", v.name, v.d)
+		}
+	}
+	for _, v := range []struct{ name, a string }{
+		{"client_no_ptr", l.ClientNoPTR}, {"client_ptr_mismatch", l.ClientPTRMismatch},
+		{"helo_invalid", l.HeloInvalid}, {"helo_is_us", l.HeloIsUs}, {"helo_unknown", l.HeloUnknown},
+		{"sender_unknown_domain", l.SenderUnknownDomain},
+	} {
+		if _, err := policy.ParseAction(v.a); err != nil {
+			add("%s %v", v.name, err)
+		}
+	}
+	for i, spec := range l.DNSBLSites {
+		if _, err := policy.ParseDNSBLSite(spec); err != nil {
+			add("dnsbl_sites[%d] %v", i, err)
+		}
+	}
+	if l.DNSBLThreshold < 1 {
+		add("dnsbl_threshold %d: must be at least 1", l.DNSBLThreshold)
+	}
 	return errs
 }
 

@@ -83,14 +83,14 @@ func TestValidate(t *testing.T) {
 		{"address zone", func(c *Config) { c.Listeners[0].Address = "[fe80::1%eth0]:25" }, ""},
 		{"address host name", func(c *Config) { c.Listeners[0].Address = "localhost:2525" }, ""},
 		{"address duplicate", func(c *Config) {
-			c.Listeners = append(c.Listeners, Listener{Name: "two", Kind: "mx", Address: "127.0.0.1:2525", BareLineEndings: "reject"})
+			c.Listeners = append(c.Listeners, testListener("two", "mx", "127.0.0.1:2525"))
 		}, `listener[1].address "127.0.0.1:2525": same address as listener[0]`},
 		{"address duplicate case", func(c *Config) {
 			c.Listeners[0].Address = "localhost:25"
-			c.Listeners = append(c.Listeners, Listener{Name: "two", Kind: "mx", Address: "LOCALHOST:25", BareLineEndings: "reject"})
+			c.Listeners = append(c.Listeners, testListener("two", "mx", "LOCALHOST:25"))
 		}, `listener[1].address "LOCALHOST:25": same address as listener[0]`},
 		{"two addresses", func(c *Config) {
-			c.Listeners = append(c.Listeners, Listener{Name: "two", Kind: "mx", Address: "127.0.0.1:2526", BareLineEndings: "reject"})
+			c.Listeners = append(c.Listeners, testListener("two", "mx", "127.0.0.1:2526"))
 		}, ""},
 
 		{"relay domain space", func(c *Config) { c.RelayDomains = append(c.RelayDomains, "exa mple.org") }, `relay_domains[1] "exa mple.org": not a valid domain name`},

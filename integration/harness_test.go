@@ -80,6 +80,13 @@ func startRelay(t *testing.T, dir string, args ...string) *relay {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	cmd.Dir = dir
+	return startRelayCmd(t, cmd)
+}
+
+// startRelayCmd is startRelay for a command of the test's own (the
+// binary run through a shell that sets limits first).
+func startRelayCmd(t *testing.T, cmd *exec.Cmd) *relay {
+	t.Helper()
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
 	r := &relay{t: t, cmd: cmd, logs: newLineLog(), out: newLineLog(), done: make(chan struct{})}

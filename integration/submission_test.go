@@ -66,6 +66,17 @@ relay_domains = ["relay.test"]
 [[listener]]
 name = "mx"
 address = %q
+# These scenarios are about submission, not the MX's edge defenses
+# (edge_test.go): one client address floods port 25 here, and no DNS
+# answers.
+pregreet_wait = "0s"
+client_sessions = 0
+client_connection_rate = 0
+client_no_ptr = "off"
+client_ptr_mismatch = "off"
+helo_invalid = "off"
+helo_unknown = "off"
+sender_unknown_domain = "off"
 %s
 
 [[listener]]

@@ -97,14 +97,75 @@ type Decision struct {
 	// Check is the name of the check that refused or accepted with OK;
 	// "" when none did.
 	Check string
+	// Logged are the replies of checks in log-only mode that matched
+	// before the decision, for the listener's log.
+	Logged []Note
+	// Pending, only at connect: the decision is not known yet because a
+	// check returned a Later; Pending runs the rest of the stage (the
+	// Laters and the results after the first one, in order) and returns
+	// the final decision. The decision before it is not refused and not
+	// OK. Call it once.
+	Pending func(ctx context.Context) Decision
+}
+
+// Note is a log-only check's match: the reply it would have sent.
+type Note struct {
+	Check  string
+	Reply  *Reply
+	Reason string
 }
 
 // Refused reports whether the decision refuses the command.
 func (d Decision) Refused() bool { return d.Reply != nil }
 
-// Connect runs the connect checks.
+// Connect runs the connect checks, before the banner. Checks return at
+// once; a check that returned a Later leaves the decision to
+// Decision.Pending, and the checks after it are still called (so that
+// their lookups start too) until one decides at once.
 func (ch *Chain) Connect(ctx context.Context, c *Conn) Decision {
-	return run(ch, ch.connect, func(x ConnectCheck) Result { return x.CheckConnect(ctx, c) })
+	var d Decision
+	var rest []step // from the first Later on
+	for _, x := range ch.connect {
+		r := x.CheckConnect(ctx, c)
+		if r.Later != nil {
+			rest = append(rest, step{x.Name(), Result{Later: r.Later}})
+			continue
+		}
+		r = enforce(r)
+		if rest != nil {
+			rest = append(rest, step{x.Name(), r})
+			if r.Reply != nil || r.OK {
+				break
+			}
+			continue
+		}
+		if ch.fold(&d, x.Name(), r) {
+			return d
+		}
+	}
+	if rest != nil {
+		d.Pending = func(ctx context.Context) Decision {
+			for _, st := range rest {
+				r := st.r
+				if r.Later != nil {
+					r = r.Later(ctx)
+					r.Later = nil
+					r = enforce(r)
+				}
+				if ch.fold(&d, st.name, r) {
+					return d
+				}
+			}
+			return d
+		}
+	}
+	return d
+}
+
+// step is a connect check's result waiting for the Later before it.
+type step struct {
+	name string
+	r    Result
 }
 
 // Helo runs the HELO checks.
@@ -156,27 +217,40 @@ type StreamWriter struct {
 }
 
 // run runs one stage's checks in order: the first refusal or OK decides;
-// delays add up (capped), headers collect.
+// delays add up (capped), headers and log-only matches collect.
 func run[C Check](ch *Chain, checks []C, call func(C) Result) Decision {
 	var d Decision
 	for _, c := range checks {
-		r := enforce(call(c))
-		d.Delay = min(d.Delay+r.Delay, MaxDelay)
-		if r.Reply != nil || r.OK {
-			r.Delay = d.Delay
-			r.Headers = nil
-			d = Decision{Result: r, Check: c.Name()}
-			if r.Reply != nil {
-				ch.refused[c.Name()].Add(1)
-			}
-			return d
-		}
-		d.Headers = append(d.Headers, r.Headers...)
-		if r.Hold && !d.Hold {
-			d.Hold, d.Reason, d.Check = true, r.Reason, c.Name()
+		r := call(c)
+		r.Later = nil // only for connect checks
+		if ch.fold(&d, c.Name(), enforce(r)) {
+			break
 		}
 	}
 	return d
+}
+
+// fold adds check name's result r to d and reports whether it decides.
+func (ch *Chain) fold(d *Decision, name string, r Result) bool {
+	d.Delay = min(d.Delay+r.Delay, MaxDelay)
+	if r.Logged != nil && r.Reply == nil && !r.OK {
+		d.Logged = append(d.Logged, Note{Check: name, Reply: r.Logged, Reason: r.Reason})
+	}
+	if r.Reply != nil || r.OK {
+		r.Delay = d.Delay
+		r.Headers = nil
+		r.Logged = nil
+		*d = Decision{Result: r, Check: name, Logged: d.Logged}
+		if r.Reply != nil {
+			ch.refused[name].Add(1)
+		}
+		return true
+	}
+	d.Headers = append(d.Headers, r.Headers...)
+	if r.Hold && !d.Hold {
+		d.Hold, d.Reason, d.Check = true, r.Reason, name
+	}
+	return false
 }
 
 // enforce applies the contract to a check's result: an internal error is

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +162,104 @@ func TestRelay(t *testing.T) {
 		if code != tc.code {
 			t.Errorf("%s: code %d, want %d", tc.rc.Raw, code, tc.code)
 		}
+	}
+}
+
+// connFunc is a connect check from a function.
+type connFunc struct {
+	name string
+	f    func() Result
+}
+
+func (c connFunc) Name() string                               { return c.name }
+func (c connFunc) CheckConnect(context.Context, *Conn) Result { return c.f() }
+
+func laterCheck(name string, r Result, called *[]string) connFunc {
+	return connFunc{name, func() Result {
+		*called = append(*called, name)
+		return Result{Later: func(context.Context) Result { *called = append(*called, name+".later"); return r }}
+	}}
+}
+
+// The connect stage before the banner decides what it can at once; a
+// Later leaves the rest to Pending, which keeps the chain's order.
+func TestChainConnectLater(t *testing.T) {
+	var called []string
+	now := func(name string, r Result) connFunc {
+		return connFunc{name, func() Result { called = append(called, name); return r }}
+	}
+	for _, tc := range []struct {
+		name   string
+		checks []Check
+		before string // decision before the banner: "", "OK", code, "pending"
+		after  string // after Pending
+		check  string
+		calls  string
+	}{
+		{"immediate OK ends it before any lookup", []Check{now("allow", Result{OK: true}), laterCheck("dnsbl", Result{Reply: reject(554)}, &called)}, "OK", "", "allow", "allow"},
+		{"immediate refusal", []Check{now("limit", Result{Reply: reject(421), Disconnect: true}), laterCheck("dnsbl", Result{}, &called)}, "421", "", "limit", "limit"},
+		{"later refuses", []Check{now("limit", Result{}), laterCheck("iprev", Result{}, &called), laterCheck("dnsbl", Result{Reply: reject(554)}, &called)}, "pending", "554", "dnsbl", "limit,iprev,dnsbl,iprev.later,dnsbl.later"},
+		{"earlier later wins over a later immediate refusal", []Check{laterCheck("iprev", Result{Reply: reject(450)}, &called), now("access", Result{Reply: reject(554)}), now("never", Result{})}, "pending", "450", "iprev", "iprev,access,iprev.later"},
+		{"immediate refusal after a harmless later", []Check{laterCheck("iprev", Result{}, &called), now("access", Result{Reply: reject(554)})}, "pending", "554", "access", "iprev,access,iprev.later"},
+		{"all harmless", []Check{laterCheck("iprev", Result{}, &called), laterCheck("dnsbl", Result{}, &called)}, "pending", "", "", "iprev,dnsbl,iprev.later,dnsbl.later"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			called = nil
+			ch := &Chain{}
+			for _, c := range tc.checks {
+				ch.Add(c)
+			}
+			d := ch.Connect(context.Background(), &Conn{})
+			got := ""
+			switch {
+			case d.Pending != nil:
+				got = "pending"
+				if d.Refused() || d.OK {
+					t.Errorf("pending decision also decided: %+v", d)
+				}
+			case d.OK:
+				got = "OK"
+			case d.Refused():
+				got = strconv.Itoa(d.Reply.Code)
+			}
+			if got != tc.before {
+				t.Errorf("before banner: %s, want %s", got, tc.before)
+			}
+			if d.Pending != nil {
+				d = d.Pending(context.Background())
+				got = ""
+				if d.Refused() {
+					got = strconv.Itoa(d.Reply.Code)
+				}
+				if got != tc.after {
+					t.Errorf("after: %q, want %q", got, tc.after)
+				}
+			}
+			if d.Check != tc.check {
+				t.Errorf("check %q, want %q", d.Check, tc.check)
+			}
+			if strings.Join(called, ",") != tc.calls {
+				t.Errorf("calls %v, want %s", called, tc.calls)
+			}
+		})
+	}
+	// A Later's internal error is a 4xx like any other; refusals by a
+	// Later are counted.
+	ch := (&Chain{}).Add(laterCheck("dnsbl", Result{Err: errors.New("down"), Reply: reject(554)}, &called))
+	d := ch.Connect(context.Background(), &Conn{}).Pending(context.Background())
+	if d.Reply == nil || d.Reply.Code != 451 || ch.Refusals()["dnsbl"] != 1 {
+		t.Errorf("later error: %+v, refusals %v", d, ch.Refusals())
+	}
+}
+
+// Log-only matches are collected for the log and decide nothing.
+func TestChainLogged(t *testing.T) {
+	ch := (&Chain{}).Add(fixed("helo", Result{Logged: reject(550), Reason: "would"})).Add(fixed("relay", Result{Reply: reject(554)}))
+	d := ch.Rcpt(context.Background(), &Conn{}, &Txn{}, Rcpt{})
+	if d.Check != "relay" || len(d.Logged) != 1 || d.Logged[0].Check != "helo" || d.Logged[0].Reason != "would" {
+		t.Errorf("%+v", d)
+	}
+	if ch.Refusals()["helo"] != 0 {
+		t.Error("a log-only match counted as a refusal")
 	}
 }

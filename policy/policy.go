@@ -17,7 +17,11 @@
 // A check implements one or more of the stage interfaces:
 //
 //   - ConnectCheck: after the TCP connection is accepted, before the
-//     banner (limits, pregreet, iprev, DNSBL).
+//     banner (allowlist, client limits, client access, iprev, DNSBL). It
+//     must not block: a check that needs a lookup starts it and returns
+//     Result.Later, which the listener calls when it needs the decision
+//     (the first RCPT), so that lookups overlap the pregreet wait and the
+//     client's first commands and add no latency.
 //   - HeloCheck: at HELO/EHLO (HELO syntax, HELO claiming to be us).
 //   - MailCheck: at MAIL FROM (SPF, sender access, sender domain).
 //   - RcptCheck: at each RCPT TO (relay control, recipient verification,
@@ -32,13 +36,18 @@
 //     within its own bound (a per-query deadline, verify.inline_wait, the
 //     milter's timeouts) and never beyond ctx, which the listener ends when
 //     the command's time is up or the client went away. A check that sees
-//     ctx end returns at once with Err set.
+//     ctx end returns at once with Err set. The exception is CheckConnect,
+//     which runs before the banner and must return at once; its ctx lives
+//     as long as the connection (lookups started there bound themselves),
+//     and its Later gets a ctx of its own, bounded like any stage.
 //   - What it returns: the zero Result ("no opinion", Postfix DUNNO) lets
 //     the next check decide; a Reply refuses (4xx: try again later, 5xx:
 //     refused); OK accepts and skips the rest of the stage's chain (Postfix
 //     OK, e.g. an allowlisted client at connect). Delay asks the listener
 //     to wait before it answers (tarpitting a dictionary attack);
-//     Disconnect makes it close the connection after the reply.
+//     Disconnect makes it close the connection after the reply. A check
+//     in log-only mode (action "log") returns Logged, the reply it would
+//     have sent: the listener logs it and goes on as with no opinion.
 //   - On its own internal error (a DNS timeout, a milter down, a full
 //     disk): Err set, and a 4xx Reply or none. The chain enforces it: a
 //     Result with Err is always answered with a 4xx (451 4.3.0 unless the
@@ -49,6 +58,18 @@
 // The listener logs every refusal once, with the name of the check that
 // decided (its stage label: "relay", "verify", ...); the chain counts
 // refusals per check (Chain.Refusals) for the metrics.
+//
+// # The checks of this package
+//
+// Relay (relay control) and Verify (recipient verification) at RCPT;
+// Allowlist (trusted clients), Limits (per-client sessions, connection,
+// message and recipient rates), ClientAccess and SenderAccess (static
+// access files), Iprev (reverse DNS of the client), DNSBL (weighted DNS
+// block and allow lists), Helo (HELO syntax, HELO claiming to be us, HELO
+// that does not resolve) and SenderDomain (sender domain without MX or
+// address). On an MX listener cmd/mxedge/chain.go adds them in the order
+// of shared/PRINCIPLES.md: trusted clients first, then the cheap checks,
+// then DNSBL, then relay control and recipient verification.
 package policy
 
 import (
@@ -58,6 +79,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -90,9 +112,17 @@ type Conn struct {
 	Remote netip.AddrPort // the client's address and port
 	// IP is Remote's address, IPv4 in its 4-byte form.
 	IP netip.Addr
-	// Reverse is the client's reverse DNS (RFC 8601 iprev), when a
-	// check or the listener looked it up; zero until then.
+	// Reverse is the client's reverse DNS (RFC 8601 iprev) with its
+	// forward confirmation. The listener starts the lookup when it accepts
+	// the connection and sets Reverse when it needs it: before it calls
+	// the Later of a connect check, and from the first RCPT on. Zero
+	// before, and on a listener without a resolver.
 	Reverse Reverse
+	// Trusted: a connect check accepted the client before the banner (OK,
+	// e.g. the allowlist). The listener then skips its pregreet test, and
+	// checks that exempt trusted clients (limits, HELO and sender checks)
+	// read it.
+	Trusted bool
 
 	// Helo is the HELO/EHLO argument; "" before the client said it.
 	Helo string
@@ -102,6 +132,36 @@ type Conn struct {
 	// AuthUser is the SASL login; "" when not authenticated (always on
 	// MX listeners).
 	AuthUser string
+
+	mu     sync.Mutex
+	closed bool
+	onEnd  []func()
+}
+
+// AtClose registers f to run once when the connection ends (a check that
+// counts the client's sessions gives its count back). If the connection
+// has ended already, f runs at once.
+func (c *Conn) AtClose(f func()) {
+	c.mu.Lock()
+	if !c.closed {
+		c.onEnd = append(c.onEnd, f)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	f()
+}
+
+// Close runs the functions registered with AtClose, once; the listener
+// calls it when the connection ends.
+func (c *Conn) Close() {
+	c.mu.Lock()
+	fs := c.onEnd
+	c.onEnd, c.closed = nil, true
+	c.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
 }
 
 // Reverse is the client's reverse DNS name and its status.
@@ -246,6 +306,17 @@ type Result struct {
 	// Err is an internal error that kept the check from deciding; it is
 	// logged, never sent, and the reply is forced to a 4xx.
 	Err error
+
+	// Logged is the reply a check in log-only mode would have sent: the
+	// listener logs it (action=log) and the command goes on as if the
+	// check had no opinion. Only without Reply and OK.
+	Logged *Reply
+	// Later, only from a ConnectCheck: the decision needs a lookup that
+	// CheckConnect started. The listener calls Later (once, with a ctx
+	// bounded like any stage) when it needs the decision, and its Result
+	// stands for the check's; Later itself must not return a Later. All
+	// other fields must be zero when Later is set.
+	Later func(ctx context.Context) Result
 }
 
 // MaxDelay caps Result.Delay: a check must not hold a session for longer
@@ -260,12 +331,15 @@ type Check interface {
 }
 
 // ConnectCheck runs once per connection, after accept and before the
-// banner. A refusal with Disconnect is sent instead of the banner and the
-// connection closed. One without is held and answered to every RCPT TO
-// (before the recipient checks) and DATA instead (Postfix
-// smtpd_delay_reject, postscreen's reject after greeting): the session
-// goes on, nothing is accepted, and the log shows the client's HELO, sender
-// and recipient.
+// banner; it must return at once (see Result.Later for a check that needs
+// a lookup). A refusal with Disconnect decided before the banner is sent
+// instead of it and the connection closed (a Later's Disconnect closes the
+// connection after its reply, at the first RCPT). A refusal without is
+// held and answered to every RCPT TO (before the recipient checks) and
+// DATA instead (Postfix smtpd_delay_reject, postscreen's "enforce": reject
+// after greeting): the session goes on, nothing is accepted, and the log
+// shows the client's HELO, sender and recipient. OK before the banner
+// makes the client Trusted.
 type ConnectCheck interface {
 	Check
 	CheckConnect(ctx context.Context, c *Conn) Result

@@ -37,7 +37,8 @@
 // rounds: a timeout, a network error, an unusable response or an rcode
 // other than NOERROR and NXDOMAIN (SERVFAIL, REFUSED, ...) moves to the
 // next server. Every network exchange has a deadline: the earlier of the
-// caller's context and Config.Timeout.
+// caller's context and Config.Timeout. At most Config.MaxInFlight exchanges
+// (sockets) are in flight at once; more wait for a slot.
 //
 // # Error contract
 //

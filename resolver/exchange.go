@@ -72,6 +72,12 @@ func (r *Resolver) exchangeWith(ctx context.Context, server string, q *dns.Msg) 
 // r.timeout and ctx's deadline (socket deadlines, so that a timeout is
 // reported as one); cancelling ctx closes the connection at once.
 func (r *Resolver) roundTrip(ctx context.Context, c *dns.Client, server string, q *dns.Msg) (*dns.Msg, error) {
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	tctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	conn, err := c.DialContext(tctx, server)

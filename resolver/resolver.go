@@ -42,7 +42,16 @@ type Config struct {
 	// Now is the cache's clock; default time.Now. Network deadlines
 	// always use the real clock.
 	Now func() time.Time
+	// MaxInFlight bounds the exchanges (each a socket, a file descriptor)
+	// in flight at once; more wait for one to end, within their context.
+	// Default DefaultMaxInFlight. So a flood of new SMTP clients, each
+	// with its connect-time lookups, cannot use up the process's file
+	// descriptors.
+	MaxInFlight int
 }
+
+// DefaultMaxInFlight is the default of Config.MaxInFlight.
+const DefaultMaxInFlight = 256
 
 // Resolver is a DNS stub resolver with a cache. It is safe for concurrent
 // use. Lookups take a context whose deadline bounds the whole lookup;
@@ -55,6 +64,7 @@ type Resolver struct {
 	udp, tcp *dns.Client
 	cache    *cache
 	flights  flights
+	slots    chan struct{} // exchanges in flight (MaxInFlight)
 }
 
 // New returns a Resolver for cfg.
@@ -78,6 +88,11 @@ func New(cfg Config) *Resolver {
 	if r.now == nil {
 		r.now = time.Now
 	}
+	n := cfg.MaxInFlight
+	if n <= 0 {
+		n = DefaultMaxInFlight
+	}
+	r.slots = make(chan struct{}, n)
 	r.udp = &dns.Client{Net: "udp", Timeout: r.timeout}
 	r.tcp = &dns.Client{Net: "tcp", Timeout: r.timeout}
 	return r

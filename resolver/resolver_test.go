@@ -531,3 +531,32 @@ func TestServersConfig(t *testing.T) {
 		}
 	}
 }
+
+// Exchanges in flight are bounded (each is a socket): with one slot and
+// every answer 150 ms late, three different lookups at once take three
+// answers' time; a lookup whose context ends while it waits for a slot
+// fails temporarily.
+func TestMaxInFlight(t *testing.T) {
+	s := startDNS(t)
+	s.SetDelay(150 * time.Millisecond)
+	r := New(Config{Servers: []string{s.Addr()}, Timeout: 2 * time.Second, Attempts: 1, CacheSize: -1, MaxInFlight: 1})
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for _, name := range []string{"mx1.example.org", "mx2.example.org", "example.org"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.Lookup(context.Background(), name, dns.TypeA)
+		}()
+	}
+	wg.Wait()
+	if d := time.Since(t0); d < 450*time.Millisecond {
+		t.Errorf("3 lookups through 1 slot took %v, want >= 450ms", d)
+	}
+	go r.Lookup(context.Background(), "mx1.example.org", dns.TypeAAAA) // holds the slot
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := r.Lookup(ctx, "mx2.example.org", dns.TypeAAAA); !IsTemporary(err) {
+		t.Errorf("waiting for a slot past the deadline: %v", err)
+	}
+}

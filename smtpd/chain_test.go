@@ -89,12 +89,17 @@ func TestConnectCheck(t *testing.T) {
 		if st, _ := q.Stats(); st.Messages != 0 {
 			t.Errorf("queued: %+v", st)
 		}
-		// One line per refusal, with stage, client, envelope and reply.
-		for _, want := range []string{`msg="connection refused" listener=mx stage=dnsbl client_ip=127.0.0.1 action=reject`,
-			`msg="recipient rejected" listener=mx stage=dnsbl client_ip=127.0.0.1 helo=client.test from=<s@src.test> to=<u@relay.test> action=reject reply="554 5.7.1`} {
+		// One line per refusal, where it is answered, with stage, client,
+		// envelope and reply; none at connect.
+		for _, want := range []string{
+			`msg="recipient rejected" listener=mx stage=dnsbl client_ip=127.0.0.1 helo=client.test from=<s@src.test> to=<u@relay.test> action=reject reply="554 5.7.1`,
+			`msg="recipient rejected" listener=mx stage=dnsbl client_ip=127.0.0.1 helo=client.test from=<s@src.test> to=<v@relay.test> action=reject reply="554 5.7.1`} {
 			if !strings.Contains(logs.String(), want) {
 				t.Errorf("log lacks %s:\n%s", want, logs.String())
 			}
+		}
+		if strings.Contains(logs.String(), "connection refused") {
+			t.Errorf("a held refusal logged at connect:\n%s", logs.String())
 		}
 	})
 }

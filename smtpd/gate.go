@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,15 +16,28 @@ import (
 )
 
 // gate stands between the listening socket and go-smtp, like Postfix's
-// postscreen in front of smtpd: every accepted connection passes the
-// session limit and the connect stage of the policy chain before go-smtp
-// sees it and sends its banner. A connection over the limit, or refused at
-// connect with Disconnect, gets its reply instead of the banner and is
-// closed; the rest are handed to go-smtp's Accept.
+// postscreen in front of smtpd: every accepted connection passes it before
+// go-smtp sees it and sends its banner. In order:
 //
-// Connect checks run in a goroutine per connection, so a slow one (DNS)
-// holds up only its own client. The accept loop itself never blocks on a
-// client: a refusal is one write with a short deadline.
+//  1. the listener's session limit (max_sessions), in the accept loop, in
+//     constant memory: beyond it a client gets 421 at once;
+//  2. the connect stage of the policy chain, which returns at once: the
+//     allowlist makes the client Trusted, the per-client limits refuse
+//     (421 instead of the banner), and the checks that need DNS (iprev,
+//     DNSBL, client access by name) start their lookups and decide later
+//     (policy.Result.Later), at the first RCPT;
+//  3. the client's reverse DNS lookup starts (PTR and its forward
+//     confirmation), for the Received header and the iprev check;
+//  4. the pregreet test (pregreet.go), unless the client is Trusted or
+//     passed it recently: the first banner line "220-<hostname> ESMTP",
+//     then a wait during which a client must not speak; the lookups run
+//     meanwhile.
+//
+// Then go-smtp sends the banner ("220 <hostname> ESMTP Service Ready",
+// the last line after a pregreet test's first) and the session begins.
+// Each connection is admitted in its own goroutine, so a slow client holds
+// up only itself; the accept loop never blocks on a client (a refusal is
+// one short write with a deadline).
 type gate struct {
 	net.Listener
 	srv      *Server
@@ -39,9 +51,7 @@ type gate struct {
 const refuseWriteTimeout = time.Second
 
 func newGate(s *Server, ln net.Listener) *gate {
-	g := &gate{Listener: ln, srv: s, ready: make(chan net.Conn), done: make(chan struct{})}
-	go g.loop()
-	return g
+	return &gate{Listener: ln, srv: s, ready: make(chan net.Conn), done: make(chan struct{})}
 }
 
 // Accept implements net.Listener for go-smtp: the next connection that
@@ -56,7 +66,8 @@ func (g *gate) Accept() (net.Conn, error) {
 }
 
 // loop accepts connections until the listener is closed. Temporary
-// accept errors (EMFILE) back off and retry, as net/http does.
+// accept errors (EMFILE: out of file descriptors) back off and retry, as
+// net/http does, instead of ending the listener.
 func (g *gate) loop() {
 	defer close(g.done)
 	var backoff time.Duration
@@ -76,15 +87,19 @@ func (g *gate) loop() {
 		backoff = 0
 		if n := g.sessions.Add(1); n > int64(g.srv.o.MaxSessions) {
 			g.sessions.Add(-1)
+			g.srv.gateRefused("limit")
+			ip := remoteIP(nc)
+			shown := replyLine(replySessionLimit)
 			if g.srv.o.ImplicitTLS {
 				// A plaintext 421 would be noise to a TLS client, and a
 				// handshake for a refusal is work a flood should not get.
-				g.srv.log.Info("connection refused", "stage", "limit", "client_ip", remoteIP(nc),
-					"limit", "sessions", "count", n-1, "reply", "(closed before TLS)")
-				_ = nc.Close()
-				continue
+				shown = "(closed before TLS)"
 			}
-			g.refuse(nc, replySessionLimit, "limit", "sessions", n-1)
+			g.srv.refusals.log(ip, true, func(suppressed int) {
+				g.srv.log.Info("connection refused", withSuppressed([]any{"stage", "limit", "client_ip", ip.String(),
+					"limit", "max_sessions", "count", n - 1, "action", "disconnect", "reply", shown}, suppressed)...)
+			})
+			g.refuse(nc, replySessionLimit)
 			continue
 		}
 		sc := g.wrap(nc)
@@ -99,28 +114,35 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-// admit runs the connect stage for sc and hands it to go-smtp, or refuses
-// it.
+// admit runs the connect stage and the pregreet test for sc and hands it
+// to go-smtp, or refuses it.
 func (g *gate) admit(sc *sessConn) {
-	var c net.Conn = sc
-	if g.srv.o.ImplicitTLS {
-		// go-smtp runs the handshake (within its timeouts) before the
-		// banner, as for a tls.Listener.
-		c = tls.Server(sc, g.srv.o.TLS)
+	s := g.srv
+	pc := sc.pc
+	d := s.chain.Connect(sc.ctx, pc)
+	s.logNotes(d.Logged, pc, "", "")
+	switch {
+	case d.Refused() && d.Disconnect:
+		s.logRefusal("connection refused", d, pc, "", "")
+		sleep(d.Delay)
+		g.refuse(sc, toSMTP(d.Reply))
+		return
+	case d.Refused():
+		// Held: answered at every RCPT, and logged there with the
+		// client's HELO, sender and recipient.
+		sc.held = &d
+	case d.OK:
+		pc.Trusted = true
 	}
-	if g.srv.chain.HasConnect() {
-		ctx, cancel := context.WithTimeout(context.Background(), g.srv.o.CheckTimeout)
-		d := g.srv.chain.Connect(ctx, sc.pc)
-		cancel()
-		if d.Refused() {
-			g.srv.logRefusal("connection refused", d, sc.pc, "", "")
-			sleep(d.Delay)
-			if d.Disconnect {
-				g.refuse(sc, toSMTP(d.Reply), "", "", 0)
-				return
-			}
-			sc.held = &d
-		}
+	sc.pending = d.Pending
+	sc.startReverse(s.o.ReverseLookup, s.o.LookupTimeout)
+	var c net.Conn = sc
+	if s.o.ImplicitTLS {
+		// go-smtp runs the handshake (within its timeouts) before the
+		// banner, as for a tls.Listener; no pregreet test before TLS.
+		c = tls.Server(sc, s.o.TLS)
+	} else if !pc.Trusted && !s.pregreet.test(sc) {
+		return
 	}
 	select {
 	case g.ready <- c:
@@ -129,13 +151,12 @@ func (g *gate) admit(sc *sessConn) {
 	}
 }
 
-// refuse writes rep as the only reply and closes nc. stage, what and n,
-// when stage is set, are logged (the session limit; refusals by checks
-// are logged by admit).
-func (g *gate) refuse(nc net.Conn, rep *smtp.SMTPError, stage, what string, n int64) {
-	if stage != "" {
-		g.srv.log.Info("connection refused", "stage", stage, "client_ip", remoteIP(nc), "limit", what,
-			"count", n, "reply", replyLine(rep))
+// refuse writes rep as the only reply and closes nc; on an implicit-TLS
+// listener it only closes (no plaintext to a TLS client).
+func (g *gate) refuse(nc net.Conn, rep *smtp.SMTPError) {
+	if g.srv.o.ImplicitTLS {
+		_ = nc.Close()
+		return
 	}
 	_ = nc.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
 	_, _ = fmt.Fprintf(nc, "%s\r\n", replyLine(rep))
@@ -154,67 +175,19 @@ func (g *gate) wrap(nc net.Conn) *sessConn {
 	if a, ok := nc.LocalAddr().(*net.TCPAddr); ok {
 		pc.Local = a.AddrPort()
 	}
-	return &sessConn{Conn: nc, gate: g, dataTimeout: o.DataTimeout, pc: pc}
+	sc := &sessConn{Conn: nc, gate: g, dataTimeout: o.DataTimeout, pc: pc, start: o.Now()}
+	if o.SessionTime > 0 {
+		sc.end = time.Now().Add(o.SessionTime)
+	}
+	sc.ctx, sc.cancel = context.WithCancel(context.Background())
+	return sc
 }
 
-func remoteIP(nc net.Conn) string {
+func remoteIP(nc net.Conn) netip.Addr {
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		return netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), 0).Addr().String()
+		return a.AddrPort().Addr().Unmap()
 	}
-	return nc.RemoteAddr().String()
-}
-
-// sessConn is one accepted connection as go-smtp uses it. During DATA
-// every read first pushes the read deadline out by the data block timeout:
-// go-smtp sets its ReadTimeout once per command, which would bound the
-// whole DATA phase, and a slow but live sender of a large message would be
-// cut off. RFC 5321 section 4.5.3.2.6 asks for a timeout per data block (3
-// minutes) instead; an idle sender is still cut off after that long.
-//
-// It also carries the session's policy facts (pc) and a refusal held from
-// the connect stage, and releases the session's slot when closed.
-type sessConn struct {
-	net.Conn
-	gate        *gate
-	dataTimeout time.Duration
-	inData      atomic.Bool
-
-	pc   *policy.Conn
-	held *policy.Decision // a connect refusal answered at RCPT; nil: none
-
-	closeOnce sync.Once
-}
-
-func (c *sessConn) Read(p []byte) (int, error) {
-	if c.inData.Load() {
-		if err := c.Conn.SetReadDeadline(time.Now().Add(c.dataTimeout)); err != nil {
-			return 0, err
-		}
-	}
-	return c.Conn.Read(p)
-}
-
-// Close closes the connection and gives its session slot back, once.
-func (c *sessConn) Close() error {
-	err := c.Conn.Close()
-	c.closeOnce.Do(func() { c.gate.sessions.Add(-1) })
-	return err
-}
-
-// findSessConn digs our wrapper out of what go-smtp reports as the
-// connection (a *tls.Conn after STARTTLS wraps it).
-func findSessConn(c net.Conn) *sessConn {
-	for c != nil {
-		switch v := c.(type) {
-		case *sessConn:
-			return v
-		case interface{ NetConn() net.Conn }:
-			c = v.NetConn()
-		default:
-			return nil
-		}
-	}
-	return nil
+	return netip.Addr{}
 }
 
 // sleep waits d (a check's tarpit delay).

@@ -38,7 +38,20 @@ var (
 	// Submission (RFC 6409 section 4.3, RFC 4954 section 6).
 	replyNeedTLS  = reply(530, smtp.EnhancedCode{5, 7, 0}, "Must issue a STARTTLS command first")
 	replyNeedAuth = reply(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")
+	// The pregreet test (postscreen's wording for a client that talks
+	// before its turn).
+	replyPregreet = reply(554, smtp.EnhancedCode{5, 5, 1}, "Protocol error")
+	// A session's caps: SessionMessages, SessionTime.
+	replyTooManyMessages = reply(421, smtp.EnhancedCode{4, 7, 0}, "Error: too many messages in one session, closing connection")
+	// RCPT TO:<postmaster> on a listener without relay domains.
+	replyNoPostmaster = reply(550, smtp.EnhancedCode{5, 1, 1}, "<postmaster>: Recipient address rejected: no relay domain to deliver it to")
 )
+
+// replySessionTime ends a session past Options.SessionTime, in the words
+// of go-smtp's (and Postfix's) timeout.
+func replySessionTime(host string) *smtp.SMTPError {
+	return reply(421, smtp.EnhancedCode{4, 4, 2}, host+" Error: session time limit exceeded")
+}
 
 // toSMTP is a reply of the policy chain as go-smtp sends it.
 func toSMTP(r *policy.Reply) *smtp.SMTPError {

@@ -8,33 +8,66 @@
 //
 // What it implements itself:
 //   - RFC 5321 sections 3.3 and 4.1.1: the MAIL/RCPT/DATA transaction, via
-//     github.com/emersion/go-smtp. AUTH only with Options.Auth (RFC 4954:
-//     offered after TLS, 538 5.7.11 before it, MAIL without it 530 5.7.0);
-//     an MX listener answers AUTH with 503 5.5.1.
+//     github.com/emersion/go-smtp (the in-tree fork, third_party/go-smtp).
+//     AUTH only with Options.Auth (RFC 4954: offered after TLS, 538 5.7.11
+//     before it, MAIL without it 530 5.7.0); an MX listener answers AUTH
+//     with 503 5.5.1.
 //   - RFC 8314 implicit TLS (Options.ImplicitTLS, port 465).
 //   - Address syntax (package internal/address): 501 for bad syntax, 553
 //     for a non-ASCII address without SMTPUTF8 (RFC 6531 section 3.2).
+//     RFC 5321 section 4.5.1: "RCPT TO:<postmaster>" without a domain is
+//     postmaster of the first relay domain. Recipients of one message that
+//     differ only in the case of the local part are one (stored once, as
+//     first given) unless their domain is configured case-sensitive.
 //   - RFC 1870 SIZE at MAIL and on the stream; a recipient limit.
 //   - RFC 5321 section 4.4: a Received header on every message, with the
-//     TLS version and cipher as Postfix writes them, "with ESMTPSA" when
-//     authenticated (RFC 3848).
+//     client's forward-confirmed reverse name and the TLS version and
+//     cipher as Postfix writes them, "with ESMTPSA" when authenticated
+//     (RFC 3848).
 //   - RFC 3207 STARTTLS when Options.TLS is set; after it the session
-//     starts over (go-smtp resets it; the HELO stage runs again).
+//     starts over (go-smtp resets it; the HELO stage runs again). Input
+//     pipelined after STARTTLS is discarded (CVE-2011-0411).
 //   - RFC 5321 section 4.5.3.2: 5 minutes per command, a data block
-//     timeout per read during DATA (gate.go).
+//     timeout per read during DATA (sessconn.go). A command line cut off by
+//     the timeout is never executed (421 4.4.2); command lines are limited
+//     to 2048 octets, message lines only by the message size.
+//   - RFC 3030 BDAT: RSET after a chunk without LAST discards the message
+//     and the session goes on; "BDAT 0 LAST" with nothing before it is
+//     accepted as a message of our Received header alone (Postfix accepts
+//     an empty DATA too).
 //   - RFC 5321 section 2.3.8: bare CR / bare LF policy against SMTP
 //     smuggling (bodyfilter.go).
 //   - A hop count limit against mail loops (Postfix hopcount_limit).
-//   - A per-listener session limit (gate.go): a client beyond it gets 421
-//     and the connection is closed at once, in constant memory.
+//   - Postfix's per-session error limits (through go-smtp): from 10
+//     errors (4xx/5xx replies) every reply waits 1 s, at 20 the client gets
+//     421 and is disconnected; NOOP, RSET, VRFY, HELP and unknown commands
+//     beyond 100 count as errors. A session ends after 30 minutes or 1000
+//     messages.
+//
+// In front of go-smtp, the gate (gate.go), Postfix's postscreen: the
+// listener's session limit (421 at once, in constant memory), the connect
+// stage of the chain (which returns at once: checks that need DNS start
+// their lookups and decide at the first RCPT), the client's reverse DNS
+// lookup, and the pregreet test (pregreet.go: "220-" first, a wait, 554 to
+// a client that talks early). The lookups run while the client waits for
+// the banner and sends HELO and MAIL: they add no latency.
 //
 // What it decides is up to the listener's policy chain (package policy),
 // which the session code calls at every stage without knowing its checks:
-// connect (gate.go, before the banner), HELO, MAIL, RCPT and DATA. On an MX
-// listener the chain is, in order (shared/PRINCIPLES.md: cheap checks
-// first, the backend asked last): relay control, then recipient
-// verification (cmd/mxedge/chain.go builds it). DATA checks read the
-// stored message back and may add header fields before Commit.
+// connect (gate.go, before the banner, completed at the first RCPT), HELO,
+// MAIL, RCPT and DATA. On an MX listener the chain is, in order
+// (shared/PRINCIPLES.md: trusted clients first, then the cheap checks, then
+// DNSBL, the backend asked last): allowlist, per-client limits, client
+// access, iprev, DNSBL at connect; HELO checks; sender access and sender
+// domain at MAIL; relay control, then recipient verification at RCPT
+// (cmd/mxedge/chain.go builds it). DATA checks read the stored message
+// back and may add header fields before Commit.
+//
+// Every refusal is one log line with its stage (the deciding check:
+// "limit", "pregreet", "iprev", "helo", "sender", "dnsbl", "access",
+// "relay", "verify"), the client, the envelope so far and the reply;
+// refusal lines are rate-limited per client (refusals.go). Server.Refusals
+// counts refusals per stage for the metrics.
 //
 // Replies the listener decides itself are built in replies.go; those of
 // checks come from the chain. The listener hands the message to the queue
@@ -49,6 +82,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -86,6 +120,43 @@ type Options struct {
 	// TLS, if set, is offered with STARTTLS (RFC 3207): certificates and
 	// minimum version (package internal/certs builds it). nil: no TLS.
 	TLS *tls.Config
+
+	// PregreetWait is the pregreet test's wait after the first banner line
+	// (pregreet.go) [0: no test]; PregreetTTL how long a client that
+	// passed is not tested again [24h].
+	PregreetWait time.Duration
+	PregreetTTL  time.Duration
+	// ReverseLookup, if set, looks up the client's reverse DNS when the
+	// connection is accepted (policy.LookupReverse over the relay's
+	// resolver), within LookupTimeout [5s]: the Received header names a
+	// forward-confirmed name, the iprev check decides on it.
+	ReverseLookup func(ctx context.Context, ip netip.Addr) policy.Reverse
+	LookupTimeout time.Duration
+
+	// Error limits of a session (Postfix smtpd_soft_error_limit,
+	// smtpd_hard_error_limit, smtpd_error_sleep_time,
+	// smtpd_junk_command_limit): every 4xx/5xx reply is an error; from
+	// SoftErrors on every reply waits ErrorSleep, at HardErrors the
+	// session gets 421 and is closed; NOOP, RSET, VRFY, HELP and unknown
+	// commands beyond JunkCommands count as errors. An accepted message
+	// starts the counts again. [10, 20, 1s (negative: no wait), 100]
+	SoftErrors   int
+	HardErrors   int
+	ErrorSleep   time.Duration
+	JunkCommands int
+	// SessionTime is the most a session may last, whatever it does
+	// [30m]; SessionMessages the most messages it may send [1000].
+	SessionTime     time.Duration
+	SessionMessages int
+
+	// PostmasterDomain is where "RCPT TO:<postmaster>" without a domain
+	// goes (RFC 5321 section 4.5.1): postmaster@PostmasterDomain, the
+	// first relay domain. "": refused.
+	PostmasterDomain string
+	// CaseSensitive are the relay domains (normal form) whose local parts
+	// are case-sensitive: elsewhere two recipients that differ only in
+	// the case of the local part are one (delivered once).
+	CaseSensitive map[string]bool
 
 	// NormalizeLineEndings turns bare LF into CRLF and a stray CR into a
 	// space instead of refusing the message [false: refuse].
@@ -135,6 +206,33 @@ func (o *Options) defaults() {
 	if o.CheckTimeout <= 0 {
 		o.CheckTimeout = o.CommandTimeout
 	}
+	if o.PregreetTTL <= 0 {
+		o.PregreetTTL = 24 * time.Hour
+	}
+	if o.LookupTimeout <= 0 {
+		o.LookupTimeout = 5 * time.Second
+	}
+	if o.SoftErrors <= 0 {
+		o.SoftErrors = 10
+	}
+	if o.HardErrors <= 0 {
+		o.HardErrors = 20
+	}
+	switch {
+	case o.ErrorSleep == 0:
+		o.ErrorSleep = time.Second
+	case o.ErrorSleep < 0:
+		o.ErrorSleep = 0 // no wait
+	}
+	if o.JunkCommands <= 0 {
+		o.JunkCommands = 100
+	}
+	if o.SessionTime <= 0 {
+		o.SessionTime = 30 * time.Minute
+	}
+	if o.SessionMessages <= 0 {
+		o.SessionMessages = 1000
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -157,12 +255,15 @@ type Authenticator interface {
 
 // Server is one SMTP listener, of any kind.
 type Server struct {
-	o     Options
-	queue Queue
-	chain *policy.Chain
-	log   *slog.Logger
-	smtp  *smtp.Server
-	gate  *gate
+	o        Options
+	queue    Queue
+	chain    *policy.Chain
+	log      *slog.Logger
+	smtp     *smtp.Server
+	gate     *gate
+	pregreet *pregreet
+	refusals *refusalLog
+	counts   gateCounts
 }
 
 // New builds the listener o, handing messages to q and deciding with
@@ -174,6 +275,7 @@ func New(o Options, q Queue, chain *policy.Chain) *Server {
 		chain = &policy.Chain{}
 	}
 	s := &Server{o: o, queue: q, chain: chain, log: o.Logger.With("listener", o.Name)}
+	s.pregreet, s.refusals = newPregreet(s), newRefusalLog(s)
 	srv := smtp.NewServer(s)
 	srv.Addr = o.Address
 	srv.Domain = o.Hostname
@@ -184,6 +286,7 @@ func New(o Options, q Queue, chain *policy.Chain) *Server {
 	// longer than RFC 5321's 1000 octets exist in real mail and Postfix
 	// accepts them), only the message size limit.
 	srv.MaxCommandLineLength = 2048
+	srv.ErrorLimits = smtp.ErrorLimits{Soft: o.SoftErrors, Hard: o.HardErrors, Sleep: o.ErrorSleep, Junk: o.JunkCommands}
 	srv.ReadTimeout = o.CommandTimeout
 	srv.WriteTimeout = o.CommandTimeout
 	srv.EnableSMTPUTF8 = true
@@ -200,6 +303,8 @@ func (s *Server) Chain() *policy.Chain { return s.chain }
 // Serve accepts connections on ln until Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {
 	s.gate = newGate(s, ln)
+	go s.gate.loop()
+	go s.janitor()
 	err := s.smtp.Serve(s.gate)
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
@@ -234,6 +339,22 @@ func (s *Server) Close() error {
 		return nil
 	}
 	return err
+}
+
+// janitor forgets expired pregreet passes and logs the counts of
+// refusal lines not logged, every minute until the gate ends.
+func (s *Server) janitor() {
+	t := time.NewTicker(refusalUnit)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.pregreet.sweep()
+			s.refusals.sweep()
+		case <-s.gate.done:
+			return
+		}
+	}
 }
 
 type errorLog struct{ l *slog.Logger }

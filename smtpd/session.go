@@ -63,11 +63,13 @@ type session struct {
 	pc   *policy.Conn
 
 	heloChecked string // the HELO argument the HELO stage last accepted
+	resolved    bool   // the connect decision is complete (resolveConnect)
+	messages    int    // accepted in this session
 
 	txn      *policy.Txn // nil outside a transaction
 	haveFrom bool
 	rcpts    []queue.Rcpt
-	seen     map[string]bool
+	seen     map[string]bool // recipients accepted, by dedupKey
 }
 
 func (s *session) Reset() {
@@ -94,9 +96,13 @@ func (s *session) checkHelo() *smtp.SMTPError {
 	if s.heloChecked == s.pc.Helo && s.pc.Helo != "" {
 		return nil
 	}
+	if rep := s.expired(); rep != nil {
+		return rep
+	}
 	ctx, cancel := s.stageContext()
 	d := s.srv.chain.Helo(ctx, s.pc)
 	cancel()
+	s.srv.logNotes(d.Logged, s.pc, "", "")
 	if d.Refused() {
 		return s.refuse("helo rejected", d, "")
 	}
@@ -119,6 +125,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		return replyNeedAuth
 	}
+	if rep := s.expired(); rep != nil {
+		return rep
+	}
+	if s.messages >= s.srv.o.SessionMessages {
+		s.srv.log.Info("session closed", "client_ip", s.pc.IP.String(), "reason", "session_messages", "count", s.messages)
+		return replyTooManyMessages
+	}
 	t := &policy.Txn{}
 	if opts != nil {
 		t.Mail = policy.MailParams{Size: opts.Size, Body: string(opts.Body), UTF8: opts.UTF8,
@@ -138,6 +151,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	ctx, cancel := s.stageContext()
 	d := s.srv.chain.Mail(ctx, s.pc, t)
 	cancel()
+	s.srv.logNotes(d.Logged, s.pc, t.From, "")
 	if d.Refused() {
 		s.txn = t // for the log line: the refused sender
 		rep := s.refuse("sender rejected", d, "")
@@ -152,6 +166,17 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 // the connect stage or runs the RCPT stage (relay control, verification,
 // ...). A duplicate recipient is acknowledged but stored once.
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if rep := s.expired(); rep != nil {
+		return rep
+	}
+	if strings.EqualFold(to, "postmaster") {
+		// RFC 5321 section 4.5.1: <postmaster> without a domain must be
+		// accepted; it is the postmaster of the first relay domain.
+		if s.srv.o.PostmasterDomain == "" {
+			return replyNoPostmaster
+		}
+		to = "postmaster@" + s.srv.o.PostmasterDomain
+	}
 	m, err := address.Parse(to, s.txn.Mail.UTF8)
 	switch {
 	case errors.Is(err, address.ErrNonASCII):
@@ -160,25 +185,86 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return replyBadRcpt
 	}
 	addr := m.Wire()
-	if s.seen[addr] {
+	key := s.dedupKey(addr, m.Domain)
+	if s.seen[key] {
 		return nil
 	}
+	s.resolveConnect(addr)
 	if h := s.sc.held; h != nil {
 		return s.refuse("recipient rejected", *h, addr)
 	}
 	ctx, cancel := s.stageContext()
 	d := s.srv.chain.Rcpt(ctx, s.pc, s.txn, policy.Rcpt{Raw: to, Addr: addr, Local: m.Local, Domain: m.Domain})
 	cancel()
+	s.srv.logNotes(d.Logged, s.pc, s.txn.From, addr)
 	if d.Refused() {
 		return s.refuse("recipient rejected", d, addr)
 	}
 	if s.seen == nil {
 		s.seen = map[string]bool{}
 	}
-	s.seen[addr] = true
+	s.seen[key] = true
 	s.rcpts = append(s.rcpts, dsnRcpt(addr, opts))
 	s.txn.Rcpts = append(s.txn.Rcpts, addr)
 	return nil
+}
+
+// dedupKey is the form in which two recipients of one message are the
+// same mailbox: the domain is in normal form already; the local part is
+// compared without regard to case unless the domain is configured
+// case-sensitive (RFC 5321 section 2.4 leaves the case of local parts to
+// the receiving host; mailbox backends almost never tell them apart).
+func (s *session) dedupKey(addr, domain string) string {
+	if s.srv.o.CaseSensitive[domain] {
+		return addr
+	}
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return addr
+	}
+	return strings.ToLower(addr[:i]) + addr[i:]
+}
+
+// resolveConnect completes the connect stage the gate left pending: it
+// waits for the client's reverse DNS lookup (started at accept), then
+// runs the Laters of the connect checks (iprev, DNSBL, client access by
+// name), whose lookups also started at accept. A refusal is held and
+// answered at every RCPT from now on. It runs at the first RCPT, the
+// first command whose answer depends on it, so that the lookups overlap
+// the banner, HELO and MAIL.
+func (s *session) resolveConnect(to string) {
+	if s.resolved {
+		return
+	}
+	s.resolved = true
+	ctx, cancel := s.stageContext()
+	defer cancel()
+	s.sc.waitReverse(ctx)
+	p := s.sc.pending
+	if p == nil {
+		return
+	}
+	s.sc.pending = nil
+	d := p(ctx)
+	from := ""
+	if s.txn != nil {
+		from = s.txn.From
+	}
+	s.srv.logNotes(d.Logged, s.pc, from, to)
+	if d.Refused() && s.sc.held == nil {
+		s.sc.held = &d
+	}
+}
+
+// expired returns the reply that ends a session past
+// Options.SessionTime (by Options.Now), nil if there is time left.
+func (s *session) expired() *smtp.SMTPError {
+	if s.srv.o.Now().Sub(s.sc.start) < s.srv.o.SessionTime {
+		return nil
+	}
+	s.srv.log.Info("session closed", "client_ip", s.pc.IP.String(), "reason", "session_time",
+		"after", s.srv.o.SessionTime.String())
+	return replySessionTime(s.srv.o.Hostname)
 }
 
 // refuse logs a refusal by the chain (one line, with the deciding check as
@@ -211,22 +297,40 @@ func (s *Server) logRefusal(msg string, d policy.Decision, pc *policy.Conn, from
 	case d.Reply.Code/100 == 4:
 		action = "defer"
 	}
-	attrs := []any{"stage", d.Check, "client_ip", pc.IP.String()}
+	s.refusals.log(pc.IP, d.Check == "limit", func(suppressed int) {
+		s.logDecision(msg, d.Check, action, d.Reply, d.Reason, d.Err, pc, from, to, suppressed)
+	})
+}
+
+// logNotes logs the matches of checks in log-only mode, one line each,
+// with the reply they would have sent (rate-limited like refusals).
+func (s *Server) logNotes(notes []policy.Note, pc *policy.Conn, from, to string) {
+	for _, n := range notes {
+		s.refusals.log(pc.IP, false, func(suppressed int) {
+			s.logDecision("check matched (log only)", n.Check, "log", n.Reply, n.Reason, nil, pc, from, to, suppressed)
+		})
+	}
+}
+
+// logDecision writes one refusal or log-only line.
+func (s *Server) logDecision(msg, check, action string, rep *policy.Reply, reason string, err error, pc *policy.Conn, from, to string, suppressed int) {
+	attrs := []any{"stage", check, "client_ip", pc.IP.String()}
 	if pc.Helo != "" {
 		attrs = append(attrs, "helo", pc.Helo)
 	}
-	if msg != "connection refused" && msg != "helo rejected" {
+	if msg != "connection refused" && msg != "helo rejected" && (action != "log" || from != "") {
 		attrs = append(attrs, "from", "<"+from+">")
 	}
 	if to != "" {
 		attrs = append(attrs, "to", "<"+to+">")
 	}
-	attrs = append(attrs, "action", action, "reply", d.Reply.String())
-	if d.Reason != "" {
-		attrs = append(attrs, "reason", d.Reason)
+	attrs = append(attrs, "action", action, "reply", rep.String())
+	if reason != "" {
+		attrs = append(attrs, "reason", reason)
 	}
-	if d.Err != nil {
-		s.log.Warn(msg, append(attrs, "err", d.Err)...)
+	attrs = withSuppressed(attrs, suppressed)
+	if err != nil {
+		s.log.Warn(msg, append(attrs, "err", err)...)
 		return
 	}
 	s.log.Info(msg, attrs...)
@@ -256,6 +360,7 @@ func (s *session) Data(r io.Reader) error {
 	s.sc.inData.Store(true)
 	defer s.sc.inData.Store(false)
 	r = markReader{r}
+	s.resolveConnect("") // done at the first RCPT; the reverse name is set
 	t := s.txn
 	env := queue.Envelope{From: t.From, Body: t.Mail.Body, UTF8: t.Mail.UTF8, Ret: t.Mail.Ret,
 		EnvID: t.Mail.EnvID, Rcpts: s.rcpts, Origin: queue.Origin{
@@ -329,6 +434,7 @@ func (s *session) Data(r io.Reader) error {
 	if err := in.Commit(ctx); err != nil {
 		return s.fail(in.ID(), err, nil)
 	}
+	s.messages++
 	return replyQueued(in.ID())
 }
 

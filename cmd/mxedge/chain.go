@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/policy"
@@ -13,28 +15,37 @@ import (
 // chainFor builds the policy chain of listener lc from its kind (profile):
 // the ordered checks every SMTP stage runs (package policy; docs/flow.md
 // shows the chain per kind). shared/PRINCIPLES.md gives the order: trusted
-// clients first, then cheap checks, then recipient verification (the
-// backend is spared), then relay control. Relay control runs before
-// verification here because verification must never probe a domain that
-// is not ours: both are RCPT checks, and the backend is asked only for
-// recipients relay control let through.
+// clients first, then the cheap checks, then DNSBL, then recipient
+// verification (the backend is spared) and relay control. Relay control
+// runs before verification here because verification must never probe a
+// domain that is not ours: both are RCPT checks, and the backend is asked
+// only for recipients relay control let through.
 //
-// Where the checks of the next issues go, per stage:
+// An MX listener's chain, per stage (a check added once runs at every
+// stage it implements, in the order of the Add calls):
 //
-//	connect  limits, pregreet, iprev, DNSBL
-//	helo     HELO syntax, HELO claiming to be us
-//	mail     SPF, sender access, sender domain
-//	rcpt     relay, verify, greylisting
-//	data     DKIM, DMARC, milter
+//	connect  allowlist, limit, access (client), iprev, dnsbl
+//	helo     helo
+//	mail     limit (message rate), access (sender), sender (domain)
+//	rcpt     limit (recipient rate), relay, verify
+//	data     (DKIM, DMARC, milter: the next issues)
+//
+// The files (allowlist, access files) are read here; their errors name
+// file and line. dns is the relay's resolver.
 //
 // The submission kinds have their own chain (package submission: sender
 // authorization and rate limits at MAIL, recipient limits at RCPT, the
 // header fixes at DATA); no relay control and no verification, since an
-// authenticated user may send anywhere.
-func chainFor(cfg *config.Config, lc config.Listener, ver policy.Verifier, sub *submissionParts, log *slog.Logger) (*policy.Chain, error) {
+// authenticated user may send anywhere; none of the MX edge defenses
+// either (their clients authenticate), only the session's error limits and
+// caps (listenerOptions).
+func chainFor(cfg *config.Config, lc config.Listener, ver policy.Verifier, dns policy.DNS, sub *submissionParts, log *slog.Logger) (*policy.Chain, error) {
 	ch := &policy.Chain{}
 	switch lc.Kind {
 	case config.KindMX:
+		if err := addDefenses(ch, cfg, lc, dns); err != nil {
+			return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
+		}
 		ch.Add(policy.NewRelay(cfg.RelayDomains))
 		if ver != nil {
 			ch.Add(&policy.Verify{V: ver})
@@ -50,10 +61,90 @@ func chainFor(cfg *config.Config, lc config.Listener, ver policy.Verifier, sub *
 	return ch, nil
 }
 
+// addDefenses adds the edge defenses of lc, in order, leaving out those
+// that are off.
+func addDefenses(ch *policy.Chain, cfg *config.Config, lc config.Listener, dns policy.DNS) error {
+	if lc.Allowlist != "" {
+		l, err := policy.LoadCIDRList(lc.Allowlist)
+		if err != nil {
+			return fmt.Errorf("allowlist: %w", err)
+		}
+		ch.Add(&policy.Allowlist{List: l})
+	}
+	if lc.ClientSessions > 0 || lc.ClientConnectionRate > 0 || lc.ClientMessageRate > 0 || lc.ClientRecipientRate > 0 {
+		ch.Add(&policy.Limits{Sessions: lc.ClientSessions, ConnRate: lc.ClientConnectionRate,
+			MsgRate: lc.ClientMessageRate, RcptRate: lc.ClientRecipientRate})
+	}
+	if lc.ClientAccess != "" {
+		m, err := policy.LoadAccessMap(lc.ClientAccess, false)
+		if err != nil {
+			return fmt.Errorf("client_access: %w", err)
+		}
+		ch.Add(&policy.ClientAccess{Map: m})
+	}
+	noPTR, mismatch := action(lc.ClientNoPTR), action(lc.ClientPTRMismatch)
+	if noPTR != policy.ActionOff || mismatch != policy.ActionOff {
+		ch.Add(&policy.Iprev{NoPTR: noPTR, Mismatch: mismatch})
+	}
+	if len(lc.DNSBLSites) > 0 {
+		b := &policy.DNSBL{Threshold: lc.DNSBLThreshold, Timeout: lc.LookupTimeout.D(), DNS: dns}
+		for _, spec := range lc.DNSBLSites {
+			s, err := policy.ParseDNSBLSite(spec)
+			if err != nil {
+				return err // Validate has refused it already
+			}
+			b.Sites = append(b.Sites, s)
+		}
+		ch.Add(b)
+	}
+	h := &policy.Helo{Invalid: action(lc.HeloInvalid), IsUs: action(lc.HeloIsUs), Unknown: action(lc.HeloUnknown),
+		Hostname: cfg.Hostname, Domains: map[string]bool{}, DNS: dns, Timeout: lc.LookupTimeout.D()}
+	for _, d := range cfg.RelayDomains {
+		h.Domains[d] = true
+	}
+	if h.Invalid != policy.ActionOff || h.IsUs != policy.ActionOff || h.Unknown != policy.ActionOff {
+		ch.Add(h)
+	}
+	if lc.SenderAccess != "" {
+		m, err := policy.LoadAccessMap(lc.SenderAccess, true)
+		if err != nil {
+			return fmt.Errorf("sender_access: %w", err)
+		}
+		ch.Add(&policy.SenderAccess{Map: m})
+	}
+	if a := action(lc.SenderUnknownDomain); a != policy.ActionOff {
+		ch.Add(&policy.SenderDomain{Action: a, DNS: dns, Timeout: lc.LookupTimeout.D()})
+	}
+	return nil
+}
+
+// action is a validated action key.
+func action(s string) policy.Action {
+	a, _ := policy.ParseAction(s)
+	return a
+}
+
+// checkListenerFiles reads the list files of every listener (allowlist,
+// access files) and returns the first error, with file:line: they belong
+// to the configuration and are reported like its errors, before anything
+// starts.
+func checkListenerFiles(cfg *config.Config) error {
+	for _, lc := range cfg.Listeners {
+		if lc.Kind != config.KindMX {
+			continue
+		}
+		if err := addDefenses(&policy.Chain{}, cfg, lc, nil); err != nil {
+			return fmt.Errorf("listener %q: %w", lc.Name, err)
+		}
+	}
+	return nil
+}
+
 // listenerOptions maps a [[listener]] and the global limits and timeouts
-// onto the listener's options.
-func listenerOptions(cfg *config.Config, lc config.Listener) smtpd.Options {
-	return smtpd.Options{
+// onto the listener's options; dns (nil: none) looks up the clients'
+// reverse DNS.
+func listenerOptions(cfg *config.Config, lc config.Listener, dns policy.DNS) smtpd.Options {
+	o := smtpd.Options{
 		Name:                 lc.Name,
 		Kind:                 policy.Kind(lc.Kind),
 		Address:              lc.Address,
@@ -64,6 +155,38 @@ func listenerOptions(cfg *config.Config, lc config.Listener) smtpd.Options {
 		CommandTimeout:       cfg.Timeouts.Command.D(),
 		DataTimeout:          cfg.Timeouts.DataBlock.D(),
 		NormalizeLineEndings: lc.BareLineEndings == "normalize",
+		PregreetWait:         lc.PregreetWait.D(),
+		PregreetTTL:          lc.PregreetTTL.D(),
+		LookupTimeout:        lc.LookupTimeout.D(),
+		SoftErrors:           lc.SoftErrorLimit,
+		HardErrors:           lc.HardErrorLimit,
+		ErrorSleep:           lc.ErrorSleep.D(),
+		JunkCommands:         lc.JunkCommandLimit,
+		SessionTime:          lc.SessionTimeLimit.D(),
+		SessionMessages:      lc.SessionMessageLimit,
+		CaseSensitive:        map[string]bool{},
 		HideClientIP:         lc.HideClientIP,
 	}
+	if o.ErrorSleep == 0 {
+		o.ErrorSleep = -1 // "0s": no wait (smtpd's zero is its default)
+	}
+	if len(cfg.RelayDomains) > 0 {
+		o.PostmasterDomain = cfg.RelayDomains[0]
+	}
+	for _, d := range cfg.CaseSensitiveDomains {
+		o.CaseSensitive[d] = true
+	}
+	if dns != nil && needsReverse(lc) {
+		o.ReverseLookup = func(ctx context.Context, ip netip.Addr) policy.Reverse {
+			return policy.LookupReverse(ctx, dns, ip)
+		}
+	}
+	return o
+}
+
+// needsReverse reports whether a check of lc uses the client's reverse
+// DNS: iprev, or a client access file (its name entries). Without one the
+// listener does not look it up and Received names the client "unknown".
+func needsReverse(lc config.Listener) bool {
+	return lc.Kind == config.KindMX && (lc.ClientNoPTR != "off" || lc.ClientPTRMismatch != "off" || lc.ClientAccess != "")
 }

@@ -82,6 +82,10 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, from, err := loadConfig(*path)
+	if err == nil {
+		// The list files belong to the configuration.
+		err = checkListenerFiles(cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

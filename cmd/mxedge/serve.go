@@ -74,13 +74,19 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	if err := checkListenerFiles(cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
 	if err := delivery.CheckSmarthostAuth(cfg.Delivery.SmarthostAuthFile); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	nofile := fitSessions(cfg, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(stdout, "mxedge %s, configuration: %s\n", version(), from)
+	log.Info("file descriptors", "rlimit_nofile", nofile)
 	if err := serve(ctx, cfg, from == demoSource, stdout, log); err != nil {
 		log.Error("mxedge stopped", "err", err)
 		return 1
@@ -208,11 +214,11 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	}
 
 	for _, lc := range cfg.Listeners {
-		chain, err := chainFor(cfg, lc, r.ver, sub, log)
+		chain, err := chainFor(cfg, lc, r.ver, res, sub, log)
 		if err != nil {
 			return nil, err
 		}
-		o := listenerOptions(cfg, lc)
+		o := listenerOptions(cfg, lc, res)
 		o.Logger = log
 		if len(lc.TLSCert) > 0 {
 			st, err := r.listenerCerts(ctx, lc)
@@ -234,7 +240,7 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		r.onClose(func() { ln.Close() })
 		r.servers, r.lns = append(r.servers, s), append(r.lns, ln)
 		fmt.Fprintf(stdout, "mxedge %s listener on %s (relay domains %v)\n", lc.Name, ln.Addr(), cfg.RelayDomains)
-		log.Info("listener", "listener", lc.Name, "kind", lc.Kind, "address", ln.Addr().String(),
+		log.Info("listener", "listener", lc.Name, "kind", lc.Kind, "address", ln.Addr().String(), "max_sessions", lc.MaxSessions,
 			"chain", chainSummary(chain))
 	}
 	return r, nil

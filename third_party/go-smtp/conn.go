@@ -27,8 +27,12 @@ type Conn struct {
 	server *Server
 	helo   string
 
-	// Number of errors witnessed on this connection
-	errCount int
+	// Number of errors witnessed on this connection (replies >= 400 when
+	// Server.ErrorLimits is set, else syntax errors), and of junk commands
+	// (Server.ErrorLimits.Junk).
+	errCount  int
+	junkCount int
+	junkError bool // the current junk command was counted as an error
 
 	session    Session
 	locker     sync.Mutex
@@ -91,6 +95,9 @@ func (c *Conn) handle(cmd string, arg string) {
 	cmd = strings.ToUpper(cmd)
 	switch cmd {
 	case "SEND", "SOML", "SAML", "EXPN", "HELP", "TURN":
+		if cmd == "HELP" {
+			c.junk()
+		}
 		// These commands are not implemented in any state
 		c.writeResponse(502, EnhancedCode{5, 5, 1}, fmt.Sprintf("%v command not implemented", cmd))
 	case "HELO", "EHLO", "LHLO":
@@ -110,10 +117,13 @@ func (c *Conn) handle(cmd string, arg string) {
 	case "RCPT":
 		c.handleRcpt(arg)
 	case "VRFY":
+		c.junk()
 		c.writeResponse(252, EnhancedCode{2, 5, 0}, "Cannot VRFY user, but will accept message")
 	case "NOOP":
+		c.junk()
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Ok")
 	case "RSET": // Reset session
+		c.junk()
 		c.reset()
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Ok")
 	case "BDAT":
@@ -128,6 +138,7 @@ func (c *Conn) handle(cmd string, arg string) {
 	case "STARTTLS":
 		c.handleStartTLS(arg)
 	default:
+		c.junk()
 		// The command is not echoed: it is client input, and may hold
 		// control bytes.
 		c.protocolError(500, EnhancedCode{5, 5, 2}, "Error: command not recognized")
@@ -210,12 +221,73 @@ func (c *Conn) authAllowed() bool {
 // have occurred.
 func (c *Conn) protocolError(code int, ec EnhancedCode, msg string) {
 	c.writeResponse(code, ec, msg)
+	if c.server.ErrorLimits.Hard > 0 {
+		return // counted by writeResponse
+	}
 
 	c.errCount++
 	if c.errCount > errThreshold {
 		c.writeResponse(500, EnhancedCode{5, 5, 1}, "Too many errors. Quiting now")
 		c.Close()
 	}
+}
+
+// junk counts a junk command (NOOP, RSET, VRFY, HELP, unknown); beyond
+// ErrorLimits.Junk each one is an error. A junk command whose reply is an
+// error anyway counts once: the extra error is taken back by the reply.
+func (c *Conn) junk() {
+	l := c.server.ErrorLimits
+	if l.Hard == 0 || l.Junk == 0 {
+		return
+	}
+	c.junkCount++
+	if c.junkCount > l.Junk {
+		c.errCount++
+		c.junkError = true
+	}
+}
+
+// countReply counts a reply of code towards the error limits, and waits
+// ErrorLimits.Sleep first once the session is over the soft limit.
+func (c *Conn) countReply(code int) {
+	l := c.server.ErrorLimits
+	if l.Hard == 0 {
+		return
+	}
+	before := c.errCount // errors before this command's
+	if c.junkError {
+		before--
+	}
+	if l.Soft > 0 && l.Sleep > 0 && before >= l.Soft && before < l.Hard {
+		time.Sleep(l.Sleep)
+	}
+	if code >= 400 {
+		if c.junkError {
+			c.junkError = false // counted by junk already
+		} else {
+			c.errCount++
+		}
+	} else {
+		c.junkError = false
+	}
+}
+
+// delivered starts the error counts again after a message was accepted.
+func (c *Conn) delivered(code int) {
+	if code/100 == 2 {
+		c.errCount, c.junkCount = 0, 0
+	}
+}
+
+// tooManyErrors reports whether the session reached ErrorLimits.Hard; if
+// so it has answered 421 and the session must end.
+func (c *Conn) tooManyErrors() bool {
+	l := c.server.ErrorLimits
+	if l.Hard == 0 || c.errCount < l.Hard {
+		return false
+	}
+	c.writeResponse(421, EnhancedCode{4, 7, 0}, c.server.Domain+" Error: too many errors")
+	return true
 }
 
 // GREET state -> waiting for HELO
@@ -1075,6 +1147,7 @@ func (c *Conn) handleData(arg string) {
 	}
 	code, enhancedCode, msg := dataErrorToStatus(err)
 	c.writeResponse(code, enhancedCode, msg)
+	c.delivered(code)
 	if code == 421 {
 		c.Close()
 	}
@@ -1213,6 +1286,7 @@ func (c *Conn) handleBdat(arg string) {
 		} else {
 			code, enh, msg := dataErrorToStatus(err)
 			c.writeResponse(code, enh, msg)
+			c.delivered(code)
 			if code == 421 {
 				c.Close()
 			}

@@ -635,3 +635,89 @@ func TestForkSendTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FORK.md "Error limits": errors are counted per session, replies wait
+// once the soft limit is reached, the hard limit answers 421 and closes;
+// junk commands count beyond their limit; an accepted message starts the
+// counts again.
+func TestForkErrorLimits(t *testing.T) {
+	const sleep = 80 * time.Millisecond
+	be, _, l := startFork(t, func(s *smtp.Server) {
+		s.ErrorLimits = smtp.ErrorLimits{Soft: 3, Hard: 5, Sleep: sleep, Junk: 6}
+	})
+	timed := func(c *forkClient, line, want string) time.Duration {
+		t.Helper()
+		t0 := time.Now()
+		c.cmd(line, want)
+		return time.Since(t0)
+	}
+
+	t.Run("errors", func(t *testing.T) {
+		c := dialFork(t, l)
+		c.cmd("EHLO client.example", "250")
+		for i := 0; i < 3; i++ {
+			c.cmd("XBOG", "500 5.5.2 Error: command not recognized")
+		}
+		// 3 errors: from now on every reply waits, errors or not.
+		if d := timed(c, "NOOP", "250 2.0.0 Ok"); d < sleep {
+			t.Errorf("reply after 3 errors came after %v, want >= %v", d, sleep)
+		}
+		c.cmd("RCPT TO:<x@y.example>", "503 5.5.1") // 4
+		if d := timed(c, "XBOG", "500 5.5.2"); d < sleep {
+			t.Errorf("5th error reply after %v", d)
+		}
+		c.expect("421 4.7.0 mx.example Error: too many errors")
+		if got := c.reply(); got != "EOF" {
+			t.Errorf("after 421: %q", got)
+		}
+	})
+
+	t.Run("junk", func(t *testing.T) {
+		c := dialFork(t, l)
+		c.cmd("EHLO client.example", "250")
+		for _, cmd := range []string{"NOOP", "RSET", "VRFY x", "NOOP", "NOOP", "RSET"} {
+			c.cmd(cmd, "2") // 6 junk commands: no error yet
+		}
+		c.cmd("NOOP", "250")                         // 1
+		c.cmd("RSET", "250")                         // 2
+		c.cmd("HELP", "502")                         // 3: counted once
+		if d := timed(c, "NOOP", "250"); d < sleep { // 4
+			t.Errorf("junk reply after 3 errors came after %v", d)
+		}
+		c.cmd("VRFY x", "252") // 5
+		c.expect("421 4.7.0 mx.example Error: too many errors")
+	})
+
+	t.Run("a delivered message resets the counts", func(t *testing.T) {
+		be.dataEnd = make(chan error, 10)
+		c := dialFork(t, l)
+		c.cmd("EHLO client.example", "250")
+		for i := 0; i < 4; i++ {
+			c.cmd("XBOG", "500")
+		}
+		c.cmd("MAIL FROM:<a@b.example>", "250")
+		c.cmd("RCPT TO:<x@y.example>", "250")
+		c.cmd("DATA", "354")
+		c.cmd("Subject: x\r\n\r\nbody\r\n.", "250")
+		for i := 0; i < 4; i++ {
+			c.cmd("XBOG", "500")
+		}
+		if d := timed(c, "NOOP", "250 2.0.0 Ok"); d < sleep {
+			t.Errorf("reply after 3+ errors came after %v", d)
+		}
+		c.cmd("XBOG", "500")
+		c.expect("421 4.7.0")
+	})
+}
+
+// Without ErrorLimits, v0.25.1's rule stays: the fourth syntax error
+// closes the connection.
+func TestForkErrorLimitsZero(t *testing.T) {
+	_, _, l := startFork(t, nil)
+	c := dialFork(t, l)
+	for i := 0; i < 3; i++ {
+		c.cmd("XBOG", "500 5.5.2")
+	}
+	c.cmd("XBOG", "500 5.5.2")
+	c.expect("500 5.5.1 Too many errors")
+}

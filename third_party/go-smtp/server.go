@@ -58,6 +58,12 @@ type Server struct {
 	ReadTimeout          time.Duration
 	WriteTimeout         time.Duration
 
+	// ErrorLimits bound the errors a client may make in one session
+	// (Postfix's smtpd_soft_error_limit and friends). The zero value keeps
+	// v0.25.1's rule: the connection is closed after more than 3 syntax
+	// errors.
+	ErrorLimits ErrorLimits
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool
@@ -105,6 +111,27 @@ type Server struct {
 	locker    sync.Mutex
 	listeners []net.Listener
 	conns     map[*Conn]struct{}
+}
+
+// ErrorLimits are Postfix's per-session error limits. An error is a reply
+// with a 4xx or 5xx code, to any command; both counts start again from 0
+// when a message is accepted (a 2xx reply to the end of DATA or to BDAT
+// LAST), as Postfix counts errors "without delivering mail".
+type ErrorLimits struct {
+	// Soft: once the session made this many errors, every reply waits
+	// Sleep before it is sent (smtpd_soft_error_limit,
+	// smtpd_error_sleep_time). 0: never.
+	Soft  int
+	Sleep time.Duration
+	// Hard: once the session made this many errors, the server answers
+	// "421 4.7.0 <Domain> Error: too many errors" and closes the connection
+	// instead of reading the next command (smtpd_hard_error_limit). 0:
+	// v0.25.1's rule (see Server.ErrorLimits).
+	Hard int
+	// Junk: NOOP, RSET, VRFY, HELP and unknown commands beyond this many
+	// count as errors, also when their reply is a 2xx
+	// (smtpd_junk_command_limit). 0: never.
+	Junk int
 }
 
 // DefaultMaxCommandLineLength is the default of Server.MaxCommandLineLength,
@@ -203,6 +230,9 @@ func (s *Server) handleConn(c *Conn) error {
 	c.greet()
 
 	for {
+		if c.tooManyErrors() {
+			return nil
+		}
 		line, err := c.readLine()
 		if err == errLineTooLong {
 			continue // answered and skipped

@@ -1,0 +1,132 @@
+package smtpd
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mxedge/mxedge/policy"
+)
+
+// Refusal log lines are rate-limited per client (policy.ClientKey): the
+// first refusalBurst in a minute are logged, the rest only counted, and
+// the count is logged once when the minute is over ("refusals not
+// logged"), so that 10,000 refused RCPTs in one session are a handful of
+// lines, not 10,000. Limit refusals (the session limit, the per-client
+// limits) are their own budget of one line per client per minute: a flood
+// of connections from one client is one line.
+const (
+	refusalBurst = 5
+	refusalUnit  = time.Minute
+)
+
+type refusalLog struct {
+	srv     *Server
+	mu      sync.Mutex
+	clients map[refusalKey]*refusalCount
+}
+
+type refusalKey struct {
+	client netip.Prefix
+	limit  bool
+}
+
+type refusalCount struct {
+	window     time.Time
+	n          int
+	suppressed int
+}
+
+func newRefusalLog(s *Server) *refusalLog {
+	return &refusalLog{srv: s, clients: map[refusalKey]*refusalCount{}}
+}
+
+// log calls write (which writes the refusal's line) unless the client's
+// budget is used up; suppressed is the number of lines not written in
+// the client's last minute, to be added to the line.
+func (l *refusalLog) log(ip netip.Addr, limit bool, write func(suppressed int)) {
+	burst := refusalBurst
+	if limit {
+		burst = 1
+	}
+	k := refusalKey{policy.ClientKey(ip), limit}
+	now := l.srv.o.Now()
+	l.mu.Lock()
+	rc := l.clients[k]
+	if rc == nil {
+		if len(l.clients) >= 100000 {
+			l.sweepLocked(now)
+		}
+		rc = &refusalCount{window: now}
+		l.clients[k] = rc
+	}
+	suppressed := 0
+	if now.Sub(rc.window) >= refusalUnit {
+		suppressed = rc.suppressed
+		rc.window, rc.n, rc.suppressed = now, 0, 0
+	}
+	rc.n++
+	ok := rc.n <= burst
+	if !ok {
+		rc.suppressed++
+	}
+	l.mu.Unlock()
+	if ok {
+		write(suppressed)
+	}
+}
+
+// sweep logs the counts of the windows that are over and forgets them.
+func (l *refusalLog) sweep() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweepLocked(l.srv.o.Now())
+}
+
+func (l *refusalLog) sweepLocked(now time.Time) {
+	for k, rc := range l.clients {
+		if now.Sub(rc.window) < refusalUnit {
+			continue
+		}
+		if rc.suppressed > 0 {
+			l.srv.log.Info("refusals not logged", "client", k.client.String(), "count", rc.suppressed,
+				"in", refusalUnit.String(), "limit", k.limit)
+		}
+		delete(l.clients, k)
+	}
+}
+
+// withSuppressed adds the count of lines not logged before to attrs.
+func withSuppressed(attrs []any, suppressed int) []any {
+	if suppressed > 0 {
+		attrs = append(attrs, "not_logged_before", suppressed)
+	}
+	return attrs
+}
+
+// gateCounts are the refusals the gate decides itself, by stage ("limit":
+// the session limit, "pregreet"), for the metrics; the chain counts the
+// rest (policy.Chain.Refusals).
+type gateCounts struct {
+	limit, pregreet atomic.Uint64
+}
+
+func (s *Server) gateRefused(stage string) {
+	switch stage {
+	case "limit":
+		s.counts.limit.Add(1)
+	case "pregreet":
+		s.counts.pregreet.Add(1)
+	}
+}
+
+// Refusals returns the listener's refusals so far by stage: the gate's
+// ("limit" for the session limit, "pregreet") added to the chain's by
+// check name ("limit" for the per-client limits, "iprev", "dnsbl", ...).
+func (s *Server) Refusals() map[string]uint64 {
+	out := s.chain.Refusals()
+	out["limit"] += s.counts.limit.Load()
+	out["pregreet"] += s.counts.pregreet.Load()
+	return out
+}
