@@ -38,9 +38,11 @@ func replyUnverified(rcpt string) *Reply {
 }
 
 // replyTooManyUnknown: the client collected too many unknown recipients
-// (verify.dictionary_disconnect); it may come back after the window.
+// (verify.dictionary_disconnect): this RCPT and the rest of the
+// transaction are deferred (the sender retries them later), the session
+// ends after the transaction.
 func replyTooManyUnknown() *Reply {
-	return &Reply{Code: 421, Enhanced: [3]int{4, 7, 0}, Text: "Too many unknown recipients, closing connection"}
+	return &Reply{Code: 450, Enhanced: [3]int{4, 7, 1}, Text: "Too many unknown recipients, try the rest later"}
 }
 
 // replyClientAccess is an access file's REJECT (554) or DEFER (450) of the

@@ -27,8 +27,11 @@ type Verify struct {
 func (*Verify) Name() string { return "verify" }
 
 // CheckRcpt implements RcptCheck: the verdict becomes the reply (an
-// unknown address quotes the next hop's reason), its delay (dictionary
-// attack) and disconnect.
+// unknown address quotes the next hop's reason) and its delay (dictionary
+// attack). A client over dictionary_disconnect gets 450 4.7.1 and
+// EndSession: the transaction finishes for the recipients already
+// accepted (they must not be lost with the connection), its remaining
+// RCPTs are deferred without probes, and the session ends after it.
 func (vc *Verify) CheckRcpt(ctx context.Context, c *Conn, _ *Txn, r Rcpt) Result {
 	v := vc.V.Verify(ctx, c.IP.String(), r.Addr)
 	res := Result{Delay: v.Delay, Err: v.Err, Reason: v.Source}
@@ -41,7 +44,7 @@ func (vc *Verify) CheckRcpt(ctx context.Context, c *Conn, _ *Txn, r Rcpt) Result
 	case verifycache.Reject:
 		res.Reply = replyUnknownRcpt(r.Addr, v.Reply)
 	case verifycache.Disconnect:
-		res.Reply, res.Disconnect = replyTooManyUnknown(), true
+		res.Reply, res.EndSession = replyTooManyUnknown(), true
 	default:
 		if v.Err == nil {
 			res.Reply = replyUnverified(r.Addr)

@@ -66,9 +66,13 @@
 // DictWindow. From
 // DictLimit on, the client starts no more probes (an address not in the
 // cache is deferred at once) and each refusal is delayed by DictDelay; at
-// DictDisconnect the client is disconnected with 421, and until the window
-// ends only addresses known to exist are accepted from it. 500 random
-// recipients thus cost the backend DictLimit probes.
+// DictDisconnect the session ends, but not before its transaction: that
+// RCPT and the rest of the transaction's are deferred with 450 4.7.1 (no
+// probes), the message goes on for the recipients already accepted (a
+// defense must never make accepted mail undeliverable), and the next MAIL
+// gets 421. Until the window ends only addresses known to exist are
+// accepted from the client. 500 random recipients thus cost the backend
+// DictLimit probes.
 //
 // # Catch-all detection (catchall.go)
 //
