@@ -155,6 +155,10 @@ type Deliverer struct {
 	hopMu  sync.Mutex           // guards hops and failed
 	hops   map[string]*hopState // next hops with connection failures
 	failed map[string]time.Time // addresses by time of their last connection failure
+
+	// rcptLimits: recipients per transaction that destinations showed
+	// (452 4.5.3; rcptlimit.go).
+	rcptLimits rcptLimits
 }
 
 var _ queue.Deliverer = (*Deliverer)(nil)
@@ -391,7 +395,7 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 		}
 	}
 	s.count++
-	if err := s.c.Mail(msg.From, &smtp.MailOptions{Size: msg.Size, UTF8: msg.UTF8}); err != nil {
+	if err := s.c.Mail(msg.From, mailOptions(msg)); err != nil {
 		code, enh, text := describe(err)
 		if closing(code) {
 			return all(rcpts, s.relay, code, enh, text), ctx.Err() == nil

@@ -455,7 +455,19 @@ func (c *Client) mailCommand(from string, opts *MailOptions) (string, error) {
 	// A high enough power of 2 than 510+14+26+11+9+9+39+500
 	sb.Grow(2048)
 	fmt.Fprintf(&sb, "MAIL FROM:<%s>", from)
-	if _, ok := c.ext["8BITMIME"]; ok {
+	// FORK.md section 16: opts.Body says what the body is (RFC 6152
+	// section 2: BODY=7BIT or BODY=8BITMIME to a server with 8BITMIME;
+	// RFC 3030 section 3: BINARYMIME); without it upstream's rule stays.
+	_, have8bit := c.ext["8BITMIME"]
+	switch {
+	case opts != nil && opts.Body == BodyBinaryMIME:
+		if _, ok := c.ext["BINARYMIME"]; !ok {
+			return "", errors.New("smtp: server does not support BINARYMIME")
+		}
+		sb.WriteString(" BODY=BINARYMIME")
+	case opts != nil && opts.Body != "" && have8bit:
+		fmt.Fprintf(&sb, " BODY=%s", string(opts.Body))
+	case have8bit:
 		sb.WriteString(" BODY=8BITMIME")
 	}
 	if _, ok := c.ext["SIZE"]; ok && opts != nil && opts.Size != 0 {
