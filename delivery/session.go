@@ -28,6 +28,7 @@ type session struct {
 	created time.Time
 	used    time.Time   // end of the last transaction (set by park)
 	count   int         // transactions started on it
+	probes  int         // of them, verification probes (Dial): see maxProbesPerConn
 	timer   *time.Timer // idle expiry while cached; guarded by Deliverer.mu
 	parks   int         // times cached; guarded by Deliverer.mu
 }
@@ -210,14 +211,10 @@ func (d *Deliverer) dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // reset ends an open mail transaction so that s can be reused (RFC 5321
-// section 4.1.1.5). go-smtp's Reset forgets the EHLO, so the EHLO is
-// repeated at once: a cached session is always greeted, and the next
-// transaction's MAIL is the first thing a reused connection sends.
-func (s *session) reset(hostname string) error {
-	if err := s.c.Reset(); err != nil {
-		return err
-	}
-	return s.c.Hello(hostname)
+// section 4.1.1.5): RSET, keeping the greeting and the extensions (no new
+// EHLO: servers such as Exim count it with RSET as a non-mail command).
+func (s *session) reset() error {
+	return s.c.ResetTransaction()
 }
 
 // quit says QUIT (RFC 5321 section 4.1.1.10) and closes the connection,

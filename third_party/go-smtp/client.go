@@ -900,6 +900,21 @@ func (c *Client) MaxMessageSize() (size int, ok bool) {
 
 // Reset sends the RSET command to the server, aborting the current mail
 // transaction.
+// ResetTransaction sends RSET and keeps the session's greeting: RFC 5321
+// section 4.1.1.5 (RSET clears the transaction, not the EHLO), so a
+// reused connection needs no new EHLO, which servers count as a
+// non-mail command (FORK.md section 17).
+func (c *Client) ResetTransaction() error {
+	if err := c.hello(); err != nil {
+		return err
+	}
+	if _, _, err := c.cmd(250, "RSET"); err != nil {
+		return err
+	}
+	c.rcpts = nil
+	return nil
+}
+
 func (c *Client) Reset() error {
 	if err := c.hello(); err != nil {
 		return err
