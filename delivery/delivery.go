@@ -407,10 +407,11 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 		d.hopAlive(s.hop)
 	}
 	var accepted []queue.Result
+	dsnPassed := hasDSN(s.c)
 	for i, r := range rcpts {
-		err := s.c.Rcpt(r, nil)
+		err := s.c.Rcpt(r, rcptOptions(msg, r))
 		if err == nil {
-			accepted = append(accepted, queue.Result{Rcpt: r, Relay: s.relay})
+			accepted = append(accepted, queue.Result{Rcpt: r, Relay: s.relay, DSNPassed: dsnPassed})
 			continue
 		}
 		code, enh, text := describe(err)
