@@ -376,11 +376,21 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 		}
 	}()
 
-	if msg.UTF8 {
+	utf8 := msg.UTF8
+	if utf8 {
 		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
-			// RFC 6531 section 3.4: no downgrade; return the message.
-			after = keep
-			return all(rcpts, s.relay, 550, "5.6.7", "next hop does not support SMTPUTF8, which this message requires"), false
+			need, err := needsUTF8(msg, rcpts)
+			if err != nil {
+				d.log.Error("reading queued message failed", "queue_id", msg.ID, "err", err)
+				after = keep
+				return all(rcpts, s.relay, 451, "4.3.0", "local error reading queued message"), false
+			}
+			if need {
+				// RFC 6531 section 3.4: no downgrade; return the message.
+				after = keep
+				return all(rcpts, s.relay, 550, "5.6.7", "next hop does not support SMTPUTF8, which this message requires"), false
+			}
+			utf8 = false // announced, not needed: sent without (utf8.go)
 		}
 	}
 	if msg.Body == "8BITMIME" {
@@ -395,7 +405,7 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 		}
 	}
 	s.count++
-	if err := s.c.Mail(msg.From, mailOptions(msg)); err != nil {
+	if err := s.c.Mail(msg.From, mailOptions(msg, utf8)); err != nil {
 		code, enh, text := describe(err)
 		if closing(code) {
 			return all(rcpts, s.relay, code, enh, text), ctx.Err() == nil

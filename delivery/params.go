@@ -10,11 +10,11 @@ import (
 )
 
 // mailOptions are the MAIL parameters of msg for the next hop: SIZE,
-// SMTPUTF8, and BODY as received (RFC 6152 section 2: BODY=8BITMIME only
+// SMTPUTF8 when utf8 (see needsUTF8), and BODY as received (RFC 6152 section 2: BODY=8BITMIME only
 // for a message received with it, BODY=7BIT otherwise; the client sends
 // BODY only to a server with 8BITMIME).
-func mailOptions(msg *queue.Message) *smtp.MailOptions {
-	o := &smtp.MailOptions{Size: msg.Size, UTF8: msg.UTF8, Body: smtp.Body7Bit}
+func mailOptions(msg *queue.Message, utf8 bool) *smtp.MailOptions {
+	o := &smtp.MailOptions{Size: msg.Size, UTF8: utf8, Body: smtp.Body7Bit}
 	if msg.Body == "8BITMIME" {
 		o.Body = smtp.Body8BitMIME
 	}

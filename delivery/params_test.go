@@ -71,3 +71,32 @@ func TestRcptOptionsCleaned(t *testing.T) {
 		t.Errorf("d: %+v", o)
 	}
 }
+
+// Issue 16, section 4: a message that announced SMTPUTF8 but whose
+// envelope and header section are ASCII goes to a next hop without
+// SMTPUTF8, without the parameter; one that needs it is returned (5.6.7).
+func TestSMTPUTF8OnlyWhenNeeded(t *testing.T) {
+	be := startServer(t, "127.0.0.3:0")
+	be.SetExtensions("PIPELINING", "8BITMIME", "SIZE 1000000") // no SMTPUTF8
+	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
+	for _, tc := range []struct {
+		name, from, rcpt, body string
+		code                   int
+	}{
+		{"ascii only", "s@src.test", "a@relay.test", "Subject: plain\r\n\r\nbody grüße in the body\r\n", 250},
+		{"utf-8 header", "s@src.test", "a@relay.test", "Subject: grüße\r\n\r\nbody\r\n", 550},
+		{"utf-8 sender", "jörg@src.test", "a@relay.test", "Subject: plain\r\n\r\nbody\r\n", 550},
+		{"utf-8 recipient", "s@src.test", "jörg@relay.test", "Subject: plain\r\n\r\nbody\r\n", 550},
+	} {
+		msg := spooled(t, tc.from, tc.body, tc.rcpt)
+		msg.UTF8 = true
+		res := d.Deliver(context.Background(), msg)
+		if len(res) != 1 || res[0].Code != tc.code || tc.code == 550 && res[0].Enhanced != "5.6.7" {
+			t.Errorf("%s: %+v", tc.name, res)
+		}
+	}
+	msgs := be.Messages()
+	if len(msgs) != 1 || strings.Contains(msgs[0].From, "SMTPUTF8") {
+		t.Errorf("delivered %+v, want one message without SMTPUTF8", msgs)
+	}
+}

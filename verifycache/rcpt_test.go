@@ -452,3 +452,38 @@ func TestProbesPerConnectionBounded(t *testing.T) {
 		}
 	}
 }
+
+// Issue 16, section 4: the probes learn whether the backend supports
+// SMTPUTF8. A UTF-8 recipient of a message with SMTPUTF8 is refused at
+// RCPT (553 5.6.7) when it does not, instead of accepted and bounced; an
+// ASCII recipient of the same message is accepted (delivery sends it
+// without SMTPUTF8). A backend with SMTPUTF8 takes both.
+func TestRcptSMTPUTF8NeedsBackendSupport(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ext  []string
+		want string
+	}{
+		{"backend without SMTPUTF8", []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"}, "553 5.6.7"},
+		{"backend with SMTPUTF8", []string{"PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"}, "250"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be := verifycache.StartBackend(t, "127.0.0.3:0", "alice", "jörg")
+			be.SetExtensions(tc.ext...)
+			mx, _ := startMX(t, openVerifier(t, be.Addr(), nil))
+			c := dialMX(t, mx)
+			c.expect("EHLO sender.src.test", "250")
+			c.expect("MAIL FROM:<someone@src.test> SMTPUTF8", "250")
+			c.expect("RCPT TO:<alice@relay.test>", "250")
+			got := c.expect("RCPT TO:<jörg@relay.test>", tc.want)
+			if tc.want == "553 5.6.7" && !strings.Contains(got, "does not support SMTPUTF8") {
+				t.Errorf("refusal %q", got)
+			}
+			c.expect("RSET", "250")
+			// Without SMTPUTF8 the UTF-8 address is refused by syntax
+			// already; with it and an ASCII envelope nothing is needed.
+			c.expect("MAIL FROM:<someone@src.test>", "250")
+			c.expect("RCPT TO:<alice@relay.test>", "250")
+		})
+	}
+}
