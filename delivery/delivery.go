@@ -15,14 +15,23 @@
 //
 // Per destination it runs transactions of at most
 // max_rcpts_per_transaction recipients (RFC 5321 section 3.3): MAIL FROM
-// (SIZE; BODY=8BITMIME; SMTPUTF8), one RCPT per recipient, DATA. Results
+// (SIZE; BODY as received, 8BITMIME or 7BIT, RFC 6152; SMTPUTF8; RET and
+// ENVID), one RCPT per recipient (NOTIFY and ORCPT), DATA (params.go).
+// The DSN parameters (RFC 3461) go only to a next hop that announces DSN;
+// the results say whether they did (queue.Result.DSNPassed), so that the
+// queue sends a "relayed" report only where the next hop cannot. Results
 // are per recipient: a 5xx to one RCPT fails only that recipient, a 4xx
 // defers it, and the reply to the final "." applies to every recipient
-// the next hop accepted. Connection failures, timeouts and greeting/EHLO
+// the next hop accepted. Recipients refused as too many (452 4.5.3, RFC
+// 5321 section 4.5.3.1.10) go in the next transaction at once, on the
+// same connection, and the destination's limit is remembered for later
+// messages (rcptlimit.go). Connection failures, timeouts and greeting/EHLO
 // failures at every address defer all recipients. A message that needs
-// SMTPUTF8 or 8BITMIME is returned (5.6.7, 5.6.3) by a next hop without
-// it: no downgrade. go-smtp's SendMail is not used because it aborts the
-// whole transaction on the first RCPT error.
+// SMTPUTF8 (a UTF-8 sender, recipient or header field) or 8BITMIME is
+// returned (5.6.7, 5.6.3) by a next hop without it: no downgrade; one
+// that only announced SMTPUTF8 is sent without it (utf8.go). go-smtp's
+// SendMail is not used because it aborts the whole transaction on the
+// first RCPT error.
 //
 // TLS (tlspolicy.go, starttls.go): STARTTLS per policy ("none", "may",
 // "encrypt", "verify", "dane"; default and per domain in config), raised
@@ -44,7 +53,10 @@
 // idleTime unused, reuseTime old and reuseCount transactions; a session
 // made under a strict TLS plan is reused only under the same plan. A
 // cached connection that turns out to be closed is replaced by a new one
-// once, and only before anything was accepted on it.
+// once, and only before anything was accepted on it. Reuse starts with
+// RSET and no new EHLO; a connection carries at most 5 verification
+// probes (Dial), under servers' limits on commands without mail (Exim's
+// smtp_accept_max_nonmail).
 //
 // A next hop (a route, the smarthost, or one MX address) that cannot be
 // connected to repeatedly is marked dead (deadhop.go): for a while it is
