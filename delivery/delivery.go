@@ -450,10 +450,13 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 		after = reset // MAIL was accepted: end that transaction
 		return results, false
 	}
-	code, enh, text, a := d.data(s, msg, body)
+	code, enh, text, a, per := d.data(s, msg, body)
 	after = a
 	for i := range accepted {
 		accepted[i].Code, accepted[i].Enhanced, accepted[i].Text = code, enh, text
+		if r, ok := per[accepted[i].Rcpt]; ok { // LMTP: its own reply
+			accepted[i].Code, accepted[i].Enhanced, accepted[i].Text = r.code, r.enh, r.text
+		}
 	}
 	return append(results, accepted...), false
 }
@@ -464,15 +467,16 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 func closing(code int) bool { return code == 0 || code == 421 }
 
 // data sends the body and returns the reply to the final "." and what
-// becomes of the session.
-func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader) (int, string, string, next) {
+// becomes of the session; over LMTP also each recipient's reply (per),
+// which overrides the one reply for those it names.
+func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader) (code int, enh, text string, after next, per map[string]lmtpReply) {
 	w, err := s.c.Data()
 	if err != nil {
 		code, enh, text := describe(err)
 		if closing(code) {
-			return code, enh, text, drop
+			return code, enh, text, drop, nil
 		}
-		return code, enh, text, reset
+		return code, enh, text, reset, nil
 	}
 	bufs := d.bufs.Get().(*bodyBufs)
 	bw := &bodyWriter{conn: s.nc, timeout: d.dataTimeout, chunk: bodyChunk, out: bufs.out[:0]}
@@ -483,23 +487,27 @@ func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader) (int, s
 	// next hop discard the partial message.
 	if readErr != nil {
 		d.log.Error("reading queued message failed", "queue_id", msg.ID, "err", readErr)
-		return 451, "4.3.0", "local error reading queued message", drop
+		return 451, "4.3.0", "local error reading queued message", drop, nil
 	}
 	if netErr != nil {
 		code, enh, text := describe(netErr)
-		return code, enh, text, drop
+		return code, enh, text, drop, nil
+	}
+	if s.lmtp {
+		per, rest, after := closeLMTP(w)
+		return rest.code, rest.enh, rest.text, after, per
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
 		code, enh, text := describe(err)
 		if closing(code) {
-			return code, enh, text, drop
+			return code, enh, text, drop, nil
 		}
 		// Any reply to "." ends the transaction (RFC 5321 section 4.1.1.4).
-		return code, enh, text, keep
+		return code, enh, text, keep, nil
 	}
-	enh, text := splitEnhanced(resp.StatusText)
-	return 250, enh, text, keep
+	enh, text = splitEnhanced(resp.StatusText)
+	return 250, enh, text, keep, nil
 }
 
 // splitEnhanced splits "2.0.0 Ok: queued" into its enhanced status code

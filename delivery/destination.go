@@ -143,6 +143,14 @@ func (d *Deliverer) targets(ctx context.Context, msgID string, dest *destination
 		p := tlsPlan{level: d.shTLS, policy: "smarthost-" + d.shTLS, server: hopHost(dest.hop)}
 		return []*target{{name: dest.hop, addr: unbracket(dest.hop), hop: dest.hop, plan: p, authFile: d.shAuth}}, nil
 	case dest.hop != "":
+		if network, addr, ok := parseLMTPRoute(dest.hop); ok {
+			p := tlsPlan{level: levelNone, policy: levelNone}
+			if network == "tcp" {
+				p = d.routePlan(dest.domain, hopHost(addr))
+				addr = unbracket(addr)
+			}
+			return []*target{{name: dest.hop, addr: addr, hop: dest.hop, plan: p, lmtp: true, network: network}}, nil
+		}
 		p := d.routePlan(dest.domain, hopHost(dest.hop))
 		return []*target{{name: dest.hop, addr: unbracket(dest.hop), hop: dest.hop, plan: p}}, nil
 	}
