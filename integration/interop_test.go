@@ -159,3 +159,80 @@ func TestInteropLMTPToSmtpSink(t *testing.T) {
 		t.Errorf("body hash %s, want %s; dump:\n%s", bodyHash(dumps[0]), want, got)
 	}
 }
+
+// Operator's story: Postfix is the sending MTA (its smtp-source, with
+// PIPELINING): 5 messages of 3 recipients each over 2 sessions reach the
+// backend, each recipient's copy once.
+func TestInteropPostfixSmtpSourceClient(t *testing.T) {
+	src := needProgram(t, "/usr/sbin/smtp-source", "postfix")
+	dir := t.TempDir()
+	be := startBackend(t, "127.0.0.3:0")
+	be.SetUsers("user", "2user", "3user") // smtp-source's recipients: user, 2user, 3user
+	mx := freeAddr(t, "127.0.0.2")
+	startRelay(t, dir, "-config", writeConfig(t, dir, relayConfig(filepath.Join(dir, "data"), mx, be.Addr())))
+	cmd := exec.Command(src, "-s", "2", "-m", "5", "-r", "3", "-l", "4096", "-M", "client.src.test",
+		"-f", "sender@src.test", "-t", "user@relay.test", mx)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("smtp-source: %v\n%s", err, out)
+	}
+	msgs, err := be.WaitMessages(5, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := map[string]int{}
+	for _, m := range msgs {
+		for _, r := range m.Rcpts {
+			copies[r]++
+		}
+		if !strings.Contains(string(m.Body()), "From: <sender@src.test>") {
+			t.Errorf("message at the backend:\n%s", m.Body())
+		}
+	}
+	if len(copies) != 3 {
+		t.Errorf("recipients at the backend: %v", copies)
+	}
+	for r, n := range copies {
+		if n != 5 {
+			t.Errorf("%s got %d copies, want 5", r, n)
+		}
+	}
+}
+
+// Python's smtplib with SMTPUTF8 (RFC 6531): a UTF-8 sender, recipient
+// and subject reach a backend with SMTPUTF8 byte-exact, with SMTPUTF8 on
+// MAIL, and Received says "with UTF8SMTP".
+func TestInteropSmtplibSMTPUTF8(t *testing.T) {
+	py := needProgram(t, "/usr/bin/python3", "python3")
+	dir := t.TempDir()
+	be := startBackend(t, "127.0.0.3:0") // announces SMTPUTF8
+	be.SetUsers("grüße")
+	mx := freeAddr(t, "127.0.0.2")
+	startRelay(t, dir, "-config", writeConfig(t, dir, relayConfig(filepath.Join(dir, "data"), mx, be.Addr())))
+	host, port, _ := net.SplitHostPort(mx)
+	script := `import smtplib, sys
+msg = "From: Jörg <jörg@src.test>\r\nTo: <grüße@relay.test>\r\nSubject: Grüße aus Köln\r\n\r\nschöne Grüße\r\n".encode()
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), local_hostname="client.src.test")
+s.ehlo()
+s.sendmail("jörg@src.test", ["grüße@relay.test"], msg, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+s.quit()
+`
+	if out, err := exec.Command(py, "-c", script, host, port).CombinedOutput(); err != nil {
+		t.Fatalf("smtplib: %v\n%s", err, out)
+	}
+	msgs, err := be.WaitMessages(1, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := msgs[0]
+	if !strings.HasPrefix(m.From, "<jörg@src.test>") || !strings.Contains(m.From, "SMTPUTF8") ||
+		!strings.Contains(m.From, "BODY=8BITMIME") || len(m.Rcpts) != 1 || m.Rcpts[0] != "<grüße@relay.test>" {
+		t.Errorf("envelope at the backend: %q %q", m.From, m.Rcpts)
+	}
+	sent := "From: Jörg <jörg@src.test>\r\nTo: <grüße@relay.test>\r\nSubject: Grüße aus Köln\r\n\r\nschöne Grüße\r\n"
+	if bodyHash(m.Body()) != bodyHash([]byte(sent)) || !strings.HasSuffix(string(m.Body()), sent) {
+		t.Errorf("message at the backend:\n%s", m.Body())
+	}
+	if !strings.Contains(string(m.Body()), "with UTF8SMTP id ") {
+		t.Errorf("Received header:\n%s", m.Body())
+	}
+}
