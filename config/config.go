@@ -38,8 +38,9 @@ type Config struct {
 	CaseSensitiveDomains []string `toml:"case_sensitive_domains" json:"case_sensitive_domains"`
 	// Routes maps a domain (same normal form as RelayDomains) to a next hop
 	// "host:port" used as is, without MX lookup (Postfix transport_maps
-	// with smtp:[host]:port). Every relay domain needs a route until MX
-	// routing exists.
+	// with smtp:[host]:port), or an LMTP next hop "lmtp:host:port" or
+	// "lmtp:unix:/path" (RFC 2033). Every relay domain needs a route until
+	// MX routing exists.
 	Routes map[string]string `toml:"routes" json:"routes"`
 
 	Limits   Limits   `toml:"limits" json:"limits"`
