@@ -257,6 +257,24 @@ type Message interface {
 	Size() int64
 }
 
+// Editor is an optional addition to a Message: a DataCheck that changes
+// the message (a milter's header changes, replaced body, changed sender or
+// recipients) finds it with a type assertion. The changes apply to the
+// message as it will be queued; if a later check refuses, nothing is
+// queued anyway.
+type Editor interface {
+	Message
+	// Rewrite replaces the message data as received (not the header
+	// fields the listener and checks add on top) with what write writes,
+	// given a reader over the current data; on an error nothing changes.
+	Rewrite(write func(data io.Reader, w io.Writer) error) error
+	// SetFrom changes the envelope sender (wire form, "" the null sender).
+	SetFrom(from string)
+	// AddRcpt and DelRcpt change the recipients (wire form).
+	AddRcpt(addr string)
+	DelRcpt(addr string)
+}
+
 // Reply is an SMTP reply a check decides: code, enhanced status code
 // (RFC 3463) and text, one line, printable ASCII.
 type Reply struct {
@@ -300,6 +318,11 @@ type Result struct {
 	// Reason is the hold reason. The client gets its 250 as usual.
 	// Ignored at the other stages.
 	Hold bool
+	// Discard: a DataCheck drops the message (a milter's SMFIR_DISCARD):
+	// the client gets its 250 as if it had been queued, nothing is queued,
+	// the listener logs it. It decides like a refusal (the checks after it
+	// are skipped). Ignored at the other stages and with Reply.
+	Discard bool
 	// Reason says in the log why the check decided (never sent to the
 	// client): "cache", "dnsbl zen.example.org=127.0.0.2".
 	Reason string

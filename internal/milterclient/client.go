@@ -15,6 +15,7 @@ package milterclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -86,13 +87,20 @@ type Session struct {
 // Header. ctx bounds the whole session besides the content timeout.
 func Open(ctx context.Context, c Config, actions milter.OptAction, e Envelope) (*Session, *milter.Action, error) {
 	cmd := orDefault(c.CommandTimeout, DefaultCommandTimeout)
-	client := milter.NewClientWithOptions(c.Network, c.Address, milter.ClientOptions{
-		Dialer:       &net.Dialer{Timeout: orDefault(c.ConnectTimeout, DefaultConnectTimeout)},
-		ReadTimeout:  cmd,
-		WriteTimeout: cmd,
-		ActionMask:   actions,
-	})
-	ms, err := client.Session()
+	session := func(actions milter.OptAction) (*milter.ClientSession, error) {
+		return milter.NewClientWithOptions(c.Network, c.Address, milter.ClientOptions{
+			Dialer:       &net.Dialer{Timeout: orDefault(c.ConnectTimeout, DefaultConnectTimeout)},
+			ReadTimeout:  cmd,
+			WriteTimeout: cmd,
+			ActionMask:   actions,
+		}).Session()
+	}
+	ms, err := session(actions)
+	if errors.Is(err, milter.ErrUnsupportedMilterVersion) && actions&0x3f != actions {
+		// A version 2 filter (go-milter's server): without the actions of
+		// later versions (change sender), as Postfix downgrades.
+		ms, err = session(actions & 0x3f)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("milter %s: %w", c.Name, err)
 	}
