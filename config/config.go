@@ -75,8 +75,10 @@ type Config struct {
 	// with the keys of their From: domain, after the queue.
 	DKIMSign []DKIMSign `toml:"dkim_sign" json:"dkim_sign"`
 	// Milters are mail filters (rspamd, clamav-milter) asked about the
-	// mail of the listener kinds they name, in order. For the submission
-	// kinds they run after the queue, before the first delivery attempt.
+	// mail of the listener kinds they name, in order. For "mx" they run
+	// in the session, after DATA and before the reply (policy.Milter:
+	// nothing refused is queued); for the submission kinds after the
+	// queue, before the first delivery attempt (submission.Milter).
 	Milters []Milter `toml:"milter" json:"milter"`
 }
 

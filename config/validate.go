@@ -543,11 +543,9 @@ func (c *Config) submissionProblems() []error {
 		}
 		for _, k := range m.Kinds {
 			switch k {
-			case KindSubmission, KindSubmissions:
-			case KindMX:
-				add(`%s.kinds: "mx" is not supported by this version (milters run after the queue, for submitted mail only)`, key)
+			case KindMX, KindSubmission, KindSubmissions:
 			default:
-				add(`%s.kinds: %q is not a listener kind ("submission", "submissions")`, key, k)
+				add(`%s.kinds: %q is not a listener kind ("mx", "submission", "submissions")`, key, k)
 			}
 		}
 		for _, d := range []struct {
