@@ -124,6 +124,11 @@ type Conn struct {
 	// read it.
 	Trusted bool
 
+	// DNSWL: an allow list entry of the DNSBL check (negative weight)
+	// matched the client. Set with the DNSBL decision, before the first
+	// RCPT's checks; greylisting skips such clients.
+	DNSWL bool
+
 	// Helo is the HELO/EHLO argument; "" before the client said it.
 	Helo string
 	// TLS is the state of the TLS connection (after STARTTLS, or from the

@@ -102,7 +102,7 @@ func Open(ctx context.Context, c Config, actions milter.OptAction, e Envelope) (
 		ms, err = session(actions & 0x3f)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("milter %s: %w", c.Name, err)
+		return nil, nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, orDefault(c.ContentTimeout, DefaultContentTimeout))
 	stop := context.AfterFunc(cctx, func() { ms.Close() }) // the content timeout
@@ -150,7 +150,7 @@ func Open(ctx context.Context, c Config, actions milter.OptAction, e Envelope) (
 		act, err := step()
 		if err != nil {
 			s.Close()
-			return nil, nil, fmt.Errorf("milter %s: %w", c.Name, err)
+			return nil, nil, err
 		}
 		if act.Code != milter.ActContinue {
 			s.Close()
