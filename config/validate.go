@@ -533,6 +533,19 @@ func (c *Config) submissionProblems() []error {
 			add("%s %d: must be 0 (no limit) or positive", v.key, v.n)
 		}
 	}
+	if g := c.Greylist; g.Enabled {
+		for _, d := range []struct {
+			k string
+			v Duration
+		}{{"delay", g.Delay}, {"retry_window", g.RetryWindow}, {"pass_ttl", g.PassTTL}} {
+			if d.v <= 0 {
+				add("greylist.%s %q: must be greater than 0", d.k, d.v)
+			}
+		}
+	}
+	if c.Greylist.AutoAllowlist < 0 {
+		add("greylist.auto_allowlist %d: must be 0 (never) or positive", c.Greylist.AutoAllowlist)
+	}
 	for i, m := range c.Milters {
 		key := fmt.Sprintf("milter[%d]", i)
 		if !milterAddress(m.Address) {
