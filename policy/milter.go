@@ -27,7 +27,9 @@ import (
 // listener's Received field) and then the body in chunks of at most 65535
 // bytes (memory per session: the header section, at most MaxMilterHeader,
 // and one chunk). The verdict is taken after the end of data, before the
-// reply, so nothing refused is ever queued:
+// reply to the end of data (RFC 5321 sections 4.1.1.4 and 4.2.5: the
+// message is the relay's only after that reply), so nothing refused is
+// ever queued:
 //
 //   - accept, continue: the message is queued, with the filter's changes;
 //   - reject: 550 5.7.1; a reply code (SMFIR_REPLYCODE): the filter's code,
@@ -43,7 +45,9 @@ import (
 //     received; change header (an empty value deletes it), replace body,
 //     change sender, add and delete recipients: applied to the message
 //     before it is queued (Editor). A message whose recipients were all
-//     deleted is discarded.
+//     deleted is discarded. (A replaced body is held in memory while
+//     it is written to the spool: go-milter's client collects the
+//     modifications before it returns the verdict.)
 //
 // A filter that cannot answer (down, a timeout, a protocol error, the
 // connection lost mid-body) gets DefaultAction: "tempfail" (the default:

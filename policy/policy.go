@@ -67,7 +67,8 @@
 // access files), Iprev (reverse DNS of the client), DNSBL (weighted DNS
 // block and allow lists), Helo (HELO syntax, HELO claiming to be us, HELO
 // that does not resolve) and SenderDomain (sender domain without MX or
-// address). On an MX listener cmd/mxedge/chain.go adds them in the order
+// address); Milter (a mail filter before the queue, milter.go) at DATA.
+// Greylisting is package greylist. On an MX listener cmd/mxedge/chain.go adds them in the order
 // of shared/PRINCIPLES.md: trusted clients first, then the cheap checks,
 // then DNSBL, then relay control and recipient verification.
 package policy
