@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"net"
+	"os"
 	"net/textproto"
 	"path/filepath"
 	"strings"
@@ -102,5 +103,30 @@ kinds = ["mx"]
 			strings.Contains(raw, "original body") {
 			t.Errorf("backend's message (to %v):\n%s", m.Rcpts, raw)
 		}
+	}
+}
+
+// With [greylist] on, a new sender's first attempt is answered 450 4.7.1
+// at RCPT and nothing is queued; the state is in the data directory.
+func TestGreylistFirstAttempt(t *testing.T) {
+	dir := t.TempDir()
+	be := startBackend(t, "127.0.0.3:0")
+	mx := freeAddr(t, "127.0.0.2")
+	data := filepath.Join(dir, "data")
+	cfg := writeConfig(t, dir, relayConfig(data, mx, be.Addr())+"\n[greylist]\nenabled = true\n")
+	startRelay(t, dir, "-config", cfg)
+	out, _ := swaks(t, mx, "--helo", "client.test", "--from", "new@src.test", "--to", "alice@relay.test")
+	if !strings.Contains(out, "<** 450 4.7.1 Greylisted, please try again later") {
+		t.Errorf("first attempt not greylisted:\n%s", out)
+	}
+	if all := listJSON(t, "-config", cfg); len(all) != 0 {
+		t.Errorf("queued: %+v", all)
+	}
+	out, _ = swaks(t, mx, "--helo", "client.test", "--from", "new@src.test", "--to", "alice@relay.test")
+	if !strings.Contains(out, "<** 450 4.7.1 Greylisted") {
+		t.Errorf("retry at once not greylisted:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(data, "greylist.db")); err != nil {
+		t.Error(err)
 	}
 }
