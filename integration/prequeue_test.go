@@ -3,8 +3,8 @@ package integration
 import (
 	"fmt"
 	"net"
-	"os"
 	"net/textproto"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
