@@ -380,3 +380,25 @@ func TestMilterReplyText(t *testing.T) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// A filter that takes longer than the content timeout to scan gets the
+// default action; one within it answers (the command timeout, shorter,
+// does not apply to content commands).
+func TestMilterContentTimeout(t *testing.T) {
+	release := make(chan struct{})
+	addr, _ := startScripted(t, func(*milter.Modifier, []byte) (milter.Response, error) {
+		<-release // scanning, until the test has seen the timeout
+		return milter.RespAccept, nil
+	})
+	defer close(release)
+	m := newMilter(addr)
+	m.CommandTimeout, m.ContentTimeout = 50*time.Millisecond, 300*time.Millisecond
+	start := time.Now()
+	r, _ := filter(t, m, testMessage)
+	if replyOf(r) != "451 4.7.1 Service unavailable - try again later" || r.Err == nil {
+		t.Errorf("slow scan: %+v", r)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("gave up after %v, before the content timeout", d)
+	}
+}

@@ -45,7 +45,7 @@ type Milter struct {
 	Address        string
 	ConnectTimeout time.Duration // [30s]
 	CommandTimeout time.Duration // per command [30s]
-	ContentTimeout time.Duration // the whole message, connect to verdict [300s]
+	ContentTimeout time.Duration // per content command: header, body chunk, end [300s]
 	DefaultAction  string        // "tempfail", "accept", "reject"
 	Hostname       string        // macro j
 	Logger         *slog.Logger

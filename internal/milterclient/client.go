@@ -7,10 +7,12 @@
 // clamav-milter read, the body in chunks of at most 65535 bytes, and the
 // helpers that turn a filter's header fields into stored ones.
 //
-// The timeouts are Postfix's (milter_connect_timeout 30 s,
-// milter_command_timeout 30 s per command, milter_content_timeout 300 s
-// for the whole message); a Session whose content time is up is closed, so
-// that every call on it fails at once with an error.
+// The timeouts are Postfix's: milter_connect_timeout 30 s,
+// milter_command_timeout 30 s for each command before the message content,
+// milter_content_timeout 300 s for each content command (the header, a
+// body chunk, end of body: the filter scans then). A Session whose time is
+// up, or whose ctx ended, is closed, so that every call on it fails at
+// once with an error.
 package milterclient
 
 import (
@@ -20,6 +22,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
@@ -40,7 +43,7 @@ type Config struct {
 	Address        string
 	ConnectTimeout time.Duration // [30s]
 	CommandTimeout time.Duration // per command [30s]
-	ContentTimeout time.Duration // connect to verdict [300s]
+	ContentTimeout time.Duration // per content command [300s]
 	Hostname       string        // macro j
 }
 
@@ -77,7 +80,7 @@ type Envelope struct {
 type Session struct {
 	s    *milter.ClientSession
 	id   string
-	stop func() bool
+	stop func() bool // of the AfterFunc that closes the session when ctx ends
 }
 
 // Open connects to the filter, negotiates actions (what the caller can
@@ -86,14 +89,25 @@ type Session struct {
 // session is then closed); otherwise act is nil and the session waits for
 // Header. ctx bounds the whole session besides the content timeout.
 func Open(ctx context.Context, c Config, actions milter.OptAction, e Envelope) (*Session, *milter.Action, error) {
-	cmd := orDefault(c.CommandTimeout, DefaultCommandTimeout)
+	// go-milter has one read and write timeout: the content timeout,
+	// which bounds each content command (header, body chunk, end of
+	// body); the other commands are bounded by the command timeout below.
+	cmd, content := orDefault(c.CommandTimeout, DefaultCommandTimeout), orDefault(c.ContentTimeout, DefaultContentTimeout)
+	dl := &dialer{d: net.Dialer{Timeout: orDefault(c.ConnectTimeout, DefaultConnectTimeout)}}
 	session := func(actions milter.OptAction) (*milter.ClientSession, error) {
-		return milter.NewClientWithOptions(c.Network, c.Address, milter.ClientOptions{
-			Dialer:       &net.Dialer{Timeout: orDefault(c.ConnectTimeout, DefaultConnectTimeout)},
-			ReadTimeout:  cmd,
-			WriteTimeout: cmd,
+		dl.reset()
+		t := time.AfterFunc(cmd, dl.close) // the negotiation is a command
+		defer t.Stop()
+		ms, err := milter.NewClientWithOptions(c.Network, c.Address, milter.ClientOptions{
+			Dialer:       dl,
+			ReadTimeout:  max(cmd, content),
+			WriteTimeout: max(cmd, content),
 			ActionMask:   actions,
 		}).Session()
+		if err != nil {
+			dl.close() // go-milter leaves the connection open when negotiation fails
+		}
+		return ms, err
 	}
 	ms, err := session(actions)
 	if errors.Is(err, milter.ErrUnsupportedMilterVersion) && actions&0x3f != actions {
@@ -104,9 +118,15 @@ func Open(ctx context.Context, c Config, actions milter.OptAction, e Envelope) (
 	if err != nil {
 		return nil, nil, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, orDefault(c.ContentTimeout, DefaultContentTimeout))
-	stop := context.AfterFunc(cctx, func() { ms.Close() }) // the content timeout
-	s := &Session{s: ms, id: e.QueueID, stop: func() bool { cancel(); return stop() }}
+	stop := context.AfterFunc(ctx, dl.close)
+	s := &Session{s: ms, id: e.QueueID, stop: stop}
+	// within runs a command of the session, closing it (so that the call
+	// fails) when the command timeout is up.
+	within := func(f func() (*milter.Action, error)) (*milter.Action, error) {
+		t := time.AfterFunc(cmd, dl.close)
+		defer t.Stop()
+		return f()
+	}
 
 	ip, _ := netip.ParseAddr(e.ClientIP)
 	name := e.ClientName
@@ -147,7 +167,7 @@ func Open(ctx context.Context, c Config, actions milter.OptAction, e Envelope) (
 		})
 	}
 	for _, step := range steps {
-		act, err := step()
+		act, err := within(step)
 		if err != nil {
 			s.Close()
 			return nil, nil, err
@@ -160,7 +180,9 @@ func Open(ctx context.Context, c Config, actions milter.OptAction, e Envelope) (
 	return s, nil, nil
 }
 
-// Header sends the header fields as received, then end of header.
+// Header sends the header fields as received, then end of header. Each
+// content command (Header, Body, End) waits at most the content timeout
+// for the filter, as Postfix's milter_content_timeout.
 func (s *Session) Header(hdr textproto.Header) (*milter.Action, error) {
 	if err := s.s.Macros(milter.CodeHeader, "i", s.id); err != nil {
 		return nil, err
@@ -182,6 +204,44 @@ func (s *Session) End() ([]milter.ModifyAction, *milter.Action, error) { return 
 func (s *Session) Close() {
 	s.stop()
 	_ = s.s.Close()
+}
+
+// dialer keeps the connection, so that a timeout can close it under
+// go-milter's feet (its calls then fail at once).
+type dialer struct {
+	d      net.Dialer
+	mu     sync.Mutex
+	c      net.Conn
+	closed bool
+}
+
+func (d *dialer) Dial(network, address string) (net.Conn, error) {
+	c, err := d.d.Dial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.c = c
+	if d.closed {
+		c.Close()
+	}
+	return c, nil
+}
+
+func (d *dialer) reset() {
+	d.mu.Lock()
+	d.c, d.closed = nil, false
+	d.mu.Unlock()
+}
+
+func (d *dialer) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	if d.c != nil {
+		d.c.Close()
+	}
 }
 
 func orDefault(d, def time.Duration) time.Duration {
