@@ -436,6 +436,15 @@ func (s *session) Data(r io.Reader) error {
 		if d.Refused() {
 			return s.refuse("message rejected", d, strings.Join(t.Rcpts, ">,<"))
 		}
+		if d.Discard {
+			// The client is told it was queued (RFC 5321 allows no other
+			// success); nothing is.
+			s.srv.log.Info("message discarded", "queue_id", in.ID(), "stage", d.Check, "reason", d.Reason,
+				"client_ip", s.pc.IP.String(), "from", t.From, "to", strings.Join(t.Rcpts, ","))
+			in.Abort()
+			s.messages++
+			return replyQueued(in.ID())
+		}
 		if len(d.Headers) > 0 {
 			if err := in.Prepend([]byte(strings.Join(d.Headers, ""))); err != nil {
 				return s.fail(in.ID(), err, nil)
@@ -461,6 +470,16 @@ type message struct{ in *queue.Incoming }
 
 func (m message) Open() (io.ReadCloser, error) { return m.in.Open() }
 func (m message) Size() int64                  { return m.in.Size() }
+
+// message is a policy.Editor: a DATA check's changes go to the queue.
+func (m message) Rewrite(write func(data io.Reader, w io.Writer) error) error {
+	return m.in.Rewrite(write)
+}
+func (m message) SetFrom(from string) { m.in.SetFrom(from) }
+func (m message) AddRcpt(addr string) { m.in.AddRcpt(addr) }
+func (m message) DelRcpt(addr string) { m.in.DelRcpt(addr) }
+
+var _ policy.Editor = message{}
 
 // teeWriter writes the message to the queue and to the stream writers of
 // DATA checks (policy.Streamer). A failing stream is dropped and logged:

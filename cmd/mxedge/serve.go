@@ -213,10 +213,19 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		r.ctl.HandleUsage(sub.store)
 	}
 
+	grey, closeGrey, err := openGreylist(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	r.onClose(closeGrey)
+
 	for _, lc := range cfg.Listeners {
 		chain, err := chainFor(cfg, lc, r.ver, res, sub, log)
 		if err != nil {
 			return nil, err
+		}
+		if grey != nil && lc.Kind == config.KindMX {
+			chain.Add(grey) // the last RCPT check: after relay control and verification
 		}
 		o := listenerOptions(cfg, lc, res)
 		o.Logger = log
