@@ -103,6 +103,12 @@ type Envelope struct {
 	// data.
 	Size   int64 `json:"size"`
 	Inline bool  `json:"inline,omitempty"` // data stored in bbolt, not in a spool file
+	// Framed: the spool file holds SpoolData bytes of data followed by a
+	// trailer that describes the message (recover.go); false for inline
+	// messages and spool files written before trailers existed (the whole
+	// file is the data).
+	Framed    bool  `json:"framed,omitempty"`
+	SpoolData int64 `json:"spool_data,omitempty"`
 	// Signed: the Signer ran for this message (before its first delivery
 	// attempt) and its output, if any, is on top of the stored header
 	// block; it is not called again.
@@ -182,6 +188,10 @@ type Options struct {
 	// Signer is called once per message before its first delivery
 	// attempt (see Signer); nil: no signing.
 	Signer Signer
+	// Recover: before opening, rebuild what the index lost from the spool
+	// files (Recover; serve -recover). Without it Open refuses an index
+	// that is missing or empty beside message files (ErrIndexMissing).
+	Recover bool
 	// ContentFilter is called once per message before its first
 	// delivery attempt, before the Signer (see ContentFilter); nil: none.
 	ContentFilter ContentFilter
@@ -263,7 +273,23 @@ func Open(dir string, opts Options) (*Queue, error) {
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return nil, fmt.Errorf("queue: open: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "queue.db"), 0o600, &bolt.Options{
+	if missing, err := indexMissing(dir); err != nil {
+		return nil, fmt.Errorf("queue: open %s: %w", dir, err)
+	} else if missing && !opts.Recover {
+		return nil, fmt.Errorf("queue: open %s: %w", dir, ErrIndexMissing)
+	}
+	if opts.Recover {
+		rep, err := Recover(dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range rep.Problems {
+			opts.Logger.Warn("queue recover: "+p.Issue, "queue_id", p.ID, "where", p.Where, "action", p.Action)
+		}
+		opts.Logger.Info("queue recover", "records", rep.Records, "recovered", len(rep.Recovered),
+			"problems", len(rep.Problems), "rebuilt", rep.Rebuilt, "damaged_copy", rep.DamagedCopy)
+	}
+	db, err := openIndex(filepath.Join(dir, "queue.db"), &bolt.Options{
 		Timeout:        daemonLockTimeout,
 		NoFreelistSync: true, // freelist rebuilt at open: cheaper commits
 		FreelistType:   bolt.FreelistMapType,
@@ -275,7 +301,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("queue: open %s: locked by another process (is mxedge already running?)", dir)
 		}
-		return nil, fmt.Errorf("queue: open %s: %w", dir, err)
+		return nil, err
 	}
 	db.MaxBatchSize = opts.BatchSize
 	db.MaxBatchDelay = 2 * time.Millisecond
@@ -300,13 +326,24 @@ func Open(dir string, opts Options) (*Queue, error) {
 		wakeCh:   make(chan struct{}, 1),
 		inflight: map[string]bool{},
 	}
-	n, err := q.removeOrphans()
+	if !opts.Recover {
+		// An index without records beside message files is as good as
+		// missing (a fresh file put in place of the old one).
+		var empty bool
+		_ = db.View(func(tx *bolt.Tx) error { k, _ := tx.Bucket(bucketMsgs).Cursor().First(); empty = k == nil; return nil })
+		if names, _ := spoolNames(spool); empty && len(names) > 0 {
+			db.Close()
+			return nil, fmt.Errorf("queue: open %s: %w", dir, ErrIndexMissing)
+		}
+	}
+	n, err := q.moveOrphans()
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("queue: open %s: remove unacknowledged spool files: %w", dir, err)
+		return nil, fmt.Errorf("queue: open %s: move spool files without a record aside: %w", dir, err)
 	}
 	if n > 0 {
-		q.log.Info("removed unacknowledged spool files", "count", n)
+		q.log.Warn("moved spool files without a queue record aside; `mxedge queue recover` re-injects complete ones",
+			"count", n, "path", q.orphanDir())
 	}
 	return q, nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -48,8 +49,9 @@ type Incoming struct {
 	buf     []byte // the message while it fits inline
 	f       File   // the spool file, once the message outgrew buf
 	w       *bufio.Writer
-	n       int64 // data bytes written
-	err     error // sticky write error
+	n       int64  // data bytes written
+	crc     uint32 // CRC-32C of the data written to the spool file
+	err     error  // sticky write error
 	done    bool
 	readers map[*incomingReader]bool // open readers of the spool file
 }
@@ -83,6 +85,7 @@ func (in *Incoming) Write(p []byte) (int, error) {
 	}
 	n, err := in.w.Write(p)
 	in.n += int64(n)
+	in.crc = crc32.Update(in.crc, castagnoli, p[:n])
 	if err != nil {
 		in.err = in.wrap("write", err)
 	}
@@ -201,6 +204,7 @@ func (in *Incoming) spill() error {
 	in.f = f
 	in.w = bufio.NewWriterSize(f, 64<<10)
 	_, err = in.w.Write(in.buf)
+	in.crc = crc32.Update(in.crc, castagnoli, in.buf)
 	in.buf = nil
 	if err != nil {
 		return in.wrap("write", err)
@@ -217,14 +221,17 @@ func (in *Incoming) wrap(op string, err error) error {
 
 // Commit makes the message durable and visible, in this order (RFC 5321
 // section 6.1: a 250 is a promise to deliver or report):
-//  1. for a spooled message: flush and fsync the spool file, close it, and
-//     fsync the spool directory so the file's name is durable too;
+//  1. for a spooled message: append the trailer (envelope, header block,
+//     CRC-32C of the data: the file describes itself, see recover.go),
+//     flush and fsync the spool file, close it, and fsync the spool
+//     directory so the file's name is durable too;
 //  2. commit the envelope, the schedule entry and (for an inline message)
 //     the body to bbolt, in a group commit shared with concurrent sessions,
 //     which fsyncs the database.
 //
 // Only after 2 is the message part of the queue; a crash before leaves at
-// most an orphan spool file that Open removes.
+// most a spool file without a record, which Open moves to orphaned/ (it
+// cannot tell it from a message whose record was lost).
 func (in *Incoming) Commit(ctx context.Context) error {
 	if in.done {
 		return fmt.Errorf("queue: commit %s: already finished", in.env.ID)
@@ -232,8 +239,18 @@ func (in *Incoming) Commit(ctx context.Context) error {
 	in.done = true
 	in.closeReaders()
 	err := in.err
+	in.env.Size = in.Size()
+	in.env.Inline = in.f == nil
 	if err == nil && in.f != nil {
-		if err = in.w.Flush(); err != nil {
+		// The trailer makes the file self-describing (recover.go).
+		in.env.Framed, in.env.SpoolData = true, in.n
+		if _, err = in.w.Write(encodeTrailer(&in.env, in.head, in.crc)); err != nil {
+			err = in.wrap("write", err)
+		}
+		if err == nil {
+			err = in.w.Flush()
+		}
+		if err != nil {
 			err = in.wrap("flush", err)
 		}
 		if err == nil {
@@ -251,8 +268,6 @@ func (in *Incoming) Commit(ctx context.Context) error {
 		}
 	}
 	if err == nil {
-		in.env.Size = in.Size()
-		in.env.Inline = in.f == nil
 		if err = in.q.insert(ctx, &in.env, in.head, in.buf); err != nil {
 			err = in.wrap("commit", err)
 		}
@@ -319,28 +334,6 @@ func (q *Queue) bodyPath(id string) string { return filepath.Join(q.spoolDir, id
 // concurrent sessions (see groupSync).
 func (q *Queue) syncSpoolDir() error { return q.dirSync.Sync() }
 
-// removeOrphans deletes spool files that have no queue record: messages
-// whose Commit did not complete before a crash (never acknowledged), and
-// leftovers of removed messages. It runs once at Open, before the scheduler.
-func (q *Queue) removeOrphans() (int, error) {
-	entries, err := os.ReadDir(q.spoolDir)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, e := range entries {
-		name := e.Name()
-		if validID(name) && q.exists(name) {
-			continue
-		}
-		if err := os.Remove(filepath.Join(q.spoolDir, name)); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
-}
-
 func (q *Queue) now() time.Time { return q.opts.Now() }
 
 // readHeaders reads the header section from r: everything up to and
@@ -392,8 +385,12 @@ func (q *Queue) openMessage(env *Envelope) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: message %s: %w", env.ID, err)
 	}
+	var data io.Reader = f
+	if env.Framed { // the trailer after the data is not part of the message
+		data = io.NewSectionReader(f, 0, env.SpoolData)
+	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(bytes.NewReader(head), f), f}, nil
+	}{io.MultiReader(bytes.NewReader(head), data), f}, nil
 }
