@@ -1,11 +1,13 @@
 package queue
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -158,22 +160,22 @@ func safely(fn func() error) (err error) {
 func openIndex(path string, opts *bolt.Options) (*bolt.DB, error) {
 	var db *bolt.DB
 	err := safely(func() error {
+		// bbolt walks the pages at open in a goroutine of its own, where
+		// a page beyond the end of the file is a fatal fault: check the
+		// length first.
+		if err := checkMeta(path); err != nil {
+			return err
+		}
 		var err error
 		if db, err = bolt.Open(path, 0o600, opts); err != nil {
 			return err
 		}
-		st, err := os.Stat(path)
-		if err != nil {
-			return err
-		}
+		// Touch every page of every bucket here, where a panic is
+		// recovered (tx.Check would run in a goroutine of its own).
 		return db.View(func(tx *bolt.Tx) error {
-			if tx.Size() > st.Size() {
-				return fmt.Errorf("file is %d bytes, its metadata says %d (truncated)", st.Size(), tx.Size())
-			}
-			for err := range tx.Check() {
-				return err // the first is enough to call it damaged
-			}
-			return nil
+			return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+				return b.ForEach(func(_, _ []byte) error { return nil })
+			})
 		})
 	})
 	if err != nil {
@@ -186,6 +188,52 @@ func openIndex(path string, opts *bolt.Options) (*bolt.DB, error) {
 		return nil, fmt.Errorf("%w (%s: %v)", ErrIndexDamaged, path, err)
 	}
 	return db, nil
+}
+
+// checkMeta reads bbolt's two meta pages (page size 4096) and checks that
+// the file holds every page the newer valid one says it has. A file whose
+// meta pages are both invalid is left to bbolt to refuse.
+func checkMeta(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // a new queue
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var best struct{ txid, pgid, psize uint64 }
+	found := false
+	for _, off := range []int64{0, 4096} {
+		b := make([]byte, 16+64)
+		if _, err := f.ReadAt(b, off); err != nil {
+			continue
+		}
+		m := b[16:]
+		if binary.LittleEndian.Uint32(m) != 0xED0CDAED {
+			continue
+		}
+		h := fnv.New64a()
+		h.Write(m[:56])
+		if h.Sum64() != binary.LittleEndian.Uint64(m[56:]) {
+			continue
+		}
+		txid, pgid, psize := binary.LittleEndian.Uint64(m[48:]), binary.LittleEndian.Uint64(m[40:]), uint64(binary.LittleEndian.Uint32(m[8:]))
+		if !found || txid > best.txid {
+			best.txid, best.pgid, best.psize, found = txid, pgid, psize, true
+		}
+	}
+	if !found {
+		return nil
+	}
+	if need := best.pgid * best.psize; need > uint64(st.Size()) {
+		return fmt.Errorf("file is %d bytes, its metadata says %d (truncated)", st.Size(), need)
+	}
+	return nil
 }
 
 // spoolNames lists the message files (valid queue IDs) in dir.
@@ -383,6 +431,17 @@ func Check(dir string, repair bool) (*Report, error) {
 		db.Close()
 		return rebuild(dir, rep)
 	}
+	_ = safely(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			if cb := tx.Bucket(bucketCorrupt); cb != nil {
+				return cb.ForEach(func(k, _ []byte) error {
+					rep.add(string(k), "record", "undecodable record kept in the corrupt bucket", "")
+					return nil
+				})
+			}
+			return nil
+		})
+	})
 	if repair && len(bad) > 0 {
 		err := db.Update(func(tx *bolt.Tx) error {
 			for i := range bad {
@@ -554,6 +613,23 @@ func salvage(src string, db *bolt.DB, rep *Report) {
 		}
 		read[b] = got
 	}
+	raw := false
+	if len(read["msgs"]) == 0 {
+		// bbolt cannot walk the file (meta or branch pages gone): read
+		// its leaf pages directly.
+		msgs, bodies, heads := scanLeaves(src)
+		read["msgs"], read["bodies"], read["heads"] = nil, nil, nil
+		for k, v := range msgs {
+			read["msgs"] = append(read["msgs"], kv{[]byte(k), v})
+		}
+		for k, v := range bodies {
+			read["bodies"] = append(read["bodies"], kv{[]byte(k), v})
+		}
+		for k, v := range heads {
+			read["heads"] = append(read["heads"], kv{[]byte(k), v})
+		}
+		raw = len(msgs) > 0
+	}
 	now := time.Now()
 	_ = db.Update(func(tx *bolt.Tx) error {
 		for _, e := range read["bodies"] {
@@ -577,6 +653,13 @@ func salvage(src string, db *bolt.DB, rep *Report) {
 				_ = cb.Put(e.k, e.v)
 				rep.add(env.ID, "record", "inline body lost with the index", "record moved to the corrupt bucket")
 				continue
+			}
+			if raw {
+				// A leaf page may be a freed old copy: the message may
+				// have been delivered since. Hold it for the operator.
+				env.Held, env.HoldReason = true, "salvaged from a damaged index: check, then `mxedge queue release`"
+				e.v, _ = encodeEnvelope(env)
+				rep.add(env.ID, "record", "salvaged from a raw page scan of the damaged index", "held for review")
 			}
 			_ = tx.Bucket(bucketMsgs).Put(e.k, e.v)
 			rep.Records++
@@ -716,4 +799,58 @@ func (q *Queue) Backup(w io.Writer) (int64, error) {
 		return n, fmt.Errorf("queue: backup: %w", err)
 	}
 	return n, nil
+}
+
+// scanLeaves reads bbolt leaf pages straight from the file at path (page
+// size 4096, as bbolt uses on Linux), without meta or branch pages, and
+// returns what looks like records (queue ID -> decodable envelope; of
+// several copies, the one with the most attempts), inline bodies (queue
+// ID -> data with an empty line) and header blocks (queue ID -> fields
+// only). Best effort, for an index bbolt cannot open.
+func scanLeaves(path string) (msgs, bodies, heads map[string][]byte) {
+	msgs, bodies, heads = map[string][]byte{}, map[string][]byte{}, map[string][]byte{}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	const pageSize, hdr, elem = 4096, 16, 16
+	attempts := map[string]int{}
+	for off := 0; off+pageSize <= len(data); off += pageSize {
+		p := data[off:]
+		if binary.LittleEndian.Uint16(p[8:]) != 0x02 { // leafPageFlag
+			continue
+		}
+		count := int(binary.LittleEndian.Uint16(p[10:]))
+		for i := 0; i < count; i++ {
+			e := hdr + i*elem
+			if e+elem > len(p) {
+				break
+			}
+			flags := binary.LittleEndian.Uint32(p[e:])
+			pos := int(binary.LittleEndian.Uint32(p[e+4:]))
+			ks := int(binary.LittleEndian.Uint32(p[e+8:]))
+			vs := int(binary.LittleEndian.Uint32(p[e+12:]))
+			start := e + pos
+			if flags != 0 || pos <= 0 || start+ks+vs > len(p) || start+ks+vs < start {
+				continue
+			}
+			k, v := string(p[start:start+ks]), p[start+ks:start+ks+vs]
+			if !validID(k) {
+				continue
+			}
+			if env, err := checkRecord([]byte(k), v); err == nil {
+				if a, seen := attempts[k]; !seen || env.Attempts > a {
+					attempts[k] = env.Attempts
+					msgs[k] = bytes.Clone(v)
+				}
+				continue
+			}
+			if bytes.Contains(v, []byte("\r\n\r\n")) {
+				bodies[k] = bytes.Clone(v)
+			} else if CheckFields(v) == nil && len(v) > 0 {
+				heads[k] = bytes.Clone(v)
+			}
+		}
+	}
+	return
 }
