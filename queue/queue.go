@@ -188,6 +188,13 @@ type Options struct {
 	// Signer is called once per message before its first delivery
 	// attempt (see Signer); nil: no signing.
 	Signer Signer
+	// Reserve: NewMessage and CheckSpace fail with ErrNoSpace while the
+	// queue directory's file system has fewer free bytes (for unprivileged
+	// users) than this; 0 = no check. Delivery is never affected.
+	Reserve int64
+	// FreeSpace returns the free bytes of the file system of dir; tests
+	// inject a full disk here [statfs(2), f_bavail x f_bsize].
+	FreeSpace func(dir string) (uint64, error)
 	// Recover: before opening, rebuild what the index lost from the spool
 	// files (Recover; serve -recover). Without it Open refuses an index
 	// that is missing or empty beside message files (ErrIndexMissing).
@@ -259,6 +266,9 @@ func Open(dir string, opts Options) (*Queue, error) {
 	}
 	if opts.InlineMax == 0 {
 		opts.InlineMax = 64 << 10
+	}
+	if opts.FreeSpace == nil {
+		opts.FreeSpace = freeSpace
 	}
 	if opts.CreateFile == nil {
 		opts.CreateFile = createFile

@@ -318,6 +318,9 @@ func (q *Queue) NewMessage(env Envelope) (*Incoming, error) {
 	if len(env.Rcpts) == 0 {
 		return nil, errors.New("queue: new message: no recipients")
 	}
+	if err := q.CheckSpace(); err != nil {
+		return nil, err
+	}
 	env.Arrival = q.now()
 	env.ID = q.ids.next(env.Arrival)
 	env.Size = 0
@@ -393,4 +396,30 @@ func (q *Queue) openMessage(env *Envelope) (io.ReadCloser, error) {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(head), data), f}, nil
+}
+
+// CheckSpace returns an error wrapping ErrNoSpace while the free space of
+// the queue's file system is below Options.Reserve (a listener calls it at
+// MAIL, NewMessage at DATA). A statfs failure is not a full disk: it is
+// reported as the error it is (a temporary local error to the client).
+func (q *Queue) CheckSpace() error {
+	if q.opts.Reserve <= 0 {
+		return nil
+	}
+	free, err := q.opts.FreeSpace(q.spoolDir)
+	if err != nil {
+		return fmt.Errorf("queue: free space of %s: %w", q.spoolDir, err)
+	}
+	if free < uint64(q.opts.Reserve) {
+		return fmt.Errorf("queue: %d bytes free in %s, reserve is %d: %w", free, q.spoolDir, q.opts.Reserve, ErrNoSpace)
+	}
+	return nil
+}
+
+func freeSpace(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
 }

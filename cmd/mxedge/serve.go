@@ -408,8 +408,18 @@ func queueOptions(cfg *config.Config, log *slog.Logger) queue.Options {
 		DelayWarning:   cfg.Queue.DelayWarning.D(),
 		Postmaster:     cfg.Queue.Postmaster,
 		Concurrency:    cfg.Queue.Concurrency,
+		Reserve:        freeSpaceReserve(cfg),
 		// DKIM signing ([[dkim_sign]]) is set by build once the keys are
 		// read; nil makes the hook a no-op.
 		Logger: log,
 	}
+}
+
+// freeSpaceReserve is [queue] free_space_reserve, by default 1.5 x the
+// message size limit.
+func freeSpaceReserve(cfg *config.Config) int64 {
+	if cfg.Queue.FreeSpaceReserve > 0 {
+		return int64(cfg.Queue.FreeSpaceReserve)
+	}
+	return int64(cfg.Limits.MessageSize) * 3 / 2
 }
