@@ -264,10 +264,9 @@ func (q *Queue) Delete(id string) error {
 // Bounce returns id to its sender now: every pending recipient fails with
 // 5.0.0 and a DSN goes out as for any permanent failure.
 func (q *Queue) Bounce(id string) error {
-	if q.isInflight(id) {
+	if !q.claim(id) { // keeps the scheduler away while we conclude
 		return fmt.Errorf("queue: bounce %s: %w", id, ErrInFlight)
 	}
-	q.setInflight(id, true) // keep the scheduler away while we conclude
 	env, err := q.Get(id)
 	if err != nil {
 		q.setInflight(id, false)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -255,4 +256,44 @@ func TestOpenKeepsOrphans(t *testing.T) {
 		t.Fatalf("recover: %+v %v", rep, err)
 	}
 	accounted(t, dir, rep, spooled, true)
+}
+
+// The scheduler's due list can predate the end of an attempt of the same
+// message (its read transaction began before the result was saved and the
+// in-flight mark cleared); such a stale entry must not start a second
+// attempt. And Bounce cannot take a message the scheduler just claimed.
+func TestStaleDueEntryStartsNoSecondAttempt(t *testing.T) {
+	q := openTest(t, t.TempDir(), Options{})
+	defer q.Close()
+	id := receive(t, q, "Subject: x\r\n\r\nhi\r\n", "a@x.test")
+	due, _, err := q.due(q.now(), 10)
+	if err != nil || len(due) != 1 || due[0].ID != id {
+		t.Fatalf("due: %v %v", due, err)
+	}
+	stale := due[0]
+	// An attempt of id runs and ends meanwhile: result saved, mark cleared.
+	if _, ok := q.claimDue(stale); !ok {
+		t.Fatal("first claim refused")
+	}
+	done := *stale
+	done.Attempts++
+	done.NextAttempt = q.now().Add(time.Hour)
+	if err := q.save(&done, stale.NextAttempt); err != nil {
+		t.Fatal(err)
+	}
+	q.setInflight(id, false)
+	if _, ok := q.claimDue(stale); ok {
+		t.Fatal("a stale due entry started a second attempt")
+	}
+	if q.isInflight(id) {
+		t.Fatal("refused claim left the message marked in flight")
+	}
+	// claimed by the scheduler: Bounce refuses
+	fresh, _ := q.Get(id)
+	if _, ok := q.claimDue(fresh); !ok {
+		t.Fatal("fresh claim refused")
+	}
+	if err := q.Bounce(id); !errors.Is(err, ErrInFlight) {
+		t.Fatalf("bounce of a claimed message: %v", err)
+	}
 }
