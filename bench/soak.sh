@@ -3,13 +3,13 @@
 # Mixed load (1 KiB to 5 MiB, bench/soakload) on the MX listener into a
 # recording backend that goes down for 30 s every 5 min; kill -9 of the
 # relay every KILL_EVERY minutes (default 6) with an immediate restart; one
-# disk-full episode at half time (the data dir is a 1 GiB tmpfs this script
+# disk-full episode at half time (the data dir is a 2 GiB tmpfs this script
 # mounts; a filler file takes the free space for 60 s). At the end every
 # accepted message is accounted for: accepted = delivered + bounced + still
 # queued (lost = the rest; duplicates counted: delivery is at least once,
 # the window is a kill between the backend's 250 and the result's commit),
 # and RSS, threads and open descriptors of mxedge over time with their
-# slope are printed. Needs root (mount). Environment: SOAK_SESSIONS (8),
+# slope are printed. Needs root (mount). Environment: SOAK_SESSIONS (4),
 # KILL_EVERY (minutes, 6), SOAK_TMP (/var/tmp), MXEDGE_ADDR (127.0.0.1:2701),
 # SINK_ADDR (127.0.0.1:2627).
 set -euo pipefail
@@ -31,7 +31,7 @@ trap cleanup EXIT
 export GOFLAGS=${GOFLAGS:--buildvcs=false}
 (cd "$root" && nice go build -o "$work/mxedge" ./cmd/mxedge && nice go build -o "$work/soakload" ./bench/soakload)
 mkdir -p "$data"
-if mount -t tmpfs -o size=1g,mode=0700 tmpfs "$data"; then mounted=1; else say "no tmpfs (not root?): disk-full episode skipped"; fi
+if mount -t tmpfs -o size=2g,mode=0700 tmpfs "$data"; then mounted=1; else say "no tmpfs (not root?): disk-full episode skipped"; fi
 chmod 0700 "$data"
 cat >"$work/mxedge.toml" <<TOML
 hostname = "relay.bench.test"
@@ -67,7 +67,7 @@ start_mx() {
 start_mx
 say "mxedge pid $mxpid on $mx_addr, data on $data; load for $mins min"
 "$work/soakload" -relay "$mx_addr" -sink "$sink_addr" -dur "${mins}m" -drain 4m \
-  -sessions "${SOAK_SESSIONS:-8}" -out "$work" >"$work/soakload.out" 2>"$work/soakload.log" &
+  -sessions "${SOAK_SESSIONS:-4}" -out "$work" >"$work/soakload.out" 2>"$work/soakload.log" &
 loadpid=$!
 t0=$(date +%s) kills=0 full_done=0 next_kill=$((t0 + kill_every * 60))
 printf '%8s %10s %8s %6s\n' "t(s)" "RSS(KiB)" "threads" "fds" >"$work/samples.txt"

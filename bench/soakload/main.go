@@ -230,6 +230,7 @@ func (s *sink) session(c net.Conn) {
 			reply("250-sink")
 			reply("250-PIPELINING")
 			reply("250-8BITMIME")
+			reply("250-SMTPUTF8")
 			reply("250 SIZE 100000000")
 		case strings.HasPrefix(cmd, "HELO"), strings.HasPrefix(cmd, "MAIL"), strings.HasPrefix(cmd, "RCPT"),
 			strings.HasPrefix(cmd, "RSET"), strings.HasPrefix(cmd, "NOOP"):
