@@ -149,9 +149,10 @@ type relay struct {
 // whatever was opened is closed.
 func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer, log *slog.Logger) (r *relay, err error) {
 	r = &relay{cfg: cfg, log: log, stdout: stdout, errc: make(chan error, len(cfg.Listeners)+1)}
+	built := r // "return nil, err" sets r to nil before this runs
 	defer func() {
 		if err != nil {
-			r.closeAll()
+			built.closeAll()
 		}
 	}()
 	if demo {
