@@ -10,13 +10,13 @@
 # the window is a kill between the backend's 250 and the result's commit),
 # and RSS, threads and open descriptors of mxedge over time with their
 # slope are printed. Needs root (mount). Environment: SOAK_SESSIONS (4),
-# KILL_EVERY (minutes, 6), SOAK_TMP (/var/tmp), MXEDGE_ADDR (127.0.0.1:2701),
-# SINK_ADDR (127.0.0.1:2627).
+# KILL_EVERY (minutes, 6), SOAK_TMP (/var/tmp), MXEDGE_ADDR (127.0.0.1:2702),
+# SINK_ADDR (127.0.0.1:2628).
 set -euo pipefail
 mins=${1:-20}
 kill_every=${KILL_EVERY:-6}
 root=$(cd "$(dirname "$0")/.." && pwd)
-mx_addr=${MXEDGE_ADDR:-127.0.0.1:2701} sink_addr=${SINK_ADDR:-127.0.0.1:2627}
+mx_addr=${MXEDGE_ADDR:-127.0.0.1:2702} sink_addr=${SINK_ADDR:-127.0.0.1:2628}
 work=$(mktemp -d "${SOAK_TMP:-/var/tmp}/mxedge-soak.XXXXXX")
 data=$work/data
 say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
