@@ -8,7 +8,8 @@
 # accepted message is accounted for: accepted = delivered + bounced + still
 # queued (lost = the rest; duplicates counted: delivery is at least once,
 # the window is a kill between the backend's 250 and the result's commit),
-# and RSS, threads and open descriptors of mxedge over time with their
+# and RSS, threads, open descriptors and goroutines (control socket GET
+# /runtime, curl) of mxedge over time with their
 # slope are printed. Needs root (mount). Environment: SOAK_SESSIONS (4),
 # KILL_EVERY (minutes, 6), SOAK_TMP (/var/tmp), MXEDGE_ADDR (127.0.0.1:2702),
 # SINK_ADDR (127.0.0.1:2628).
@@ -70,13 +71,14 @@ say "mxedge pid $mxpid on $mx_addr, data on $data; load for $mins min"
   -sessions "${SOAK_SESSIONS:-4}" -out "$work" >"$work/soakload.out" 2>"$work/soakload.log" &
 loadpid=$!
 t0=$(date +%s) kills=0 full_done=0 next_kill=$((t0 + kill_every * 60))
-printf '%8s %10s %8s %6s\n' "t(s)" "RSS(KiB)" "threads" "fds" >"$work/samples.txt"
+printf '%8s %10s %8s %6s %10s\n' "t(s)" "RSS(KiB)" "threads" "fds" "goroutines" >"$work/samples.txt"
 while kill -0 "$loadpid" 2>/dev/null; do
   now=$(date +%s) el=$((now - t0))
   if kill -0 "$mxpid" 2>/dev/null; then
     rss=$(awk '/^VmRSS/ {print $2}' /proc/$mxpid/status) thr=$(awk '/^Threads/ {print $2}' /proc/$mxpid/status)
     fds=$(ls /proc/$mxpid/fd | wc -l)
-    printf '%8d %10d %8d %6d\n' "$el" "$rss" "$thr" "$fds" >>"$work/samples.txt"
+    gor=$(curl -s --max-time 5 --unix-socket "$data/control.sock" http://mxedge/runtime | sed -n 's/.*"goroutines":\([0-9]*\).*/\1/p')
+    printf '%8d %10d %8d %6d %10s\n' "$el" "$rss" "$thr" "$fds" "${gor:--}" >>"$work/samples.txt"
   fi
   if [ $el -lt $((mins * 60)) ] && [ "$now" -ge "$next_kill" ]; then
     say "kill -9 mxedge"; kill -9 "$mxpid"; wait "$mxpid" 2>/dev/null || true
@@ -100,4 +102,4 @@ printf 'accepted %d = delivered %d + bounced %d + still queued %s; lost %d; dupl
 echo "refused while the disk was full (452): $(grep -c 'Insufficient system storage\|free_space' "$work/mxedge.log" || true) log lines"
 echo "== mxedge over time (per process lifetime; restarts reset RSS)"
 cat "$work/samples.txt"
-awk 'NR>1 {n++; x+=$1; y+=$2; xy+=$1*$2; xx+=$1*$1; f+=$4; ff+=$1*$4} END {d=n*xx-x*x; if (d>0) printf "slope: RSS %.1f KiB/min, fds %.2f/min (least squares over %d samples)\n", (n*xy-x*y)/d*60, (n*ff-x*f)/d*60, n}' "$work/samples.txt"
+awk 'NR>1 {n++; x+=$1; y+=$2; xy+=$1*$2; xx+=$1*$1; f+=$4; ff+=$1*$4; g+=$5; gg+=$1*$5} END {d=n*xx-x*x; if (d>0) printf "slope: RSS %.1f KiB/min, fds %.2f/min, goroutines %.2f/min (least squares over %d samples)\n", (n*xy-x*y)/d*60, (n*ff-x*f)/d*60, (n*gg-x*g)/d*60, n}' "$work/samples.txt"
