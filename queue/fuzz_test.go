@@ -1,10 +1,9 @@
 package queue
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/crc32"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -48,13 +47,8 @@ func FuzzSpoolTrailer(f *testing.F) {
 	binary.BigEndian.PutUint32(bad[len(bad)-8:], 1<<31)
 	f.Add(bad)
 	f.Add([]byte(trailerMagic + "\x00\x00\x00\x00\x00\x00\x00\x00"))
-	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p := filepath.Join(dir, "f")
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		tr, err := readTrailer(p, true)
+		tr, err := parseTrailer(bytes.NewReader(b), int64(len(b)), true)
 		if err != nil {
 			return
 		}

@@ -73,7 +73,11 @@ func readTrailer(path string, verifyData bool) (*spoolTrailer, error) {
 	if err != nil {
 		return nil, err
 	}
-	size := st.Size()
+	return parseTrailer(f, st.Size(), verifyData)
+}
+
+// parseTrailer is readTrailer over the size bytes of f.
+func parseTrailer(f io.ReaderAt, size int64, verifyData bool) (*spoolTrailer, error) {
 	if size < int64(trailerFooter) {
 		return nil, errors.New("no trailer (incomplete or written before trailers existed)")
 	}
