@@ -387,6 +387,10 @@ type Queue struct {
 	MaxBackoff Duration `toml:"max_backoff" json:"max_backoff"`
 	// Concurrency is the number of deliveries in flight at once.
 	Concurrency int `toml:"concurrency" json:"concurrency"`
+	// FreeSpaceReserve: new mail is refused (452 4.3.1 at MAIL and DATA)
+	// while the data directory has less free space than this; delivery
+	// goes on. 0: 1.5 x [limits] message_size (Postfix's rule).
+	FreeSpaceReserve Size `toml:"free_space_reserve" json:"free_space_reserve"`
 	// MaxLifetime: how long a message is retried before the remaining
 	// recipients are returned to the sender (Postfix
 	// maximal_queue_lifetime 5d; mxedge 3d, see shared/PRINCIPLES.md).

@@ -142,6 +142,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.srv.log.Info("session closed", "client_ip", s.pc.IP.String(), "reason", "session_messages", "count", s.messages)
 		return replyTooManyMessages
 	}
+	if sc, ok := s.srv.queue.(interface{ CheckSpace() error }); ok {
+		// Refuse before the client sends the data (free space reserve).
+		if err := sc.CheckSpace(); err != nil {
+			s.srv.log.Warn("mail refused", "client_ip", s.pc.IP.String(), "reason", "free_space", "err", err)
+			return dataReply(err) // 452 4.3.1, or 451 for a statfs failure
+		}
+	}
 	t := &policy.Txn{}
 	if opts != nil {
 		t.Mail = policy.MailParams{Size: opts.Size, Body: string(opts.Body), UTF8: opts.UTF8,
