@@ -78,6 +78,17 @@ type Config struct {
 	// mail of the listener kinds they name, in order. For the submission
 	// kinds they run after the queue, before the first delivery attempt.
 	Milters []Milter `toml:"milter" json:"milter"`
+
+	// Admin is the [admin] table: the operator's HTTP endpoint.
+	Admin Admin `toml:"admin" json:"admin"`
+}
+
+// Admin is the [admin] table.
+type Admin struct {
+	// HTTP is the "host:port" of /metrics (Prometheus) and /healthz;
+	// "" (the default): off. Bind it to a loopback or management
+	// address: it is not authenticated.
+	HTTP string `toml:"http" json:"http"`
 }
 
 // Milter is one [[milter]].

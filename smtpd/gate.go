@@ -102,6 +102,8 @@ func (g *gate) loop() {
 			g.refuse(nc, replySessionLimit)
 			continue
 		}
+		g.srv.counts.sessions.Add(1)
+		g.srv.counts.open.Add(1)
 		sc := g.wrap(nc)
 		go g.admit(sc)
 	}

@@ -110,6 +110,10 @@ func withSuppressed(attrs []any, suppressed int) []any {
 // rest (policy.Chain.Refusals).
 type gateCounts struct {
 	limit, pregreet atomic.Uint64
+	// The listener's traffic (Server.Counters).
+	open               atomic.Int64
+	sessions           atomic.Uint64
+	messages, msgBytes atomic.Uint64
 }
 
 func (s *Server) gateRefused(stage string) {
@@ -119,6 +123,23 @@ func (s *Server) gateRefused(stage string) {
 	case "pregreet":
 		s.counts.pregreet.Add(1)
 	}
+}
+
+// Counters are a listener's traffic since it started, read from live
+// counters (cheap enough for every metrics scrape).
+type Counters struct {
+	// Open sessions now, Sessions accepted since the start (past the
+	// session limit; refused at connect included).
+	Open     int64
+	Sessions uint64
+	// Messages committed to the queue (a 250 queued as), and their bytes.
+	Messages, Bytes uint64
+}
+
+// Counters returns the listener's traffic counters.
+func (s *Server) Counters() Counters {
+	return Counters{Open: s.counts.open.Load(), Sessions: s.counts.sessions.Load(),
+		Messages: s.counts.messages.Load(), Bytes: s.counts.msgBytes.Load()}
 }
 
 // Refusals returns the listener's refusals so far by stage: the gate's

@@ -109,6 +109,9 @@ func (c *sessConn) Close() error {
 		c.cancel()
 		c.pc.Close()
 		c.gate.sessions.Add(-1)
+		if c.gate.ready != nil { // counted by the gate's loop (not gateless)
+			c.gate.srv.counts.open.Add(-1)
+		}
 	})
 	return err
 }

@@ -435,6 +435,8 @@ func (s *session) Data(r io.Reader) error {
 		return s.fail(in.ID(), err, nil)
 	}
 	s.messages++
+	s.srv.counts.messages.Add(1)
+	s.srv.counts.msgBytes.Add(uint64(in.Size()))
 	return replyQueued(in.ID())
 }
 

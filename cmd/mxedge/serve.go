@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,11 +18,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/control"
 	"github.com/mxedge/mxedge/delivery"
 	"github.com/mxedge/mxedge/internal/certs"
 	"github.com/mxedge/mxedge/internal/localbackend"
+	"github.com/mxedge/mxedge/internal/metrics"
 	"github.com/mxedge/mxedge/internal/sdnotify"
 	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
@@ -118,6 +122,15 @@ type relay struct {
 	servers []*smtpd.Server
 	lns     []net.Listener
 	certs   []*certs.Store // of the listeners with TLS
+	// certNames are the listener names of certs.
+	certNames []string
+
+	// reg holds the metrics of every stage ([admin] http serves it).
+	reg     *prometheus.Registry
+	metrics *metrics.Metrics
+	health  health
+	httpSrv *http.Server // nil: [admin] http is off
+	httpLn  net.Listener
 
 	wg     sync.WaitGroup // listeners serving
 	errc   chan error     // a listener or the control socket failed
@@ -132,7 +145,10 @@ type relay struct {
 // listeners with their policy chains. Nothing is served yet. On error,
 // whatever was opened is closed.
 func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer, log *slog.Logger) (r *relay, err error) {
-	r = &relay{cfg: cfg, log: log, stdout: stdout, errc: make(chan error, len(cfg.Listeners)+1)}
+	r = &relay{cfg: cfg, log: log, stdout: stdout, errc: make(chan error, len(cfg.Listeners)+2)}
+	r.reg = prometheus.NewRegistry()
+	r.metrics = metrics.New(r.reg)
+	r.health.set("starting")
 	defer func() {
 		if err != nil {
 			r.closeAll()
@@ -166,6 +182,7 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		return nil, err
 	}
 	qo := queueOptions(cfg, log)
+	qo.Observer = r.metrics
 	if len(keys) > 0 {
 		qo.Signer = submission.NewSigner(keys)
 	}
@@ -243,6 +260,14 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		log.Info("listener", "listener", lc.Name, "kind", lc.Kind, "address", ln.Addr().String(), "max_sessions", lc.MaxSessions,
 			"chain", chainSummary(chain))
 	}
+	r.registerMetrics()
+	if r.httpSrv, r.httpLn, err = r.adminHTTP(); err != nil {
+		return nil, err
+	}
+	if r.httpLn != nil {
+		r.onClose(func() { r.httpLn.Close() })
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics, health on /healthz\n", r.httpLn.Addr())
+	}
 	return r, nil
 }
 
@@ -261,7 +286,7 @@ func (r *relay) listenerCerts(ctx context.Context, lc config.Listener) (*certs.S
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 	}
-	r.certs = append(r.certs, st)
+	r.certs, r.certNames = append(r.certs, st), append(r.certNames, lc.Name)
 	go st.Watch(ctx, certWatch)
 	return st, nil
 }
@@ -311,9 +336,21 @@ func (r *relay) run(ctx context.Context) error {
 			r.errc <- err
 		}
 	}()
+	if r.httpSrv != nil {
+		go func() {
+			if err := r.httpSrv.Serve(r.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				r.errc <- fmt.Errorf("admin.http: %w", err)
+			}
+		}()
+	}
 	qctx, qstop := context.WithCancel(context.Background())
 	r.qstop, r.qdone = qstop, make(chan error, 1)
-	go func() { r.qdone <- r.queue.Run(qctx, r.dl, r.cfg.Timeouts.Shutdown.D()) }()
+	go func() {
+		err := r.queue.Run(qctx, r.dl, r.cfg.Timeouts.Shutdown.D())
+		r.health.set(fmt.Sprintf("queue scheduler stopped: %v", err))
+		r.qdone <- err
+	}()
+	r.health.set("")
 	r.log.Info("mxedge started", "hostname", r.cfg.Hostname, "data_dir", r.cfg.DataDir)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -325,6 +362,7 @@ func (r *relay) run(ctx context.Context) error {
 			r.log.Info("shutting down")
 			return nil
 		case err := <-r.errc:
+			r.health.set(err.Error())
 			return err
 		case <-hup:
 			r.notify(sdnotify.Reloading())
@@ -346,6 +384,7 @@ func (r *relay) run(ctx context.Context) error {
 //     backend stops (closeAll, in reverse order of build).
 func (r *relay) shutdown() error {
 	r.notify("STOPPING=1\nSTATUS=draining sessions and deliveries")
+	r.health.set("shutting down")
 	t0 := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Shutdown.D())
 	defer cancel()
@@ -359,6 +398,9 @@ func (r *relay) shutdown() error {
 		if qerr := <-r.qdone; qerr != nil && !errors.Is(qerr, context.Canceled) {
 			err = qerr
 		}
+	}
+	if r.httpSrv != nil {
+		_ = r.httpSrv.Shutdown(sctx)
 	}
 	if cerr := r.ctl.Shutdown(sctx); cerr != nil {
 		r.log.Warn("admin requests cut at shutdown", "err", cerr)
