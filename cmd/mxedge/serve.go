@@ -197,7 +197,7 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	// The one DNS resolver ([dns]) of every stage that asks DNS, and the
 	// one outbound SMTP client layer: delivery (MX routing, MTA-STS,
 	// DANE), which verification probes use too.
-	res := newResolver(cfg)
+	res := newResolver(cfg, r.metrics)
 	if r.dl, err = newDeliverer(ctx, cfg, res, log); err != nil {
 		return nil, err
 	}

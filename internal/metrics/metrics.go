@@ -51,6 +51,8 @@ type Certs interface {
 type Metrics struct {
 	deliveries *prometheus.CounterVec
 	latency    prometheus.Histogram
+	dns        *prometheus.CounterVec
+	dnsLatency prometheus.Histogram
 }
 
 // DeliveryStatuses are the status label values of
@@ -71,12 +73,24 @@ func New(reg prometheus.Registerer) *Metrics {
 			// 100 ms (the backend next door) to 3 days (the queue lifetime).
 			Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 72 * 3600},
 		}),
+		dns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_dns_queries_total",
+			Help: "DNS exchanges with the configured servers, by result: ok (NOERROR, NXDOMAIN), rcode (SERVFAIL, REFUSED, ...), error (timeout, network).",
+		}, []string{"result"}),
+		dnsLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mxedge_dns_latency_seconds",
+			Help:    "Duration of DNS exchanges with one server.",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
+		}),
+	}
+	for _, r := range []string{"ok", "rcode", "error"} {
+		m.dns.WithLabelValues(r)
 	}
 	for _, s := range deliveryStatuses {
 		m.deliveries.WithLabelValues(s) // present at 0 from the start
 	}
 	m.deliveries.WithLabelValues("other")
-	reg.MustRegister(m.deliveries, m.latency,
+	reg.MustRegister(m.deliveries, m.latency, m.dns, m.dnsLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -94,6 +108,23 @@ func (m *Metrics) Delivered(status string, delay time.Duration) {
 	if status == "sent" {
 		m.latency.Observe(delay.Seconds())
 	}
+}
+
+// DNSExchanged implements resolver.Observer.
+func (m *Metrics) DNSExchanged(result string, took time.Duration) {
+	if result != "ok" && result != "rcode" {
+		result = "error"
+	}
+	m.dns.WithLabelValues(result).Inc()
+	m.dnsLatency.Observe(took.Seconds())
+}
+
+// DeadHops registers mxedge_dead_hops: the next hops marked dead now.
+func DeadHops(reg prometheus.Registerer, count func() int) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mxedge_dead_hops",
+		Help: "Next hops marked dead after connection failures (deliveries to them are deferred without a connection).",
+	}, func() float64 { return float64(count()) }))
 }
 
 // Listeners registers the families of the listeners, by name (the

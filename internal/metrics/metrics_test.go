@@ -39,7 +39,7 @@ var allowedLabels = map[string][]string{
 	"listener": nil, // configuration names
 	"check":    nil, // policy chain check names
 	"status":   {"sent", "deferred", "bounced", "other"},
-	"result":   {"hit", "miss", "exists", "unknown", "tempfail"},
+	"result":   {"hit", "miss", "exists", "unknown", "tempfail", "ok", "rcode", "error"},
 	"state":    {"exists", "unknown", "expired", "tempfail"},
 }
 
@@ -56,6 +56,9 @@ func TestCardinality(t *testing.T) {
 	for _, s := range []string{"sent", "sent", "deferred", "bounced", "alice@example.org", "4.2.2 mailbox full"} {
 		m.Delivered(s, 3*time.Second)
 	}
+	m.DNSExchanged("ok", time.Millisecond)
+	m.DNSExchanged("example.org SERVFAIL", time.Millisecond)
+	DeadHops(reg, func() int { return 3 })
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +91,10 @@ func TestCardinality(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]float64{
+		"mxedge_dns_queries_total,result=ok":                   1,
+		"mxedge_dns_queries_total,result=error":                1,
+		"mxedge_dns_latency_seconds":                           2,
+		"mxedge_dead_hops":                                     3,
 		"mxedge_deliveries_total,status=sent":                  2,
 		"mxedge_deliveries_total,status=other":                 2,
 		"mxedge_delivery_latency_seconds":                      2,
