@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxedge/mxedge/control"
 )
 
 // scrape reads http://addr/metrics into "name{labels}" -> value.
@@ -120,7 +123,14 @@ func TestMetricsScenario(t *testing.T) {
 		}
 	}
 
-	// Shutting down: /healthz says why before the port closes.
+	// The control socket gone (removed by a cleanup script): admin
+	// commands cannot reach the relay, and /healthz says so.
+	if err := os.Remove(control.SocketPath(filepath.Join(dir, "data"))); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := healthz(t, admin); code != 503 || !strings.HasPrefix(body, "control socket: ") {
+		t.Errorf("/healthz without the control socket = %d %q, want 503 control socket: ...", code, body)
+	}
 	code, err := r.stop(30 * time.Second)
 	if err != nil || code != 0 {
 		t.Fatalf("stop: %d %v", code, err)
