@@ -85,6 +85,11 @@ func (g *gate) loop() {
 			return
 		}
 		backoff = 0
+		if g.srv.draining.Load() {
+			g.srv.gateRefused("drain")
+			g.refuse(nc, replyDraining)
+			continue
+		}
 		if n := g.sessions.Add(1); n > int64(g.srv.o.MaxSessions) {
 			g.sessions.Add(-1)
 			g.srv.gateRefused("limit")

@@ -109,7 +109,7 @@ func withSuppressed(attrs []any, suppressed int) []any {
 // the session limit, "pregreet"), for the metrics; the chain counts the
 // rest (policy.Chain.Refusals).
 type gateCounts struct {
-	limit, pregreet atomic.Uint64
+	limit, pregreet, drain atomic.Uint64
 	// The listener's traffic (Server.Counters).
 	open               atomic.Int64
 	sessions           atomic.Uint64
@@ -122,6 +122,8 @@ func (s *Server) gateRefused(stage string) {
 		s.counts.limit.Add(1)
 	case "pregreet":
 		s.counts.pregreet.Add(1)
+	case "drain":
+		s.counts.drain.Add(1)
 	}
 }
 
@@ -149,5 +151,8 @@ func (s *Server) Refusals() map[string]uint64 {
 	out := s.chain.Refusals()
 	out["limit"] += s.counts.limit.Load()
 	out["pregreet"] += s.counts.pregreet.Load()
+	if n := s.counts.drain.Load(); n > 0 {
+		out["drain"] += n
+	}
 	return out
 }

@@ -110,7 +110,12 @@ func (c *sessConn) Close() error {
 		c.pc.Close()
 		c.gate.sessions.Add(-1)
 		if c.gate.ready != nil { // counted by the gate's loop (not gateless)
-			c.gate.srv.counts.open.Add(-1)
+			if c.gate.srv.counts.open.Add(-1) == 0 && c.gate.srv.draining.Load() {
+				select { // Shutdown waits for this
+				case c.gate.srv.idle <- struct{}{}:
+				default:
+				}
+			}
 		}
 	})
 	return err

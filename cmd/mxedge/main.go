@@ -34,12 +34,14 @@ const usage = `usage:
                                        configuration (defaults filled in); exit 1 on errors
   mxedge queue list [-sender A] [-recipient A] [-domain D] [-state S] [-json]
   mxedge queue show ID [-json]
-  mxedge queue flush [ID | -domain D | -sender A | -recipient A]
-  mxedge queue hold|release|delete|bounce ID
+  mxedge queue flush [IDS | -domain D | -sender A | -recipient A]
+  mxedge queue hold|release|delete|bounce IDS   IDS: queue IDs, ALL, or - (stdin)
   mxedge queue stats [-json]
   mxedge queue compact                 administer the queue of the running relay
                                        (compact: offline); all take -config FILE;
                                        "mxedge queue help" for details
+  mxedge drain [-off]                  MX listeners answer 421 4.3.2 to new connections
+                                       while the queue empties (maintenance); -off: accept
   mxedge verify show|probe|forget ADDR [-json]
   mxedge verify stats [-json]          recipient verification cache of the running relay;
                                        all take -config FILE; "mxedge verify help" for details
@@ -72,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDKIM(args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
+	case "drain":
+		return cmdDrain(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "mxedge", version())
 		return 0

@@ -260,6 +260,7 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		log.Info("listener", "listener", lc.Name, "kind", lc.Kind, "address", ln.Addr().String(), "max_sessions", lc.MaxSessions,
 			"chain", chainSummary(chain))
 	}
+	r.ctl.HandleDrain(r.mxServers())
 	r.registerMetrics()
 	if r.httpSrv, r.httpLn, err = r.adminHTTP(); err != nil {
 		return nil, err
@@ -388,6 +389,11 @@ func (r *relay) shutdown() error {
 	t0 := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Shutdown.D())
 	defer cancel()
+	// Every listener answers 421 to new connections first; then each
+	// waits for its sessions (in parallel: one deadline for all).
+	for _, s := range r.servers {
+		s.Drain(true)
+	}
 	for _, s := range r.servers {
 		_ = s.Shutdown(sctx)
 	}
