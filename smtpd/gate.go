@@ -126,7 +126,7 @@ func isTemporary(err error) bool {
 func (g *gate) admit(sc *sessConn) {
 	s := g.srv
 	pc := sc.pc
-	d := s.chain.Connect(sc.ctx, pc)
+	d := sc.chain.Connect(sc.ctx, pc)
 	s.logNotes(d.Logged, pc, "", "")
 	switch {
 	case d.Refused() && d.Disconnect:
@@ -182,7 +182,7 @@ func (g *gate) wrap(nc net.Conn) *sessConn {
 	if a, ok := nc.LocalAddr().(*net.TCPAddr); ok {
 		pc.Local = a.AddrPort()
 	}
-	sc := &sessConn{Conn: nc, gate: g, dataTimeout: o.DataTimeout, pc: pc, start: o.Now()}
+	sc := &sessConn{Conn: nc, gate: g, dataTimeout: o.DataTimeout, pc: pc, start: o.Now(), chain: g.srv.chain.Load()}
 	if o.SessionTime > 0 {
 		sc.end = time.Now().Add(o.SessionTime)
 	}

@@ -148,7 +148,12 @@ func (s *Server) Counters() Counters {
 // ("limit" for the session limit, "pregreet") added to the chain's by
 // check name ("limit" for the per-client limits, "iprev", "dnsbl", ...).
 func (s *Server) Refusals() map[string]uint64 {
-	out := s.chain.Refusals()
+	out := s.chain.Load().Refusals()
+	s.retiredMu.Lock()
+	for k, n := range s.retired {
+		out[k] += n
+	}
+	s.retiredMu.Unlock()
 	out["limit"] += s.counts.limit.Load()
 	out["pregreet"] += s.counts.pregreet.Load()
 	if n := s.counts.drain.Load(); n > 0 {

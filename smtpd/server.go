@@ -83,6 +83,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -256,15 +257,19 @@ type Authenticator interface {
 
 // Server is one SMTP listener, of any kind.
 type Server struct {
-	o        Options
-	queue    Queue
-	chain    *policy.Chain
-	log      *slog.Logger
-	smtp     *smtp.Server
-	gate     *gate
-	pregreet *pregreet
-	refusals *refusalLog
-	counts   gateCounts
+	o     Options
+	queue Queue
+	// chain is the policy chain new sessions take (SetChain swaps it
+	// live); retired counts the refusals of chains swapped out.
+	chain     atomic.Pointer[policy.Chain]
+	retiredMu sync.Mutex
+	retired   map[string]uint64
+	log       *slog.Logger
+	smtp      *smtp.Server
+	gate      *gate
+	pregreet  *pregreet
+	refusals  *refusalLog
+	counts    gateCounts
 	// draining: new connections get 421 4.3.2 (Drain); idle gets a
 	// signal when the last open session closes while draining.
 	draining atomic.Bool
@@ -279,7 +284,9 @@ func New(o Options, q Queue, chain *policy.Chain) *Server {
 	if chain == nil {
 		chain = &policy.Chain{}
 	}
-	s := &Server{o: o, queue: q, chain: chain, log: o.Logger.With("listener", o.Name), idle: make(chan struct{}, 1)}
+	s := &Server{o: o, queue: q, log: o.Logger.With("listener", o.Name), idle: make(chan struct{}, 1),
+		retired: map[string]uint64{}}
+	s.chain.Store(chain)
 	s.pregreet, s.refusals = newPregreet(s), newRefusalLog(s)
 	srv := smtp.NewServer(s)
 	srv.Addr = o.Address
@@ -303,7 +310,22 @@ func New(o Options, q Queue, chain *policy.Chain) *Server {
 }
 
 // Chain is the listener's policy chain.
-func (s *Server) Chain() *policy.Chain { return s.chain }
+func (s *Server) Chain() *policy.Chain { return s.chain.Load() }
+
+// SetChain makes ch the chain of the sessions that start from now on (a
+// configuration reload); sessions in flight finish with the chain they
+// started with. Refusal counts go on (Refusals adds the old chain's).
+func (s *Server) SetChain(ch *policy.Chain) {
+	if ch == nil {
+		ch = &policy.Chain{}
+	}
+	old := s.chain.Swap(ch)
+	s.retiredMu.Lock()
+	defer s.retiredMu.Unlock()
+	for k, n := range old.Refusals() {
+		s.retired[k] += n
+	}
+}
 
 // Serve accepts connections on ln until Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {

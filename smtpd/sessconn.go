@@ -32,8 +32,9 @@ type sessConn struct {
 	inData      atomic.Bool
 
 	pc    *policy.Conn
-	start time.Time // by Options.Now
-	end   time.Time // real time the session must end by; zero: never
+	chain *policy.Chain // the listener's chain when the session started
+	start time.Time     // by Options.Now
+	end   time.Time     // real time the session must end by; zero: never
 
 	// ctx lives as long as the connection: the connect checks' lookups
 	// and the reverse lookup run under it.

@@ -60,3 +60,31 @@ func (r *relay) mxServers() mxDrainer {
 	}
 	return d
 }
+
+// cmdReload is "mxedge reload": the running relay re-reads its
+// configuration (as SIGHUP does) and says what it applied and what needs
+// a restart; an invalid file is reported (file:line) and changes nothing.
+func cmdReload(args []string, stdout, stderr io.Writer) int {
+	c := newAdminCmd("reload", "", "", stdout, stderr)
+	if _, ok := c.parse(args, 0, 0); !ok {
+		return 2
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	res, err := cl.Reload(context.Background())
+	if err != nil {
+		return c.fail(err)
+	}
+	if *c.json {
+		return c.printJSON(res)
+	}
+	for _, a := range res.Applied {
+		fmt.Fprintln(stdout, "applied:", a)
+	}
+	for _, a := range res.Restart {
+		fmt.Fprintln(stdout, "needs a restart:", a)
+	}
+	return 0
+}

@@ -40,6 +40,8 @@ const usage = `usage:
   mxedge queue compact                 administer the queue of the running relay
                                        (compact: offline); all take -config FILE;
                                        "mxedge queue help" for details
+  mxedge reload                        re-read the configuration (as SIGHUP): policy
+                                       chains and certificates live, the rest reported
   mxedge drain [-off]                  MX listeners answer 421 4.3.2 to new connections
                                        while the queue empties (maintenance); -off: accept
   mxedge verify show|probe|forget ADDR [-json]
@@ -76,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdConfig(args[1:], stdout, stderr)
 	case "drain":
 		return cmdDrain(args[1:], stdout, stderr)
+	case "reload":
+		return cmdReload(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "mxedge", version())
 		return 0

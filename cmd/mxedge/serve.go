@@ -29,6 +29,7 @@ import (
 	"github.com/mxedge/mxedge/internal/sdnotify"
 	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
+	"github.com/mxedge/mxedge/resolver"
 	"github.com/mxedge/mxedge/smtpd"
 	"github.com/mxedge/mxedge/submission"
 	"github.com/mxedge/mxedge/verifycache"
@@ -91,7 +92,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	fmt.Fprintf(stdout, "mxedge %s, configuration: %s\n", version(), from)
 	log.Info("file descriptors", "rlimit_nofile", nofile)
-	if err := serve(ctx, cfg, from == demoSource, stdout, log); err != nil {
+	if err := serve(ctx, cfg, *path, from == demoSource, stdout, log); err != nil {
 		log.Error("mxedge stopped", "err", err)
 		return 1
 	}
@@ -100,11 +101,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 
 // serve runs the relay until ctx is cancelled or a listener fails: build,
 // run, shutdown.
-func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, path string, demo bool, stdout io.Writer, log *slog.Logger) error {
 	r, err := build(ctx, cfg, demo, stdout, log)
 	if err != nil {
 		return err
 	}
+	r.path, r.demo = path, demo
 	runErr := r.run(ctx)
 	return errors.Join(runErr, r.shutdown())
 }
@@ -112,6 +114,11 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 // relay is a built relay: every stage, and what runs them.
 type relay struct {
 	cfg     *config.Config
+	path    string // the -config argument, for reload
+	demo    bool
+	res     *resolver.Resolver
+	sub     *submissionParts
+	reloads sync.Mutex // one reload at a time
 	log     *slog.Logger
 	stdout  io.Writer
 	queue   *queue.Queue
@@ -198,6 +205,7 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	// one outbound SMTP client layer: delivery (MX routing, MTA-STS,
 	// DANE), which verification probes use too.
 	res := newResolver(cfg, r.metrics)
+	r.res = res
 	if r.dl, err = newDeliverer(ctx, cfg, res, log); err != nil {
 		return nil, err
 	}
@@ -229,6 +237,7 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		r.onClose(closeSub)
 		r.ctl.HandleUsage(sub.store)
 	}
+	r.sub = sub
 
 	for _, lc := range cfg.Listeners {
 		chain, err := chainFor(cfg, lc, r.ver, res, sub, log)
@@ -261,6 +270,7 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 			"chain", chainSummary(chain))
 	}
 	r.ctl.HandleDrain(r.mxServers())
+	r.ctl.HandleReload(r.reloadConfig)
 	r.registerMetrics()
 	if r.httpSrv, r.httpLn, err = r.adminHTTP(); err != nil {
 		return nil, err
@@ -292,10 +302,10 @@ func (r *relay) listenerCerts(ctx context.Context, lc config.Listener) (*certs.S
 	return st, nil
 }
 
-// reload is SIGHUP: the listeners' certificates are read again (a broken
-// new pair keeps the old one).
-func (r *relay) reload() {
-	r.log.Info("SIGHUP: reloading TLS certificates", "listeners_with_tls", len(r.certs))
+// reloadCerts reads the listeners' certificates again (a broken new
+// pair keeps the old one).
+func (r *relay) reloadCerts() {
+	r.log.Info("reloading TLS certificates", "listeners_with_tls", len(r.certs))
 	for _, st := range r.certs {
 		_ = st.Reload()
 	}
@@ -367,7 +377,9 @@ func (r *relay) run(ctx context.Context) error {
 			return err
 		case <-hup:
 			r.notify(sdnotify.Reloading())
-			r.reload()
+			if _, err := r.reloadConfig(ctx); err != nil {
+				r.log.Error("SIGHUP: configuration not reloaded, the old one stays", "err", err)
+			}
 			r.notify("READY=1\nSTATUS=accepting mail")
 		}
 	}
