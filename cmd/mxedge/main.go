@@ -40,6 +40,9 @@ const usage = `usage:
   mxedge queue compact                 administer the queue of the running relay
                                        (compact: offline); all take -config FILE;
                                        "mxedge queue help" for details
+  mxedge doctor [-json] [-ip A] [-partner H]
+                                       deliverability checks of the hostname and relay
+                                       domains (DNS via [dns]): ✓/✗ with the record to publish
   mxedge reload                        re-read the configuration (as SIGHUP): policy
                                        chains and certificates live, the rest reported
   mxedge drain [-off]                  MX listeners answer 421 4.3.2 to new connections
@@ -78,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdConfig(args[1:], stdout, stderr)
 	case "drain":
 		return cmdDrain(args[1:], stdout, stderr)
+	case "doctor":
+		return cmdDoctor(args[1:], stdout, stderr)
 	case "reload":
 		return cmdReload(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
