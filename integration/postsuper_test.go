@@ -75,6 +75,12 @@ func TestQueueActionsTakeSeveralIDs(t *testing.T) {
 		t.Errorf("held after releasing two: %+v, want only %s", held, ids[2])
 	}
 
+	// postcat: the message as it will be delivered.
+	body := mustMxedge(t, "queue", "show", "-body", ids[1], "-config", cfg)
+	if !strings.HasPrefix(body, "Received: from client.src.test") || !strings.Contains(body, "Subject: m1\r\n\r\nadmin test body\r\n") {
+		t.Errorf("queue show -body:\n%q", body)
+	}
+
 	out = mustMxedge(t, "queue", "delete", ids[0], ids[2], "-config", cfg)
 	if out != ids[0]+": deleted\n"+ids[2]+": deleted\n" {
 		t.Errorf("queue delete two IDs: %q", out)

@@ -23,6 +23,7 @@ const queueUsage = `usage:
                                         list queued messages, oldest first (like mailq);
                                         -state active|hold|deferred|incoming, -sender '<>'
   mxedge queue show ID [-json]          one message: envelope, origin, state, headers
+  mxedge queue show -body ID            the message as it will be delivered (like postcat)
   mxedge queue flush [IDS | -domain D | -sender A | -recipient A]
                                         attempt delivery now (no argument: every message)
   mxedge queue hold IDS                 stop delivery attempts until released
@@ -182,7 +183,13 @@ func nextAttempt(m *control.Message, now time.Time) string {
 }
 
 func queueShow(args []string, stdout, stderr io.Writer) int {
-	c := newAdminCmd("queue", "show", "ID [-json]", stdout, stderr)
+	c := newAdminCmd("queue", "show", "ID [-json] [-body]", stdout, stderr)
+	c.fs.Bool("body", false, "print the message as it will be delivered (headers and body), like postcat")
+	for _, a := range args {
+		if a == "-body" || a == "--body" {
+			return queueShowBody(c, args)
+		}
+	}
 	m, code, done := fetch(c, args, 1, func(ctx context.Context, cl *control.Client, pos []string) (*control.Message, error) {
 		return cl.Show(ctx, pos[0])
 	})
@@ -191,6 +198,26 @@ func queueShow(args []string, stdout, stderr io.Writer) int {
 	}
 	w := bufio.NewWriter(stdout)
 	writeShow(w, m, time.Now())
+	if err := w.Flush(); err != nil {
+		return c.fail(err)
+	}
+	return 0
+}
+
+// queueShowBody is "queue show -body ID": the message's bytes.
+func queueShowBody(c *adminCmd, args []string) int {
+	pos, ok := c.parse(args, 1, 1)
+	if !ok {
+		return 2
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	w := bufio.NewWriter(c.stdout)
+	if err := cl.Body(context.Background(), pos[0], w); err != nil {
+		return c.fail(err)
+	}
 	if err := w.Flush(); err != nil {
 		return c.fail(err)
 	}

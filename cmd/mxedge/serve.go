@@ -219,6 +219,7 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	// that "mxedge queue ..." works once the "listener on" lines are out.
 	r.ctl = control.New(r.queue, log)
 	r.ctl.HandleVerify(r.ver)
+	r.ctl.HandleBody(r.queue)
 	ctlPath := control.SocketPath(cfg.DataDir)
 	if r.ctlLn, err = r.ctl.Listen(ctlPath); err != nil {
 		return nil, err
