@@ -116,14 +116,19 @@ func (c *Config) WriteTOML(w io.Writer) error {
 // is a default.
 func keyLines(data []byte, keys map[int]string) func(msg string) string {
 	ls := lineStarts(data)
+	// Keys compare without quotes and case: messages name domains in
+	// normal form ("example.org"), quoted; the file may say "Example.ORG".
+	norm := func(k string) string { return strings.ToLower(strings.ReplaceAll(k, `"`, "")) }
 	pos := make(map[string]int, len(keys))
 	for off, k := range keys {
+		k = norm(k)
 		if old, ok := pos[k]; !ok || off < old {
 			pos[k] = off
 		}
 	}
 	return func(msg string) string {
 		key, _, _ := strings.Cut(msg, " ")
+		key = norm(strings.TrimSuffix(key, ":"))
 		for key != "" {
 			if off, ok := pos[key]; ok {
 				line, col := ls.position(off)

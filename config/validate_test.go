@@ -185,7 +185,7 @@ concurrency = 0
 		`mxedge.toml:3:1: relay_domains[1] "exa mple.org": not a valid domain name: label "exa mple" contains " "; only letters, digits and hyphens are allowed`,
 		`mxedge.toml:3:1: relay_domains[2] "example.org": listed twice (see relay_domains[0])`,
 		`mxedge.toml: relay domain "nohop.example": no route; add routes."nohop.example" = "host:port" (its MX points at this relay: delivery by MX would loop)`,
-		`mxedge.toml:4:2: routes."example.org" = "10.0.0.25": not "host:port" or "[host]:port": missing port in address`,
+		`mxedge.toml:5:1: routes."example.org" = "10.0.0.25": not "host:port" or "[host]:port": missing port in address`,
 		`mxedge.toml:13:1: limits.message_size 0: must be greater than 0`,
 		`mxedge.toml:14:1: limits.recipients 0: must be at least 1`,
 		`mxedge.toml:16:1: timeouts.connect "-1s": must be greater than 0`,
