@@ -38,8 +38,9 @@ type Config struct {
 	CaseSensitiveDomains []string `toml:"case_sensitive_domains" json:"case_sensitive_domains"`
 	// Routes maps a domain (same normal form as RelayDomains) to a next hop
 	// "host:port" used as is, without MX lookup (Postfix transport_maps
-	// with smtp:[host]:port). Every relay domain needs a route until MX
-	// routing exists.
+	// with smtp:[host]:port), or an LMTP next hop "lmtp:host:port" or
+	// "lmtp:unix:/path" (RFC 2033). Every relay domain needs a route until
+	// MX routing exists.
 	Routes map[string]string `toml:"routes" json:"routes"`
 
 	Limits   Limits   `toml:"limits" json:"limits"`
@@ -75,12 +76,32 @@ type Config struct {
 	// with the keys of their From: domain, after the queue.
 	DKIMSign []DKIMSign `toml:"dkim_sign" json:"dkim_sign"`
 	// Milters are mail filters (rspamd, clamav-milter) asked about the
-	// mail of the listener kinds they name, in order. For the submission
-	// kinds they run after the queue, before the first delivery attempt.
+	// mail of the listener kinds they name, in order. For "mx" they run
+	// in the session, after DATA and before the reply (policy.Milter:
+	// nothing refused is queued); for the submission kinds after the
+	// queue, before the first delivery attempt (submission.Milter).
 	Milters []Milter `toml:"milter" json:"milter"`
+	// Greylist is greylisting on the MX listeners (off by default).
+	Greylist Greylist `toml:"greylist" json:"greylist"`
 
 	// Admin is the [admin] table: the operator's HTTP endpoint.
 	Admin Admin `toml:"admin" json:"admin"`
+}
+
+// Greylist is the [greylist] table (package greylist).
+type Greylist struct {
+	// Enabled turns greylisting on for every MX listener [false].
+	Enabled bool `toml:"enabled" json:"enabled"`
+	// Delay before a retry of a new triplet is accepted [5m].
+	Delay Duration `toml:"delay" json:"delay"`
+	// RetryWindow after Delay in which the retry must come [1d].
+	RetryWindow Duration `toml:"retry_window" json:"retry_window"`
+	// PassTTL: how long a passed triplet (and an allowlisted client
+	// network) is remembered after its last use [36d].
+	PassTTL Duration `toml:"pass_ttl" json:"pass_ttl"`
+	// AutoAllowlist: passed triplets after which a client network is no
+	// longer greylisted [5]; 0: never.
+	AutoAllowlist int `toml:"auto_allowlist" json:"auto_allowlist"`
 }
 
 // Admin is the [admin] table.
@@ -191,8 +212,10 @@ type Verify struct {
 	// IP within DictionaryWindow, that client triggers no more probes and
 	// every refusal to it is delayed by DictionaryDelay.
 	DictionaryLimit int `toml:"dictionary_limit" json:"dictionary_limit"`
-	// DictionaryDisconnect: at this many, the client is disconnected with
-	// 421, and stays refused for the rest of the window.
+	// DictionaryDisconnect: at this many, the rest of the client's
+	// transaction is deferred (450 4.7.1), its session ends with 421
+	// after the transaction, and it stays refused for the rest of the
+	// window (except known addresses).
 	DictionaryDisconnect int `toml:"dictionary_disconnect" json:"dictionary_disconnect"`
 	// DictionaryWindow: the counting period per client IP.
 	DictionaryWindow Duration `toml:"dictionary_window" json:"dictionary_window"`

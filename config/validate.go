@@ -109,7 +109,7 @@ func (c *Config) problems() []error {
 			}
 			add("%s: %v", key, err)
 		}
-		if _, err := checkAddress(c.Routes[d], true); err != nil {
+		if err := checkRoute(c.Routes[d]); err != nil {
 			add("%s = %q: %v", key, c.Routes[d], err)
 		}
 	}
@@ -439,6 +439,26 @@ func checkNormalDomain(s string) error {
 // checkAddress checks "host:port" or "[host]:port": port numeric 1..65535,
 // host an IP address or a host name, empty only when !hostRequired (all
 // addresses). It returns a canonical form for finding duplicates.
+// checkRoute checks a [routes] next hop: "host:port" (SMTP), or an LMTP
+// next hop (RFC 2033) "lmtp:host:port" or "lmtp:unix:/path/to/socket".
+func checkRoute(s string) error {
+	rest, lmtp := strings.CutPrefix(s, "lmtp:")
+	if !lmtp {
+		_, err := checkAddress(s, true)
+		return err
+	}
+	if p, ok := strings.CutPrefix(rest, "unix:"); ok {
+		if !strings.HasPrefix(p, "/") {
+			return errors.New(`lmtp:unix: needs an absolute socket path ("lmtp:unix:/run/dovecot/lmtp")`)
+		}
+		return nil
+	}
+	if _, err := checkAddress(rest, true); err != nil {
+		return fmt.Errorf("lmtp: %w", err)
+	}
+	return nil
+}
+
 func checkAddress(s string, hostRequired bool) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
@@ -538,6 +558,19 @@ func (c *Config) submissionProblems() []error {
 			add("%s %d: must be 0 (no limit) or positive", v.key, v.n)
 		}
 	}
+	if g := c.Greylist; g.Enabled {
+		for _, d := range []struct {
+			k string
+			v Duration
+		}{{"delay", g.Delay}, {"retry_window", g.RetryWindow}, {"pass_ttl", g.PassTTL}} {
+			if d.v <= 0 {
+				add("greylist.%s %q: must be greater than 0", d.k, d.v)
+			}
+		}
+	}
+	if c.Greylist.AutoAllowlist < 0 {
+		add("greylist.auto_allowlist %d: must be 0 (never) or positive", c.Greylist.AutoAllowlist)
+	}
 	for i, m := range c.Milters {
 		key := fmt.Sprintf("milter[%d]", i)
 		if !milterAddress(m.Address) {
@@ -548,11 +581,9 @@ func (c *Config) submissionProblems() []error {
 		}
 		for _, k := range m.Kinds {
 			switch k {
-			case KindSubmission, KindSubmissions:
-			case KindMX:
-				add(`%s.kinds: "mx" is not supported by this version (milters run after the queue, for submitted mail only)`, key)
+			case KindMX, KindSubmission, KindSubmissions:
 			default:
-				add(`%s.kinds: %q is not a listener kind ("submission", "submissions")`, key, k)
+				add(`%s.kinds: %q is not a listener kind ("mx", "submission", "submissions")`, key, k)
 			}
 		}
 		for _, d := range []struct {

@@ -56,9 +56,9 @@ func TestValidate(t *testing.T) {
 		{"milter address", func(c *Config) {
 			c.Milters = []Milter{{Name: "m", Address: "127.0.0.1:11332", Kinds: []string{"submission"}, ConnectTimeout: 1, CommandTimeout: 1, ContentTimeout: 1, DefaultAction: "tempfail"}}
 		}, `milter[0].address "127.0.0.1:11332": must be "inet:host:port", "inet6:[addr]:port" or "unix:/path"`},
-		{"milter on mx", func(c *Config) {
-			c.Milters = []Milter{{Name: "m", Address: "unix:/run/m.sock", Kinds: []string{"mx"}, ConnectTimeout: 1, CommandTimeout: 1, ContentTimeout: 1, DefaultAction: "tempfail"}}
-		}, `milter[0].kinds: "mx" is not supported by this version (milters run after the queue, for submitted mail only)`},
+		{"milter kind", func(c *Config) {
+			c.Milters = []Milter{{Name: "m", Address: "unix:/run/m.sock", Kinds: []string{"mx", "smtp"}, ConnectTimeout: 1, CommandTimeout: 1, ContentTimeout: 1, DefaultAction: "tempfail"}}
+		}, `milter[0].kinds: "smtp" is not a listener kind ("mx", "submission", "submissions")`},
 		{"milter action", func(c *Config) {
 			c.Milters = []Milter{{Name: "m", Address: "unix:/run/m.sock", Kinds: []string{"submission"}, ConnectTimeout: 1, CommandTimeout: 1, ContentTimeout: 1, DefaultAction: "discard"}}
 		}, `milter[0].default_action "discard": must be "tempfail", "accept" or "reject"`},
@@ -107,6 +107,10 @@ func TestValidate(t *testing.T) {
 		{"route key not normal", func(c *Config) { c.Routes["Other.test"] = "10.0.0.1:25" }, `routes."Other.test": must be written as "other.test"`},
 		{"route key twice", func(c *Config) { c.Routes["EXAMPLE.test"] = "10.0.0.1:25" }, `routes."EXAMPLE.test": same domain as routes."example.test"`},
 		{"route no port", func(c *Config) { c.Routes["example.test"] = "10.0.0.1" }, `routes."example.test" = "10.0.0.1": not "host:port" or "[host]:port": missing port in address`},
+		{"route lmtp tcp", func(c *Config) { c.Routes["example.test"] = "lmtp:10.0.0.1:24" }, ""},
+		{"route lmtp unix", func(c *Config) { c.Routes["example.test"] = "lmtp:unix:/run/dovecot/lmtp" }, ""},
+		{"route lmtp unix relative", func(c *Config) { c.Routes["example.test"] = "lmtp:unix:dovecot/lmtp" }, `routes."example.test" = "lmtp:unix:dovecot/lmtp": lmtp:unix: needs an absolute socket path`},
+		{"route lmtp no port", func(c *Config) { c.Routes["example.test"] = "lmtp:10.0.0.1" }, `routes."example.test" = "lmtp:10.0.0.1": lmtp: not "host:port"`},
 		{"route port 0", func(c *Config) { c.Routes["example.test"] = "[10.0.0.1]:0" }, `routes."example.test" = "[10.0.0.1]:0": port "0": must be a number from 1 to 65535`},
 		{"route no host", func(c *Config) { c.Routes["example.test"] = ":25" }, `routes."example.test" = ":25": host is empty`},
 		{"route bad host", func(c *Config) { c.Routes["example.test"] = "[mx_1.example.test]:25" }, `host "mx_1.example.test": neither an IP address nor a host name`},

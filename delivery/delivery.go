@@ -15,14 +15,23 @@
 //
 // Per destination it runs transactions of at most
 // max_rcpts_per_transaction recipients (RFC 5321 section 3.3): MAIL FROM
-// (SIZE; BODY=8BITMIME; SMTPUTF8), one RCPT per recipient, DATA. Results
+// (SIZE; BODY as received, 8BITMIME or 7BIT, RFC 6152; SMTPUTF8; RET and
+// ENVID), one RCPT per recipient (NOTIFY and ORCPT), DATA (params.go).
+// The DSN parameters (RFC 3461) go only to a next hop that announces DSN;
+// the results say whether they did (queue.Result.DSNPassed), so that the
+// queue sends a "relayed" report only where the next hop cannot. Results
 // are per recipient: a 5xx to one RCPT fails only that recipient, a 4xx
 // defers it, and the reply to the final "." applies to every recipient
-// the next hop accepted. Connection failures, timeouts and greeting/EHLO
+// the next hop accepted. Recipients refused as too many (452 4.5.3, RFC
+// 5321 section 4.5.3.1.10) go in the next transaction at once, on the
+// same connection, and the destination's limit is remembered for later
+// messages (rcptlimit.go). Connection failures, timeouts and greeting/EHLO
 // failures at every address defer all recipients. A message that needs
-// SMTPUTF8 or 8BITMIME is returned (5.6.7, 5.6.3) by a next hop without
-// it: no downgrade. go-smtp's SendMail is not used because it aborts the
-// whole transaction on the first RCPT error.
+// SMTPUTF8 (a UTF-8 sender, recipient or header field) or 8BITMIME is
+// returned (5.6.7, 5.6.3) by a next hop without it: no downgrade; one
+// that only announced SMTPUTF8 is sent without it (utf8.go). go-smtp's
+// SendMail is not used because it aborts the whole transaction on the
+// first RCPT error.
 //
 // TLS (tlspolicy.go, starttls.go): STARTTLS per policy ("none", "may",
 // "encrypt", "verify", "dane"; default and per domain in config), raised
@@ -44,7 +53,10 @@
 // idleTime unused, reuseTime old and reuseCount transactions; a session
 // made under a strict TLS plan is reused only under the same plan. A
 // cached connection that turns out to be closed is replaced by a new one
-// once, and only before anything was accepted on it.
+// once, and only before anything was accepted on it. Reuse starts with
+// RSET and no new EHLO; a connection carries at most 5 verification
+// probes (Dial), under servers' limits on commands without mail (Exim's
+// smtp_accept_max_nonmail).
 //
 // A next hop (a route, the smarthost, or one MX address) that cannot be
 // connected to repeatedly is marked dead (deadhop.go): for a while it is
@@ -156,6 +168,10 @@ type Deliverer struct {
 	hopMu  sync.Mutex           // guards hops and failed
 	hops   map[string]*hopState // next hops with connection failures
 	failed map[string]time.Time // addresses by time of their last connection failure
+
+	// rcptLimits: recipients per transaction that destinations showed
+	// (452 4.5.3; rcptlimit.go).
+	rcptLimits rcptLimits
 }
 
 var _ queue.Deliverer = (*Deliverer)(nil)
@@ -373,11 +389,21 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 		}
 	}()
 
-	if msg.UTF8 {
+	utf8 := msg.UTF8
+	if utf8 {
 		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
-			// RFC 6531 section 3.4: no downgrade; return the message.
-			after = keep
-			return all(rcpts, s.relay, 550, "5.6.7", "next hop does not support SMTPUTF8, which this message requires"), false
+			need, err := needsUTF8(msg, rcpts)
+			if err != nil {
+				d.log.Error("reading queued message failed", "queue_id", msg.ID, "err", err)
+				after = keep
+				return all(rcpts, s.relay, 451, "4.3.0", "local error reading queued message"), false
+			}
+			if need {
+				// RFC 6531 section 3.4: no downgrade; return the message.
+				after = keep
+				return all(rcpts, s.relay, 550, "5.6.7", "next hop does not support SMTPUTF8, which this message requires"), false
+			}
+			utf8 = false // announced, not needed: sent without (utf8.go)
 		}
 	}
 	if msg.Body == "8BITMIME" {
@@ -392,7 +418,7 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 		}
 	}
 	s.count++
-	if err := s.c.Mail(msg.From, &smtp.MailOptions{Size: msg.Size, UTF8: msg.UTF8}); err != nil {
+	if err := s.c.Mail(msg.From, mailOptions(msg, utf8)); err != nil {
 		code, enh, text := describe(err)
 		if closing(code) {
 			return all(rcpts, s.relay, code, enh, text), ctx.Err() == nil
@@ -404,10 +430,11 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 		d.hopAlive(s.hop)
 	}
 	var accepted []queue.Result
+	dsnPassed := hasDSN(s.c)
 	for i, r := range rcpts {
-		err := s.c.Rcpt(r, nil)
+		err := s.c.Rcpt(r, rcptOptions(msg, r))
 		if err == nil {
-			accepted = append(accepted, queue.Result{Rcpt: r, Relay: s.relay})
+			accepted = append(accepted, queue.Result{Rcpt: r, Relay: s.relay, DSNPassed: dsnPassed})
 			continue
 		}
 		code, enh, text := describe(err)
@@ -424,10 +451,13 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 		after = reset // MAIL was accepted: end that transaction
 		return results, false
 	}
-	code, enh, text, a := d.data(s, msg, body)
+	code, enh, text, a, per := d.data(s, msg, body)
 	after = a
 	for i := range accepted {
 		accepted[i].Code, accepted[i].Enhanced, accepted[i].Text = code, enh, text
+		if r, ok := per[accepted[i].Rcpt]; ok { // LMTP: its own reply
+			accepted[i].Code, accepted[i].Enhanced, accepted[i].Text = r.code, r.enh, r.text
+		}
 	}
 	return append(results, accepted...), false
 }
@@ -438,15 +468,16 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 func closing(code int) bool { return code == 0 || code == 421 }
 
 // data sends the body and returns the reply to the final "." and what
-// becomes of the session.
-func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader) (int, string, string, next) {
+// becomes of the session; over LMTP also each recipient's reply (per),
+// which overrides the one reply for those it names.
+func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader) (code int, enh, text string, after next, per map[string]lmtpReply) {
 	w, err := s.c.Data()
 	if err != nil {
 		code, enh, text := describe(err)
 		if closing(code) {
-			return code, enh, text, drop
+			return code, enh, text, drop, nil
 		}
-		return code, enh, text, reset
+		return code, enh, text, reset, nil
 	}
 	bufs := d.bufs.Get().(*bodyBufs)
 	bw := &bodyWriter{conn: s.nc, timeout: d.dataTimeout, chunk: bodyChunk, out: bufs.out[:0]}
@@ -457,23 +488,27 @@ func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader) (int, s
 	// next hop discard the partial message.
 	if readErr != nil {
 		d.log.Error("reading queued message failed", "queue_id", msg.ID, "err", readErr)
-		return 451, "4.3.0", "local error reading queued message", drop
+		return 451, "4.3.0", "local error reading queued message", drop, nil
 	}
 	if netErr != nil {
 		code, enh, text := describe(netErr)
-		return code, enh, text, drop
+		return code, enh, text, drop, nil
+	}
+	if s.lmtp {
+		per, rest, after := closeLMTP(w)
+		return rest.code, rest.enh, rest.text, after, per
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
 		code, enh, text := describe(err)
 		if closing(code) {
-			return code, enh, text, drop
+			return code, enh, text, drop, nil
 		}
 		// Any reply to "." ends the transaction (RFC 5321 section 4.1.1.4).
-		return code, enh, text, keep
+		return code, enh, text, keep, nil
 	}
-	enh, text := splitEnhanced(resp.StatusText)
-	return 250, enh, text, keep
+	enh, text = splitEnhanced(resp.StatusText)
+	return 250, enh, text, keep, nil
 }
 
 // splitEnhanced splits "2.0.0 Ok: queued" into its enhanced status code

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -396,4 +397,97 @@ func (q *Queue) openMessage(env *Envelope) (io.ReadCloser, error) {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(head), f), f}, nil
+}
+
+// Rewrite replaces the message data (not the block of Prepend, which stays
+// on top) with what write writes, given a reader over the current data: a
+// content filter's header changes or new body (milter SMFIR_CHGHEADER,
+// SMFIR_REPLBODY). The new data goes to memory or a new spool file as a
+// received message does (bounded memory), and replaces the old only when
+// write returned nil; on an error nothing changes. Readers left open by
+// Open are closed. Call it before Commit, not concurrently with the other
+// methods.
+func (in *Incoming) Rewrite(write func(data io.Reader, w io.Writer) error) error {
+	if in.done {
+		return fmt.Errorf("queue: rewrite %s: already finished", in.env.ID)
+	}
+	if in.err != nil {
+		return in.err
+	}
+	var data io.Reader = bytes.NewReader(in.buf)
+	var old *os.File
+	if in.f != nil {
+		if err := in.w.Flush(); err != nil {
+			in.err = in.wrap("flush", err)
+			return in.err
+		}
+		f, err := os.Open(in.path)
+		if err != nil {
+			return in.wrap("rewrite", err)
+		}
+		old = f
+		defer old.Close()
+		data = io.NewSectionReader(f, 0, in.n)
+	}
+	nw := &Incoming{q: in.q, env: in.env, path: in.path + ".new"}
+	err := write(data, nw)
+	if err == nil {
+		err = nw.err
+	}
+	if err == nil && nw.f != nil {
+		if err = nw.w.Flush(); err != nil {
+			err = nw.wrap("flush", err)
+		}
+	}
+	if err == nil && nw.f != nil {
+		if err = os.Rename(nw.path, in.path); err != nil {
+			err = in.wrap("rewrite", err)
+		}
+	}
+	if err != nil {
+		nw.discardFile()
+		return err
+	}
+	in.closeReaders()
+	if in.f != nil {
+		_ = in.f.Close()
+		if nw.f == nil {
+			_ = os.Remove(in.path)
+		}
+	}
+	in.buf, in.f, in.w, in.n = nw.buf, nw.f, nw.w, nw.n
+	return nil
+}
+
+// Envelope returns a copy of the message's envelope as Commit will store
+// it.
+func (in *Incoming) Envelope() Envelope {
+	e := in.env
+	e.Rcpts = append([]Rcpt(nil), e.Rcpts...)
+	return e
+}
+
+// SetFrom changes the envelope sender (a content filter's SMFIR_CHGFROM);
+// from is in wire form, "" the null sender.
+func (in *Incoming) SetFrom(from string) { in.env.From = from }
+
+// AddRcpt adds a recipient (SMFIR_ADDRCPT), unless the message has it.
+func (in *Incoming) AddRcpt(addr string) {
+	for _, rc := range in.env.Rcpts {
+		if rc.Addr == addr {
+			return
+		}
+	}
+	in.env.Rcpts = append(in.env.Rcpts, Rcpt{Addr: addr, Status: StatusPending})
+}
+
+// DelRcpt removes a recipient (SMFIR_DELRCPT), compared without case.
+func (in *Incoming) DelRcpt(addr string) {
+	var rs []Rcpt
+	for _, rc := range in.env.Rcpts {
+		if !strings.EqualFold(rc.Addr, addr) {
+			rs = append(rs, rc)
+		}
+	}
+	in.env.Rcpts = rs
 }

@@ -65,6 +65,10 @@ type session struct {
 	heloChecked string // the HELO argument the HELO stage last accepted
 	resolved    bool   // the connect decision is complete (resolveConnect)
 	messages    int    // accepted in this session
+	// ending is the deferral of a check that ended the session after the
+	// transaction (policy.Result.EndSession): the rest of the
+	// transaction's RCPTs get it, the next MAIL gets 421.
+	ending *smtp.SMTPError
 
 	txn      *policy.Txn // nil outside a transaction
 	haveFrom bool
@@ -128,6 +132,12 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if rep := s.expired(); rep != nil {
 		return rep
 	}
+	if s.ending != nil {
+		// The transaction that tripped the check is over (DATA, RSET or a
+		// new MAIL): the session ends now.
+		s.srv.log.Info("session closed", "client_ip", s.pc.IP.String(), "reason", "end_session")
+		return replyEndSession
+	}
 	if s.messages >= s.srv.o.SessionMessages {
 		s.srv.log.Info("session closed", "client_ip", s.pc.IP.String(), "reason", "session_messages", "count", s.messages)
 		return replyTooManyMessages
@@ -189,6 +199,10 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.seen[key] {
 		return nil
 	}
+	if s.ending != nil {
+		// No more checks (no more probes) in this transaction.
+		return s.ending
+	}
 	s.resolveConnect(addr)
 	if h := s.sc.held; h != nil {
 		return s.refuse("recipient rejected", *h, addr)
@@ -198,7 +212,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	cancel()
 	s.srv.logNotes(d.Logged, s.pc, s.txn.From, addr)
 	if d.Refused() {
-		return s.refuse("recipient rejected", d, addr)
+		rep := s.refuse("recipient rejected", d, addr)
+		if d.EndSession && !d.Disconnect {
+			s.ending = rep
+		}
+		return rep
 	}
 	if s.seen == nil {
 		s.seen = map[string]bool{}
@@ -418,6 +436,15 @@ func (s *session) Data(r io.Reader) error {
 		if d.Refused() {
 			return s.refuse("message rejected", d, strings.Join(t.Rcpts, ">,<"))
 		}
+		if d.Discard {
+			// The client is told it was queued (RFC 5321 allows no other
+			// success); nothing is.
+			s.srv.log.Info("message discarded", "queue_id", in.ID(), "stage", d.Check, "reason", d.Reason,
+				"client_ip", s.pc.IP.String(), "from", t.From, "to", strings.Join(t.Rcpts, ","))
+			in.Abort()
+			s.messages++
+			return replyQueued(in.ID())
+		}
 		if len(d.Headers) > 0 {
 			if err := in.Prepend([]byte(strings.Join(d.Headers, ""))); err != nil {
 				return s.fail(in.ID(), err, nil)
@@ -445,6 +472,16 @@ type message struct{ in *queue.Incoming }
 
 func (m message) Open() (io.ReadCloser, error) { return m.in.Open() }
 func (m message) Size() int64                  { return m.in.Size() }
+
+// message is a policy.Editor: a DATA check's changes go to the queue.
+func (m message) Rewrite(write func(data io.Reader, w io.Writer) error) error {
+	return m.in.Rewrite(write)
+}
+func (m message) SetFrom(from string) { m.in.SetFrom(from) }
+func (m message) AddRcpt(addr string) { m.in.AddRcpt(addr) }
+func (m message) DelRcpt(addr string) { m.in.DelRcpt(addr) }
+
+var _ policy.Editor = message{}
 
 // teeWriter writes the message to the queue and to the stream writers of
 // DATA checks (policy.Streamer). A failing stream is dropped and logged:

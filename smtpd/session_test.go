@@ -187,15 +187,17 @@ func TestAcceptedMessageIsQueuedWithReceived(t *testing.T) {
 
 func TestSlowSenderKeepsGoingIdleSenderIsCut(t *testing.T) {
 	addr, q, _ := startListener(t, func(o *Options) {
-		o.DataTimeout = time.Second
-		o.CommandTimeout = time.Second
+		// 2 s, not less: on a loaded 2-core CI host under -race a 250 ms
+		// pause can stretch past one second.
+		o.DataTimeout = 2 * time.Second
+		o.CommandTimeout = 2 * time.Second
 	})
 	c := dial(t, addr)
 	c.envelope("user@relay.test")
 	c.send("Subject: slow\r\n\r\n")
-	// 12 x 250ms = 3s of DATA, three times the per-read timeout and the
+	// 16 x 250ms = 4s of DATA, twice the per-read timeout and the
 	// command timeout: a live sender must not be cut off.
-	for i := 0; i < 12; i++ {
+	for i := 0; i < 16; i++ {
 		c.send(fmt.Sprintf("line %d\r\n", i))
 		time.Sleep(250 * time.Millisecond) // pacing the sender, not synchronisation
 	}

@@ -235,6 +235,9 @@ func writeShow(w io.Writer, m *control.Message, now time.Time) {
 		state += ", on hold"
 	}
 	field("State", "%s", state)
+	if m.Held && m.HoldReason != "" {
+		field("Hold reason", "%s", m.HoldReason)
+	}
 	field("Arrival", "%s (%s ago)", localTime(m.Arrival), now.Sub(m.Arrival).Round(time.Second))
 	field("Size", "%d bytes", m.Size)
 	field("Sender", "%s", sender(m.From))

@@ -61,6 +61,9 @@ func (r *relay) reloadConfig(ctx context.Context) (control.ReloadResult, error) 
 		if err != nil {
 			return control.ReloadResult{}, fmt.Errorf("reload: %w", err)
 		}
+		if r.grey != nil && old.Kind == config.KindMX {
+			ch.Add(r.grey) // as build does: the last RCPT check
+		}
 		r.servers[i].SetChain(ch)
 		res.Applied = append(res.Applied, fmt.Sprintf("listener %q: policy chain (%s)", old.Name, chainSummary(ch)))
 	}
@@ -133,7 +136,8 @@ func restartNeeded(old, new *config.Config) []string {
 		{"auth", old.Auth, new.Auth},
 		{"submission", old.Submission, new.Submission},
 		{"dkim_sign", old.DKIMSign, new.DKIMSign},
-		{"milter", old.Milters, new.Milters},
+		{"milter (the mx kind's are applied with the chains; the submission kinds' need a restart)", old.Milters, new.Milters},
+		{"greylist", old.Greylist, new.Greylist},
 		{"admin", old.Admin, new.Admin},
 		{"case_sensitive_domains", old.CaseSensitiveDomains, new.CaseSensitiveDomains},
 	} {

@@ -23,6 +23,7 @@ import (
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/control"
 	"github.com/mxedge/mxedge/delivery"
+	"github.com/mxedge/mxedge/greylist"
 	"github.com/mxedge/mxedge/internal/certs"
 	"github.com/mxedge/mxedge/internal/localbackend"
 	"github.com/mxedge/mxedge/internal/metrics"
@@ -118,7 +119,8 @@ type relay struct {
 	demo    bool
 	res     *resolver.Resolver
 	sub     *submissionParts
-	reloads sync.Mutex // one reload at a time
+	grey    *greylist.Greylist // nil: [greylist] off
+	reloads sync.Mutex         // one reload at a time
 	log     *slog.Logger
 	stdout  io.Writer
 	queue   *queue.Queue
@@ -240,10 +242,20 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	}
 	r.sub = sub
 
+	grey, closeGrey, err := openGreylist(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	r.onClose(closeGrey)
+	r.grey = grey
+
 	for _, lc := range cfg.Listeners {
 		chain, err := chainFor(cfg, lc, r.ver, res, sub, log)
 		if err != nil {
 			return nil, err
+		}
+		if grey != nil && lc.Kind == config.KindMX {
+			chain.Add(grey) // the last RCPT check: after relay control and verification
 		}
 		o := listenerOptions(cfg, lc, res)
 		o.Logger = log
