@@ -83,6 +83,9 @@ type Config struct {
 	Milters []Milter `toml:"milter" json:"milter"`
 	// Greylist is greylisting on the MX listeners (off by default).
 	Greylist Greylist `toml:"greylist" json:"greylist"`
+
+	// Admin is the [admin] table: the operator's HTTP endpoint.
+	Admin Admin `toml:"admin" json:"admin"`
 }
 
 // Greylist is the [greylist] table (package greylist).
@@ -99,6 +102,14 @@ type Greylist struct {
 	// AutoAllowlist: passed triplets after which a client network is no
 	// longer greylisted [5]; 0: never.
 	AutoAllowlist int `toml:"auto_allowlist" json:"auto_allowlist"`
+}
+
+// Admin is the [admin] table.
+type Admin struct {
+	// HTTP is the "host:port" of /metrics (Prometheus) and /healthz;
+	// "" (the default): off. Bind it to a loopback or management
+	// address: it is not authenticated.
+	HTTP string `toml:"http" json:"http"`
 }
 
 // Milter is one [[milter]].

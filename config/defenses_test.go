@@ -60,7 +60,7 @@ dnsbl_sites = ["zen.test=127.0.0.[2..300]", "ok.test*-5", "bl.test*x"]
 dnsbl_threshold = 0
 `), "\n")
 	for _, want := range []string{
-		`mxedge.toml: case_sensitive_domains[0] "other.test": not in relay_domains`,
+		`mxedge.toml:5:1: case_sensitive_domains[0] "other.test": not in relay_domains`,
 		`listener[0].client_sessions -1: must be 0 (no limit) or more`,
 		`listener[0].soft_error_limit 30: must not be greater than hard_error_limit 20`,
 		`listener[0].junk_command_limit 0: must be at least 1`,

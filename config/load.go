@@ -48,8 +48,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	c.completeSet(set)
 	errs = c.problems()
+	at := keyLines(data, keys)
 	for i, err := range errs {
-		errs[i] = fmt.Errorf("%s: %w", name, err)
+		errs[i] = fmt.Errorf("%s%s: %w", name, at(err.Error()), err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -106,4 +107,39 @@ func (c *Config) WriteTOML(w io.Writer) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// keyLines returns where a validation message's key is in the document:
+// ":LINE:COL" of the key the message starts with, or of its nearest
+// enclosing key or table that is in the file ("listener[0].address" of a
+// listener without address: its [[listener]] header); "" when the value
+// is a default.
+func keyLines(data []byte, keys map[int]string) func(msg string) string {
+	ls := lineStarts(data)
+	// Keys compare without quotes and case: messages name domains in
+	// normal form ("example.org"), quoted; the file may say "Example.ORG".
+	norm := func(k string) string { return strings.ToLower(strings.ReplaceAll(k, `"`, "")) }
+	pos := make(map[string]int, len(keys))
+	for off, k := range keys {
+		k = norm(k)
+		if old, ok := pos[k]; !ok || off < old {
+			pos[k] = off
+		}
+	}
+	return func(msg string) string {
+		key, _, _ := strings.Cut(msg, " ")
+		key = norm(strings.TrimSuffix(key, ":"))
+		for key != "" {
+			if off, ok := pos[key]; ok {
+				line, col := ls.position(off)
+				return fmt.Sprintf(":%d:%d", line, col)
+			}
+			i := strings.LastIndexAny(key, ".[")
+			if i < 0 {
+				break
+			}
+			key = key[:i]
+		}
+		return ""
+	}
 }

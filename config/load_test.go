@@ -216,8 +216,8 @@ func dur(t *testing.T, s string) Duration {
 func TestExplicitZero(t *testing.T) {
 	got := errorLines(t, valid+"[timeouts]\ncommand = \"0s\"\n[queue]\nconcurrency = 0\n")
 	want := []string{
-		`mxedge.toml: timeouts.command "0s": must be greater than 0`,
-		`mxedge.toml: queue.concurrency 0: must be at least 1`,
+		`mxedge.toml:5:1: timeouts.command "0s": must be greater than 0`,
+		`mxedge.toml:7:1: queue.concurrency 0: must be at least 1`,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -467,5 +467,31 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(dir, "missing.toml")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Load(missing) = %v, want a not-exist error", err)
+	}
+}
+
+// TestValidationLines: every validation error names its file:line, a
+// listener without address the line of its [[listener]] header, all in
+// one run.
+func TestValidationLines(t *testing.T) {
+	got := errorLines(t, `hostname = "mx1.example.org"
+data_dir = "/var/lib/mxedge"
+relay_domains = ["example.org"]
+
+[[listener]]
+name = "mx"
+
+[routes]
+"example.org" = "127.0.0.1:2526"
+
+[limits]
+recipients = -3
+`)
+	want := []string{
+		`mxedge.toml:5:3: listener[0].address "": not "host:port" or "[host]:port": missing port in address`,
+		`mxedge.toml:12:1: limits.recipients -3: must be at least 1`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

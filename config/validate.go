@@ -161,6 +161,11 @@ func (c *Config) problems() []error {
 	if c.Queue.Concurrency < 1 {
 		add("queue.concurrency %d: must be at least 1", c.Queue.Concurrency)
 	}
+	if a := c.Admin.HTTP; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			add("admin.http %q: must be host:port, or empty (off)", a)
+		}
+	}
 	errs = append(errs, c.submissionProblems()...)
 	errs = append(errs, c.verifyProblems(seen)...)
 	errs = append(errs, c.deliveryProblems()...)

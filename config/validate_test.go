@@ -181,20 +181,20 @@ max_backoff = "1h"
 concurrency = 0
 `)
 	want := []string{
-		`mxedge.toml: hostname "mx1.example.net.": not a valid host name: trailing dot not allowed (write "mx1.example.net")`,
-		`mxedge.toml: data_dir "": must not be empty`,
-		`mxedge.toml: listener[0].kind "smtp": must be "mx", "submission" or "submissions"`,
-		`mxedge.toml: listener[0].bare_line_endings "drop": must be "reject" or "normalize"`,
-		`mxedge.toml: listener[1].address ":99999": port "99999": must be a number from 1 to 65535`,
-		`mxedge.toml: relay_domains[1] "exa mple.org": not a valid domain name: label "exa mple" contains " "; only letters, digits and hyphens are allowed`,
-		`mxedge.toml: relay_domains[2] "example.org": listed twice (see relay_domains[0])`,
+		`mxedge.toml:1:1: hostname "mx1.example.net.": not a valid host name: trailing dot not allowed (write "mx1.example.net")`,
+		`mxedge.toml:2:1: data_dir "": must not be empty`,
+		`mxedge.toml:7:1: listener[0].kind "smtp": must be "mx", "submission" or "submissions"`,
+		`mxedge.toml:9:1: listener[0].bare_line_endings "drop": must be "reject" or "normalize"`,
+		`mxedge.toml:11:1: listener[1].address ":99999": port "99999": must be a number from 1 to 65535`,
+		`mxedge.toml:3:1: relay_domains[1] "exa mple.org": not a valid domain name: label "exa mple" contains " "; only letters, digits and hyphens are allowed`,
+		`mxedge.toml:3:1: relay_domains[2] "example.org": listed twice (see relay_domains[0])`,
 		`mxedge.toml: relay domain "nohop.example": no route; add routes."nohop.example" = "host:port" (its MX points at this relay: delivery by MX would loop)`,
-		`mxedge.toml: routes."example.org" = "10.0.0.25": not "host:port" or "[host]:port": missing port in address`,
-		`mxedge.toml: limits.message_size 0: must be greater than 0`,
-		`mxedge.toml: limits.recipients 0: must be at least 1`,
-		`mxedge.toml: timeouts.connect "-1s": must be greater than 0`,
-		`mxedge.toml: queue.min_backoff "2h0m0s": must not be greater than queue.max_backoff "1h0m0s"`,
-		`mxedge.toml: queue.concurrency 0: must be at least 1`,
+		`mxedge.toml:5:1: routes."example.org" = "10.0.0.25": not "host:port" or "[host]:port": missing port in address`,
+		`mxedge.toml:13:1: limits.message_size 0: must be greater than 0`,
+		`mxedge.toml:14:1: limits.recipients 0: must be at least 1`,
+		`mxedge.toml:16:1: timeouts.connect "-1s": must be greater than 0`,
+		`mxedge.toml:18:1: queue.min_backoff "2h0m0s": must not be greater than queue.max_backoff "1h0m0s"`,
+		`mxedge.toml:20:1: queue.concurrency 0: must be at least 1`,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -106,3 +106,17 @@ func (d *Deliverer) connOK(hop string) {
 
 // hopAlive is connOK for a transaction started on a cached connection.
 func (d *Deliverer) hopAlive(hop string) { d.connOK(hop) }
+
+// DeadHops counts the next hops marked dead now (for the metrics): a
+// pass over the hops with connection failures only, under hopMu.
+func (d *Deliverer) DeadHops() int {
+	d.hopMu.Lock()
+	defer d.hopMu.Unlock()
+	n := 0
+	for _, st := range d.hops {
+		if !st.deadUntil.IsZero() {
+			n++
+		}
+	}
+	return n
+}

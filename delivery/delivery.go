@@ -82,6 +82,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -131,7 +132,7 @@ type limits struct {
 // connections between deliveries: call Close when done with it.
 type Deliverer struct {
 	hostname     string
-	routes       map[string]string
+	routes       atomic.Pointer[map[string]string] // SetRoutes swaps it
 	smarthost    string
 	shTLS        string // smarthost_tls
 	shAuth       string // smarthost_auth_file, read at each connection
@@ -182,7 +183,6 @@ func New(o Options) *Deliverer {
 	o.defaults()
 	d := &Deliverer{
 		hostname:     o.Hostname,
-		routes:       o.Routes,
 		smarthost:    o.Smarthost,
 		shTLS:        o.SmarthostTLS,
 		shAuth:       o.SmarthostAuthFile,
@@ -223,6 +223,7 @@ func New(o Options) *Deliverer {
 	if d.self == nil {
 		d.self = SelfFunc(o.Hostname, nil, d.mxPort)
 	}
+	d.routes.Store(&o.Routes)
 	return d
 }
 
@@ -558,3 +559,8 @@ func netReason(err error) string {
 	}
 	return err.Error()
 }
+
+// SetRoutes replaces the fixed next hops ([routes], a configuration
+// reload): deliveries and probes that look up their route from now on
+// take the new ones; attempts in flight finish with their hop.
+func (d *Deliverer) SetRoutes(routes map[string]string) { d.routes.Store(&routes) }

@@ -62,7 +62,7 @@ func (d *Deliverer) destinations(rcpts []string) ([]*destination, []queue.Result
 // route returns the destination key and the fixed next hop (route or
 // smarthost; "" for MX) of domain; ok is false if it has none.
 func (d *Deliverer) route(domain string) (key, hop string, ok bool) {
-	if h, ok := d.routes[domain]; ok {
+	if h, ok := (*d.routes.Load())[domain]; ok {
 		return "route:" + h + " " + d.routePlan(domain, hopHost(h)).level, h, true
 	}
 	if d.smarthost != "" {

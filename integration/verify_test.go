@@ -545,12 +545,12 @@ dictionary_disconnect = 10
 		t.Fatalf("exit %v\n%s", err, out)
 	}
 	for _, want := range []string{
-		bad + `: verify.mode "list": must be "probe" or "off"`,
-		bad + `: verify.probe_sender "not an address": must be an address`,
-		bad + `: verify.dictionary_disconnect 10: must be at least verify.dictionary_limit (30)`,
-		bad + `: verify_domains."b.example".list "/x": only for mode = "list"`,
-		bad + `: verify_domains."example.org".list: mode "list" needs a recipient list file`,
-		bad + `: verify_domains."other.example": not in relay_domains`,
+		bad + `:7:1: verify.mode "list": must be "probe" or "off"`,
+		bad + `:8:1: verify.probe_sender "not an address": must be an address`,
+		bad + `:10:1: verify.dictionary_disconnect 10: must be at least verify.dictionary_limit (30)`,
+		bad + `:14:33: verify_domains."b.example".list "/x": only for mode = "list"`,
+		bad + `:12:1: verify_domains."example.org".list: mode "list" needs a recipient list file`,
+		bad + `:13:1: verify_domains."other.example": not in relay_domains`,
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("config check lacks %q:\n%s", want, out)

@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -325,4 +326,18 @@ func (q *Queue) Stats() (Stats, error) {
 		return nil
 	})
 	return st, err
+}
+
+// OpenMessage opens id's message as it is delivered (stored header block
+// and our Received header included) for "mxedge queue show -body". The
+// caller closes it.
+func (q *Queue) OpenMessage(id string) (io.ReadCloser, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("queue: %q: %w", id, ErrNotFound)
+	}
+	env, err := q.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	return q.openMessage(env)
 }

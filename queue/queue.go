@@ -256,6 +256,17 @@ type Options struct {
 	BatchSize int
 	Logger    *slog.Logger     // [slog.Default()]
 	Now       func() time.Time // clock, for tests [time.Now]
+	// Observer, if set, is told of every delivery result (metrics); nil:
+	// none.
+	Observer Observer
+}
+
+// Observer is told of each recipient's delivery attempt result by the
+// scheduler, after the result is known and before it is stored. status
+// is "sent", "deferred" or "bounced"; delay is the time since the
+// message arrived. It must return at once and must not call the queue.
+type Observer interface {
+	Delivered(status string, delay time.Duration)
 }
 
 // Queue is an open queue. It is safe for concurrent use.

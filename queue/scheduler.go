@@ -313,6 +313,9 @@ func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
 		q.log.Info("delivery", "queue_id", env.ID, "to", "<"+rc.Addr+">", "relay", r.Relay,
 			"delay", now.Sub(env.Arrival).Round(time.Millisecond).String(), "attempt", msg.Attempt,
 			"dsn", rc.DSN, "status", logStatus(rc.Status), "reply", rc.LastReply)
+		if q.opts.Observer != nil {
+			q.opts.Observer.Delivered(logStatus(rc.Status), now.Sub(env.Arrival))
+		}
 		switch rc.Status {
 		case StatusFailed:
 			failed = append(failed, rc)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -24,7 +25,9 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	last := &Error{Kind: ErrTemporary, Rcode: -1, Err: errors.New("no servers")}
 	for range r.attempts {
 		for _, server := range r.servers {
+			t0 := time.Now()
 			resp, err := r.exchangeWith(ctx, server, query(name, qtype))
+			r.observe(resp, err, time.Since(t0))
 			if ctx.Err() != nil {
 				return nil, server, &Error{Kind: ErrTemporary, Rcode: -1, Server: server, Err: ctx.Err()}
 			}
@@ -112,4 +115,19 @@ func matches(q, resp *dns.Msg) error {
 		return errMismatch
 	}
 	return nil
+}
+
+// observe tells the Observer about one exchange.
+func (r *Resolver) observe(resp *dns.Msg, err error, took time.Duration) {
+	if r.obs == nil {
+		return
+	}
+	result := "ok"
+	switch {
+	case err != nil:
+		result = "error"
+	case resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError:
+		result = "rcode"
+	}
+	r.obs.DNSExchanged(result, took)
 }

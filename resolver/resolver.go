@@ -48,6 +48,17 @@ type Config struct {
 	// with its connect-time lookups, cannot use up the process's file
 	// descriptors.
 	MaxInFlight int
+	// Observer, if set, is told of every exchange with a server
+	// (metrics); nil: none.
+	Observer Observer
+}
+
+// Observer is told of each exchange with one server once it ended:
+// result is "ok" (NOERROR or NXDOMAIN), "rcode" (another rcode: SERVFAIL,
+// REFUSED, ...) or "error" (timeout, network error, unusable answer);
+// took is its duration. It must return at once.
+type Observer interface {
+	DNSExchanged(result string, took time.Duration)
 }
 
 // DefaultMaxInFlight is the default of Config.MaxInFlight.
@@ -65,6 +76,7 @@ type Resolver struct {
 	cache    *cache
 	flights  flights
 	slots    chan struct{} // exchanges in flight (MaxInFlight)
+	obs      Observer
 }
 
 // New returns a Resolver for cfg.
@@ -75,6 +87,7 @@ func New(cfg Config) *Resolver {
 		attempts: cfg.Attempts,
 		now:      cfg.Now,
 		cache:    newCache(cfg.CacheSize),
+		obs:      cfg.Observer,
 	}
 	if cfg.CacheSize == 0 {
 		r.cache = newCache(DefaultCacheSize)

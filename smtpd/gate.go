@@ -85,6 +85,11 @@ func (g *gate) loop() {
 			return
 		}
 		backoff = 0
+		if g.srv.draining.Load() {
+			g.srv.gateRefused("drain")
+			g.refuse(nc, replyDraining)
+			continue
+		}
 		if n := g.sessions.Add(1); n > int64(g.srv.o.MaxSessions) {
 			g.sessions.Add(-1)
 			g.srv.gateRefused("limit")
@@ -102,6 +107,8 @@ func (g *gate) loop() {
 			g.refuse(nc, replySessionLimit)
 			continue
 		}
+		g.srv.counts.sessions.Add(1)
+		g.srv.counts.open.Add(1)
 		sc := g.wrap(nc)
 		go g.admit(sc)
 	}
@@ -119,7 +126,7 @@ func isTemporary(err error) bool {
 func (g *gate) admit(sc *sessConn) {
 	s := g.srv
 	pc := sc.pc
-	d := s.chain.Connect(sc.ctx, pc)
+	d := sc.chain.Connect(sc.ctx, pc)
 	s.logNotes(d.Logged, pc, "", "")
 	switch {
 	case d.Refused() && d.Disconnect:
@@ -175,7 +182,7 @@ func (g *gate) wrap(nc net.Conn) *sessConn {
 	if a, ok := nc.LocalAddr().(*net.TCPAddr); ok {
 		pc.Local = a.AddrPort()
 	}
-	sc := &sessConn{Conn: nc, gate: g, dataTimeout: o.DataTimeout, pc: pc, start: o.Now()}
+	sc := &sessConn{Conn: nc, gate: g, dataTimeout: o.DataTimeout, pc: pc, start: o.Now(), chain: g.srv.chain.Load()}
 	if o.SessionTime > 0 {
 		sc.end = time.Now().Add(o.SessionTime)
 	}

@@ -109,7 +109,11 @@ func withSuppressed(attrs []any, suppressed int) []any {
 // the session limit, "pregreet"), for the metrics; the chain counts the
 // rest (policy.Chain.Refusals).
 type gateCounts struct {
-	limit, pregreet atomic.Uint64
+	limit, pregreet, drain atomic.Uint64
+	// The listener's traffic (Server.Counters).
+	open               atomic.Int64
+	sessions           atomic.Uint64
+	messages, msgBytes atomic.Uint64
 }
 
 func (s *Server) gateRefused(stage string) {
@@ -118,15 +122,42 @@ func (s *Server) gateRefused(stage string) {
 		s.counts.limit.Add(1)
 	case "pregreet":
 		s.counts.pregreet.Add(1)
+	case "drain":
+		s.counts.drain.Add(1)
 	}
+}
+
+// Counters are a listener's traffic since it started, read from live
+// counters (cheap enough for every metrics scrape).
+type Counters struct {
+	// Open sessions now, Sessions accepted since the start (past the
+	// session limit; refused at connect included).
+	Open     int64
+	Sessions uint64
+	// Messages committed to the queue (a 250 queued as), and their bytes.
+	Messages, Bytes uint64
+}
+
+// Counters returns the listener's traffic counters.
+func (s *Server) Counters() Counters {
+	return Counters{Open: s.counts.open.Load(), Sessions: s.counts.sessions.Load(),
+		Messages: s.counts.messages.Load(), Bytes: s.counts.msgBytes.Load()}
 }
 
 // Refusals returns the listener's refusals so far by stage: the gate's
 // ("limit" for the session limit, "pregreet") added to the chain's by
 // check name ("limit" for the per-client limits, "iprev", "dnsbl", ...).
 func (s *Server) Refusals() map[string]uint64 {
-	out := s.chain.Refusals()
+	out := s.chain.Load().Refusals()
+	s.retiredMu.Lock()
+	for k, n := range s.retired {
+		out[k] += n
+	}
+	s.retiredMu.Unlock()
 	out["limit"] += s.counts.limit.Load()
 	out["pregreet"] += s.counts.pregreet.Load()
+	if n := s.counts.drain.Load(); n > 0 {
+		out["drain"] += n
+	}
 	return out
 }

@@ -35,6 +35,10 @@ var (
 	// The listener's session limit (Postfix smtpd_client_connection_count
 	// and process limits): the client may come back later.
 	replySessionLimit = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many connections, try again later")
+	// Draining (Server.Drain, and at shutdown): RFC 5321 section 3.8,
+	// RFC 3463 X.3.2 "system not accepting network messages"; the
+	// client tries the other MX of the pair.
+	replyDraining = reply(421, smtp.EnhancedCode{4, 3, 2}, "Service not available, try another MX or later")
 	// Submission (RFC 6409 section 4.3, RFC 4954 section 6).
 	replyNeedTLS  = reply(530, smtp.EnhancedCode{5, 7, 0}, "Must issue a STARTTLS command first")
 	replyNeedAuth = reply(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")

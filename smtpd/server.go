@@ -83,6 +83,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -255,15 +257,23 @@ type Authenticator interface {
 
 // Server is one SMTP listener, of any kind.
 type Server struct {
-	o        Options
-	queue    Queue
-	chain    *policy.Chain
-	log      *slog.Logger
-	smtp     *smtp.Server
-	gate     *gate
-	pregreet *pregreet
-	refusals *refusalLog
-	counts   gateCounts
+	o     Options
+	queue Queue
+	// chain is the policy chain new sessions take (SetChain swaps it
+	// live); retired counts the refusals of chains swapped out.
+	chain     atomic.Pointer[policy.Chain]
+	retiredMu sync.Mutex
+	retired   map[string]uint64
+	log       *slog.Logger
+	smtp      *smtp.Server
+	gate      *gate
+	pregreet  *pregreet
+	refusals  *refusalLog
+	counts    gateCounts
+	// draining: new connections get 421 4.3.2 (Drain); idle gets a
+	// signal when the last open session closes while draining.
+	draining atomic.Bool
+	idle     chan struct{}
 }
 
 // New builds the listener o, handing messages to q and deciding with
@@ -274,7 +284,9 @@ func New(o Options, q Queue, chain *policy.Chain) *Server {
 	if chain == nil {
 		chain = &policy.Chain{}
 	}
-	s := &Server{o: o, queue: q, chain: chain, log: o.Logger.With("listener", o.Name)}
+	s := &Server{o: o, queue: q, log: o.Logger.With("listener", o.Name), idle: make(chan struct{}, 1),
+		retired: map[string]uint64{}}
+	s.chain.Store(chain)
 	s.pregreet, s.refusals = newPregreet(s), newRefusalLog(s)
 	srv := smtp.NewServer(s)
 	srv.Addr = o.Address
@@ -298,7 +310,22 @@ func New(o Options, q Queue, chain *policy.Chain) *Server {
 }
 
 // Chain is the listener's policy chain.
-func (s *Server) Chain() *policy.Chain { return s.chain }
+func (s *Server) Chain() *policy.Chain { return s.chain.Load() }
+
+// SetChain makes ch the chain of the sessions that start from now on (a
+// configuration reload); sessions in flight finish with the chain they
+// started with. Refusal counts go on (Refusals adds the old chain's).
+func (s *Server) SetChain(ch *policy.Chain) {
+	if ch == nil {
+		ch = &policy.Chain{}
+	}
+	old := s.chain.Swap(ch)
+	s.retiredMu.Lock()
+	defer s.retiredMu.Unlock()
+	for k, n := range old.Refusals() {
+		s.retired[k] += n
+	}
+}
 
 // Serve accepts connections on ln until Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {
@@ -321,10 +348,34 @@ func (s *Server) Listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// Shutdown stops accepting connections and waits for sessions in flight
-// until ctx is done; then it closes the remaining connections. A session cut
-// off mid-DATA got no 250, so its message was never accepted.
+// Drain, when on, answers every new connection with 421 4.3.2 and closes
+// it (sessions in flight go on), so that sending MTAs use the other MX of
+// the pair while this one's queue empties ("mxedge drain"); off accepts
+// again.
+func (s *Server) Drain(on bool) {
+	if s.draining.Swap(on) != on {
+		s.log.Info("listener draining", "draining", on)
+	}
+}
+
+// Draining reports whether Drain is on.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Shutdown drains (new connections get 421 4.3.2) and waits for the
+// sessions in flight until ctx is done; then it closes the listener and
+// the remaining connections. A session cut off mid-DATA got no 250, so
+// its message was never accepted.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.Drain(true)
+	for s.counts.open.Load() > 0 {
+		select {
+		case <-s.idle:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
 	err := s.smtp.Shutdown(ctx)
 	if err != nil && !errors.Is(err, smtp.ErrServerClosed) {
 		_ = s.smtp.Close()

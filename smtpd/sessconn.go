@@ -32,8 +32,9 @@ type sessConn struct {
 	inData      atomic.Bool
 
 	pc    *policy.Conn
-	start time.Time // by Options.Now
-	end   time.Time // real time the session must end by; zero: never
+	chain *policy.Chain // the listener's chain when the session started
+	start time.Time     // by Options.Now
+	end   time.Time     // real time the session must end by; zero: never
 
 	// ctx lives as long as the connection: the connect checks' lookups
 	// and the reverse lookup run under it.
@@ -109,6 +110,14 @@ func (c *sessConn) Close() error {
 		c.cancel()
 		c.pc.Close()
 		c.gate.sessions.Add(-1)
+		if c.gate.ready != nil { // counted by the gate's loop (not gateless)
+			if c.gate.srv.counts.open.Add(-1) == 0 && c.gate.srv.draining.Load() {
+				select { // Shutdown waits for this
+				case c.gate.srv.idle <- struct{}{}:
+				default:
+				}
+			}
+		}
 	})
 	return err
 }

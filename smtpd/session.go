@@ -104,7 +104,7 @@ func (s *session) checkHelo() *smtp.SMTPError {
 		return rep
 	}
 	ctx, cancel := s.stageContext()
-	d := s.srv.chain.Helo(ctx, s.pc)
+	d := s.sc.chain.Helo(ctx, s.pc)
 	cancel()
 	s.srv.logNotes(d.Logged, s.pc, "", "")
 	if d.Refused() {
@@ -166,7 +166,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	t.From = from
 	ctx, cancel := s.stageContext()
-	d := s.srv.chain.Mail(ctx, s.pc, t)
+	d := s.sc.chain.Mail(ctx, s.pc, t)
 	cancel()
 	s.srv.logNotes(d.Logged, s.pc, t.From, "")
 	if d.Refused() {
@@ -215,7 +215,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return s.refuse("recipient rejected", *h, addr)
 	}
 	ctx, cancel := s.stageContext()
-	d := s.srv.chain.Rcpt(ctx, s.pc, s.txn, policy.Rcpt{Raw: to, Addr: addr, Local: m.Local, Domain: m.Domain})
+	d := s.sc.chain.Rcpt(ctx, s.pc, s.txn, policy.Rcpt{Raw: to, Addr: addr, Local: m.Local, Domain: m.Domain})
 	cancel()
 	s.srv.logNotes(d.Logged, s.pc, s.txn.From, addr)
 	if d.Refused() {
@@ -412,7 +412,7 @@ func (s *session) Data(r io.Reader) error {
 	// per read.
 	sctx, scancel := context.WithCancel(context.Background())
 	defer scancel()
-	streams := s.srv.chain.Streams(sctx, s.pc, t)
+	streams := s.sc.chain.Streams(sctx, s.pc, t)
 	var w io.Writer = in
 	if len(streams) > 0 {
 		w = &teeWriter{w: in, streams: streams, log: s.srv.log, id: in.ID()}
@@ -436,9 +436,9 @@ func (s *session) Data(r io.Reader) error {
 		s.srv.log.Info("rejected: too many hops", "queue_id", in.ID(), "client_ip", s.pc.IP.String(), "hops", f.hops)
 		return replyTooManyHops
 	}
-	if s.srv.chain.HasData() {
+	if s.sc.chain.HasData() {
 		dctx, dcancel := s.stageContext()
-		d := s.srv.chain.Data(dctx, s.pc, t, message{in})
+		d := s.sc.chain.Data(dctx, s.pc, t, message{in})
 		dcancel()
 		if d.Refused() {
 			return s.refuse("message rejected", d, strings.Join(t.Rcpts, ">,<"))
@@ -469,6 +469,8 @@ func (s *session) Data(r io.Reader) error {
 		return s.fail(in.ID(), err, nil)
 	}
 	s.messages++
+	s.srv.counts.messages.Add(1)
+	s.srv.counts.msgBytes.Add(uint64(in.Size()))
 	return replyQueued(in.ID())
 }
 

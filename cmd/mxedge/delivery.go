@@ -14,8 +14,8 @@ import (
 
 // newResolver is the relay's one DNS resolver ([dns]), shared by every
 // stage that asks DNS.
-func newResolver(cfg *config.Config) *resolver.Resolver {
-	return resolver.New(resolver.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.D()})
+func newResolver(cfg *config.Config, obs resolver.Observer) *resolver.Resolver {
+	return resolver.New(resolver.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.D(), Observer: obs})
 }
 
 // mtastsRefresh is how often cached MTA-STS policies are checked for

@@ -34,12 +34,19 @@ const usage = `usage:
                                        configuration (defaults filled in); exit 1 on errors
   mxedge queue list [-sender A] [-recipient A] [-domain D] [-state S] [-json]
   mxedge queue show ID [-json]
-  mxedge queue flush [ID | -domain D | -sender A | -recipient A]
-  mxedge queue hold|release|delete|bounce ID
+  mxedge queue flush [IDS | -domain D | -sender A | -recipient A]
+  mxedge queue hold|release|delete|bounce IDS   IDS: queue IDs, ALL, or - (stdin)
   mxedge queue stats [-json]
   mxedge queue compact                 administer the queue of the running relay
                                        (compact: offline); all take -config FILE;
                                        "mxedge queue help" for details
+  mxedge doctor [-json] [-ip A] [-partner H]
+                                       deliverability checks of the hostname and relay
+                                       domains (DNS via [dns]): ✓/✗ with the record to publish
+  mxedge reload                        re-read the configuration (as SIGHUP): policy
+                                       chains and certificates live, the rest reported
+  mxedge drain [-off]                  MX listeners answer 421 4.3.2 to new connections
+                                       while the queue empties (maintenance); -off: accept
   mxedge verify show|probe|forget ADDR [-json]
   mxedge verify stats [-json]          recipient verification cache of the running relay;
                                        all take -config FILE; "mxedge verify help" for details
@@ -72,6 +79,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDKIM(args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
+	case "drain":
+		return cmdDrain(args[1:], stdout, stderr)
+	case "doctor":
+		return cmdDoctor(args[1:], stdout, stderr)
+	case "reload":
+		return cmdReload(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "mxedge", version())
 		return 0

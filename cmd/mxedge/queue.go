@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -22,12 +23,17 @@ const queueUsage = `usage:
                                         list queued messages, oldest first (like mailq);
                                         -state active|hold|deferred|incoming, -sender '<>'
   mxedge queue show ID [-json]          one message: envelope, origin, state, headers
-  mxedge queue flush [ID | -domain D | -sender A | -recipient A]
+  mxedge queue show -body ID            the message as it will be delivered (like postcat)
+  mxedge queue flush [IDS | -domain D | -sender A | -recipient A]
                                         attempt delivery now (no argument: every message)
-  mxedge queue hold ID                  stop delivery attempts until released
-  mxedge queue release ID               undo hold; attempt delivery now
-  mxedge queue delete ID                remove without telling the sender
-  mxedge queue bounce ID                return to the sender now (delivery status notification)
+  mxedge queue hold IDS                 stop delivery attempts until released
+  mxedge queue release IDS              undo hold; attempt delivery now
+  mxedge queue delete IDS               remove without telling the sender
+  mxedge queue bounce IDS               return to the sender now (delivery status notification)
+IDS, as in postsuper: one or more queue IDs, ALL (every queued message), or - (the
+IDs on standard input, one per line or separated by blanks; "mxedge queue list -json
+| jq -r .id | mxedge queue delete -"). Each ID gets its own result line; the exit
+status is 1 when any of them failed.
   mxedge queue stats [-json]            counts by state, size, oldest message
   mxedge queue compact                  shrink queue.db; offline: stop mxedge first
   mxedge queue check [-repair]          verify every record and spool file (offline); -repair moves
@@ -187,7 +193,13 @@ func nextAttempt(m *control.Message, now time.Time) string {
 }
 
 func queueShow(args []string, stdout, stderr io.Writer) int {
-	c := newAdminCmd("queue", "show", "ID [-json]", stdout, stderr)
+	c := newAdminCmd("queue", "show", "ID [-json] [-body]", stdout, stderr)
+	c.fs.Bool("body", false, "print the message as it will be delivered (headers and body), like postcat")
+	for _, a := range args {
+		if a == "-body" || a == "--body" {
+			return queueShowBody(c, args)
+		}
+	}
 	m, code, done := fetch(c, args, 1, func(ctx context.Context, cl *control.Client, pos []string) (*control.Message, error) {
 		return cl.Show(ctx, pos[0])
 	})
@@ -196,6 +208,26 @@ func queueShow(args []string, stdout, stderr io.Writer) int {
 	}
 	w := bufio.NewWriter(stdout)
 	writeShow(w, m, time.Now())
+	if err := w.Flush(); err != nil {
+		return c.fail(err)
+	}
+	return 0
+}
+
+// queueShowBody is "queue show -body ID": the message's bytes.
+func queueShowBody(c *adminCmd, args []string) int {
+	pos, ok := c.parse(args, 1, 1)
+	if !ok {
+		return 2
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	w := bufio.NewWriter(c.stdout)
+	if err := cl.Body(context.Background(), pos[0], w); err != nil {
+		return c.fail(err)
+	}
 	if err := w.Flush(); err != nil {
 		return c.fail(err)
 	}
@@ -313,16 +345,16 @@ func writeOrigin(field func(name, format string, a ...any), o queue.Origin) {
 }
 
 func queueFlush(args []string, stdout, stderr io.Writer) int {
-	c := newAdminCmd("queue", "flush", "[ID | -domain D | -sender A | -recipient A]", stdout, stderr)
+	c := newAdminCmd("queue", "flush", "[IDS | -domain D | -sender A | -recipient A]", stdout, stderr)
 	var f queue.Filter
 	c.fs.StringVar(&f.Sender, "sender", "", "flush the messages from this envelope sender")
 	c.fs.StringVar(&f.Recipient, "recipient", "", "flush the messages with this recipient")
 	c.fs.StringVar(&f.Domain, "domain", "", "flush the messages with a recipient in this domain")
-	pos, ok := c.parse(args, 0, 1)
+	pos, ok := c.parse(args, 0, 1<<20)
 	if !ok {
 		return 2
 	}
-	if len(pos) == 1 && f != (queue.Filter{}) {
+	if len(pos) > 0 && f != (queue.Filter{}) {
 		fmt.Fprintln(stderr, "mxedge queue flush: give an ID or filters, not both")
 		c.fs.Usage()
 		return 2
@@ -331,15 +363,12 @@ func queueFlush(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	if len(pos) == 1 {
-		if err := cl.Flush(context.Background(), pos[0]); err != nil {
+	if len(pos) > 0 && !slices.Equal(pos, []string{"ALL"}) {
+		ids, err := queueIDs(context.Background(), cl, pos, os.Stdin)
+		if err != nil {
 			return c.fail(err)
 		}
-		if *c.json {
-			return c.printJSON(control.ActionResult{ID: pos[0], Result: "flushed"})
-		}
-		fmt.Fprintf(stdout, "%s: flushed\n", pos[0])
-		return 0
+		return c.each(ids, "flushed", func(id string) error { return cl.Flush(context.Background(), id) })
 	}
 	n, err := cl.FlushMatching(context.Background(), f)
 	if err != nil {
@@ -353,12 +382,16 @@ func queueFlush(args []string, stdout, stderr io.Writer) int {
 }
 
 func queueAction(name string, args []string, stdout, stderr io.Writer) int {
-	c := newAdminCmd("queue", name, "ID", stdout, stderr)
-	pos, ok := c.parse(args, 1, 1)
+	c := newAdminCmd("queue", name, "IDS (queue IDs, ALL, or - for stdin)", stdout, stderr)
+	pos, ok := c.parse(args, 1, 1<<20)
 	if !ok {
 		return 2
 	}
 	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	ids, err := queueIDs(context.Background(), cl, pos, os.Stdin)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -374,14 +407,59 @@ func queueAction(name string, args []string, stdout, stderr io.Writer) int {
 	case "bounce":
 		do, result = cl.Bounce, "bounced"
 	}
-	if err := do(context.Background(), pos[0]); err != nil {
-		return c.fail(err)
+	return c.each(ids, result, func(id string) error { return do(context.Background(), id) })
+}
+
+// each runs do for every ID, one result line per ID (the error on
+// stderr): exit status 0 when all succeeded, else 1.
+func (c *adminCmd) each(ids []string, result string, do func(id string) error) int {
+	code := 0
+	for _, id := range ids {
+		if err := do(id); err != nil {
+			fmt.Fprintf(c.stderr, "mxedge %s %s: %s: %v\n", c.group, c.name, id, err)
+			code = 1
+			continue
+		}
+		if *c.json {
+			if c.printJSON(control.ActionResult{ID: id, Result: result}) != 0 {
+				code = 1
+			}
+			continue
+		}
+		fmt.Fprintf(c.stdout, "%s: %s\n", id, result)
 	}
-	if *c.json {
-		return c.printJSON(control.ActionResult{ID: pos[0], Result: result})
+	return code
+}
+
+// queueIDs expands the ID arguments of a queue action as postsuper does:
+// "ALL" is every message queued now, "-" the IDs read from stdin
+// (separated by blanks or newlines); other arguments are IDs.
+func queueIDs(ctx context.Context, cl *control.Client, args []string, stdin io.Reader) ([]string, error) {
+	var ids []string
+	for _, a := range args {
+		switch a {
+		case "ALL":
+			err := cl.List(ctx, queue.Filter{}, func(m *control.Message) error {
+				ids = append(ids, m.ID)
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		case "-":
+			sc := bufio.NewScanner(stdin)
+			sc.Split(bufio.ScanWords)
+			for sc.Scan() {
+				ids = append(ids, sc.Text())
+			}
+			if err := sc.Err(); err != nil {
+				return nil, fmt.Errorf("reading IDs from stdin: %w", err)
+			}
+		default:
+			ids = append(ids, a)
+		}
 	}
-	fmt.Fprintf(stdout, "%s: %s\n", pos[0], result)
-	return 0
+	return ids, nil
 }
 
 func queueStats(args []string, stdout, stderr io.Writer) int {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,14 +18,19 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/control"
 	"github.com/mxedge/mxedge/delivery"
+	"github.com/mxedge/mxedge/greylist"
 	"github.com/mxedge/mxedge/internal/certs"
 	"github.com/mxedge/mxedge/internal/localbackend"
+	"github.com/mxedge/mxedge/internal/metrics"
 	"github.com/mxedge/mxedge/internal/sdnotify"
 	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
+	"github.com/mxedge/mxedge/resolver"
 	"github.com/mxedge/mxedge/smtpd"
 	"github.com/mxedge/mxedge/submission"
 	"github.com/mxedge/mxedge/verifycache"
@@ -97,7 +103,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	fmt.Fprintf(stdout, "mxedge %s, configuration: %s\n", version(), from)
 	log.Info("file descriptors", "rlimit_nofile", nofile)
-	if err := serve(ctx, cfg, from == demoSource, stdout, log); err != nil {
+	if err := serve(ctx, cfg, *path, from == demoSource, stdout, log); err != nil {
 		if errors.Is(err, queue.ErrIndexDamaged) || errors.Is(err, queue.ErrIndexMissing) {
 			// One line for the operator, no stack, exit 1 (a supervisor
 			// restarting us shows the same line every time).
@@ -112,11 +118,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 
 // serve runs the relay until ctx is cancelled or a listener fails: build,
 // run, shutdown.
-func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, path string, demo bool, stdout io.Writer, log *slog.Logger) error {
 	r, err := build(ctx, cfg, demo, stdout, log)
 	if err != nil {
 		return err
 	}
+	r.path, r.demo = path, demo
 	runErr := r.run(ctx)
 	return errors.Join(runErr, r.shutdown())
 }
@@ -124,6 +131,12 @@ func serve(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 // relay is a built relay: every stage, and what runs them.
 type relay struct {
 	cfg     *config.Config
+	path    string // the -config argument, for reload
+	demo    bool
+	res     *resolver.Resolver
+	sub     *submissionParts
+	grey    *greylist.Greylist // nil: [greylist] off
+	reloads sync.Mutex         // one reload at a time
 	log     *slog.Logger
 	stdout  io.Writer
 	queue   *queue.Queue
@@ -134,6 +147,15 @@ type relay struct {
 	servers []*smtpd.Server
 	lns     []net.Listener
 	certs   []*certs.Store // of the listeners with TLS
+	// certNames are the listener names of certs.
+	certNames []string
+
+	// reg holds the metrics of every stage ([admin] http serves it).
+	reg     *prometheus.Registry
+	metrics *metrics.Metrics
+	health  health
+	httpSrv *http.Server // nil: [admin] http is off
+	httpLn  net.Listener
 
 	wg     sync.WaitGroup // listeners serving
 	errc   chan error     // a listener or the control socket failed
@@ -148,8 +170,11 @@ type relay struct {
 // listeners with their policy chains. Nothing is served yet. On error,
 // whatever was opened is closed.
 func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer, log *slog.Logger) (r *relay, err error) {
-	r = &relay{cfg: cfg, log: log, stdout: stdout, errc: make(chan error, len(cfg.Listeners)+1)}
+	r = &relay{cfg: cfg, log: log, stdout: stdout, errc: make(chan error, len(cfg.Listeners)+2)}
 	built := r // "return nil, err" sets r to nil before this runs
+	r.reg = prometheus.NewRegistry()
+	r.metrics = metrics.New(r.reg)
+	r.health.set("starting")
 	defer func() {
 		if err != nil {
 			built.closeAll()
@@ -183,6 +208,7 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		return nil, err
 	}
 	qo := queueOptions(cfg, log)
+	qo.Observer = r.metrics
 	if len(keys) > 0 {
 		qo.Signer = submission.NewSigner(keys)
 	}
@@ -197,7 +223,8 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	// The one DNS resolver ([dns]) of every stage that asks DNS, and the
 	// one outbound SMTP client layer: delivery (MX routing, MTA-STS,
 	// DANE), which verification probes use too.
-	res := newResolver(cfg)
+	res := newResolver(cfg, r.metrics)
+	r.res = res
 	if r.dl, err = newDeliverer(ctx, cfg, res, log); err != nil {
 		return nil, err
 	}
@@ -211,6 +238,7 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	// that "mxedge queue ..." works once the "listener on" lines are out.
 	r.ctl = control.New(r.queue, log)
 	r.ctl.HandleVerify(r.ver)
+	r.ctl.HandleBody(r.queue)
 	ctlPath := control.SocketPath(cfg.DataDir)
 	if r.ctlLn, err = r.ctl.Listen(ctlPath); err != nil {
 		return nil, err
@@ -229,12 +257,14 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		r.onClose(closeSub)
 		r.ctl.HandleUsage(sub.store)
 	}
+	r.sub = sub
 
 	grey, closeGrey, err := openGreylist(cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	r.onClose(closeGrey)
+	r.grey = grey
 
 	for _, lc := range cfg.Listeners {
 		chain, err := chainFor(cfg, lc, r.ver, res, sub, log)
@@ -269,6 +299,16 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		log.Info("listener", "listener", lc.Name, "kind", lc.Kind, "address", ln.Addr().String(), "max_sessions", lc.MaxSessions,
 			"chain", chainSummary(chain))
 	}
+	r.ctl.HandleDrain(r.mxServers())
+	r.ctl.HandleReload(r.reloadConfig)
+	r.registerMetrics()
+	if r.httpSrv, r.httpLn, err = r.adminHTTP(); err != nil {
+		return nil, err
+	}
+	if r.httpLn != nil {
+		r.onClose(func() { r.httpLn.Close() })
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics, health on /healthz\n", r.httpLn.Addr())
+	}
 	return r, nil
 }
 
@@ -287,15 +327,15 @@ func (r *relay) listenerCerts(ctx context.Context, lc config.Listener) (*certs.S
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 	}
-	r.certs = append(r.certs, st)
+	r.certs, r.certNames = append(r.certs, st), append(r.certNames, lc.Name)
 	go st.Watch(ctx, certWatch)
 	return st, nil
 }
 
-// reload is SIGHUP: the listeners' certificates are read again (a broken
-// new pair keeps the old one).
-func (r *relay) reload() {
-	r.log.Info("SIGHUP: reloading TLS certificates", "listeners_with_tls", len(r.certs))
+// reloadCerts reads the listeners' certificates again (a broken new
+// pair keeps the old one).
+func (r *relay) reloadCerts() {
+	r.log.Info("reloading TLS certificates", "listeners_with_tls", len(r.certs))
 	for _, st := range r.certs {
 		_ = st.Reload()
 	}
@@ -337,9 +377,21 @@ func (r *relay) run(ctx context.Context) error {
 			r.errc <- err
 		}
 	}()
+	if r.httpSrv != nil {
+		go func() {
+			if err := r.httpSrv.Serve(r.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				r.errc <- fmt.Errorf("admin.http: %w", err)
+			}
+		}()
+	}
 	qctx, qstop := context.WithCancel(context.Background())
 	r.qstop, r.qdone = qstop, make(chan error, 1)
-	go func() { r.qdone <- r.queue.Run(qctx, r.dl, r.cfg.Timeouts.Shutdown.D()) }()
+	go func() {
+		err := r.queue.Run(qctx, r.dl, r.cfg.Timeouts.Shutdown.D())
+		r.health.set(fmt.Sprintf("queue scheduler stopped: %v", err))
+		r.qdone <- err
+	}()
+	r.health.set("")
 	r.log.Info("mxedge started", "hostname", r.cfg.Hostname, "data_dir", r.cfg.DataDir)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -351,10 +403,13 @@ func (r *relay) run(ctx context.Context) error {
 			r.log.Info("shutting down")
 			return nil
 		case err := <-r.errc:
+			r.health.set(err.Error())
 			return err
 		case <-hup:
 			r.notify(sdnotify.Reloading())
-			r.reload()
+			if _, err := r.reloadConfig(ctx); err != nil {
+				r.log.Error("SIGHUP: configuration not reloaded, the old one stays", "err", err)
+			}
 			r.notify("READY=1\nSTATUS=accepting mail")
 		}
 	}
@@ -372,9 +427,15 @@ func (r *relay) run(ctx context.Context) error {
 //     backend stops (closeAll, in reverse order of build).
 func (r *relay) shutdown() error {
 	r.notify("STOPPING=1\nSTATUS=draining sessions and deliveries")
+	r.health.set("shutting down")
 	t0 := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeouts.Shutdown.D())
 	defer cancel()
+	// Every listener answers 421 to new connections first; then each
+	// waits for its sessions (in parallel: one deadline for all).
+	for _, s := range r.servers {
+		s.Drain(true)
+	}
 	for _, s := range r.servers {
 		_ = s.Shutdown(sctx)
 	}
@@ -385,6 +446,9 @@ func (r *relay) shutdown() error {
 		if qerr := <-r.qdone; qerr != nil && !errors.Is(qerr, context.Canceled) {
 			err = qerr
 		}
+	}
+	if r.httpSrv != nil {
+		_ = r.httpSrv.Shutdown(sctx)
 	}
 	if cerr := r.ctl.Shutdown(sctx); cerr != nil {
 		r.log.Warn("admin requests cut at shutdown", "err", cerr)

@@ -1,0 +1,356 @@
+// Package doctor is "mxedge doctor": the deliverability checks of the
+// operator's DNS and certificates that the big receivers apply before
+// they accept our mail (../shared/PRINCIPLES.md, identity and DNS
+// hygiene). Every check answers ✓ or ✗ (or a warning) with the exact
+// record found and, when it fails, the record or fix to publish.
+//
+// The checks ask DNS through the relay's own resolver ([dns] servers),
+// never the system's, so they see what the relay sees:
+//   - the hostname has A/AAAA records; the PTR of each outbound address is
+//     the hostname and the hostname resolves back to it (forward-confirmed
+//     reverse DNS, RFC 8601 section 3 "iprev"); HELO is the hostname;
+//   - each relay domain's MX records name this host or its pair partners,
+//     all with equal preference (a lower-priority backup MX is a spam
+//     hole), none a CNAME (RFC 2181 section 10.3) or an IP address;
+//   - SPF (RFC 7208): one v=spf1 record, at most 10 DNS-querying terms
+//     (section 4.6.4), our outbound addresses authorised by ip4/ip6, a or
+//     mx terms (include: is counted, not followed);
+//   - DMARC (RFC 7489 section 6.3): a v=DMARC1 record with a p= policy;
+//   - TLS-RPT (RFC 8460 section 3): a v=TLSRPTv1 record;
+//   - our certificate covers the hostname and does not expire within 14
+//     days;
+//   - our outbound addresses are not listed on the configured DNSBLs.
+//
+// Not checked yet: DKIM selector records, MTA-STS policy fetch, DANE
+// TLSA matching, the open-relay self test.
+package doctor
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// DNS is what the checks ask (resolver.Resolver's Lookup, with records of
+// the name asked; an NXDOMAIN or no data is no records, not an error).
+type DNS interface {
+	Lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error)
+}
+
+// Input is what the checks are about (from the configuration).
+type Input struct {
+	Hostname     string
+	Outbound     []netip.Addr // our outbound addresses
+	RelayDomains []string
+	Partners     []string // the other relays of the pair (MX host names)
+	Cert         []*x509.Certificate
+	DNSBLs       []string // zones, e.g. "zen.spamhaus.org"
+	Now          time.Time
+}
+
+// Check is one result.
+type Check struct {
+	Name    string `json:"check"`
+	Subject string `json:"subject"`
+	// Status: "ok", "fail" or "warn".
+	Status string `json:"status"`
+	Found  string `json:"found,omitempty"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// Run runs every check and returns them in order.
+func Run(ctx context.Context, d DNS, in Input) []Check {
+	if in.Now.IsZero() {
+		in.Now = time.Now()
+	}
+	c := &run{ctx: ctx, d: d, in: in}
+	c.hostname()
+	c.fcrdns()
+	for _, dom := range in.RelayDomains {
+		c.mx(dom)
+		c.spf(dom)
+		c.dmarc(dom)
+		c.tlsrpt(dom)
+	}
+	c.cert()
+	c.dnsbl()
+	return c.out
+}
+
+type run struct {
+	ctx context.Context
+	d   DNS
+	in  Input
+	out []Check
+}
+
+func (c *run) add(name, subject string, ok bool, found, fix string) {
+	st := "fail"
+	if ok {
+		st, fix = "ok", ""
+	}
+	c.out = append(c.out, Check{Name: name, Subject: subject, Status: st, Found: found, Fix: fix})
+}
+
+func (c *run) warn(name, subject, found, fix string) {
+	c.out = append(c.out, Check{Name: name, Subject: subject, Status: "warn", Found: found, Fix: fix})
+}
+
+func fqdn(s string) string { return dns.Fqdn(strings.ToLower(s)) }
+
+func (c *run) lookup(name string, qtype uint16) []dns.RR {
+	rrs, err := c.d.Lookup(c.ctx, fqdn(name), qtype)
+	if err != nil {
+		return nil
+	}
+	return rrs
+}
+
+// addrs are the A and AAAA addresses of name.
+func (c *run) addrs(name string) []netip.Addr {
+	var out []netip.Addr
+	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		for _, rr := range c.lookup(name, t) {
+			switch r := rr.(type) {
+			case *dns.A:
+				a, _ := netip.AddrFromSlice(r.A.To4())
+				out = append(out, a)
+			case *dns.AAAA:
+				a, _ := netip.AddrFromSlice(r.AAAA)
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+func (c *run) txt(name, prefix string) []string {
+	var out []string
+	for _, rr := range c.lookup(name, dns.TypeTXT) {
+		if t, ok := rr.(*dns.TXT); ok {
+			s := strings.Join(t.Txt, "")
+			if strings.HasPrefix(strings.ToLower(s), strings.ToLower(prefix)) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func (c *run) hostname() {
+	h := c.in.Hostname
+	as := c.addrs(h)
+	fix := fmt.Sprintf("%s. A <outbound IPv4> (and AAAA for IPv6)", h)
+	if len(c.in.Outbound) > 0 {
+		fix = fmt.Sprintf("%s. A %s", h, c.in.Outbound[0])
+	}
+	c.add("hostname A/AAAA", h, len(as) > 0, join(as), fix)
+	c.add("HELO is the hostname", h, true, "EHLO "+h, "")
+}
+
+func (c *run) fcrdns() {
+	h := fqdn(c.in.Hostname)
+	for _, ip := range c.in.Outbound {
+		rev, _ := dns.ReverseAddr(ip.String())
+		var names []string
+		for _, rr := range c.lookup(rev, dns.TypePTR) {
+			if p, ok := rr.(*dns.PTR); ok {
+				names = append(names, strings.ToLower(p.Ptr))
+			}
+		}
+		ptrOK := len(names) == 1 && names[0] == h
+		c.add("PTR is the hostname", ip.String(), ptrOK, strings.Join(names, " "),
+			fmt.Sprintf("%s PTR %s (ask the owner of %s)", rev, h, ip))
+		back := slices.Contains(c.addrs(h), ip)
+		c.add("hostname resolves back (FCrDNS)", ip.String(), ptrOK && back, join(c.addrs(h)),
+			fmt.Sprintf("%s A/AAAA %s", h, ip))
+	}
+}
+
+func (c *run) mx(dom string) {
+	var mxs []*dns.MX
+	for _, rr := range c.lookup(dom, dns.TypeMX) {
+		if m, ok := rr.(*dns.MX); ok {
+			mxs = append(mxs, m)
+		}
+	}
+	ours := append([]string{fqdn(c.in.Hostname)}, mapf(c.in.Partners, fqdn)...)
+	var found []string
+	for _, m := range mxs {
+		found = append(found, fmt.Sprintf("MX %d %s", m.Preference, m.Mx))
+	}
+	want := make([]string, len(ours))
+	for i, h := range ours {
+		want[i] = fmt.Sprintf("%s. MX 10 %s", dom, h)
+	}
+	fix := strings.Join(want, "; ")
+	if len(mxs) == 0 {
+		c.add("MX points at this host", dom, false, "no MX records", fix)
+		return
+	}
+	best := mxs[0].Preference
+	for _, m := range mxs {
+		best = min(best, m.Preference)
+	}
+	allOurs, equal := true, true
+	for _, m := range mxs {
+		host := strings.ToLower(m.Mx)
+		if !slices.Contains(ours, host) {
+			allOurs = false
+		}
+		if m.Preference != best {
+			equal = false
+		}
+		if _, err := netip.ParseAddr(strings.TrimSuffix(host, ".")); err == nil {
+			c.add("MX is a host name, not an IP", dom, false, host, fix)
+		}
+		for _, rr := range c.lookup(host, dns.TypeCNAME) {
+			if cn, ok := rr.(*dns.CNAME); ok && strings.EqualFold(cn.Hdr.Name, host) {
+				c.add("MX is not a CNAME", dom, false, host+" CNAME "+cn.Target, "point the MX at "+cn.Target)
+			}
+		}
+	}
+	c.add("MX points at this host and its partners", dom, allOurs && slices.ContainsFunc(mxs, func(m *dns.MX) bool {
+		return strings.EqualFold(m.Mx, fqdn(c.in.Hostname))
+	}), strings.Join(found, ", "), fix)
+	if !equal {
+		c.warn("MX preferences equal", dom, strings.Join(found, ", "),
+			"give every MX the same preference (two equal MX 10, no backup MX 20)")
+	} else {
+		c.add("MX preferences equal", dom, true, strings.Join(found, ", "), "")
+	}
+}
+
+func (c *run) spf(dom string) {
+	recs := c.txt(dom, "v=spf1")
+	fix := fmt.Sprintf("%s. TXT \"v=spf1 %s -all\"", dom, strings.Join(mapf(c.in.Outbound, spfTerm), " "))
+	if len(recs) != 1 {
+		c.add("SPF: one record", dom, false, fmt.Sprintf("%d records: %s", len(recs), strings.Join(recs, " | ")), fix)
+		return
+	}
+	c.add("SPF: one record", dom, true, recs[0], "")
+	terms := strings.Fields(recs[0])[1:]
+	lookups := 0
+	var authorised []netip.Addr
+	for _, t := range terms {
+		mech := strings.ToLower(strings.TrimLeft(t, "+-~?"))
+		if t != "" && (t[0] == '-' || t[0] == '~' || t[0] == '?') {
+			continue
+		}
+		name, arg, _ := strings.Cut(mech, ":")
+		if n, _, ok := strings.Cut(name, "/"); ok {
+			name = n
+		}
+		switch {
+		case name == "include" || name == "a" || name == "mx" || name == "ptr" || name == "exists" || strings.HasPrefix(mech, "redirect="):
+			lookups++
+		}
+		switch name {
+		case "ip4", "ip6":
+			if p, err := netip.ParsePrefix(arg); err == nil {
+				authorised = append(authorised, filterIn(c.in.Outbound, p)...)
+			} else if a, err := netip.ParseAddr(arg); err == nil {
+				authorised = append(authorised, a)
+			}
+		case "a":
+			target := dom
+			if arg != "" {
+				target = arg
+			}
+			authorised = append(authorised, c.addrs(target)...)
+		case "mx":
+			for _, rr := range c.lookup(dom, dns.TypeMX) {
+				if m, ok := rr.(*dns.MX); ok {
+					authorised = append(authorised, c.addrs(m.Mx)...)
+				}
+			}
+		}
+	}
+	c.add("SPF: at most 10 DNS lookups", dom, lookups <= 10, fmt.Sprintf("%d lookups in the top record", lookups),
+		"flatten includes into ip4:/ip6: terms")
+	for _, ip := range c.in.Outbound {
+		c.add("SPF authorises our outbound address", dom+" "+ip.String(), slices.Contains(authorised, ip), recs[0],
+			fmt.Sprintf("add %s to the record: %s", spfTerm(ip), fix))
+	}
+}
+
+func (c *run) dmarc(dom string) {
+	recs := c.txt("_dmarc."+dom, "v=DMARC1")
+	fix := fmt.Sprintf("_dmarc.%s. TXT \"v=DMARC1; p=quarantine; rua=mailto:dmarc@%s\"", dom, dom)
+	ok := len(recs) == 1 && strings.Contains(strings.ReplaceAll(recs[0], " ", ""), ";p=")
+	c.add("DMARC record", dom, ok, strings.Join(recs, " | "), fix)
+}
+
+func (c *run) tlsrpt(dom string) {
+	recs := c.txt("_smtp._tls."+dom, "v=TLSRPTv1")
+	c.add("TLS-RPT record", dom, len(recs) == 1, strings.Join(recs, " | "),
+		fmt.Sprintf("_smtp._tls.%s. TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@%s\"", dom, dom))
+}
+
+func (c *run) cert() {
+	if len(c.in.Cert) == 0 {
+		c.add("certificate", c.in.Hostname, false, "no tls_cert on any listener",
+			"set tls_cert/tls_key of the MX listener (a certificate for "+c.in.Hostname+")")
+		return
+	}
+	leaf := c.in.Cert[0]
+	c.add("certificate covers the hostname", c.in.Hostname, leaf.VerifyHostname(c.in.Hostname) == nil,
+		strings.Join(leaf.DNSNames, " "), "a certificate with "+c.in.Hostname+" in its subjectAltName")
+	left := leaf.NotAfter.Sub(c.in.Now)
+	c.add("certificate valid for 14 days", c.in.Hostname, left >= 14*24*time.Hour,
+		"expires "+leaf.NotAfter.UTC().Format(time.DateOnly), "renew the certificate")
+}
+
+func (c *run) dnsbl() {
+	for _, ip := range c.in.Outbound {
+		for _, zone := range c.in.DNSBLs {
+			zone, _, _ = strings.Cut(zone, "*") // postscreen weight syntax
+			zone, _, _ = strings.Cut(zone, "=")
+			q := reverseName(ip) + "." + zone
+			listed := c.addrs(q)
+			c.add("not on "+zone, ip.String(), len(listed) == 0, join(listed),
+				"ask "+zone+" for delisting (see its lookup page), then find why it was listed")
+		}
+	}
+}
+
+// reverseName is the DNSBL query label of ip: reversed octets (IPv4) or
+// nibbles (IPv6).
+func reverseName(ip netip.Addr) string {
+	rev, _ := dns.ReverseAddr(ip.String())
+	rev = strings.TrimSuffix(rev, ".in-addr.arpa.")
+	return strings.TrimSuffix(rev, ".ip6.arpa.")
+}
+
+func spfTerm(ip netip.Addr) string {
+	if ip.Is4() {
+		return "ip4:" + ip.String()
+	}
+	return "ip6:" + ip.String()
+}
+
+func filterIn(ips []netip.Addr, p netip.Prefix) []netip.Addr {
+	var out []netip.Addr
+	for _, ip := range ips {
+		if p.Contains(ip) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+func mapf[T any](in []T, f func(T) string) []string {
+	out := make([]string, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
+}
+
+func join(as []netip.Addr) string { return strings.Join(mapf(as, netip.Addr.String), " ") }

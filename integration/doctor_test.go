@@ -1,0 +1,86 @@
+package integration
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mxedge/mxedge/resolver/dnstest"
+)
+
+// Operator's story: before switching the MX records, the postmaster runs
+// "mxedge doctor". With everything published it is all ✓ and exits 0;
+// with the DMARC record missing it says ✗ and the record to publish.
+func TestDoctorCommand(t *testing.T) {
+	dir := t.TempDir()
+	ns, err := dnstest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if err := ns.Add(
+		"mx1.relay.test. A 192.0.2.10",
+		"mx2.relay.test. A 192.0.2.20",
+		"10.2.0.192.in-addr.arpa. PTR mx1.relay.test.",
+		"relay.test. MX 10 mx1.relay.test.",
+		"relay.test. MX 10 mx2.relay.test.",
+		`relay.test. TXT "v=spf1 ip4:192.0.2.10 ip4:192.0.2.20 -all"`,
+		`_dmarc.relay.test. TXT "v=DMARC1; p=reject; rua=mailto:d@relay.test"`,
+		`_smtp._tls.relay.test. TXT "v=TLSRPTv1; rua=mailto:t@relay.test"`,
+	); err != nil {
+		t.Fatal(err)
+	}
+	// A certificate valid for 90 days (newCA's last one day: doctor
+	// would rightly say "renew").
+	certFile, keyFile := longCert(t, dir, "mx1.relay.test")
+	cfgText := strings.Replace(withDNS(relayConfig(filepath.Join(dir, "data"), "127.0.0.2:25", "127.0.0.3:25"), ns.Addr()),
+		"[[listener]]\n", fmt.Sprintf("[[listener]]\ntls_cert = [%q]\ntls_key = [%q]\n", certFile, keyFile), 1)
+	cfg := writeConfig(t, dir, cfgText)
+
+	args := []string{"doctor", "-config", cfg, "-ip", "192.0.2.10", "-partner", "mx2.relay.test"}
+	out, errOut, code := mxedge(t, args...)
+	if code != 0 || strings.Contains(out, "✗") || !strings.Contains(out, "✓ hostname resolves back (FCrDNS): 192.0.2.10") {
+		t.Fatalf("doctor, all published: exit %d\n%s%s", code, out, errOut)
+	}
+	ns.Remove("_dmarc.relay.test.", dns.TypeTXT)
+	out, _, code = mxedge(t, args...)
+	if code != 1 || !strings.Contains(out, "✗ DMARC record: relay.test") ||
+		!strings.Contains(out, `fix: _dmarc.relay.test. TXT "v=DMARC1; p=quarantine`) {
+		t.Errorf("doctor without DMARC: exit %d\n%s", code, out)
+	}
+	if strings.Count(out, "✗") != 1 {
+		t.Errorf("doctor without DMARC: more than the DMARC check failed:\n%s", out)
+	}
+	out, _, _ = mxedge(t, append(args, "-json")...)
+	if !strings.Contains(out, `"status": "fail"`) || !strings.Contains(out, `"check": "DMARC record"`) {
+		t.Errorf("doctor -json:\n%s", out)
+	}
+}
+
+func longCert(t *testing.T, dir, name string) (certFile, keyFile string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "long.crt"), filepath.Join(dir, "long.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600)
+	return certFile, keyFile
+}

@@ -1,0 +1,138 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxedge/mxedge/control"
+)
+
+// scrape reads http://addr/metrics into "name{labels}" -> value.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %s", resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+func healthz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// An operator scrapes /metrics while mail flows: the counters move by
+// exactly the messages sent, accepted and refused, and no label value
+// carries what a client sent (address, domain, IP, HELO).
+func TestMetricsScenario(t *testing.T) {
+	dir := t.TempDir()
+	be := startBackend(t, "127.0.0.3:0")
+	mx := freeAddr(t, "127.0.0.2")
+	admin := freeAddr(t, "127.0.0.1")
+	cfg := relayConfig(filepath.Join(dir, "data"), mx, be.Addr()) + fmt.Sprintf("\n[admin]\nhttp = %q\n", admin)
+	r := startRelay(t, dir, "-config", writeConfig(t, dir, cfg))
+	if _, err := r.logs.wait("mxedge started", 1, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := healthz(t, admin); code != 200 || body != "ok" {
+		t.Fatalf("/healthz = %d %q, want 200 ok", code, body)
+	}
+
+	before := scrape(t, admin)
+	const accepted, refused = 3, 2
+	for i := range accepted {
+		out, code := swaks(t, mx, "--helo", "client.test", "--from", "sender@src.test",
+			"--to", "alice@relay.test", "--header", fmt.Sprintf("Subject: metrics %d", i))
+		if code != 0 {
+			t.Fatalf("swaks failed (%d):\n%s", code, out)
+		}
+	}
+	for range refused {
+		out, _ := swaks(t, mx, "--helo", "client.test", "--from", "sender@src.test", "--to", "someone@elsewhere.test")
+		if !strings.Contains(out, "<** 554") && !strings.Contains(out, "<** 550") {
+			t.Fatalf("relay attempt not refused:\n%s", out)
+		}
+	}
+	if _, err := be.WaitMessages(accepted, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The delivery result is counted when its log line is written.
+	if _, err := r.logs.wait("msg=delivery|status=sent", accepted, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	after := scrape(t, admin)
+	delta := func(k string) float64 { return after[k] - before[k] }
+	for k, want := range map[string]float64{
+		`mxedge_sessions_total{listener="mx"}`:               accepted + refused,
+		`mxedge_messages_accepted_total{listener="mx"}`:      accepted,
+		`mxedge_refusals_total{check="relay",listener="mx"}`: refused,
+		`mxedge_deliveries_total{status="sent"}`:             accepted,
+		`mxedge_deliveries_total{status="bounced"}`:          0,
+		`mxedge_delivery_latency_seconds_count`:              accepted,
+	} {
+		if got := delta(k); got != want {
+			t.Errorf("%s moved by %v, want %v", k, got, want)
+		}
+	}
+	if b := delta(`mxedge_bytes_accepted_total{listener="mx"}`); b < accepted*100 {
+		t.Errorf("bytes accepted moved by %v for %d messages", b, accepted)
+	}
+	if open := after[`mxedge_sessions_open{listener="mx"}`]; open != 0 {
+		t.Errorf("sessions open after the clients left: %v", open)
+	}
+	for k := range after {
+		for _, client := range []string{"127.0.0.", "src.test", "elsewhere", "alice", "relay.test", "client.test"} {
+			if strings.Contains(k, client) {
+				t.Errorf("label value from client input %q: %s", client, k)
+			}
+		}
+	}
+
+	// The control socket gone (removed by a cleanup script): admin
+	// commands cannot reach the relay, and /healthz says so.
+	if err := os.Remove(control.SocketPath(filepath.Join(dir, "data"))); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := healthz(t, admin); code != 503 || !strings.HasPrefix(body, "control socket: ") {
+		t.Errorf("/healthz without the control socket = %d %q, want 503 control socket: ...", code, body)
+	}
+	code, err := r.stop(30 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("stop: %d %v", code, err)
+	}
+}

@@ -1,0 +1,102 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	descSessionsOpen = prometheus.NewDesc("mxedge_sessions_open",
+		"SMTP sessions open now, by listener.", []string{"listener"}, nil)
+	descSessions = prometheus.NewDesc("mxedge_sessions_total",
+		"SMTP connections accepted past the session limit, by listener.", []string{"listener"}, nil)
+	descAccepted = prometheus.NewDesc("mxedge_messages_accepted_total",
+		"Messages committed to the queue (250 queued as), by listener.", []string{"listener"}, nil)
+	descAcceptedBytes = prometheus.NewDesc("mxedge_bytes_accepted_total",
+		"Bytes of the messages committed to the queue, by listener.", []string{"listener"}, nil)
+	descRefusals = prometheus.NewDesc("mxedge_refusals_total",
+		"Refusals by listener and check (limit, pregreet, iprev, dnsbl, relay, verify, ...): the check names of the policy chain.",
+		[]string{"listener", "check"}, nil)
+
+	descVerifyLookups = prometheus.NewDesc("mxedge_verify_lookups_total",
+		"Recipient verification lookups, by result: hit (answered from the cache), miss (started or joined a probe).",
+		[]string{"result"}, nil)
+	descVerifyProbes = prometheus.NewDesc("mxedge_verify_probes_total",
+		"Verification probes sent to the next hop, by result.", []string{"result"}, nil)
+	descVerifyLatency = prometheus.NewDesc("mxedge_verify_probe_latency_seconds",
+		"Verification probe latency (sum and count since start).", nil, nil)
+	descVerifyEntries = prometheus.NewDesc("mxedge_verify_cache_entries",
+		"Verification cache entries by state.", []string{"state"}, nil)
+
+	descCertExpiry = prometheus.NewDesc("mxedge_tls_cert_expiry_timestamp_seconds",
+		"Earliest NotAfter (Unix time) of a listener's certificates.", []string{"listener"}, nil)
+)
+
+// listenerCollector reads the listeners' live counters at scrape time.
+type listenerCollector map[string]Listener
+
+func (c listenerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSessionsOpen, descSessions, descAccepted, descAcceptedBytes, descRefusals} {
+		ch <- d
+	}
+}
+
+func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, l := range c {
+		n := l.Counters()
+		ch <- prometheus.MustNewConstMetric(descSessionsOpen, prometheus.GaugeValue, float64(n.Open), name)
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.CounterValue, float64(n.Sessions), name)
+		ch <- prometheus.MustNewConstMetric(descAccepted, prometheus.CounterValue, float64(n.Messages), name)
+		ch <- prometheus.MustNewConstMetric(descAcceptedBytes, prometheus.CounterValue, float64(n.Bytes), name)
+		for check, v := range l.Refusals() {
+			ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(v), name, check)
+		}
+	}
+}
+
+// verifyCollector reads the verifier's counters at scrape time (the
+// entry counts are a read transaction on verify.db, not the queue).
+type verifyCollector struct{ v Verifier }
+
+func (c verifyCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descVerifyLookups, descVerifyProbes, descVerifyLatency, descVerifyEntries} {
+		ch <- d
+	}
+}
+
+func (c verifyCollector) Collect(ch chan<- prometheus.Metric) {
+	st, err := c.v.Stats()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descVerifyLookups, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descVerifyLookups, prometheus.CounterValue, float64(st.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(descVerifyLookups, prometheus.CounterValue, float64(st.Misses), "miss")
+	for r, n := range st.ProbeResults {
+		ch <- prometheus.MustNewConstMetric(descVerifyProbes, prometheus.CounterValue, float64(n), r)
+	}
+	sum := st.LatencyAvg.Seconds() * float64(st.Probes)
+	ch <- prometheus.MustNewConstSummary(descVerifyLatency, st.Probes, sum, nil)
+	for s, n := range st.Entries {
+		ch <- prometheus.MustNewConstMetric(descVerifyEntries, prometheus.GaugeValue, float64(n), s)
+	}
+}
+
+// certCollector reads the listeners' certificates at scrape time (a
+// renewal shows at the next scrape).
+type certCollector map[string]Certs
+
+func (c certCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descCertExpiry }
+
+func (c certCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, cs := range c {
+		var earliest float64
+		for _, l := range cs.Leaves() {
+			if t := float64(l.NotAfter.Unix()); earliest == 0 || t < earliest {
+				earliest = t
+			}
+		}
+		if earliest != 0 {
+			ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, earliest, name)
+		}
+	}
+}

@@ -1,0 +1,145 @@
+// Package metrics exports what the relay does as Prometheus metrics
+// (github.com/prometheus/client_golang) on the registry it is given: no
+// package-level state and no default registry, so that two relays (an
+// MX-10 pair) run in one test process with their own numbers.
+//
+// Most families are read at scrape time from counters the stages keep
+// live anyway (smtpd.Server.Counters and Refusals, the verifier's
+// counters, the certificates' expiry): the hot path pays one atomic add,
+// and a scrape never scans the queue or takes its write lock. Delivery
+// results come through queue.Observer (Delivered), which only bumps a
+// counter and a histogram.
+//
+// Label values are bounded and never come from client input: listener
+// names and check names are the configuration's, statuses are a fixed
+// set (an unknown status is counted as "other"). No recipient, sender,
+// client address or domain label exists (TestCardinality).
+//
+// The names are the contract of examples/grafana-dashboard.json and
+// examples/alerts.yml; rename nothing without them.
+package metrics
+
+import (
+	"crypto/x509"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mxedge/mxedge/smtpd"
+	"github.com/mxedge/mxedge/verifycache"
+)
+
+// Listener is what a listener's families are read from (smtpd.Server).
+type Listener interface {
+	Counters() smtpd.Counters
+	Refusals() map[string]uint64
+}
+
+// Verifier is what the verify families are read from
+// (verifycache.Verifier).
+type Verifier interface {
+	Stats() (verifycache.Stats, error)
+}
+
+// Certs are a listener's certificates (certs.Store).
+type Certs interface {
+	Leaves() []*x509.Certificate
+}
+
+// Metrics are one relay's metrics on one registry.
+type Metrics struct {
+	deliveries *prometheus.CounterVec
+	latency    prometheus.Histogram
+	dns        *prometheus.CounterVec
+	dnsLatency prometheus.Histogram
+}
+
+// DeliveryStatuses are the status label values of
+// mxedge_deliveries_total.
+var deliveryStatuses = []string{"sent", "deferred", "bounced"}
+
+// New registers the relay's fixed families (and Go's runtime and
+// process collectors) on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_deliveries_total",
+			Help: "Delivery attempt results per recipient, by status (sent, deferred, bounced).",
+		}, []string{"status"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "mxedge_delivery_latency_seconds",
+			Help: "Time from acceptance to successful delivery, per recipient.",
+			// 100 ms (the backend next door) to 3 days (the queue lifetime).
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 72 * 3600},
+		}),
+		dns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_dns_queries_total",
+			Help: "DNS exchanges with the configured servers, by result: ok (NOERROR, NXDOMAIN), rcode (SERVFAIL, REFUSED, ...), error (timeout, network).",
+		}, []string{"result"}),
+		dnsLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mxedge_dns_latency_seconds",
+			Help:    "Duration of DNS exchanges with one server.",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
+		}),
+	}
+	for _, r := range []string{"ok", "rcode", "error"} {
+		m.dns.WithLabelValues(r)
+	}
+	for _, s := range deliveryStatuses {
+		m.deliveries.WithLabelValues(s) // present at 0 from the start
+	}
+	m.deliveries.WithLabelValues("other")
+	reg.MustRegister(m.deliveries, m.latency, m.dns, m.dnsLatency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Delivered implements queue.Observer.
+func (m *Metrics) Delivered(status string, delay time.Duration) {
+	known := false
+	for _, s := range deliveryStatuses {
+		known = known || s == status
+	}
+	if !known {
+		status = "other"
+	}
+	m.deliveries.WithLabelValues(status).Inc()
+	if status == "sent" {
+		m.latency.Observe(delay.Seconds())
+	}
+}
+
+// DNSExchanged implements resolver.Observer.
+func (m *Metrics) DNSExchanged(result string, took time.Duration) {
+	if result != "ok" && result != "rcode" {
+		result = "error"
+	}
+	m.dns.WithLabelValues(result).Inc()
+	m.dnsLatency.Observe(took.Seconds())
+}
+
+// DeadHops registers mxedge_dead_hops: the next hops marked dead now.
+func DeadHops(reg prometheus.Registerer, count func() int) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mxedge_dead_hops",
+		Help: "Next hops marked dead after connection failures (deliveries to them are deferred without a connection).",
+	}, func() float64 { return float64(count()) }))
+}
+
+// Listeners registers the families of the listeners, by name (the
+// configuration's listener names).
+func Listeners(reg prometheus.Registerer, ls map[string]Listener) {
+	reg.MustRegister(listenerCollector(ls))
+}
+
+// Verify registers the recipient verification families of v.
+func Verify(reg prometheus.Registerer, v Verifier) {
+	reg.MustRegister(verifyCollector{v})
+}
+
+// CertExpiry registers mxedge_tls_cert_expiry_timestamp_seconds: the
+// earliest NotAfter of each listener's certificates.
+func CertExpiry(reg prometheus.Registerer, cs map[string]Certs) {
+	reg.MustRegister(certCollector(cs))
+}

@@ -1,0 +1,111 @@
+package metrics
+
+import (
+	"crypto/x509"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/smtpd"
+	"github.com/mxedge/mxedge/verifycache"
+)
+
+type fakeListener struct{}
+
+func (fakeListener) Counters() smtpd.Counters {
+	return smtpd.Counters{Open: 2, Sessions: 7, Messages: 5, Bytes: 900}
+}
+func (fakeListener) Refusals() map[string]uint64 { return map[string]uint64{"relay": 2, "dnsbl": 1} }
+
+type fakeVerifier struct{}
+
+func (fakeVerifier) Stats() (verifycache.Stats, error) {
+	return verifycache.Stats{Hits: 4, Misses: 1, Probes: 1, LatencyAvg: 20 * time.Millisecond,
+		ProbeResults: map[string]uint64{"exists": 1}, Entries: map[string]int{"exists": 1}}, nil
+}
+
+type fakeCerts struct{ notAfter time.Time }
+
+func (c fakeCerts) Leaves() []*x509.Certificate {
+	return []*x509.Certificate{{NotAfter: c.notAfter.Add(time.Hour)}, {NotAfter: c.notAfter}}
+}
+
+// allowedLabels are every label name a family of ours may have; each
+// takes its values from the configuration or a fixed set.
+var allowedLabels = map[string][]string{
+	"listener": nil, // configuration names
+	"check":    nil, // policy chain check names
+	"status":   {"sent", "deferred", "bounced", "other"},
+	"result":   {"hit", "miss", "exists", "unknown", "tempfail", "ok", "rcode", "error"},
+	"state":    {"exists", "unknown", "expired", "tempfail"},
+}
+
+// TestCardinality: whatever status a caller passes, the label values
+// stay in their fixed sets, and no family has a label outside
+// allowedLabels (no recipient, sender, domain or client IP).
+func TestCardinality(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	Listeners(reg, map[string]Listener{"mx": fakeListener{}})
+	Verify(reg, fakeVerifier{})
+	expiry := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	CertExpiry(reg, map[string]Certs{"mx": fakeCerts{expiry}})
+	for _, s := range []string{"sent", "sent", "deferred", "bounced", "alice@example.org", "4.2.2 mailbox full"} {
+		m.Delivered(s, 3*time.Second)
+	}
+	m.DNSExchanged("ok", time.Millisecond)
+	m.DNSExchanged("example.org SERVFAIL", time.Millisecond)
+	DeadHops(reg, func() int { return 3 })
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		if !strings.HasPrefix(f.GetName(), "mxedge_") {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			key := f.GetName()
+			for _, lp := range mt.GetLabel() {
+				vals, ok := allowedLabels[lp.GetName()]
+				if !ok {
+					t.Errorf("%s: label %q not allowed", f.GetName(), lp.GetName())
+				}
+				if vals != nil && !slices.Contains(vals, lp.GetValue()) {
+					t.Errorf("%s: %s=%q outside its fixed set", f.GetName(), lp.GetName(), lp.GetValue())
+				}
+				key += "," + lp.GetName() + "=" + lp.GetValue()
+			}
+			switch {
+			case mt.Counter != nil:
+				got[key] = mt.Counter.GetValue()
+			case mt.Gauge != nil:
+				got[key] = mt.Gauge.GetValue()
+			case mt.Histogram != nil:
+				got[key] = float64(mt.Histogram.GetSampleCount())
+			}
+		}
+	}
+	for k, want := range map[string]float64{
+		"mxedge_dns_queries_total,result=ok":                   1,
+		"mxedge_dns_queries_total,result=error":                1,
+		"mxedge_dns_latency_seconds":                           2,
+		"mxedge_dead_hops":                                     3,
+		"mxedge_deliveries_total,status=sent":                  2,
+		"mxedge_deliveries_total,status=other":                 2,
+		"mxedge_delivery_latency_seconds":                      2,
+		"mxedge_sessions_open,listener=mx":                     2,
+		"mxedge_messages_accepted_total,listener=mx":           5,
+		"mxedge_refusals_total,check=relay,listener=mx":        2,
+		"mxedge_verify_lookups_total,result=hit":               4,
+		"mxedge_tls_cert_expiry_timestamp_seconds,listener=mx": float64(expiry.Unix()),
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+}
