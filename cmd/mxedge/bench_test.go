@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,9 +110,13 @@ concurrency = 20
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	send(b.N)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	// CPU of the whole process (client and sink included): less noisy
+	// than msgs/s on a shared machine.
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/msg")
 }
 
 // client sends messages on one pipelining session while more() says so.
@@ -227,6 +232,13 @@ func startSink(b *testing.B) (string, *atomic.Int64) {
 		}
 	}()
 	return ln.Addr().String(), &n
+}
+
+// cpuTime is the process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // freeAddr returns "ip:port" with a port that was free a moment ago.
