@@ -83,6 +83,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -264,6 +265,10 @@ type Server struct {
 	pregreet *pregreet
 	refusals *refusalLog
 	counts   gateCounts
+	// copyBufs: *[]byte, the buffer copying message data from go-smtp's
+	// reader into the body filter (session.go Data), one per message in
+	// flight instead of one allocation per message.
+	copyBufs sync.Pool
 }
 
 // New builds the listener o, handing messages to q and deciding with
