@@ -38,8 +38,9 @@ type Config struct {
 	CaseSensitiveDomains []string `toml:"case_sensitive_domains" json:"case_sensitive_domains"`
 	// Routes maps a domain (same normal form as RelayDomains) to a next hop
 	// "host:port" used as is, without MX lookup (Postfix transport_maps
-	// with smtp:[host]:port). Every relay domain needs a route until MX
-	// routing exists.
+	// with smtp:[host]:port), or an LMTP next hop "lmtp:host:port" or
+	// "lmtp:unix:/path" (RFC 2033). Every relay domain needs a route until
+	// MX routing exists.
 	Routes map[string]string `toml:"routes" json:"routes"`
 
 	Limits   Limits   `toml:"limits" json:"limits"`
@@ -180,8 +181,10 @@ type Verify struct {
 	// IP within DictionaryWindow, that client triggers no more probes and
 	// every refusal to it is delayed by DictionaryDelay.
 	DictionaryLimit int `toml:"dictionary_limit" json:"dictionary_limit"`
-	// DictionaryDisconnect: at this many, the client is disconnected with
-	// 421, and stays refused for the rest of the window.
+	// DictionaryDisconnect: at this many, the rest of the client's
+	// transaction is deferred (450 4.7.1), its session ends with 421
+	// after the transaction, and it stays refused for the rest of the
+	// window (except known addresses).
 	DictionaryDisconnect int `toml:"dictionary_disconnect" json:"dictionary_disconnect"`
 	// DictionaryWindow: the counting period per client IP.
 	DictionaryWindow Duration `toml:"dictionary_window" json:"dictionary_window"`

@@ -109,7 +109,7 @@ func (c *Config) problems() []error {
 			}
 			add("%s: %v", key, err)
 		}
-		if _, err := checkAddress(c.Routes[d], true); err != nil {
+		if err := checkRoute(c.Routes[d]); err != nil {
 			add("%s = %q: %v", key, c.Routes[d], err)
 		}
 	}
@@ -434,6 +434,26 @@ func checkNormalDomain(s string) error {
 // checkAddress checks "host:port" or "[host]:port": port numeric 1..65535,
 // host an IP address or a host name, empty only when !hostRequired (all
 // addresses). It returns a canonical form for finding duplicates.
+// checkRoute checks a [routes] next hop: "host:port" (SMTP), or an LMTP
+// next hop (RFC 2033) "lmtp:host:port" or "lmtp:unix:/path/to/socket".
+func checkRoute(s string) error {
+	rest, lmtp := strings.CutPrefix(s, "lmtp:")
+	if !lmtp {
+		_, err := checkAddress(s, true)
+		return err
+	}
+	if p, ok := strings.CutPrefix(rest, "unix:"); ok {
+		if !strings.HasPrefix(p, "/") {
+			return errors.New(`lmtp:unix: needs an absolute socket path ("lmtp:unix:/run/dovecot/lmtp")`)
+		}
+		return nil
+	}
+	if _, err := checkAddress(rest, true); err != nil {
+		return fmt.Errorf("lmtp: %w", err)
+	}
+	return nil
+}
+
 func checkAddress(s string, hostRequired bool) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {

@@ -85,6 +85,7 @@ func (d *Deliverer) Dial(ctx context.Context, h Hop, o DialOptions) (*Conn, erro
 	if !probe && !o.Fresh && o.Debug == nil {
 		if s := d.take(t.plan.cacheKey(t.hop)); s != nil && d.checkCached(s) {
 			s.count++
+			s.probes++
 			return &Conn{d: d, s: s, reused: true}, nil
 		}
 	}
@@ -105,6 +106,7 @@ func (d *Deliverer) Dial(ctx context.Context, h Hop, o DialOptions) (*Conn, erro
 		return nil, e
 	}
 	s.count++
+	s.probes++
 	return &Conn{d: d, s: s}, nil
 }
 

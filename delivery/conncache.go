@@ -56,8 +56,18 @@ func (d *Deliverer) take(hop string) *session {
 // reuseTime (Postfix smtp_connection_reuse_time_limit) and fewer than
 // reuseCount transactions.
 func (d *Deliverer) reusable(s *session, now time.Time) bool {
-	return now.Sub(s.created) < d.lim.reuseTime && s.count < d.lim.reuseCount
+	return now.Sub(s.created) < d.lim.reuseTime && s.count < d.lim.reuseCount && s.probes < maxProbesPerConn
 }
+
+// maxProbesPerConn bounds the verification probes (MAIL, RCPT, then the
+// next user's RSET: no DATA) on one connection. Servers count such
+// commands: Exim's smtp_accept_max_nonmail (10) dropped the connection
+// with "554 Too many nonmail commands" at the 6th probe when every reuse
+// sent RSET and a new EHLO (integration/exim_test.go); reuse now sends
+// RSET alone, and after this many probes the connection ends with QUIT
+// and the next probe opens a new one, a margin for servers that count
+// RSET alone.
+const maxProbesPerConn = 5
 
 // park caches s, which is outside any transaction, for idleTime, or closes
 // it if it may not be reused or the Deliverer is closed. With maxIdle
@@ -170,7 +180,7 @@ func (d *Deliverer) Close() error {
 // false returned: the caller connects anew.
 func (d *Deliverer) checkCached(s *session) bool {
 	s.c.CommandTimeout = d.replyTimeout
-	if err := s.reset(d.hostname); err != nil {
+	if err := s.reset(); err != nil {
 		d.log.Debug("cached connection failed RSET", "relay", s.relay, "err", err)
 		s.c.Close()
 		return false

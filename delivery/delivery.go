@@ -15,16 +15,25 @@
 //
 // Per destination it runs transactions of at most
 // max_rcpts_per_transaction recipients (RFC 5321 section 3.3): MAIL FROM
-// (SIZE; BODY=8BITMIME; SMTPUTF8), one RCPT per recipient, DATA. Results
+// (SIZE; BODY as received, 8BITMIME or 7BIT, RFC 6152; SMTPUTF8; RET and
+// ENVID), one RCPT per recipient (NOTIFY and ORCPT), DATA (params.go).
+// The DSN parameters (RFC 3461) go only to a next hop that announces DSN;
+// the results say whether they did (queue.Result.DSNPassed), so that the
+// queue sends a "relayed" report only where the next hop cannot. Results
 // are per recipient: a 5xx to one RCPT fails only that recipient, a 4xx
 // defers it, and the reply to the final "." applies to every recipient
-// the next hop accepted. Connection failures, timeouts and greeting/EHLO
+// the next hop accepted. Recipients refused as too many (452 4.5.3, RFC
+// 5321 section 4.5.3.1.10) go in the next transaction at once, on the
+// same connection, and the destination's limit is remembered for later
+// messages (rcptlimit.go). Connection failures, timeouts and greeting/EHLO
 // failures at every address defer all recipients. A message that needs
-// SMTPUTF8 or 8BITMIME is returned (5.6.7, 5.6.3) by a next hop without
-// it: no downgrade. go-smtp's SendMail is not used because it aborts the
-// whole transaction on the first RCPT error. With a next hop that
-// announces PIPELINING (RFC 2920), MAIL, the RCPTs and DATA go out in one
-// write (transaction.go).
+// SMTPUTF8 (a UTF-8 sender, recipient or header field) or 8BITMIME is
+// returned (5.6.7, 5.6.3) by a next hop without it: no downgrade; one
+// that only announced SMTPUTF8 is sent without it (utf8.go). go-smtp's
+// SendMail is not used because it aborts the whole transaction on the
+// first RCPT error.
+// With a next hop that announces PIPELINING (RFC 2920), MAIL, the
+// RCPTs and DATA go out in one write (transaction.go).
 //
 // TLS (tlspolicy.go, starttls.go): STARTTLS per policy ("none", "may",
 // "encrypt", "verify", "dane"; default and per domain in config), raised
@@ -46,7 +55,10 @@
 // idleTime unused, reuseTime old and reuseCount transactions; a session
 // made under a strict TLS plan is reused only under the same plan. A
 // cached connection that turns out to be closed is replaced by a new one
-// once, and only before anything was accepted on it.
+// once, and only before anything was accepted on it. Reuse starts with
+// RSET and no new EHLO; a connection carries at most 5 verification
+// probes (Dial), under servers' limits on commands without mail (Exim's
+// smtp_accept_max_nonmail).
 //
 // A next hop (a route, the smarthost, or one MX address) that cannot be
 // connected to repeatedly is marked dead (deadhop.go): for a while it is
@@ -157,6 +169,10 @@ type Deliverer struct {
 	hopMu  sync.Mutex           // guards hops and failed
 	hops   map[string]*hopState // next hops with connection failures
 	failed map[string]time.Time // addresses by time of their last connection failure
+
+	// rcptLimits: recipients per transaction that destinations showed
+	// (452 4.5.3; rcptlimit.go).
+	rcptLimits rcptLimits
 }
 
 var _ queue.Deliverer = (*Deliverer)(nil)
@@ -375,11 +391,21 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 		}
 	}()
 
-	if msg.UTF8 {
+	utf8 := msg.UTF8
+	if utf8 {
 		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
-			// RFC 6531 section 3.4: no downgrade; return the message.
-			after = keep
-			return all(rcpts, s.relay, 550, "5.6.7", "next hop does not support SMTPUTF8, which this message requires"), false
+			need, err := needsUTF8(msg, rcpts)
+			if err != nil {
+				d.log.Error("reading queued message failed", "queue_id", msg.ID, "err", err)
+				after = keep
+				return all(rcpts, s.relay, 451, "4.3.0", "local error reading queued message"), false
+			}
+			if need {
+				// RFC 6531 section 3.4: no downgrade; return the message.
+				after = keep
+				return all(rcpts, s.relay, 550, "5.6.7", "next hop does not support SMTPUTF8, which this message requires"), false
+			}
+			utf8 = false // announced, not needed: sent without (utf8.go)
 		}
 	}
 	if msg.Body == "8BITMIME" {
@@ -393,7 +419,7 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 			return all(rcpts, s.relay, 550, "5.6.3", "next hop does not support 8BITMIME, which this message requires"), false
 		}
 	}
-	results, after, retry = d.transact(ctx, s, msg, body, rcpts, reused)
+	results, after, retry = d.transact(ctx, s, msg, body, rcpts, reused, utf8)
 	return results, retry
 }
 
@@ -403,8 +429,10 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 func closing(code int) bool { return code == 0 || code == 421 }
 
 // data sends the body through w (DATA was answered 354) and returns the
-// reply to the final "." and what becomes of the session.
-func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader, w *smtp.DataCommand) (int, string, string, next) {
+// reply to the final "." and what becomes of the session; over LMTP also
+// each recipient's reply (per), which overrides the one reply for those
+// it names.
+func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader, w *smtp.DataCommand) (code int, enh, text string, after next, per map[string]lmtpReply) {
 	bufs := d.bufs.Get().(*bodyBufs)
 	bw := &bodyWriter{conn: s.nc, timeout: d.dataTimeout, chunk: bodyChunk, out: bufs.out[:0]}
 	readErr, netErr := bw.send(body, bufs.in)
@@ -414,23 +442,27 @@ func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader, w *smtp
 	// next hop discard the partial message.
 	if readErr != nil {
 		d.log.Error("reading queued message failed", "queue_id", msg.ID, "err", readErr)
-		return 451, "4.3.0", "local error reading queued message", drop
+		return 451, "4.3.0", "local error reading queued message", drop, nil
 	}
 	if netErr != nil {
 		code, enh, text := describe(netErr)
-		return code, enh, text, drop
+		return code, enh, text, drop, nil
+	}
+	if s.lmtp {
+		per, rest, after := closeLMTP(w)
+		return rest.code, rest.enh, rest.text, after, per
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
 		code, enh, text := describe(err)
 		if closing(code) {
-			return code, enh, text, drop
+			return code, enh, text, drop, nil
 		}
 		// Any reply to "." ends the transaction (RFC 5321 section 4.1.1.4).
-		return code, enh, text, keep
+		return code, enh, text, keep, nil
 	}
-	enh, text := splitEnhanced(resp.StatusText)
-	return 250, enh, text, keep
+	enh, text = splitEnhanced(resp.StatusText)
+	return 250, enh, text, keep, nil
 }
 
 // splitEnhanced splits "2.0.0 Ok: queued" into its enhanced status code

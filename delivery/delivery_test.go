@@ -134,7 +134,7 @@ func TestTemporaryFailures(t *testing.T) {
 	if r := res["c@noroute.test"]; r.Code/100 != 4 {
 		t.Errorf("no route must defer (config error), got %+v", r)
 	}
-	if cmds := be.Commands(); len(cmds) < 2 || cmds[1] != "MAIL FROM:<> BODY=8BITMIME SIZE=17" {
+	if cmds := be.Commands(); len(cmds) < 2 || cmds[1] != "MAIL FROM:<> BODY=7BIT SIZE=17" {
 		t.Errorf("null sender dialogue %q", cmds)
 	}
 }

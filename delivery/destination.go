@@ -102,10 +102,24 @@ func (d *Deliverer) deliverDest(ctx context.Context, msg *queue.Message, dest *d
 	var results []queue.Result
 	for rest := dest.rcpts; len(rest) > 0; {
 		n := min(len(rest), d.lim.maxRcpts)
+		if l := d.rcptLimits.get(dest.key); l > 0 {
+			n = min(n, l)
+		}
 		rs, connected, connFailed := d.walk(ctx, msg, targets, rest[:n])
-		results = append(results, rs...)
 		good = good || connected
 		bad = bad || connFailed && !connected
+		// RFC 5321 section 4.5.3.1.10: recipients refused as too many go
+		// in the next transaction at once (the session was kept: the same
+		// connection), as long as the transaction got somewhere.
+		if done, again := splitTooMany(rs); len(again) > 0 && len(again) < n && ctx.Err() == nil {
+			d.rcptLimits.learn(dest.key, n-len(again))
+			d.log.Info("next hop limits recipients per transaction", "queue_id", msg.ID,
+				"destination", dest.name(), "accepted", n-len(again), "again", len(again))
+			results = append(results, done...)
+			rest = append(again, rest[n:]...)
+			continue
+		}
+		results = append(results, rs...)
 		rest = rest[n:]
 	}
 	return results
@@ -129,6 +143,14 @@ func (d *Deliverer) targets(ctx context.Context, msgID string, dest *destination
 		p := tlsPlan{level: d.shTLS, policy: "smarthost-" + d.shTLS, server: hopHost(dest.hop)}
 		return []*target{{name: dest.hop, addr: unbracket(dest.hop), hop: dest.hop, plan: p, authFile: d.shAuth}}, nil
 	case dest.hop != "":
+		if network, addr, ok := parseLMTPRoute(dest.hop); ok {
+			p := tlsPlan{level: levelNone, policy: levelNone}
+			if network == "tcp" {
+				p = d.routePlan(dest.domain, hopHost(addr))
+				addr = unbracket(addr)
+			}
+			return []*target{{name: dest.hop, addr: addr, hop: dest.hop, plan: p, lmtp: true, network: network}}, nil
+		}
 		p := d.routePlan(dest.domain, hopHost(dest.hop))
 		return []*target{{name: dest.hop, addr: unbracket(dest.hop), hop: dest.hop, plan: p}}, nil
 	}

@@ -9,8 +9,9 @@ import (
 	"github.com/mxedge/mxedge/queue"
 )
 
-// A message that needs 8BITMIME (or SMTPUTF8) is returned with 5.6.3
-// (5.6.7) by a next hop that does not announce it; nothing is sent.
+// A message that needs 8BITMIME (or SMTPUTF8: here a UTF-8 sender) is
+// returned with 5.6.3 (5.6.7) by a next hop that does not announce it;
+// nothing is sent.
 func TestEightBitAndUTF8Refusal(t *testing.T) {
 	hop := startServer(t, "127.0.0.6:0")
 	hop.SetExtensions("SIZE 104857600") // neither 8BITMIME nor SMTPUTF8
@@ -22,7 +23,7 @@ func TestEightBitAndUTF8Refusal(t *testing.T) {
 		enh    string
 	}{
 		{func(m *queue.Message) { m.Body = "8BITMIME" }, 550, "5.6.3"},
-		{func(m *queue.Message) { m.UTF8 = true }, 550, "5.6.7"},
+		{func(m *queue.Message) { m.UTF8, m.From = true, "jörg@src.test" }, 550, "5.6.7"},
 		{func(m *queue.Message) { m.Body = "7BIT" }, 250, ""},
 	} {
 		m := spooled(t, "s@src.test", "x\r\n", "a@relay.test")

@@ -28,6 +28,8 @@ type session struct {
 	created time.Time
 	used    time.Time   // end of the last transaction (set by park)
 	count   int         // transactions started on it
+	probes  int         // of them, verification probes (Dial): see maxProbesPerConn
+	lmtp    bool        // an LMTP session (lmtp.go)
 	timer   *time.Timer // idle expiry while cached; guarded by Deliverer.mu
 	parks   int         // times cached; guarded by Deliverer.mu
 }
@@ -47,6 +49,10 @@ type target struct {
 	// debug, if set, sees the dialogue of a new connection (verification
 	// probes' transcripts, client.go).
 	debug io.Writer
+	// lmtp: the route is an LMTP next hop (lmtp.go), addr on network
+	// ("tcp", or "unix" for a socket path).
+	lmtp    bool
+	network string
 }
 
 // relay is the log form of t: "mx1.example.org:25 [127.0.0.2:25]", or
@@ -95,12 +101,12 @@ func (d *Deliverer) connect(ctx context.Context, t *target, probe bool) (*sessio
 
 // dialSession is one connection attempt of connect under plan p.
 func (d *Deliverer) dialSession(ctx context.Context, t *target, p tlsPlan, probe bool) (s *session, f failure, fallback bool) {
-	nc, err := d.dial(ctx, t.addr)
+	nc, err := d.dial(ctx, t.network, t.addr)
 	if err != nil {
 		d.connFailed(ctx, t.hop, probe)
 		return nil, failure{enh: "4.4.1", text: "connect to " + t.relay(nil) + ": " + netReason(err), relay: t.relay(nil), conn: true}, false
 	}
-	s = &session{hop: t.hop, key: p.cacheKey(t.hop), relay: t.relay(nc), raw: nc, nc: nc, c: d.newClient(nc, t.debug), created: d.now()}
+	s = &session{hop: t.hop, key: p.cacheKey(t.hop), relay: t.relay(nc), raw: nc, nc: nc, c: d.newClient(nc, t.debug, t.lmtp), created: d.now(), lmtp: t.lmtp}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer func() {
 		if !stop() && s != nil { // the context closed the connection
@@ -155,7 +161,7 @@ func (d *Deliverer) dialSession(ctx context.Context, t *target, p tlsPlan, probe
 					}
 				}
 				s.nc = tc
-				s.c = d.newClient(newGreetedConn(tc), t.debug)
+				s.c = d.newClient(newGreetedConn(tc), t.debug, t.lmtp)
 				if err := s.c.Hello(d.hostname); err != nil {
 					s.c.Close()
 					code, enh, text := describe(err)
@@ -187,8 +193,11 @@ func (d *Deliverer) dialSession(ctx context.Context, t *target, p tlsPlan, probe
 }
 
 // newClient is a go-smtp client on nc with the configured timeouts.
-func (d *Deliverer) newClient(nc net.Conn, debug io.Writer) *smtp.Client {
+func (d *Deliverer) newClient(nc net.Conn, debug io.Writer, lmtp bool) *smtp.Client {
 	c := smtp.NewClient(nc)
+	if lmtp {
+		c = smtp.NewClientLMTP(nc) // LHLO, a reply per recipient after "."
+	}
 	c.DebugWriter = debug
 	c.CommandTimeout = d.replyTimeout
 	c.SubmissionTimeout = d.dataTimeout
@@ -196,9 +205,13 @@ func (d *Deliverer) newClient(nc net.Conn, debug io.Writer) *smtp.Client {
 }
 
 // dial connects to addr, bound to the source address if it is of the
-// same family (or addr is a name).
-func (d *Deliverer) dial(ctx context.Context, addr string) (net.Conn, error) {
+// same family (or addr is a name); network "unix" (an LMTP socket) dials
+// the path.
+func (d *Deliverer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	dl := d.dialer
+	if network == "unix" {
+		return dl.DialContext(ctx, "unix", addr)
+	}
 	if d.source != nil {
 		host, _, _ := net.SplitHostPort(addr)
 		ip := net.ParseIP(host)
@@ -210,14 +223,10 @@ func (d *Deliverer) dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // reset ends an open mail transaction so that s can be reused (RFC 5321
-// section 4.1.1.5). go-smtp's Reset forgets the EHLO, so the EHLO is
-// repeated at once: a cached session is always greeted, and the next
-// transaction's MAIL is the first thing a reused connection sends.
-func (s *session) reset(hostname string) error {
-	if err := s.c.Reset(); err != nil {
-		return err
-	}
-	return s.c.Hello(hostname)
+// section 4.1.1.5): RSET, keeping the greeting and the extensions (no new
+// EHLO: servers such as Exim count it with RSET as a non-mail command).
+func (s *session) reset() error {
+	return s.c.ResetTransaction()
 }
 
 // quit says QUIT (RFC 5321 section 4.1.1.10) and closes the connection,

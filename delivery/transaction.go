@@ -40,9 +40,21 @@ import (
 // what becomes of s, and whether the caller may try again elsewhere (the
 // connection failed, or the next hop said 421 to MAIL, before any message
 // data was sent; the results then say why, every recipient alike).
-func (d *Deliverer) transact(ctx context.Context, s *session, msg *queue.Message, body io.Reader, rcpts []string, reused bool) (results []queue.Result, after next, retry bool) {
+// utf8 says whether MAIL carries SMTPUTF8 (run decides, utf8.go). The
+// DSN parameters go per recipient (params.go); over LMTP each accepted
+// recipient gets its own reply to the final dot.
+func (d *Deliverer) transact(ctx context.Context, s *session, msg *queue.Message, body io.Reader, rcpts []string, reused, utf8 bool) (results []queue.Result, after next, retry bool) {
 	s.count++
-	tx, err := s.c.SendTransaction(msg.From, &smtp.MailOptions{Size: msg.Size, UTF8: msg.UTF8}, rcpts, nil)
+	var ropts []*smtp.RcptOptions // nil: no recipient has DSN parameters
+	for i, r := range rcpts {
+		if o := rcptOptions(msg, r); o != nil {
+			if ropts == nil {
+				ropts = make([]*smtp.RcptOptions, len(rcpts))
+			}
+			ropts[i] = o
+		}
+	}
+	tx, err := s.c.SendTransaction(msg.From, mailOptions(msg, utf8), rcpts, ropts)
 	if err != nil {
 		code, enh, text := describe(err)
 		if closing(code) {
@@ -56,10 +68,11 @@ func (d *Deliverer) transact(ctx context.Context, s *session, msg *queue.Message
 		d.hopAlive(s.hop)
 	}
 	accepted := make([]queue.Result, 0, len(rcpts))
+	dsnPassed := hasDSN(s.c)
 	for i, r := range rcpts {
 		rerr := tx.RcptErrors[i]
 		if rerr == nil {
-			accepted = append(accepted, queue.Result{Rcpt: r, Relay: s.relay})
+			accepted = append(accepted, queue.Result{Rcpt: r, Relay: s.relay, DSNPassed: dsnPassed})
 			continue
 		}
 		code, enh, text := describe(rerr)
@@ -92,9 +105,12 @@ func (d *Deliverer) transact(ctx context.Context, s *session, msg *queue.Message
 		}
 		return append(results, accepted...), after, false
 	}
-	code, enh, text, a := d.data(s, msg, body, tx.Data)
+	code, enh, text, a, per := d.data(s, msg, body, tx.Data)
 	for i := range accepted {
 		accepted[i].Code, accepted[i].Enhanced, accepted[i].Text = code, enh, text
+		if r, ok := per[accepted[i].Rcpt]; ok { // LMTP: its own reply
+			accepted[i].Code, accepted[i].Enhanced, accepted[i].Text = r.code, r.enh, r.text
+		}
 	}
 	return append(results, accepted...), a, false
 }

@@ -273,5 +273,8 @@ func enforce(r Result) Result {
 			r.Reply = TempLocal()
 		}
 	}
+	if r.Reply == nil || r.Reply.Code/100 != 4 {
+		r.EndSession = false // only a deferral ends a session after its transaction
+	}
 	return r
 }

@@ -45,7 +45,8 @@
 //     refused); OK accepts and skips the rest of the stage's chain (Postfix
 //     OK, e.g. an allowlisted client at connect). Delay asks the listener
 //     to wait before it answers (tarpitting a dictionary attack);
-//     Disconnect makes it close the connection after the reply. A check
+//     Disconnect makes it close the connection after the reply, and
+//     EndSession (at RCPT) after the transaction. A check
 //     in log-only mode (action "log") returns Logged, the reply it would
 //     have sent: the listener logs it and goes on as with no opinion.
 //   - On its own internal error (a DNS timeout, a milter down, a full
@@ -289,6 +290,13 @@ type Result struct {
 	// After the banner the reply is sent as a 421 (RFC 5321 section 3.8:
 	// the code of a server closing the channel), the check's text kept.
 	Disconnect bool
+	// EndSession, only with a 4xx Reply at RCPT: the session is over,
+	// but not the transaction. The listener answers the rest of the
+	// transaction's RCPTs with the same Reply without running the checks,
+	// lets the transaction finish (DATA) for the recipients it accepted,
+	// and refuses the next MAIL with 421 and closes. A defense must never
+	// make a recipient already answered 250 undeliverable.
+	EndSession bool
 	// Headers are header fields a DataCheck adds to the top of the
 	// message, below the listener's Received header and those of the
 	// checks before it: complete fields, each line ending in CRLF,

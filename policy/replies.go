@@ -37,10 +37,18 @@ func replyUnverified(rcpt string) *Reply {
 	return &Reply{Code: 450, Enhanced: [3]int{4, 1, 1}, Text: "<" + rcpt + ">: Recipient address rejected: unverified address: try again later"}
 }
 
+// replyNextHopNoUTF8: the message needs SMTPUTF8 and the recipient's
+// backend does not support it (RFC 6531 section 3.4, RFC 3463 5.6.7).
+func replyNextHopNoUTF8(rcpt string) *Reply {
+	return &Reply{Code: 553, Enhanced: [3]int{5, 6, 7}, Text: "<" + printable(rcpt, 256) + ">: Recipient address rejected: the mailbox server does not support SMTPUTF8, which this message needs"}
+}
+
 // replyTooManyUnknown: the client collected too many unknown recipients
-// (verify.dictionary_disconnect); it may come back after the window.
+// (verify.dictionary_disconnect): this RCPT and the rest of the
+// transaction are deferred (the sender retries them later), the session
+// ends after the transaction.
 func replyTooManyUnknown() *Reply {
-	return &Reply{Code: 421, Enhanced: [3]int{4, 7, 0}, Text: "Too many unknown recipients, closing connection"}
+	return &Reply{Code: 450, Enhanced: [3]int{4, 7, 1}, Text: "Too many unknown recipients, try the rest later"}
 }
 
 // replyClientAccess is an access file's REJECT (554) or DEFER (450) of the

@@ -22,6 +22,10 @@ type recorder struct {
 	codes  map[string]int
 	calls  []attemptRecord
 	called chan struct{}
+	// dsn: recipients whose next hop "took" the DSN parameters
+	// (Result.DSNPassed); msgs: the Messages delivered.
+	dsn  map[string]bool
+	msgs []*Message
 }
 
 type attemptRecord struct {
@@ -43,6 +47,7 @@ func (r *recorder) Deliver(ctx context.Context, m *Message) []Result {
 	f.Close()
 	r.mu.Lock()
 	r.calls = append(r.calls, attemptRecord{m.From, append([]string(nil), m.Rcpts...), string(body)})
+	r.msgs = append(r.msgs, m)
 	var rs []Result
 	for _, rc := range m.Rcpts {
 		code, ok := r.codes[rc]
@@ -53,7 +58,8 @@ func (r *recorder) Deliver(ctx context.Context, m *Message) []Result {
 		if code == 550 {
 			enh = "5.1.1"
 		}
-		rs = append(rs, Result{Rcpt: rc, Code: code, Enhanced: enh, Text: fmt.Sprintf("scripted %d", code), Relay: "backend.test:25 [127.0.0.3:25]"})
+		rs = append(rs, Result{Rcpt: rc, Code: code, Enhanced: enh, Text: fmt.Sprintf("scripted %d", code), Relay: "backend.test:25 [127.0.0.3:25]",
+			DSNPassed: r.dsn[rc]})
 	}
 	r.mu.Unlock()
 	r.called <- struct{}{}
@@ -407,5 +413,42 @@ func TestReportsIncludePrependedFields(t *testing.T) {
 		if c.from != "" && !strings.HasPrefix(c.body, added+"Subject: original") {
 			t.Errorf("delivered message does not start with the prepended field: %q", c.body)
 		}
+	}
+}
+
+// Issue 16, section 3: the DSN parameters reach the Deliverer, and a
+// "relayed" report (NOTIFY=SUCCESS) is sent only when the next hop did
+// not take the parameters (it lacks DSN); with them, success is its job.
+func TestDSNParametersPassedAndRelayedOnlyWithoutDSN(t *testing.T) {
+	d := newRecorder(nil)
+	d.dsn = map[string]bool{"withdsn@x.test": true}
+	q := runQueue(t, Options{}, d)
+	receiveEnv(t, q, Envelope{From: "a@src.test", Ret: "HDRS", EnvID: "env-1", Rcpts: []Rcpt{
+		{Addr: "withdsn@x.test", Notify: []string{"SUCCESS", "FAILURE"}, ORcpt: "rfc822;list@x.test"},
+	}}, origBody)
+	receiveEnv(t, q, Envelope{From: "b@src.test", Rcpts: []Rcpt{
+		{Addr: "nodsn@x.test", Notify: []string{"SUCCESS"}},
+		{Addr: "plain@x.test"},
+	}}, origBody)
+	calls := d.waitCalls(t, 3) // 2 messages, 1 report
+	b := reports(calls)
+	if len(b) != 1 || b[0].rcpts[0] != "b@src.test" || !strings.Contains(b[0].body, "Action: relayed") ||
+		!strings.Contains(b[0].body, "Final-Recipient: rfc822; nodsn@x.test") {
+		t.Fatalf("reports %+v, want one relayed report for nodsn@x.test", b)
+	}
+	if strings.Contains(b[0].body, "plain@x.test") {
+		t.Errorf("a recipient without NOTIFY=SUCCESS in the relayed report:\n%s", b[0].body)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var first *Message
+	for _, m := range d.msgs {
+		if m.From == "a@src.test" {
+			first = m
+		}
+	}
+	p := first.Params["withdsn@x.test"]
+	if first.Ret != "HDRS" || first.EnvID != "env-1" || strings.Join(p.Notify, ",") != "SUCCESS,FAILURE" || p.ORcpt != "rfc822;list@x.test" {
+		t.Errorf("message DSN parameters: ret %q envid %q params %+v", first.Ret, first.EnvID, first.Params)
 	}
 }

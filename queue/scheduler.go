@@ -30,6 +30,12 @@ type Message struct {
 	UTF8    bool   // SMTPUTF8 is required
 	Attempt int    // 1 for the first attempt (failed signing counts, see Signer)
 	Origin  Origin // where the message came from
+	// DSN parameters (RFC 3461) to pass to a next hop that announces DSN:
+	// RET and ENVID of MAIL, NOTIFY and ORCPT per pending recipient (only
+	// those that gave any are in Params).
+	Ret    string // "FULL", "HDRS" or ""
+	EnvID  string // decoded
+	Params map[string]RcptParams
 
 	open func() (io.ReadCloser, error)
 }
@@ -39,6 +45,13 @@ type Message struct {
 // then the data (trace headers, then what the client sent), with CRLF line
 // endings and without dot-stuffing; Size bytes. The caller closes it.
 func (m *Message) Open() (io.ReadCloser, error) { return m.open() }
+
+// RcptParams are a recipient's DSN parameters from its RCPT (RFC 3461
+// sections 4.1, 4.2), as Rcpt stores them.
+type RcptParams struct {
+	Notify []string // e.g. ["FAILURE","DELAY"], ["NEVER"]; nil = none given
+	ORcpt  string   // "rfc822;user@example.org" (decoded), "" = none
+}
 
 // Result is the outcome of one attempt for one recipient.
 type Result struct {
@@ -50,6 +63,12 @@ type Result struct {
 	Enhanced string // enhanced status code, e.g. "5.1.1"; derived from Code if empty
 	Text     string // reply text or error, without internal detail that must not reach a bounce
 	Relay    string // next hop that answered, e.g. "backend.example[10.0.0.5]:25"
+	// DSNPassed: the next hop announced DSN and accepted the recipient
+	// with its DSN parameters, so any success report is its job (RFC
+	// 3461 section 5.2.1); without it a delivered recipient that asked
+	// for NOTIFY=SUCCESS gets a "relayed" report from this relay
+	// (section 5.2.2).
+	DSNPassed bool
 }
 
 // Deliverer is the queue's contract with the delivery stage.
@@ -190,8 +209,25 @@ func (q *Queue) message(env *Envelope) *Message {
 	return &Message{
 		ID: env.ID, From: env.From, Rcpts: env.pending(), Arrival: env.Arrival,
 		Size: env.Size, Body: env.Body, UTF8: env.UTF8, Attempt: env.Attempts + 1, Origin: env.Origin,
+		Ret: env.Ret, EnvID: env.EnvID, Params: env.pendingParams(),
 		open: func() (io.ReadCloser, error) { return q.openMessage(env) },
 	}
+}
+
+// pendingParams are the DSN parameters of the pending recipients that
+// gave any.
+func (env *Envelope) pendingParams() map[string]RcptParams {
+	var m map[string]RcptParams
+	for _, r := range env.Rcpts {
+		if r.Status != StatusPending || len(r.Notify) == 0 && r.ORcpt == "" {
+			continue
+		}
+		if m == nil {
+			m = map[string]RcptParams{}
+		}
+		m[r.Addr] = RcptParams{Notify: r.Notify, ORcpt: r.ORcpt}
+	}
+	return m
 }
 
 // Message returns the queued message id as the next delivery attempt
@@ -230,7 +266,7 @@ func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
 		byRcpt[r.Rcpt] = r
 	}
 	now := q.now()
-	var failed, sent []*Rcpt
+	var failed, sent []*Rcpt // sent: delivered to a next hop without DSN
 	for i := range env.Rcpts {
 		rc := &env.Rcpts[i]
 		if rc.Status != StatusPending {
@@ -248,7 +284,9 @@ func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
 		case StatusFailed:
 			failed = append(failed, rc)
 		case StatusDelivered:
-			sent = append(sent, rc)
+			if !r.DSNPassed {
+				sent = append(sent, rc)
+			}
 		}
 	}
 	env.Attempts++
@@ -298,7 +336,9 @@ func (q *Queue) prepareFailed(env *Envelope, what string, err error) {
 // conclude finishes an attempt (or an admin action) on env: expires
 // recipients past the queue lifetime, sends the reports due, and then
 // removes env if nothing is pending or reschedules it with backoff.
-// failed and sent are the recipients that reached that state just now.
+// failed and sent are the recipients that reached that state just now
+// (sent: only those whose success this relay reports, see
+// Result.DSNPassed).
 func (q *Queue) conclude(env *Envelope, now time.Time, failed, sent []*Rcpt) {
 	pending := env.pendingRcpts()
 	if len(pending) > 0 && now.Sub(env.Arrival) >= q.lifetime(env) {

@@ -21,20 +21,13 @@ import (
 // (policy.ReversePass), else "unknown", as Postfix writes it. "for" is
 // given only for a single recipient, so a message to many does not reveal
 // the other recipients to each. The protocol keyword follows
-// RFC 3848 (ESMTPS with TLS, ESMTPSA authenticated) and RFC 6531
-// (UTF8ESMTP). With hide (submission's hide_client_ip) the client's HELO,
-// name and address are left out: "from submission-client".
+// RFC 3848 (ESMTPS with TLS, ESMTPSA authenticated) and RFC 6531 section
+// 3.7.3 (UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA for a message with
+// SMTPUTF8: the registry's keywords, not "UTF8ESMTP"). With hide
+// (submission's hide_client_ip) the client's HELO, name and address are
+// left out: "from submission-client".
 func receivedHeader(pc *policy.Conn, host, id, rcpt string, utf8, hide bool, t time.Time) string {
-	proto := "ESMTP"
-	if pc.TLS != nil {
-		proto += "S"
-	}
-	if pc.AuthUser != "" {
-		proto += "A"
-	}
-	if utf8 {
-		proto = "UTF8" + proto
-	}
+	proto := withKeyword(pc.TLS != nil, pc.AuthUser != "", utf8)
 	var b strings.Builder
 	b.Grow(200)
 	b.WriteString("Received: from ")
@@ -108,4 +101,20 @@ func cipherBits(id uint16) int {
 		return 128
 	}
 	return 0
+}
+
+// withKeyword is the Received "with" protocol keyword (the IANA Mail
+// Transmission Types registry: RFC 3848, RFC 6531 section 3.7.3).
+func withKeyword(tls, auth, utf8 bool) string {
+	proto := "ESMTP"
+	if utf8 {
+		proto = "UTF8SMTP"
+	}
+	if tls {
+		proto += "S"
+	}
+	if auth {
+		proto += "A"
+	}
+	return proto
 }

@@ -43,6 +43,9 @@ var (
 	replyPregreet = reply(554, smtp.EnhancedCode{5, 5, 1}, "Protocol error")
 	// A session's caps: SessionMessages, SessionTime.
 	replyTooManyMessages = reply(421, smtp.EnhancedCode{4, 7, 0}, "Error: too many messages in one session, closing connection")
+	// The MAIL after a transaction in which a check ended the session
+	// (policy.Result.EndSession, e.g. too many unknown recipients).
+	replyEndSession = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors in this session, closing connection")
 	// RCPT TO:<postmaster> on a listener without relay domains.
 	replyNoPostmaster = reply(550, smtp.EnhancedCode{5, 1, 1}, "<postmaster>: Recipient address rejected: no relay domain to deliver it to")
 )

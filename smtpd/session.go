@@ -65,6 +65,10 @@ type session struct {
 	heloChecked string // the HELO argument the HELO stage last accepted
 	resolved    bool   // the connect decision is complete (resolveConnect)
 	messages    int    // accepted in this session
+	// ending is the deferral of a check that ended the session after the
+	// transaction (policy.Result.EndSession): the rest of the
+	// transaction's RCPTs get it, the next MAIL gets 421.
+	ending *smtp.SMTPError
 
 	txn      *policy.Txn // nil outside a transaction
 	haveFrom bool
@@ -128,6 +132,12 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if rep := s.expired(); rep != nil {
 		return rep
 	}
+	if s.ending != nil {
+		// The transaction that tripped the check is over (DATA, RSET or a
+		// new MAIL): the session ends now.
+		s.srv.log.Info("session closed", "client_ip", s.pc.IP.String(), "reason", "end_session")
+		return replyEndSession
+	}
 	if s.messages >= s.srv.o.SessionMessages {
 		s.srv.log.Info("session closed", "client_ip", s.pc.IP.String(), "reason", "session_messages", "count", s.messages)
 		return replyTooManyMessages
@@ -189,6 +199,10 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.seen[key] {
 		return nil
 	}
+	if s.ending != nil {
+		// No more checks (no more probes) in this transaction.
+		return s.ending
+	}
 	s.resolveConnect(addr)
 	if h := s.sc.held; h != nil {
 		return s.refuse("recipient rejected", *h, addr)
@@ -198,7 +212,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	cancel()
 	s.srv.logNotes(d.Logged, s.pc, s.txn.From, addr)
 	if d.Refused() {
-		return s.refuse("recipient rejected", d, addr)
+		rep := s.refuse("recipient rejected", d, addr)
+		if d.EndSession && !d.Disconnect {
+			s.ending = rep
+		}
+		return rep
 	}
 	if s.seen == nil {
 		s.seen = map[string]bool{}

@@ -66,9 +66,29 @@
 // DictWindow. From
 // DictLimit on, the client starts no more probes (an address not in the
 // cache is deferred at once) and each refusal is delayed by DictDelay; at
-// DictDisconnect the client is disconnected with 421, and until the window
-// ends only addresses known to exist are accepted from it. 500 random
-// recipients thus cost the backend DictLimit probes.
+// DictDisconnect the session ends, but not before its transaction: that
+// RCPT and the rest of the transaction's are deferred with 450 4.7.1 (no
+// probes), the message goes on for the recipients already accepted (a
+// defense must never make accepted mail undeliverable), and the next MAIL
+// gets 421. Until the window ends only addresses known to exist are
+// accepted from the client. 500 random recipients thus cost the backend
+// DictLimit probes.
+//
+// # Next hop extensions (extensions.go)
+//
+// A probe's connection is greeted with EHLO, so each probe notes whether
+// the domain's next hop announces SMTPUTF8. The MX listener's verify
+// check (policy.Verify) refuses a recipient with 553 5.6.7 when its
+// message needs SMTPUTF8 (SMTPUTF8 given, and the sender or that
+// recipient not ASCII: RFC 6531 section 3.4 allows no downgrade) and the
+// next hop is known to lack it, instead of accepting and bouncing later.
+// For MX destinations (domains that are not probed) nothing is known at
+// RCPT: delivery sends a message whose envelope and header section are
+// ASCII without SMTPUTF8, and returns the others with 5.6.7.
+//
+// Probes reuse delivery's connections, at most 5 probes per connection
+// (servers such as Exim count RSET as a command without mail and drop
+// the connection after 10), then QUIT and a new connection.
 //
 // # Catch-all detection (catchall.go)
 //

@@ -64,6 +64,7 @@ type prober struct {
 	stepTimeout time.Duration // each command's reply
 	limits      *limiter
 	now         func() time.Time // real time, for latencies
+	features    hopFeatures      // next hops' extensions, learnt from EHLO
 }
 
 // probe verifies addr. transcript asks for a fresh connection (greeting
@@ -150,6 +151,9 @@ func (p *prober) probeHop(ctx context.Context, hop Hop, addr string, transcript 
 func (p *prober) dialogue(ctx context.Context, c Conn, log *dialogueLog, route, addr string, transcript bool) (res ProbeResult, stale bool) {
 	res = ProbeResult{Addr: addr, Route: route, Result: ResultTempfail, Stage: stageMail}
 	cl := c.Client()
+	// The connection is greeted: its EHLO reply is known (extensions.go).
+	utf8, _ := cl.Extension("SMTPUTF8")
+	p.features.note(domainOf(addr), utf8, p.now())
 	var opts *smtp.MailOptions
 	if !isASCII(addr) {
 		opts = &smtp.MailOptions{UTF8: true} // RFC 6531 section 3.4

@@ -42,8 +42,10 @@ func startMX(t testing.TB, v policy.Verifier) (string, *queue.Queue) {
 	// The test backends tell local parts apart by case, so the listener
 	// does too (else "Alice" after "alice" is the same recipient and not
 	// verified again).
+	// The error limits' sleep (1 s per reply after 10 errors) is off:
+	// these stories are about verification, not timing.
 	s := smtpd.New(smtpd.Options{Hostname: "mx1.relay.test", Logger: discard,
-		CaseSensitive: map[string]bool{"relay.test": true}}, q, chain)
+		CaseSensitive: map[string]bool{"relay.test": true}, ErrorSleep: -1}, q, chain)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -202,8 +204,9 @@ func TestRcptBackendDown(t *testing.T) {
 	}
 }
 
-// 500 random recipients from one client: cut off with 421 at
-// dictionary_disconnect, after dictionary_limit probes.
+// 500 random recipients from one client: from dictionary_disconnect on
+// the rest of the transaction is deferred with 450 4.7.1 (no probes), and
+// the session ends at the next MAIL, after dictionary_limit probes.
 func TestRcptDictionaryAttack(t *testing.T) {
 	be := verifycache.StartBackend(t, "127.0.0.3:0", "alice")
 	mx, _ := startMX(t, openVerifier(t, be.Addr(), func(o *verifycache.Options) {
@@ -213,28 +216,105 @@ func TestRcptDictionaryAttack(t *testing.T) {
 	c.expect("EHLO sender.src.test", "250")
 	c.expect("MAIL FROM:<spammer@src.test>", "250")
 	var replies []string
-	for i := 0; i < 500; i++ {
-		r := c.cmd(fmt.Sprintf("RCPT TO:<guess%03d@relay.test>", i))
-		replies = append(replies, r)
-		if !strings.HasPrefix(r, "550") && !strings.HasPrefix(r, "450") {
-			break
-		}
+	// 15: below the session's hard error limit (20), which would cut
+	// this session first (it has no accepted recipient to keep).
+	for i := 0; i < 15; i++ {
+		replies = append(replies, c.cmd(fmt.Sprintf("RCPT TO:<guess%03d@relay.test>", i)))
 	}
-	if len(replies) != 10 || replies[9] != "421 4.7.0 Too many unknown recipients, closing connection" ||
-		!strings.HasPrefix(replies[4], "550") || !strings.HasPrefix(replies[5], "450 4.1.1") {
+	if !strings.HasPrefix(replies[4], "550") || !strings.HasPrefix(replies[5], "450 4.1.1") ||
+		!strings.HasPrefix(replies[8], "450 4.1.1") {
 		t.Fatalf("replies: %q", replies)
 	}
-	if r := c.cmd("RCPT TO:<alice@relay.test>"); !strings.HasPrefix(r, "EOF") {
-		t.Errorf("connection still open after 421: %q", r)
+	for i := 9; i < 15; i++ {
+		if replies[i] != "450 4.7.1 Too many unknown recipients, try the rest later" {
+			t.Fatalf("reply %d: %q", i+1, replies[i])
+		}
 	}
 	if n := be.Count("RCPT TO:<guess"); n != 5 {
 		t.Errorf("backend saw %d probes, want 5", n)
+	}
+	c.expect("RSET", "250")
+	c.expect("MAIL FROM:<spammer@src.test>", "421 4.7.0")
+	if r := c.cmd("NOOP"); !strings.HasPrefix(r, "EOF") {
+		t.Errorf("connection still open after 421: %q", r)
 	}
 	// Reconnecting does not help, except for a known address.
 	c = dialMX(t, mx)
 	c.expect("EHLO sender.src.test", "250")
 	c.expect("MAIL FROM:<spammer@src.test>", "250")
-	c.expect("RCPT TO:<guess999@relay.test>", "421 4.7.0")
+	c.expect("RCPT TO:<guess999@relay.test>", "450 4.7.1")
+	c.expect("RCPT TO:<alice@relay.test>", "450 4.7.1") // the rest of the transaction
+	c.expect("RSET", "250")
+	c.expect("MAIL FROM:<spammer@src.test>", "421 4.7.0")
+}
+
+// Issue 16, section 1: a list server relays one message to 55
+// recipients, most of them gone; alice (the 1st) and bob (the 15th)
+// exist (both probed before dictionary_limit). The guard trips at the
+// 45th unknown recipient: from there on the
+// RCPTs are deferred (450 4.7.1, no probes), the message is queued for
+// alice and bob, and only the next transaction is refused with 421.
+func TestRcptGuardKeepsAcceptedRecipients(t *testing.T) {
+	be := verifycache.StartBackend(t, "127.0.0.3:0", "alice", "bob")
+	mx, q := startMX(t, openVerifier(t, be.Addr(), func(o *verifycache.Options) {
+		o.DictLimit, o.DictDisconnect, o.DictDelay = 20, 45, -1
+	}))
+	c := dialMX(t, mx)
+	c.expect("EHLO lists.src.test", "250")
+	c.expect("MAIL FROM:<list-bounces@src.test>", "250")
+	var rcpts []string
+	for i := 1; i <= 55; i++ {
+		switch i {
+		case 1:
+			rcpts = append(rcpts, "alice")
+		case 15:
+			rcpts = append(rcpts, "bob")
+		default:
+			rcpts = append(rcpts, fmt.Sprintf("gone%02d", i))
+		}
+	}
+	codes := map[string]int{}
+	for i, r := range rcpts {
+		got := c.cmd("RCPT TO:<" + r + "@relay.test>")
+		code := got[:min(len(got), 9)]
+		codes[code]++
+		switch {
+		case r == "alice" || r == "bob":
+			if !strings.HasPrefix(got, "250") {
+				t.Fatalf("RCPT %d (%s): %q", i+1, r, got)
+			}
+		case i+1 >= 47: // the 45th unknown recipient is the 47th RCPT
+			if got != "450 4.7.1 Too many unknown recipients, try the rest later" {
+				t.Fatalf("RCPT %d (%s): %q", i+1, r, got)
+			}
+		case strings.HasPrefix(got, "421") || got == "EOF":
+			t.Fatalf("RCPT %d (%s): %q: the accepted recipients are lost", i+1, r, got)
+		}
+	}
+	if codes["250 2.0.0"]+codes["250 2.1.5"] != 2 || codes["450 4.7.1"] != 9 {
+		t.Errorf("reply codes: %v", codes)
+	}
+	c.expect("DATA", "354")
+	c.expect("Subject: list mail\r\n\r\nbody\r\n.", "250 2.0.0 Ok: queued as ")
+	c.expect("MAIL FROM:<list-bounces@src.test>", "421 4.7.0")
+	if r := c.cmd("NOOP"); !strings.HasPrefix(r, "EOF") {
+		t.Errorf("connection still open after 421: %q", r)
+	}
+	var got []string
+	if err := q.List(queue.Filter{}, func(env *queue.Envelope) error {
+		for _, r := range env.Rcpts {
+			got = append(got, r.Addr)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "alice@relay.test,bob@relay.test" {
+		t.Errorf("queued for %q, want alice and bob", got)
+	}
+	if n := be.Count("RCPT TO:<gone"); n != 20 {
+		t.Errorf("backend saw %d probes of unknown recipients, want 20 (dictionary_limit)", n)
+	}
 }
 
 // verifierFunc is a Verifier from a function.
@@ -326,4 +406,84 @@ func testDeliverer(t testing.TB, hop string) *delivery.Deliverer {
 		ConnectTimeout: 2 * time.Second, ReplyTimeout: 5 * time.Second, Logger: discard})
 	t.Cleanup(func() { d.Close() })
 	return d
+}
+
+// Issue 16, section 6: probes over a reused connection stay under common
+// servers' non-mail command limits (Exim's smtp_accept_max_nonmail, 10,
+// counts RSET and drops the connection with 554): at most 5 probes per
+// connection, then QUIT and a new connection.
+func TestProbesPerConnectionBounded(t *testing.T) {
+	users := []string{}
+	for i := 0; i < 12; i++ {
+		users = append(users, fmt.Sprintf("user%02d", i))
+	}
+	be := verifycache.StartBackend(t, "127.0.0.3:0", users...)
+	v := openVerifier(t, be.Addr(), nil)
+	for _, u := range users {
+		if vd := v.Verify(context.Background(), "192.0.2.1", u+"@relay.test"); vd.Action != verifycache.Accept {
+			t.Fatalf("%s: %+v", u, vd)
+		}
+	}
+	if err := be.WaitCount("QUIT", 2, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rcpts, nonmail := map[int]int{}, map[int]int{}
+	for _, l := range be.Transcript() {
+		if !l.Client {
+			if strings.HasPrefix(l.Text, "554") {
+				t.Errorf("connection %d: %q", l.Conn, l.Text)
+			}
+			continue
+		}
+		switch {
+		case strings.HasPrefix(l.Text, "RCPT"):
+			rcpts[l.Conn]++
+		case strings.HasPrefix(l.Text, "EHLO"), strings.HasPrefix(l.Text, "HELO"),
+			strings.HasPrefix(l.Text, "RSET"), strings.HasPrefix(l.Text, "NOOP"):
+			nonmail[l.Conn]++
+		}
+	}
+	if be.Conns() != 3 || rcpts[1] != 5 || rcpts[2] != 5 || rcpts[3] != 2 {
+		t.Errorf("%d connections, probes per connection %v; want 5, 5, 2", be.Conns(), rcpts)
+	}
+	for c, n := range nonmail {
+		if n > 5 {
+			t.Errorf("connection %d: %d non-mail commands", c, n)
+		}
+	}
+}
+
+// Issue 16, section 4: the probes learn whether the backend supports
+// SMTPUTF8. A UTF-8 recipient of a message with SMTPUTF8 is refused at
+// RCPT (553 5.6.7) when it does not, instead of accepted and bounced; an
+// ASCII recipient of the same message is accepted (delivery sends it
+// without SMTPUTF8). A backend with SMTPUTF8 takes both.
+func TestRcptSMTPUTF8NeedsBackendSupport(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ext  []string
+		want string
+	}{
+		{"backend without SMTPUTF8", []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"}, "553 5.6.7"},
+		{"backend with SMTPUTF8", []string{"PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"}, "250"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be := verifycache.StartBackend(t, "127.0.0.3:0", "alice", "jörg")
+			be.SetExtensions(tc.ext...)
+			mx, _ := startMX(t, openVerifier(t, be.Addr(), nil))
+			c := dialMX(t, mx)
+			c.expect("EHLO sender.src.test", "250")
+			c.expect("MAIL FROM:<someone@src.test> SMTPUTF8", "250")
+			c.expect("RCPT TO:<alice@relay.test>", "250")
+			got := c.expect("RCPT TO:<jörg@relay.test>", tc.want)
+			if tc.want == "553 5.6.7" && !strings.Contains(got, "does not support SMTPUTF8") {
+				t.Errorf("refusal %q", got)
+			}
+			c.expect("RSET", "250")
+			// Without SMTPUTF8 the UTF-8 address is refused by syntax
+			// already; with it and an ASCII envelope nothing is needed.
+			c.expect("MAIL FROM:<someone@src.test>", "250")
+			c.expect("RCPT TO:<alice@relay.test>", "250")
+		})
+	}
 }

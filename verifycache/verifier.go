@@ -123,7 +123,7 @@ const (
 	Accept     Action = iota // 250
 	Reject                   // 550 5.1.1: the address does not exist
 	Defer                    // 450 4.1.1 (451 4.3.0 with Err): try again later
-	Disconnect               // 421, close: too many unknown recipients
+	Disconnect               // too many unknown recipients: the session ends after the transaction
 )
 
 func (a Action) String() string {
@@ -298,7 +298,7 @@ func (v *Verifier) unknown(ip string, vd Verdict) Verdict {
 	}
 	if n >= v.guard.disconnect {
 		if n == v.guard.disconnect {
-			v.log.Warn("verify: too many unknown recipients, client disconnected", "client_ip", ip,
+			v.log.Warn("verify: too many unknown recipients, session ends after the transaction", "client_ip", ip,
 				"unknown", n, "window", v.o.DictWindow.String())
 		}
 		vd.Action = Disconnect

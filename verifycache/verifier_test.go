@@ -158,8 +158,8 @@ func TestProbeDialogue(t *testing.T) {
 	e.want(t, "bob@relay.test", Reject, "probe") // the backend is case-sensitive here; so are we
 	want := []string{
 		"EHLO mx1.relay.test",
-		"MAIL FROM:<probe@relay-check.test> BODY=8BITMIME", "RCPT TO:<alice@relay.test>", "RSET", "EHLO mx1.relay.test",
-		"MAIL FROM:<probe@relay-check.test> BODY=8BITMIME", "RCPT TO:<Bob@relay.test>", "RSET", "EHLO mx1.relay.test",
+		"MAIL FROM:<probe@relay-check.test> BODY=8BITMIME", "RCPT TO:<alice@relay.test>", "RSET",
+		"MAIL FROM:<probe@relay-check.test> BODY=8BITMIME", "RCPT TO:<Bob@relay.test>", "RSET",
 		"MAIL FROM:<probe@relay-check.test> BODY=8BITMIME", "RCPT TO:<bob@relay.test>",
 	}
 	if got := e.be.Commands(); strings.Join(got, "\n") != strings.Join(want, "\n") {

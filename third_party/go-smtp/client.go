@@ -455,7 +455,19 @@ func (c *Client) mailCommand(from string, opts *MailOptions) (string, error) {
 	// A high enough power of 2 than 510+14+26+11+9+9+39+500
 	sb.Grow(2048)
 	fmt.Fprintf(&sb, "MAIL FROM:<%s>", from)
-	if _, ok := c.ext["8BITMIME"]; ok {
+	// FORK.md section 16: opts.Body says what the body is (RFC 6152
+	// section 2: BODY=7BIT or BODY=8BITMIME to a server with 8BITMIME;
+	// RFC 3030 section 3: BINARYMIME); without it upstream's rule stays.
+	_, have8bit := c.ext["8BITMIME"]
+	switch {
+	case opts != nil && opts.Body == BodyBinaryMIME:
+		if _, ok := c.ext["BINARYMIME"]; !ok {
+			return "", errors.New("smtp: server does not support BINARYMIME")
+		}
+		sb.WriteString(" BODY=BINARYMIME")
+	case opts != nil && opts.Body != "" && have8bit:
+		fmt.Fprintf(&sb, " BODY=%s", string(opts.Body))
+	case have8bit:
 		sb.WriteString(" BODY=8BITMIME")
 	}
 	if _, ok := c.ext["SIZE"]; ok && opts != nil && opts.Size != 0 {
@@ -888,6 +900,21 @@ func (c *Client) MaxMessageSize() (size int, ok bool) {
 
 // Reset sends the RSET command to the server, aborting the current mail
 // transaction.
+// ResetTransaction sends RSET and keeps the session's greeting: RFC 5321
+// section 4.1.1.5 (RSET clears the transaction, not the EHLO), so a
+// reused connection needs no new EHLO, which servers count as a
+// non-mail command (FORK.md section 17).
+func (c *Client) ResetTransaction() error {
+	if err := c.hello(); err != nil {
+		return err
+	}
+	if _, _, err := c.cmd(250, "RSET"); err != nil {
+		return err
+	}
+	c.rcpts = nil
+	return nil
+}
+
 func (c *Client) Reset() error {
 	if err := c.hello(); err != nil {
 		return err

@@ -279,11 +279,22 @@ func (c *Conn) delivered(code int) {
 	}
 }
 
+// holdErrors is how many errors beyond ErrorLimits.Hard a transaction
+// with accepted recipients may make before it is cut off all the same
+// (Postfix's smtpd_recipient_limit default: a list server's RCPTs).
+const holdErrors = 1000
+
 // tooManyErrors reports whether the session reached ErrorLimits.Hard; if
-// so it has answered 421 and the session must end.
+// so it has answered 421 and the session must end. A transaction that
+// has accepted recipients is not cut: the limit waits for its end (DATA,
+// RSET, MAIL), so that recipients already answered 250 are not lost with
+// the connection, up to holdErrors more errors.
 func (c *Conn) tooManyErrors() bool {
 	l := c.server.ErrorLimits
 	if l.Hard == 0 || c.errCount < l.Hard {
+		return false
+	}
+	if len(c.recipients) > 0 && c.errCount < l.Hard+holdErrors {
 		return false
 	}
 	c.writeResponse(421, EnhancedCode{4, 7, 0}, c.server.Domain+" Error: too many errors")

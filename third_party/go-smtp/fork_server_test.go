@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -720,4 +721,57 @@ func TestForkErrorLimitsZero(t *testing.T) {
 	}
 	c.cmd("XBOG", "500 5.5.2")
 	c.expect("500 5.5.1 Too many errors")
+}
+
+// FORK.md section 15: the hard error limit reached inside a transaction
+// that accepted a recipient waits for the transaction's end: the message
+// is delivered for that recipient, the next command gets the 421.
+func TestForkErrorLimitsKeepTransaction(t *testing.T) {
+	be, _, l := startFork(t, func(s *smtp.Server) {
+		s.ErrorLimits = smtp.ErrorLimits{Soft: 3, Hard: 5}
+	})
+	be.rcptErr = func(to string) error {
+		if strings.HasPrefix(to, "gone") {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
+		}
+		return nil
+	}
+	be.dataEnd = make(chan error, 10)
+
+	t.Run("accepted recipients keep the transaction", func(t *testing.T) {
+		c := dialFork(t, l)
+		c.cmd("EHLO client.example", "250")
+		c.cmd("MAIL FROM:<list@b.example>", "250")
+		c.cmd("RCPT TO:<alice@y.example>", "250")
+		for i := 0; i < 8; i++ {
+			c.cmd(fmt.Sprintf("RCPT TO:<gone%d@y.example>", i), "550 5.1.1")
+		}
+		c.cmd("RCPT TO:<bob@y.example>", "250")
+		c.cmd("DATA", "354")
+		c.cmd("Subject: x\r\n\r\nbody\r\n.", "250")
+		c.cmd("QUIT", "221") // the delivered message reset the counts
+	})
+	t.Run("cut after the transaction", func(t *testing.T) {
+		c := dialFork(t, l)
+		c.cmd("EHLO client.example", "250")
+		c.cmd("MAIL FROM:<list@b.example>", "250")
+		c.cmd("RCPT TO:<alice@y.example>", "250")
+		for i := 0; i < 6; i++ {
+			c.cmd(fmt.Sprintf("RCPT TO:<gone%d@y.example>", i), "550 5.1.1")
+		}
+		c.cmd("RSET", "250")
+		c.expect("421 4.7.0 mx.example Error: too many errors")
+		if got := c.reply(); got != "EOF" {
+			t.Errorf("after 421: %q", got)
+		}
+	})
+	t.Run("without accepted recipients the cut is at once", func(t *testing.T) {
+		c := dialFork(t, l)
+		c.cmd("EHLO client.example", "250")
+		c.cmd("MAIL FROM:<list@b.example>", "250")
+		for i := 0; i < 5; i++ {
+			c.cmd(fmt.Sprintf("RCPT TO:<gone%d@y.example>", i), "550 5.1.1")
+		}
+		c.expect("421 4.7.0 mx.example Error: too many errors")
+	})
 }
