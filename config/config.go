@@ -76,9 +76,29 @@ type Config struct {
 	// with the keys of their From: domain, after the queue.
 	DKIMSign []DKIMSign `toml:"dkim_sign" json:"dkim_sign"`
 	// Milters are mail filters (rspamd, clamav-milter) asked about the
-	// mail of the listener kinds they name, in order. For the submission
-	// kinds they run after the queue, before the first delivery attempt.
+	// mail of the listener kinds they name, in order. For "mx" they run
+	// in the session, after DATA and before the reply (policy.Milter:
+	// nothing refused is queued); for the submission kinds after the
+	// queue, before the first delivery attempt (submission.Milter).
 	Milters []Milter `toml:"milter" json:"milter"`
+	// Greylist is greylisting on the MX listeners (off by default).
+	Greylist Greylist `toml:"greylist" json:"greylist"`
+}
+
+// Greylist is the [greylist] table (package greylist).
+type Greylist struct {
+	// Enabled turns greylisting on for every MX listener [false].
+	Enabled bool `toml:"enabled" json:"enabled"`
+	// Delay before a retry of a new triplet is accepted [5m].
+	Delay Duration `toml:"delay" json:"delay"`
+	// RetryWindow after Delay in which the retry must come [1d].
+	RetryWindow Duration `toml:"retry_window" json:"retry_window"`
+	// PassTTL: how long a passed triplet (and an allowlisted client
+	// network) is remembered after its last use [36d].
+	PassTTL Duration `toml:"pass_ttl" json:"pass_ttl"`
+	// AutoAllowlist: passed triplets after which a client network is no
+	// longer greylisted [5]; 0: never.
+	AutoAllowlist int `toml:"auto_allowlist" json:"auto_allowlist"`
 }
 
 // Milter is one [[milter]].
@@ -367,6 +387,10 @@ type Queue struct {
 	MaxBackoff Duration `toml:"max_backoff" json:"max_backoff"`
 	// Concurrency is the number of deliveries in flight at once.
 	Concurrency int `toml:"concurrency" json:"concurrency"`
+	// FreeSpaceReserve: new mail is refused (452 4.3.1 at MAIL and DATA)
+	// while the data directory has less free space than this; delivery
+	// goes on. 0: 1.5 x [limits] message_size (Postfix's rule).
+	FreeSpaceReserve Size `toml:"free_space_reserve" json:"free_space_reserve"`
 	// MaxLifetime: how long a message is retried before the remaining
 	// recipients are returned to the sender (Postfix
 	// maximal_queue_lifetime 5d; mxedge 3d, see shared/PRINCIPLES.md).

@@ -81,6 +81,8 @@ func base() Config {
 		Submission: Submission{MessagesPerHour: 100, MessagesPerDay: 1000, RecipientsPerHour: 500, RecipientsPerDay: 3000, OverLimit: "defer"},
 		DKIMSign:   []DKIMSign{},
 		Milters:    []Milter{},
+		Greylist: Greylist{Delay: Duration(5 * time.Minute), RetryWindow: Duration(day), PassTTL: Duration(36 * day),
+			AutoAllowlist: 5},
 	}
 }
 

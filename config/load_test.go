@@ -67,7 +67,7 @@ func TestExample(t *testing.T) {
 	want.CaseSensitiveDomains = []string{}
 	want.Routes = map[string]string{"example.org": "[10.0.0.25]:25"}
 	want.DKIMSign = []DKIMSign{{Domain: "example.org", Selector: "rsa2026", KeyFile: "/etc/mxedge/dkim/example.org.rsa2026.key"}}
-	want.Milters = []Milter{{Name: "rspamd", Address: "inet:127.0.0.1:11332", Kinds: []string{"submission", "submissions"},
+	want.Milters = []Milter{{Name: "rspamd", Address: "inet:127.0.0.1:11332", Kinds: []string{"mx", "submission", "submissions"},
 		ConnectTimeout: dur(t, "30s"), CommandTimeout: dur(t, "30s"), ContentTimeout: dur(t, "300s"), DefaultAction: "tempfail"}}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("example:\n got %+v\nwant %+v", *c, want)

@@ -553,6 +553,19 @@ func (c *Config) submissionProblems() []error {
 			add("%s %d: must be 0 (no limit) or positive", v.key, v.n)
 		}
 	}
+	if g := c.Greylist; g.Enabled {
+		for _, d := range []struct {
+			k string
+			v Duration
+		}{{"delay", g.Delay}, {"retry_window", g.RetryWindow}, {"pass_ttl", g.PassTTL}} {
+			if d.v <= 0 {
+				add("greylist.%s %q: must be greater than 0", d.k, d.v)
+			}
+		}
+	}
+	if c.Greylist.AutoAllowlist < 0 {
+		add("greylist.auto_allowlist %d: must be 0 (never) or positive", c.Greylist.AutoAllowlist)
+	}
 	for i, m := range c.Milters {
 		key := fmt.Sprintf("milter[%d]", i)
 		if !milterAddress(m.Address) {
@@ -563,11 +576,9 @@ func (c *Config) submissionProblems() []error {
 		}
 		for _, k := range m.Kinds {
 			switch k {
-			case KindSubmission, KindSubmissions:
-			case KindMX:
-				add(`%s.kinds: "mx" is not supported by this version (milters run after the queue, for submitted mail only)`, key)
+			case KindMX, KindSubmission, KindSubmissions:
 			default:
-				add(`%s.kinds: %q is not a listener kind ("submission", "submissions")`, key, k)
+				add(`%s.kinds: %q is not a listener kind ("mx", "submission", "submissions")`, key, k)
 			}
 		}
 		for _, d := range []struct {

@@ -56,9 +56,9 @@ func TestValidate(t *testing.T) {
 		{"milter address", func(c *Config) {
 			c.Milters = []Milter{{Name: "m", Address: "127.0.0.1:11332", Kinds: []string{"submission"}, ConnectTimeout: 1, CommandTimeout: 1, ContentTimeout: 1, DefaultAction: "tempfail"}}
 		}, `milter[0].address "127.0.0.1:11332": must be "inet:host:port", "inet6:[addr]:port" or "unix:/path"`},
-		{"milter on mx", func(c *Config) {
-			c.Milters = []Milter{{Name: "m", Address: "unix:/run/m.sock", Kinds: []string{"mx"}, ConnectTimeout: 1, CommandTimeout: 1, ContentTimeout: 1, DefaultAction: "tempfail"}}
-		}, `milter[0].kinds: "mx" is not supported by this version (milters run after the queue, for submitted mail only)`},
+		{"milter kind", func(c *Config) {
+			c.Milters = []Milter{{Name: "m", Address: "unix:/run/m.sock", Kinds: []string{"mx", "smtp"}, ConnectTimeout: 1, CommandTimeout: 1, ContentTimeout: 1, DefaultAction: "tempfail"}}
+		}, `milter[0].kinds: "smtp" is not a listener kind ("mx", "submission", "submissions")`},
 		{"milter action", func(c *Config) {
 			c.Milters = []Milter{{Name: "m", Address: "unix:/run/m.sock", Kinds: []string{"submission"}, ConnectTimeout: 1, CommandTimeout: 1, ContentTimeout: 1, DefaultAction: "discard"}}
 		}, `milter[0].default_action "discard": must be "tempfail", "accept" or "reject"`},

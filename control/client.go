@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -91,6 +92,24 @@ func (c *Client) List(ctx context.Context, f queue.Filter, fn func(*Message) err
 			return err
 		}
 	}
+}
+
+// Backup copies the running daemon's queue index to w (GET
+// /queue/backup) and returns its size; a stream cut short is an error.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/queue/backup", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("control: backup: %w", err)
+	}
+	if want := resp.Trailer.Get("X-Backup-Size"); want != strconv.FormatInt(n, 10) {
+		return n, fmt.Errorf("control: backup: got %d bytes, daemon wrote %q: incomplete (see its log)", n, want)
+	}
+	return n, nil
 }
 
 // Show returns message id with its header section.

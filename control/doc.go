@@ -21,6 +21,8 @@
 //
 //	GET    /queue?sender=&recipient=&domain=&state=  matching messages in arrival order, one Message per line (JSON lines, streamed)
 //	GET    /queue/stats                              queue.Stats
+//	GET    /queue/backup                             queue.db, consistent (bbolt Tx.WriteTo); trailer X-Backup-Size
+//	GET    /runtime                                  {"goroutines": N} (for soak runs)
 //	GET    /queue/{id}                               Message, with the header section
 //	POST   /queue/{id}/flush                         attempt delivery now (409 if held)
 //	POST   /queue/flush?sender=&recipient=&domain=   flush every matching message, all without a filter: {"flushed": N}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -54,6 +55,10 @@ func New(q Queue, log *slog.Logger) *Server {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	s.queueRoutes(q)
+	// Process counters for soak runs (bench/soak.sh).
+	s.mux.HandleFunc("GET /runtime", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]int{"goroutines": runtime.NumGoroutine()})
+	})
 	return s
 }
 

@@ -26,7 +26,7 @@ type issued struct {
 }
 
 // issue makes a certificate from tmpl signed by parent (nil: self-signed).
-func issue(t *testing.T, tmpl *x509.Certificate, parent *issued) *issued {
+func issue(t testing.TB, tmpl *x509.Certificate, parent *issued) *issued {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -55,7 +55,7 @@ func issue(t *testing.T, tmpl *x509.Certificate, parent *issued) *issued {
 	return &issued{cert: cert, key: key}
 }
 
-func newCA(t *testing.T, name string, parent *issued) *issued {
+func newCA(t testing.TB, name string, parent *issued) *issued {
 	return issue(t, &x509.Certificate{
 		Subject:               pkix.Name{CommonName: name},
 		IsCA:                  true,
@@ -65,7 +65,7 @@ func newCA(t *testing.T, name string, parent *issued) *issued {
 }
 
 // newLeaf makes a server certificate for names; parent nil: self-signed.
-func newLeaf(t *testing.T, parent *issued, names ...string) *issued {
+func newLeaf(t testing.TB, parent *issued, names ...string) *issued {
 	return issue(t, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: names[0]},
 		DNSNames:    names,

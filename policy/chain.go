@@ -236,7 +236,7 @@ func (ch *Chain) fold(d *Decision, name string, r Result) bool {
 	if r.Logged != nil && r.Reply == nil && !r.OK {
 		d.Logged = append(d.Logged, Note{Check: name, Reply: r.Logged, Reason: r.Reason})
 	}
-	if r.Reply != nil || r.OK {
+	if r.Reply != nil || r.OK || r.Discard {
 		r.Delay = d.Delay
 		r.Headers = nil
 		r.Logged = nil
@@ -260,13 +260,13 @@ func enforce(r Result) Result {
 		r.Delay = 0
 	}
 	if r.Err != nil {
-		r.OK = false
+		r.OK, r.Discard = false, false
 		if r.Reply == nil || r.Reply.Code/100 != 4 {
 			r.Reply = TempLocal()
 		}
 	}
 	if r.Reply != nil {
-		r.OK = false
+		r.OK, r.Discard = false, false
 		if c := r.Reply.Code; c < 400 || c > 599 {
 			// Not a refusal: a check bug, answered as an internal error.
 			r.Err = fmt.Errorf("policy: reply code %d is not a refusal", c)

@@ -222,6 +222,9 @@ func (b *DNSBL) score(c *Conn, got map[string]dnsblAnswer) Result {
 		for _, ip := range a.addrs {
 			if s.matches(ip) {
 				score += s.Weight
+				if s.Weight < 0 {
+					c.DNSWL = true
+				}
 				hits = append(hits, s.Domain+"="+ip.String()+"*"+strconv.Itoa(s.Weight))
 				if s.Weight > topWeight {
 					top, topWeight = s.Domain, s.Weight

@@ -68,7 +68,8 @@
 // access files), Iprev (reverse DNS of the client), DNSBL (weighted DNS
 // block and allow lists), Helo (HELO syntax, HELO claiming to be us, HELO
 // that does not resolve) and SenderDomain (sender domain without MX or
-// address). On an MX listener cmd/mxedge/chain.go adds them in the order
+// address); Milter (a mail filter before the queue, milter.go) at DATA.
+// Greylisting is package greylist. On an MX listener cmd/mxedge/chain.go adds them in the order
 // of shared/PRINCIPLES.md: trusted clients first, then the cheap checks,
 // then DNSBL, then relay control and recipient verification.
 package policy
@@ -124,6 +125,11 @@ type Conn struct {
 	// checks that exempt trusted clients (limits, HELO and sender checks)
 	// read it.
 	Trusted bool
+
+	// DNSWL: an allow list entry of the DNSBL check (negative weight)
+	// matched the client. Set with the DNSBL decision, before the first
+	// RCPT's checks; greylisting skips such clients.
+	DNSWL bool
 
 	// Helo is the HELO/EHLO argument; "" before the client said it.
 	Helo string
@@ -258,6 +264,24 @@ type Message interface {
 	Size() int64
 }
 
+// Editor is an optional addition to a Message: a DataCheck that changes
+// the message (a milter's header changes, replaced body, changed sender or
+// recipients) finds it with a type assertion. The changes apply to the
+// message as it will be queued; if a later check refuses, nothing is
+// queued anyway.
+type Editor interface {
+	Message
+	// Rewrite replaces the message data as received (not the header
+	// fields the listener and checks add on top) with what write writes,
+	// given a reader over the current data; on an error nothing changes.
+	Rewrite(write func(data io.Reader, w io.Writer) error) error
+	// SetFrom changes the envelope sender (wire form, "" the null sender).
+	SetFrom(from string)
+	// AddRcpt and DelRcpt change the recipients (wire form).
+	AddRcpt(addr string)
+	DelRcpt(addr string)
+}
+
 // Reply is an SMTP reply a check decides: code, enhanced status code
 // (RFC 3463) and text, one line, printable ASCII.
 type Reply struct {
@@ -308,6 +332,11 @@ type Result struct {
 	// Reason is the hold reason. The client gets its 250 as usual.
 	// Ignored at the other stages.
 	Hold bool
+	// Discard: a DataCheck drops the message (a milter's SMFIR_DISCARD):
+	// the client gets its 250 as if it had been queued, nothing is queued,
+	// the listener logs it. It decides like a refusal (the checks after it
+	// are skipped). Ignored at the other stages and with Reply.
+	Discard bool
 	// Reason says in the log why the check decided (never sent to the
 	// client): "cache", "dnsbl zen.example.org=127.0.0.2".
 	Reason string

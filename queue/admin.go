@@ -86,6 +86,7 @@ func (q *Queue) List(f Filter, fn func(*Envelope) error) error {
 	var after []byte
 	for {
 		var page []*Envelope
+		var bad []string
 		err := q.db.View(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketMsgs).Cursor()
 			k, v := c.First()
@@ -96,18 +97,20 @@ func (q *Queue) List(f Filter, fn func(*Envelope) error) error {
 				}
 			}
 			for ; k != nil && len(page) < listPage; k, v = c.Next() {
-				env, err := decodeEnvelope(v)
+				after = append(after[:0], k...)
+				env, err := checkRecord(k, v)
 				if err != nil {
-					return err
+					bad = append(bad, string(k))
+					continue
 				}
 				page = append(page, env)
-				after = append(after[:0], k...)
 			}
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("queue: list: %w", err)
 		}
+		q.skipCorrupt(bad, "list")
 		for _, env := range page {
 			if f.match(q, env) {
 				if err := fn(env); err != nil {
@@ -115,7 +118,7 @@ func (q *Queue) List(f Filter, fn func(*Envelope) error) error {
 				}
 			}
 		}
-		if len(page) < listPage {
+		if len(page)+len(bad) < listPage {
 			return nil
 		}
 	}
@@ -261,10 +264,9 @@ func (q *Queue) Delete(id string) error {
 // Bounce returns id to its sender now: every pending recipient fails with
 // 5.0.0 and a DSN goes out as for any permanent failure.
 func (q *Queue) Bounce(id string) error {
-	if q.isInflight(id) {
+	if !q.claim(id) { // keeps the scheduler away while we conclude
 		return fmt.Errorf("queue: bounce %s: %w", id, ErrInFlight)
 	}
-	q.setInflight(id, true) // keep the scheduler away while we conclude
 	env, err := q.Get(id)
 	if err != nil {
 		q.setInflight(id, false)

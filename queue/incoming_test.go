@@ -142,9 +142,16 @@ func TestIncomingOpenAndPrepend(t *testing.T) {
 			if got, _ := headsEntry(t, q, id); got != h1+h2 {
 				t.Errorf("heads entry %q", got)
 			}
-			if tc.spool { // the block is in bbolt, the file holds the data only
+			if tc.spool { // the block is in bbolt, the file holds the data, then the trailer
 				data, _ := os.ReadFile(q.bodyPath(id))
-				if string(data) != want[len(h1+h2):] {
+				tr, err := readTrailer(q.bodyPath(id), true)
+				if err != nil {
+					t.Fatalf("trailer: %v", err)
+				}
+				if string(tr.Head) != h1+h2 || tr.Env.ID != id {
+					t.Errorf("trailer: head %q, id %s", tr.Head, tr.Env.ID)
+				}
+				if string(data[:tr.DataLen]) != want[len(h1+h2):] {
 					t.Errorf("spool file: %d bytes, want %d", len(data), len(want)-len(h1+h2))
 				}
 			}

@@ -152,7 +152,10 @@ func (q *Queue) Run(ctx context.Context, d Deliverer, grace time.Duration) error
 			}
 			next = n
 			for _, env := range msgs {
-				q.setInflight(env.ID, true)
+				env, ok := q.claimDue(env)
+				if !ok {
+					continue
+				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -192,6 +195,36 @@ func (q *Queue) isInflight(id string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.inflight[id]
+}
+
+// claim marks id in flight unless it already is; false: someone else has
+// it.
+func (q *Queue) claim(id string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.inflight[id] {
+		return false
+	}
+	q.inflight[id] = true
+	return true
+}
+
+// claimDue claims a message that due listed and re-reads its record. due's
+// read transaction may predate the end of an attempt of the same message
+// (result saved, then the in-flight mark cleared): its envelope is then
+// stale and a second attempt would repeat the first. The message is
+// started only if the stored record still has the NextAttempt due saw and
+// is not held; the fresh envelope is returned.
+func (q *Queue) claimDue(env *Envelope) (*Envelope, bool) {
+	if !q.claim(env.ID) {
+		return nil, false
+	}
+	cur, err := q.Get(env.ID)
+	if err != nil || cur.Held || !cur.NextAttempt.Equal(env.NextAttempt) || cur.Attempts != env.Attempts {
+		q.setInflight(env.ID, false)
+		return nil, false
+	}
+	return cur, true
 }
 
 func (q *Queue) setInflight(id string, on bool) {

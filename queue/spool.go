@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -48,8 +50,9 @@ type Incoming struct {
 	buf     []byte // the message while it fits inline
 	f       File   // the spool file, once the message outgrew buf
 	w       *bufio.Writer
-	n       int64 // data bytes written
-	err     error // sticky write error
+	n       int64  // data bytes written
+	crc     uint32 // CRC-32C of the data written to the spool file
+	err     error  // sticky write error
 	done    bool
 	readers map[*incomingReader]bool // open readers of the spool file
 }
@@ -86,6 +89,7 @@ func (in *Incoming) Write(p []byte) (int, error) {
 	}
 	n, err := in.w.Write(p)
 	in.n += int64(n)
+	in.crc = crc32.Update(in.crc, castagnoli, p[:n])
 	if err != nil {
 		in.err = in.wrap("write", err)
 	}
@@ -240,6 +244,7 @@ func (in *Incoming) spill() error {
 		in.w = bufio.NewWriterSize(f, 64<<10)
 	}
 	_, err = in.w.Write(in.buf)
+	in.crc = crc32.Update(in.crc, castagnoli, in.buf)
 	in.releaseBuf()
 	if err != nil {
 		return in.wrap("write", err)
@@ -256,14 +261,17 @@ func (in *Incoming) wrap(op string, err error) error {
 
 // Commit makes the message durable and visible, in this order (RFC 5321
 // section 6.1: a 250 is a promise to deliver or report):
-//  1. for a spooled message: flush and fsync the spool file, close it, and
-//     fsync the spool directory so the file's name is durable too;
+//  1. for a spooled message: append the trailer (envelope, header block,
+//     CRC-32C of the data: the file describes itself, see recover.go),
+//     flush and fsync the spool file, close it, and fsync the spool
+//     directory so the file's name is durable too;
 //  2. commit the envelope, the schedule entry and (for an inline message)
 //     the body to bbolt, in a group commit shared with concurrent sessions,
 //     which fsyncs the database.
 //
 // Only after 2 is the message part of the queue; a crash before leaves at
-// most an orphan spool file that Open removes.
+// most a spool file without a record, which Open moves to orphaned/ (it
+// cannot tell it from a message whose record was lost).
 func (in *Incoming) Commit(ctx context.Context) error {
 	if in.done {
 		return fmt.Errorf("queue: commit %s: already finished", in.env.ID)
@@ -271,8 +279,18 @@ func (in *Incoming) Commit(ctx context.Context) error {
 	in.done = true
 	in.closeReaders()
 	err := in.err
+	in.env.Size = in.Size()
+	in.env.Inline = in.f == nil
 	if err == nil && in.f != nil {
-		if err = in.w.Flush(); err != nil {
+		// The trailer makes the file self-describing (recover.go).
+		in.env.Framed, in.env.SpoolData = true, in.n
+		if _, err = in.w.Write(encodeTrailer(&in.env, in.head, in.crc)); err != nil {
+			err = in.wrap("write", err)
+		}
+		if err == nil {
+			err = in.w.Flush()
+		}
+		if err != nil {
 			err = in.wrap("flush", err)
 		}
 		if err == nil {
@@ -291,8 +309,6 @@ func (in *Incoming) Commit(ctx context.Context) error {
 		}
 	}
 	if err == nil {
-		in.env.Size = in.Size()
-		in.env.Inline = in.f == nil
 		if err = in.q.insert(ctx, &in.env, in.head, in.buf); err != nil {
 			err = in.wrap("commit", err)
 		}
@@ -348,6 +364,9 @@ func (q *Queue) NewMessage(env Envelope) (*Incoming, error) {
 	if len(env.Rcpts) == 0 {
 		return nil, errors.New("queue: new message: no recipients")
 	}
+	if err := q.CheckSpace(); err != nil {
+		return nil, err
+	}
 	env.Arrival = q.now()
 	env.ID = q.ids.next(env.Arrival)
 	env.Size = 0
@@ -363,28 +382,6 @@ func (q *Queue) bodyPath(id string) string { return filepath.Join(q.spoolDir, id
 // syncSpoolDir fsyncs the spool directory, sharing the fsync with
 // concurrent sessions (see groupSync).
 func (q *Queue) syncSpoolDir() error { return q.dirSync.Sync() }
-
-// removeOrphans deletes spool files that have no queue record: messages
-// whose Commit did not complete before a crash (never acknowledged), and
-// leftovers of removed messages. It runs once at Open, before the scheduler.
-func (q *Queue) removeOrphans() (int, error) {
-	entries, err := os.ReadDir(q.spoolDir)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, e := range entries {
-		name := e.Name()
-		if validID(name) && q.exists(name) {
-			continue
-		}
-		if err := os.Remove(filepath.Join(q.spoolDir, name)); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
-}
 
 func (q *Queue) now() time.Time { return q.opts.Now() }
 
@@ -437,8 +434,131 @@ func (q *Queue) openMessage(env *Envelope) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: message %s: %w", env.ID, err)
 	}
+	var data io.Reader = f
+	if env.Framed { // the trailer after the data is not part of the message
+		data = io.NewSectionReader(f, 0, env.SpoolData)
+	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(bytes.NewReader(head), f), f}, nil
+	}{io.MultiReader(bytes.NewReader(head), data), f}, nil
+}
+
+// CheckSpace returns an error wrapping ErrNoSpace while the free space of
+// the queue's file system is below Options.Reserve (a listener calls it at
+// MAIL, NewMessage at DATA). A statfs failure is not a full disk: it is
+// reported as the error it is (a temporary local error to the client).
+func (q *Queue) CheckSpace() error {
+	if q.opts.Reserve <= 0 {
+		return nil
+	}
+	free, err := q.opts.FreeSpace(q.spoolDir)
+	if err != nil {
+		return fmt.Errorf("queue: free space of %s: %w", q.spoolDir, err)
+	}
+	if free < uint64(q.opts.Reserve) {
+		return fmt.Errorf("queue: %d bytes free in %s, reserve is %d: %w", free, q.spoolDir, q.opts.Reserve, ErrNoSpace)
+	}
+	return nil
+}
+
+func freeSpace(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// Rewrite replaces the message data (not the block of Prepend, which stays
+// on top) with what write writes, given a reader over the current data: a
+// content filter's header changes or new body (milter SMFIR_CHGHEADER,
+// SMFIR_REPLBODY). The new data goes to memory or a new spool file as a
+// received message does (bounded memory), and replaces the old only when
+// write returned nil; on an error nothing changes. Readers left open by
+// Open are closed. Call it before Commit, not concurrently with the other
+// methods.
+func (in *Incoming) Rewrite(write func(data io.Reader, w io.Writer) error) error {
+	if in.done {
+		return fmt.Errorf("queue: rewrite %s: already finished", in.env.ID)
+	}
+	if in.err != nil {
+		return in.err
+	}
+	var data io.Reader = bytes.NewReader(in.buf)
+	var old *os.File
+	if in.f != nil {
+		if err := in.w.Flush(); err != nil {
+			in.err = in.wrap("flush", err)
+			return in.err
+		}
+		f, err := os.Open(in.path)
+		if err != nil {
+			return in.wrap("rewrite", err)
+		}
+		old = f
+		defer old.Close()
+		data = io.NewSectionReader(f, 0, in.n)
+	}
+	nw := &Incoming{q: in.q, env: in.env, path: in.path + ".new"}
+	err := write(data, nw)
+	if err == nil {
+		err = nw.err
+	}
+	if err == nil && nw.f != nil {
+		if err = nw.w.Flush(); err != nil {
+			err = nw.wrap("flush", err)
+		}
+	}
+	if err == nil && nw.f != nil {
+		if err = os.Rename(nw.path, in.path); err != nil {
+			err = in.wrap("rewrite", err)
+		}
+	}
+	if err != nil {
+		nw.discardFile()
+		return err
+	}
+	in.closeReaders()
+	if in.f != nil {
+		_ = in.f.Close()
+		if nw.f == nil {
+			_ = os.Remove(in.path)
+		}
+	}
+	in.buf, in.f, in.w, in.n = nw.buf, nw.f, nw.w, nw.n
+	return nil
+}
+
+// Envelope returns a copy of the message's envelope as Commit will store
+// it.
+func (in *Incoming) Envelope() Envelope {
+	e := in.env
+	e.Rcpts = append([]Rcpt(nil), e.Rcpts...)
+	return e
+}
+
+// SetFrom changes the envelope sender (a content filter's SMFIR_CHGFROM);
+// from is in wire form, "" the null sender.
+func (in *Incoming) SetFrom(from string) { in.env.From = from }
+
+// AddRcpt adds a recipient (SMFIR_ADDRCPT), unless the message has it.
+func (in *Incoming) AddRcpt(addr string) {
+	for _, rc := range in.env.Rcpts {
+		if rc.Addr == addr {
+			return
+		}
+	}
+	in.env.Rcpts = append(in.env.Rcpts, Rcpt{Addr: addr, Status: StatusPending})
+}
+
+// DelRcpt removes a recipient (SMFIR_DELRCPT), compared without case.
+func (in *Incoming) DelRcpt(addr string) {
+	var rs []Rcpt
+	for _, rc := range in.env.Rcpts {
+		if !strings.EqualFold(rc.Addr, addr) {
+			rs = append(rs, rc)
+		}
+	}
+	in.env.Rcpts = rs
 }

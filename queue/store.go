@@ -143,6 +143,8 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 	var out []*Envelope
 	var next time.Time
 	nowKey := schedKey(now, "")
+	var bad []string
+	defer func() { q.skipCorrupt(bad, "scheduler") }()
 	err := q.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMsgs)
 		c := tx.Bucket(bucketSched).Cursor()
@@ -162,9 +164,10 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 			if v == nil {
 				continue // index entry without record: removed by the next update
 			}
-			env, err := decodeEnvelope(v)
+			env, err := checkRecord([]byte(id), v)
 			if err != nil {
-				return err
+				bad = append(bad, id) // skipped, moved aside after this transaction
+				continue
 			}
 			out = append(out, env)
 		}

@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"reflect"
 	"strings"
 	"time"
 
@@ -113,6 +114,36 @@ type errCNAMEChain struct{}
 
 func (errCNAMEChain) Error() string { return "CNAME chain longer than 8" }
 
+// emptyRdata reports whether rr carries no RDATA: every field besides the
+// header has its zero value (a real record has at least a root name, an
+// address or a string).
+func emptyRdata(rr dns.RR) bool {
+	if h, ok := rr.(*dns.RR_Header); ok {
+		return h.Rrtype != dns.TypeANY
+	}
+	v := reflect.ValueOf(rr)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	e := v.Elem()
+	for i := 0; i < e.NumField(); i++ {
+		if e.Type().Field(i).Name == "Hdr" {
+			continue
+		}
+		if !e.Field(i).IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// errEmptyRdata: a record of the type asked for had no RDATA.
+type errEmptyRdata struct{ rrtype uint16 }
+
+func (e errEmptyRdata) Error() string {
+	return dns.TypeToString[e.rrtype] + " record with RDLENGTH 0 in the answer"
+}
+
 // followCNAMEs finds the records of type qtype for qname in an answer
 // section, following CNAME records (RFC 1034 section 3.6.2, RFC 2181
 // section 10.1) unless CNAME itself is asked. It returns the canonical
@@ -127,6 +158,13 @@ func followCNAMEs(qname string, qtype uint16, answer []dns.RR) (name string, cha
 				continue
 			}
 			if h.Rrtype == qtype {
+				if emptyRdata(rr) {
+					// RDLENGTH 0 (miekg/dns unpacks it as a record with
+					// zero fields, or a bare header): no data of the type asked for. Neither a record
+					// nor NODATA: a temporary error, so that no caller
+					// takes it for "no MX" (implicit MX) or "no TLSA".
+					return "", nil, nil, errEmptyRdata{h.Rrtype}
+				}
 				rrs = append(rrs, rr)
 			} else if c, ok := rr.(*dns.CNAME); ok && next == nil {
 				next = c

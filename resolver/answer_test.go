@@ -147,3 +147,29 @@ func FuzzAnswer(f *testing.F) {
 		a.result()
 	})
 }
+
+// An RR of the asked type with RDLENGTH 0 (seen in the wild from broken
+// servers; miekg/dns unpacks it as a bare header) is a temporary error,
+// neither an answer without records nor NODATA (which would make an MX
+// lookup fall back to the implicit MX).
+func TestEmptyRdataIsError(t *testing.T) {
+	m := new(dns.Msg)
+	m.SetQuestion("a.example.", dns.TypeMX)
+	m.Response = true
+	m.Answer = []dns.RR{&dns.RR_Header{Name: "a.example.", Rrtype: dns.TypeMX, Class: dns.ClassINET, Ttl: 60}}
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got dns.Msg
+	if err := got.Unpack(b); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Answer) != 1 || got.Answer[0].Header().Rdlength != 0 {
+		t.Fatalf("fixture: %v", got.Answer)
+	}
+	a, err := newAnswer("a.example.", dns.TypeMX, &got, "s")
+	if err == nil {
+		t.Fatalf("RDLENGTH 0 MX: answer %+v (status %v), want an error", a, a.status)
+	}
+}

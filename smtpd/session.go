@@ -142,6 +142,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.srv.log.Info("session closed", "client_ip", s.pc.IP.String(), "reason", "session_messages", "count", s.messages)
 		return replyTooManyMessages
 	}
+	if sc, ok := s.srv.queue.(interface{ CheckSpace() error }); ok {
+		// Refuse before the client sends the data (free space reserve).
+		if err := sc.CheckSpace(); err != nil {
+			s.srv.log.Warn("mail refused", "client_ip", s.pc.IP.String(), "reason", "free_space", "err", err)
+			return dataReply(err) // 452 4.3.1, or 451 for a statfs failure
+		}
+	}
 	t := &policy.Txn{}
 	if opts != nil {
 		t.Mail = policy.MailParams{Size: opts.Size, Body: string(opts.Body), UTF8: opts.UTF8,
@@ -442,6 +449,15 @@ func (s *session) Data(r io.Reader) error {
 		if d.Refused() {
 			return s.refuse("message rejected", d, strings.Join(t.Rcpts, ">,<"))
 		}
+		if d.Discard {
+			// The client is told it was queued (RFC 5321 allows no other
+			// success); nothing is.
+			s.srv.log.Info("message discarded", "queue_id", in.ID(), "stage", d.Check, "reason", d.Reason,
+				"client_ip", s.pc.IP.String(), "from", t.From, "to", strings.Join(t.Rcpts, ","))
+			in.Abort()
+			s.messages++
+			return replyQueued(in.ID())
+		}
 		if len(d.Headers) > 0 {
 			if err := in.Prepend([]byte(strings.Join(d.Headers, ""))); err != nil {
 				return s.fail(in.ID(), err, nil)
@@ -467,6 +483,16 @@ type message struct{ in *queue.Incoming }
 
 func (m message) Open() (io.ReadCloser, error) { return m.in.Open() }
 func (m message) Size() int64                  { return m.in.Size() }
+
+// message is a policy.Editor: a DATA check's changes go to the queue.
+func (m message) Rewrite(write func(data io.Reader, w io.Writer) error) error {
+	return m.in.Rewrite(write)
+}
+func (m message) SetFrom(from string) { m.in.SetFrom(from) }
+func (m message) AddRcpt(addr string) { m.in.AddRcpt(addr) }
+func (m message) DelRcpt(addr string) { m.in.DelRcpt(addr) }
+
+var _ policy.Editor = message{}
 
 // teeWriter writes the message to the queue and to the stream writers of
 // DATA checks (policy.Streamer). A failing stream is dropped and logged:

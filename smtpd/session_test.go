@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -187,15 +188,17 @@ func TestAcceptedMessageIsQueuedWithReceived(t *testing.T) {
 
 func TestSlowSenderKeepsGoingIdleSenderIsCut(t *testing.T) {
 	addr, q, _ := startListener(t, func(o *Options) {
-		o.DataTimeout = time.Second
-		o.CommandTimeout = time.Second
+		// 2 s, not less: on a loaded 2-core CI host under -race a 250 ms
+		// pause can stretch past one second.
+		o.DataTimeout = 2 * time.Second
+		o.CommandTimeout = 2 * time.Second
 	})
 	c := dial(t, addr)
 	c.envelope("user@relay.test")
 	c.send("Subject: slow\r\n\r\n")
-	// 12 x 250ms = 3s of DATA, three times the per-read timeout and the
+	// 16 x 250ms = 4s of DATA, twice the per-read timeout and the
 	// command timeout: a live sender must not be cut off.
-	for i := 0; i < 12; i++ {
+	for i := 0; i < 16; i++ {
 		c.send(fmt.Sprintf("line %d\r\n", i))
 		time.Sleep(250 * time.Millisecond) // pacing the sender, not synchronisation
 	}
@@ -361,4 +364,34 @@ func TestMXRefusesAuth(t *testing.T) {
 	}
 	c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==", "503 5.5.1 Error: authentication not enabled")
 	c.cmd("MAIL FROM:<s@src.test>", "250")
+}
+
+// Free space below the reserve: MAIL is refused with 452 4.3.1 before any
+// data is sent, and so is DATA if space ran low after MAIL; mail is
+// accepted again once space is back.
+func TestFreeSpaceReserveIs452(t *testing.T) {
+	var free atomic.Uint64
+	free.Store(100 << 20)
+	addr, q, _ := startListenerOpts(t, nil, queue.Options{Reserve: 15 << 20,
+		FreeSpace: func(string) (uint64, error) { return free.Load(), nil }})
+	c := dial(t, addr)
+	c.cmd("EHLO client.test", "250")
+	free.Store(1 << 20)
+	c.cmd("MAIL FROM:<s@src.test>", "452 4.3.1")
+	free.Store(100 << 20)
+	c.cmd("MAIL FROM:<s@src.test>", "250")
+	c.cmd("RCPT TO:<user@relay.test>", "250")
+	free.Store(1 << 20) // ran low between MAIL and DATA
+	c.cmd("DATA", "354")
+	c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
+	c.expect("452 4.3.1")
+	if st, _ := q.Stats(); st.Messages != 0 {
+		t.Errorf("message queued below the reserve: %+v", st)
+	}
+	free.Store(100 << 20)
+	c.cmd("MAIL FROM:<s@src.test>", "250")
+	c.cmd("RCPT TO:<user@relay.test>", "250")
+	c.cmd("DATA", "354")
+	c.send("Subject: small\r\n\r\nok\r\n.\r\n")
+	queuedID(t, c.reply())
 }

@@ -5,9 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-milter"
 
+	"github.com/mxedge/mxedge/internal/milterclient"
 	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
 )
@@ -45,7 +45,7 @@ type Milter struct {
 	Address        string
 	ConnectTimeout time.Duration // [30s]
 	CommandTimeout time.Duration // per command [30s]
-	ContentTimeout time.Duration // the whole message, connect to verdict [300s]
+	ContentTimeout time.Duration // per content command: header, body chunk, end [300s]
 	DefaultAction  string        // "tempfail", "accept", "reject"
 	Hostname       string        // macro j
 	Logger         *slog.Logger
@@ -54,17 +54,7 @@ type Milter struct {
 // ParseMilterAddress splits "inet:host:port", "inet6:[addr]:port" or
 // "unix:/path" (Postfix's notation) into network and address.
 func ParseMilterAddress(s string) (network, address string, err error) {
-	kind, rest, ok := strings.Cut(s, ":")
-	switch {
-	case ok && kind == "unix" && strings.HasPrefix(rest, "/"):
-		return "unix", rest, nil
-	case ok && (kind == "inet" || kind == "inet6"):
-		if _, _, err := net.SplitHostPort(rest); err != nil {
-			return "", "", fmt.Errorf("%q: %v", s, err)
-		}
-		return "tcp", rest, nil
-	}
-	return "", "", fmt.Errorf(`%q: want "inet:host:port", "inet6:[addr]:port" or "unix:/path"`, s)
+	return milterclient.ParseAddress(s)
 }
 
 // Milters asks each filter in order: the first hold (or deferral)
@@ -115,77 +105,21 @@ func (f *Milter) check(ctx context.Context, m *queue.Message) (queue.Verdict, er
 	return queue.Verdict{}, fmt.Errorf("milter %s: %w", f.Name, err)
 }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
-}
-
 func (f *Milter) ask(ctx context.Context, m *queue.Message) (queue.Verdict, error) {
-	ctx, cancel := context.WithTimeout(ctx, orDefault(f.ContentTimeout, 300*time.Second))
-	defer cancel()
-	cmd := orDefault(f.CommandTimeout, 30*time.Second)
-	client := milter.NewClientWithOptions(f.Network, f.Address, milter.ClientOptions{
-		Dialer:       &net.Dialer{Timeout: orDefault(f.ConnectTimeout, 30*time.Second)},
-		ReadTimeout:  cmd,
-		WriteTimeout: cmd,
-		ActionMask:   milter.OptAddHeader | milter.OptQuarantine,
-	})
-	s, err := client.Session()
+	o := m.Origin
+	tlsVersion, _, _ := strings.Cut(o.TLS, " ")
+	s, act, err := milterclient.Open(ctx, milterclient.Config{Name: f.Name, Network: f.Network, Address: f.Address,
+		ConnectTimeout: f.ConnectTimeout, CommandTimeout: f.CommandTimeout, ContentTimeout: f.ContentTimeout,
+		Hostname: f.Hostname}, milter.OptAddHeader|milter.OptQuarantine, milterclient.Envelope{
+		QueueID: m.ID, ClientIP: o.ClientIP, ClientName: o.ClientName, Helo: o.Helo, AuthUser: o.AuthUser,
+		TLSVersion: tlsVersion, From: m.From, Rcpts: m.Rcpts})
 	if err != nil {
 		return queue.Verdict{}, err
 	}
-	stop := context.AfterFunc(ctx, func() { s.Close() }) // the content timeout
-	defer func() { stop(); s.Close() }()
-
-	o := m.Origin
-	ip, _ := netip.ParseAddr(o.ClientIP)
-	name := o.ClientName
-	if name == "" {
-		name = "[" + o.ClientIP + "]"
+	if act != nil {
+		return f.verdict(m, act, nil)
 	}
-	tlsVersion, _, _ := strings.Cut(o.TLS, " ")
-	if err := s.Macros(milter.CodeConn, "j", f.Hostname, "{client_addr}", o.ClientIP, "{client_name}", name,
-		"{daemon_name}", "mxedge", "{auth_authen}", o.AuthUser, "{tls_version}", tlsVersion); err != nil {
-		return queue.Verdict{}, err
-	}
-	family := milter.FamilyInet
-	if ip.Is6() && !ip.Is4In6() {
-		family = milter.FamilyInet6
-	}
-	steps := []func() (*milter.Action, error){
-		func() (*milter.Action, error) { return s.Conn(name, family, 0, ip.Unmap().String()) },
-		func() (*milter.Action, error) {
-			if err := s.Macros(milter.CodeHelo, "{tls_version}", tlsVersion); err != nil {
-				return nil, err
-			}
-			return s.Helo(o.Helo)
-		},
-		func() (*milter.Action, error) {
-			if err := s.Macros(milter.CodeMail, "i", m.ID, "{mail_addr}", m.From, "{auth_authen}", o.AuthUser); err != nil {
-				return nil, err
-			}
-			return s.Mail("<"+m.From+">", nil)
-		},
-	}
-	for _, rc := range m.Rcpts {
-		steps = append(steps, func() (*milter.Action, error) {
-			if err := s.Macros(milter.CodeRcpt, "{rcpt_addr}", rc); err != nil {
-				return nil, err
-			}
-			return s.Rcpt("<"+rc+">", nil)
-		})
-	}
-	for _, step := range steps {
-		act, err := step()
-		if err != nil {
-			return queue.Verdict{}, err
-		}
-		if act.Code != milter.ActContinue {
-			return f.verdict(m, act, nil)
-		}
-	}
+	defer s.Close()
 	r, err := m.Open()
 	if err != nil {
 		return queue.Verdict{}, err
@@ -196,17 +130,36 @@ func (f *Milter) ask(ctx context.Context, m *queue.Message) (queue.Verdict, erro
 	if err != nil {
 		return queue.Verdict{}, fmt.Errorf("reading the message header: %w", err)
 	}
-	if err := s.Macros(milter.CodeHeader, "i", m.ID); err != nil {
-		return queue.Verdict{}, err
-	}
-	act, err := s.Header(hdr)
+	act, err = s.Header(hdr)
 	if err != nil {
 		return queue.Verdict{}, err
 	}
 	if act.Code != milter.ActContinue {
 		return f.verdict(m, act, nil)
 	}
-	mods, act, err := s.BodyReadFrom(br)
+	buf := make([]byte, milterclient.MaxChunk)
+	for {
+		n, err := io.ReadFull(br, buf)
+		if n > 0 {
+			act, err := s.Body(buf[:n])
+			if err != nil {
+				return queue.Verdict{}, err
+			}
+			if act.Code == milter.ActSkip {
+				break
+			}
+			if act.Code != milter.ActContinue {
+				return f.verdict(m, act, nil)
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return queue.Verdict{}, err
+		}
+	}
+	mods, act, err := s.End()
 	if err != nil {
 		return queue.Verdict{}, err
 	}
@@ -219,11 +172,11 @@ func (f *Milter) verdict(m *queue.Message, act *milter.Action, mods []milter.Mod
 	for _, mod := range mods {
 		switch mod.Code {
 		case milter.ActAddHeader, milter.ActInsertHeader:
-			if validField(mod.HeaderName, mod.HeaderValue) {
-				v.Fields = append(v.Fields, mod.HeaderName+": "+foldValue(mod.HeaderValue)+"\r\n"...)
+			if milterclient.ValidField(mod.HeaderName, mod.HeaderValue) {
+				v.Fields = append(v.Fields, milterclient.Field(mod.HeaderName, mod.HeaderValue)...)
 			}
 		case milter.ActQuarantine:
-			return f.hold(m, "550 5.7.1 Message quarantined by the content filter: "+printable(mod.Reason)), nil
+			return f.hold(m, "550 5.7.1 Message quarantined by the content filter: "+milterclient.Printable(mod.Reason)), nil
 		}
 	}
 	switch act.Code {
@@ -236,7 +189,7 @@ func (f *Milter) verdict(m *queue.Message, act *milter.Action, mods []milter.Mod
 	case milter.ActTempFail:
 		return v, errDefer
 	case milter.ActReplyCode:
-		reply := strconv.Itoa(act.SMTPCode) + " " + printable(act.SMTPText)
+		reply := strconv.Itoa(act.SMTPCode) + " " + milterclient.Printable(act.SMTPText)
 		if act.SMTPCode/100 == 4 {
 			return v, fmt.Errorf("%w: %s", errDefer, reply)
 		}
@@ -250,42 +203,6 @@ func (f *Milter) hold(m *queue.Message, reply string) queue.Verdict {
 		f.Logger.Info("milter verdict", "queue_id", m.ID, "milter", f.Name, "action", "hold", "reply", reply)
 	}
 	return queue.Verdict{Hold: true, Reply: reply}
-}
-
-// validField reports whether a filter's header field can be added as is.
-func validField(name, value string) bool {
-	if name == "" || strings.ContainsAny(name, " \t:\r\n") {
-		return false
-	}
-	for _, c := range []byte(name + value) {
-		if c >= 0x7f || c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
-			return false
-		}
-	}
-	return true
-}
-
-// foldValue writes a filter's value (continuation lines separated by LF
-// or CRLF, as milters send them) with CRLF line ends.
-func foldValue(v string) string {
-	v = strings.ReplaceAll(v, "\r\n", "\n")
-	lines := strings.Split(v, "\n")
-	for i := 1; i < len(lines); i++ {
-		if !strings.HasPrefix(lines[i], " ") && !strings.HasPrefix(lines[i], "\t") {
-			lines[i] = "\t" + lines[i]
-		}
-	}
-	return strings.Join(lines, "\r\n")
-}
-
-func printable(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c < 0x20 || c >= 0x7f {
-			b[i] = ' '
-		}
-	}
-	return strings.TrimSpace(string(b))
 }
 
 var _ queue.ContentFilter = Milters(nil)

@@ -28,7 +28,7 @@ import (
 //	helo     helo
 //	mail     limit (message rate), access (sender), sender (domain)
 //	rcpt     limit (recipient rate), relay, verify
-//	data     (DKIM, DMARC, milter: the next issues)
+//	data     milter ([[milter]] of kind "mx", in order)
 //
 // The files (allowlist, access files) are read here; their errors name
 // file and line. dns is the relay's resolver.
@@ -50,6 +50,7 @@ func chainFor(cfg *config.Config, lc config.Listener, ver policy.Verifier, dns p
 		if ver != nil {
 			ch.Add(&policy.Verify{V: ver})
 		}
+		preQueueMilters(ch, cfg, log)
 	case config.KindSubmission, config.KindSubmissions:
 		if sub == nil {
 			return nil, fmt.Errorf("listener %q: kind %q without [auth]", lc.Name, lc.Kind)

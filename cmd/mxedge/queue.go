@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -29,6 +30,12 @@ const queueUsage = `usage:
   mxedge queue bounce ID                return to the sender now (delivery status notification)
   mxedge queue stats [-json]            counts by state, size, oldest message
   mxedge queue compact                  shrink queue.db; offline: stop mxedge first
+  mxedge queue check [-repair]          verify every record and spool file (offline); -repair moves
+                                        bad records to the "corrupt" bucket, orphans to orphaned/ and
+                                        rebuilds an unreadable index; exit 1 if anything needs attention
+  mxedge queue recover                  rebuild the index from the spool files and re-inject orphans
+                                        (offline; serve -recover does the same at start)
+  mxedge queue backup FILE              consistent copy of queue.db from the running daemon
 Every command takes -config FILE (default: the built-in local default) to find the
 data directory, and the running daemon's control socket in it; -json prints JSON
 (list: one object per line). Exit status: 0 ok, 1 error, 2 usage.
@@ -53,6 +60,10 @@ func cmdQueue(args []string, stdout, stderr io.Writer) int {
 		return queueStats(args, stdout, stderr)
 	case "compact":
 		return queueCompact(args, stdout, stderr)
+	case "check", "recover":
+		return queueCheck(name, args, stdout, stderr)
+	case "backup":
+		return queueBackup(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, queueUsage)
 		return 0
@@ -202,6 +213,9 @@ func writeShow(w io.Writer, m *control.Message, now time.Time) {
 		state += ", on hold"
 	}
 	field("State", "%s", state)
+	if m.Held && m.HoldReason != "" {
+		field("Hold reason", "%s", m.HoldReason)
+	}
 	field("Arrival", "%s (%s ago)", localTime(m.Arrival), now.Sub(m.Arrival).Round(time.Second))
 	field("Size", "%d bytes", m.Size)
 	field("Sender", "%s", sender(m.From))
@@ -471,4 +485,92 @@ func printableText(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// queueCheck runs "queue check [-repair]" and "queue recover", offline.
+func queueCheck(name string, args []string, stdout, stderr io.Writer) int {
+	usage := "[-config FILE] [-json]"
+	if name == "check" {
+		usage = "[-repair] " + usage
+	}
+	c := newAdminCmd("queue", name, usage, stdout, stderr)
+	repair := false
+	if name == "check" {
+		c.fs.BoolVar(&repair, "repair", false, "move bad records aside, orphans to orphaned/, rebuild an unreadable index")
+	}
+	if _, ok := c.parse(args, 0, 0); !ok {
+		return 2
+	}
+	cfg, _, err := loadConfig(*c.config)
+	if err != nil {
+		return c.fail(err)
+	}
+	dir := filepath.Join(cfg.DataDir, "queue")
+	var rep *queue.Report
+	if name == "check" {
+		rep, err = queue.Check(dir, repair)
+	} else {
+		rep, err = queue.Recover(dir)
+	}
+	if errors.Is(err, queue.ErrLocked) {
+		return c.fail(fmt.Errorf("%s is in use by a running mxedge: stop mxedge first", filepath.Join(dir, "queue.db")))
+	}
+	if err != nil {
+		return c.fail(err)
+	}
+	if *c.json {
+		if rc := c.printJSON(rep); rc != 0 {
+			return rc
+		}
+	} else {
+		for _, p := range rep.Problems {
+			fmt.Fprintln(stdout, printable(p.String()))
+		}
+		if rep.Rebuilt {
+			fmt.Fprintf(stdout, "index rebuilt; the damaged file is kept as %s\n", rep.DamagedCopy)
+		}
+		fmt.Fprintf(stdout, "%s: %d records, %d spool files, %d re-injected, %d problems\n",
+			dir, rep.Records, rep.Spooled, len(rep.Recovered), len(rep.Problems))
+	}
+	if name == "check" && !repair && !rep.OK() {
+		return 1
+	}
+	return 0
+}
+
+// queueBackup copies queue.db from the running daemon over its control
+// socket (the daemon holds bbolt's exclusive lock, so a read-only open
+// from here would wait for it to stop): to FILE.tmp, fsynced, renamed.
+func queueBackup(args []string, stdout, stderr io.Writer) int {
+	c := newAdminCmd("queue", "backup", "FILE [-config FILE]", stdout, stderr)
+	pos, ok := c.parse(args, 1, 1)
+	if !ok {
+		return 2
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	dst := pos[0]
+	tmp := dst + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return c.fail(err)
+	}
+	n, err := cl.Backup(context.Background(), f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return c.fail(err)
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s); copy the spool/ directory after it for spooled bodies\n", dst, humanBytes(n))
+	return 0
 }

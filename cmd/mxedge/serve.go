@@ -38,6 +38,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (default: $MXEDGE_CONFIG, "+defaultConfigPath+", else the built-in local demo)")
 	logFormat := fs.String("log-format", "text", "log lines as \"text\" (key=value) or \"json\" (one object per line)")
+	recoverQueue := fs.Bool("recover", false, "rebuild the queue index from the spool files before starting (as `mxedge queue recover`)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file until shutdown (for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -82,12 +83,27 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	if err := checkPrivateDirs(cfg.DataDir, filepath.Dir(control.SocketPath(cfg.DataDir))); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *recoverQueue {
+		if rc := queueCheck("recover", []string{"-config", *path}, stdout, stderr); rc != 0 {
+			return rc
+		}
+	}
 	nofile := fitSessions(cfg, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(stdout, "mxedge %s, configuration: %s\n", version(), from)
 	log.Info("file descriptors", "rlimit_nofile", nofile)
 	if err := serve(ctx, cfg, from == demoSource, stdout, log); err != nil {
+		if errors.Is(err, queue.ErrIndexDamaged) || errors.Is(err, queue.ErrIndexMissing) {
+			// One line for the operator, no stack, exit 1 (a supervisor
+			// restarting us shows the same line every time).
+			fmt.Fprintln(stderr, "mxedge:", err)
+			return 1
+		}
 		log.Error("mxedge stopped", "err", err)
 		return 1
 	}
@@ -133,9 +149,10 @@ type relay struct {
 // whatever was opened is closed.
 func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer, log *slog.Logger) (r *relay, err error) {
 	r = &relay{cfg: cfg, log: log, stdout: stdout, errc: make(chan error, len(cfg.Listeners)+1)}
+	built := r // "return nil, err" sets r to nil before this runs
 	defer func() {
 		if err != nil {
-			r.closeAll()
+			built.closeAll()
 		}
 	}()
 	if demo {
@@ -213,10 +230,19 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		r.ctl.HandleUsage(sub.store)
 	}
 
+	grey, closeGrey, err := openGreylist(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	r.onClose(closeGrey)
+
 	for _, lc := range cfg.Listeners {
 		chain, err := chainFor(cfg, lc, r.ver, res, sub, log)
 		if err != nil {
 			return nil, err
+		}
+		if grey != nil && lc.Kind == config.KindMX {
+			chain.Add(grey) // the last RCPT check: after relay control and verification
 		}
 		o := listenerOptions(cfg, lc, res)
 		o.Logger = log
@@ -392,8 +418,18 @@ func queueOptions(cfg *config.Config, log *slog.Logger) queue.Options {
 		DelayWarning:   cfg.Queue.DelayWarning.D(),
 		Postmaster:     cfg.Queue.Postmaster,
 		Concurrency:    cfg.Queue.Concurrency,
+		Reserve:        freeSpaceReserve(cfg),
 		// DKIM signing ([[dkim_sign]]) is set by build once the keys are
 		// read; nil makes the hook a no-op.
 		Logger: log,
 	}
+}
+
+// freeSpaceReserve is [queue] free_space_reserve, by default 1.5 x the
+// message size limit.
+func freeSpaceReserve(cfg *config.Config) int64 {
+	if cfg.Queue.FreeSpaceReserve > 0 {
+		return int64(cfg.Queue.FreeSpaceReserve)
+	}
+	return int64(cfg.Limits.MessageSize) * 3 / 2
 }

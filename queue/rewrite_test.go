@@ -1,0 +1,93 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A content filter's edits (new data, envelope changes) are what Commit
+// stores; the prepended block stays on top; a failed rewrite changes
+// nothing; no spool file is left behind.
+func TestIncomingRewrite(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		old, new string
+	}{
+		{"inline to inline", "Subject: a\r\n\r\nbody\r\n", "Subject: b\r\n\r\nnew body\r\n"},
+		{"spooled to spooled", "Subject: a\r\n\r\n" + strings.Repeat("x", 100<<10) + "\r\n", "Subject: b\r\n\r\n" + strings.Repeat("y", 90<<10) + "\r\n"},
+		{"spooled to inline", "Subject: a\r\n\r\n" + strings.Repeat("x", 100<<10) + "\r\n", "Subject: b\r\n\r\nshort\r\n"},
+		{"inline to spooled", "Subject: a\r\n\r\nbody\r\n", "Subject: b\r\n\r\n" + strings.Repeat("y", 90<<10) + "\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			q := openTest(t, dir, Options{})
+			defer q.Close()
+			in, err := q.NewMessage(Envelope{From: "a@src.test", Rcpts: []Rcpt{{Addr: "x@dst.test"}, {Addr: "y@dst.test"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Abort()
+			if err := in.Prepend([]byte("Received: by us\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(in, tc.old)
+			boom := errors.New("boom")
+			if err := in.Rewrite(func(data io.Reader, w io.Writer) error {
+				io.WriteString(w, "partial")
+				return boom
+			}); !errors.Is(err, boom) {
+				t.Fatalf("failing rewrite: %v", err)
+			}
+			if got := openIncoming(t, in); got != "Received: by us\r\n"+tc.old {
+				t.Fatalf("after a failed rewrite: %.80q", got)
+			}
+			if err := in.Rewrite(func(data io.Reader, w io.Writer) error {
+				b, err := io.ReadAll(data)
+				if err != nil || string(b) != tc.old {
+					t.Errorf("rewrite reads %.40q %v", b, err)
+				}
+				_, err = io.WriteString(w, tc.new)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			in.SetFrom("b@src.test")
+			in.DelRcpt("X@dst.test")
+			in.AddRcpt("z@dst.test")
+			in.AddRcpt("z@dst.test")
+			if got := openIncoming(t, in); got != "Received: by us\r\n"+tc.new {
+				t.Fatalf("after the rewrite: %.80q", got)
+			}
+			id := in.ID()
+			if err := in.Commit(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := storedMessage(t, q, id); got != "Received: by us\r\n"+tc.new {
+				t.Errorf("stored: %.80q", got)
+			}
+			env, err := q.Get(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rs []string
+			for _, rc := range env.Rcpts {
+				rs = append(rs, rc.Addr+"/"+string(rc.Status))
+			}
+			if env.From != "b@src.test" || strings.Join(rs, ",") != "y@dst.test/pending,z@dst.test/pending" {
+				t.Errorf("envelope: from %q rcpts %v", env.From, rs)
+			}
+			files, _ := filepath.Glob(filepath.Join(dir, "spool", "*"))
+			want := 0
+			if len(tc.new) > 64<<10 {
+				want = 1
+			}
+			if len(files) != want {
+				t.Errorf("spool files %v, want %d", files, want)
+			}
+		})
+	}
+}
