@@ -32,6 +32,8 @@
 // that only announced SMTPUTF8 is sent without it (utf8.go). go-smtp's
 // SendMail is not used because it aborts the whole transaction on the
 // first RCPT error.
+// With a next hop that announces PIPELINING (RFC 2920), MAIL, the
+// RCPTs and DATA go out in one write (transaction.go).
 //
 // TLS (tlspolicy.go, starttls.go): STARTTLS per policy ("none", "may",
 // "encrypt", "verify", "dane"; default and per domain in config), raised
@@ -367,11 +369,12 @@ const (
 )
 
 // run runs one transaction on s and then caches or closes s. retry
-// reports that the connection turned out to be closed before the next
-// hop accepted anything (the network failed or it said 421 to MAIL):
+// reports that the connection turned out to be closed before any message
+// data was sent (the network failed or the next hop said 421 to MAIL):
 // the caller may try again, on a new connection if s was a cached one,
 // else at the next address; the results then say why (all recipients
-// alike). Nothing is retried once MAIL was accepted.
+// alike). Nothing is retried once message data was sent. The transaction
+// itself is transact (transaction.go).
 func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, body io.Reader, rcpts []string, reused bool) (results []queue.Result, retry bool) {
 	stop := context.AfterFunc(ctx, func() { s.raw.Close() })
 	after := drop
@@ -417,49 +420,8 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 			return all(rcpts, s.relay, 550, "5.6.3", "next hop does not support 8BITMIME, which this message requires"), false
 		}
 	}
-	s.count++
-	if err := s.c.Mail(msg.From, mailOptions(msg, utf8)); err != nil {
-		code, enh, text := describe(err)
-		if closing(code) {
-			return all(rcpts, s.relay, code, enh, text), ctx.Err() == nil
-		}
-		after = keep // a refused MAIL starts no transaction
-		return all(rcpts, s.relay, code, enh, text), false
-	}
-	if reused {
-		d.hopAlive(s.hop)
-	}
-	var accepted []queue.Result
-	dsnPassed := hasDSN(s.c)
-	for i, r := range rcpts {
-		err := s.c.Rcpt(r, rcptOptions(msg, r))
-		if err == nil {
-			accepted = append(accepted, queue.Result{Rcpt: r, Relay: s.relay, DSNPassed: dsnPassed})
-			continue
-		}
-		code, enh, text := describe(err)
-		if closing(code) {
-			// The rest, and those already accepted, are deferred.
-			for _, a := range accepted {
-				results = append(results, queue.Result{Rcpt: a.Rcpt, Code: code, Enhanced: enh, Text: text, Relay: s.relay})
-			}
-			return append(results, all(rcpts[i:], s.relay, code, enh, text)...), false
-		}
-		results = append(results, queue.Result{Rcpt: r, Code: code, Enhanced: enh, Text: text, Relay: s.relay})
-	}
-	if len(accepted) == 0 {
-		after = reset // MAIL was accepted: end that transaction
-		return results, false
-	}
-	code, enh, text, a, per := d.data(s, msg, body)
-	after = a
-	for i := range accepted {
-		accepted[i].Code, accepted[i].Enhanced, accepted[i].Text = code, enh, text
-		if r, ok := per[accepted[i].Rcpt]; ok { // LMTP: its own reply
-			accepted[i].Code, accepted[i].Enhanced, accepted[i].Text = r.code, r.enh, r.text
-		}
-	}
-	return append(results, accepted...), false
+	results, after, retry = d.transact(ctx, s, msg, body, rcpts, reused, utf8)
+	return results, retry
 }
 
 // closing reports whether a reply code means the connection is gone: no
@@ -467,18 +429,11 @@ func (d *Deliverer) run(ctx context.Context, s *session, msg *queue.Message, bod
 // channel after it).
 func closing(code int) bool { return code == 0 || code == 421 }
 
-// data sends the body and returns the reply to the final "." and what
-// becomes of the session; over LMTP also each recipient's reply (per),
-// which overrides the one reply for those it names.
-func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader) (code int, enh, text string, after next, per map[string]lmtpReply) {
-	w, err := s.c.Data()
-	if err != nil {
-		code, enh, text := describe(err)
-		if closing(code) {
-			return code, enh, text, drop, nil
-		}
-		return code, enh, text, reset, nil
-	}
+// data sends the body through w (DATA was answered 354) and returns the
+// reply to the final "." and what becomes of the session; over LMTP also
+// each recipient's reply (per), which overrides the one reply for those
+// it names.
+func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader, w *smtp.DataCommand) (code int, enh, text string, after next, per map[string]lmtpReply) {
 	bufs := d.bufs.Get().(*bodyBufs)
 	bw := &bodyWriter{conn: s.nc, timeout: d.dataTimeout, chunk: bodyChunk, out: bufs.out[:0]}
 	readErr, netErr := bw.send(body, bufs.in)

@@ -185,7 +185,9 @@ func (d *Deliverer) targets(ctx context.Context, msgID string, dest *destination
 
 // unbracket removes the brackets of "[host]:port" for dialing.
 func unbracket(hop string) string {
-	return strings.NewReplacer("[", "", "]", "").Replace(hop)
+	// ReplaceAll allocates nothing when there is no bracket (the
+	// Replacer built here per call cost ~6 KB per delivery).
+	return strings.ReplaceAll(strings.ReplaceAll(hop, "[", ""), "]", "")
 }
 
 // newRand returns a generator for one MX shuffle, drawn from the seeded

@@ -144,7 +144,9 @@ func TestReuseLimits(t *testing.T) {
 
 func TestRefusedRecipientsResetBeforeReuse(t *testing.T) {
 	// MAIL accepted, every RCPT refused: the transaction is still open, so
-	// RSET before the connection is reused (and go-smtp repeats EHLO).
+	// RSET before the connection is reused (and go-smtp repeats EHLO). The
+	// next hop offers PIPELINING, so DATA went out with MAIL and RCPT
+	// (transaction.go) and was refused (554 5.5.1 no valid recipients).
 	be := startServer(t, "127.0.0.3:0")
 	be.SetUsers("alice")
 	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
@@ -155,7 +157,7 @@ func TestRefusedRecipientsResetBeforeReuse(t *testing.T) {
 		t.Fatalf("alice: %+v", rs[0])
 	}
 	want := []string{"EHLO relay.mxedge.test", "MAIL FROM:<s@src.test> BODY=7BIT SIZE=3", "RCPT TO:<nobody@relay.test>",
-		"RSET", "MAIL FROM:<s@src.test> BODY=7BIT SIZE=3", "RCPT TO:<alice@relay.test>", "DATA"}
+		"DATA", "RSET", "MAIL FROM:<s@src.test> BODY=7BIT SIZE=3", "RCPT TO:<alice@relay.test>", "DATA"}
 	if got := be.Commands(); strings.Join(got, "\n") != strings.Join(want, "\n") || be.Conns() != 1 {
 		t.Errorf("%d connections, dialogue\n got %q\nwant %q", be.Conns(), got, want)
 	}

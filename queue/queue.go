@@ -277,6 +277,11 @@ type Queue struct {
 	log      *slog.Logger
 	ids      idGen
 	dirSync  *groupSync
+	// inlineBufs: *[]byte of capacity InlineMax, the memory of inline
+	// messages being received (spool.go), reused once committed or spilled.
+	inlineBufs sync.Pool
+	// spoolWriters: *bufio.Writer (64 KiB) of spool files being written.
+	spoolWriters sync.Pool
 
 	wakeCh chan struct{}
 

@@ -74,6 +74,9 @@ func (in *Incoming) Write(p []byte) (int, error) {
 		return 0, fmt.Errorf("queue: write %s: already finished", in.env.ID)
 	}
 	if in.f == nil && len(in.buf)+len(p) <= in.q.opts.InlineMax {
+		if in.buf == nil {
+			in.buf = in.q.inlineBuf()
+		}
 		in.buf = append(in.buf, p...)
 		in.n += int64(len(p))
 		return len(p), nil
@@ -196,6 +199,37 @@ func (in *Incoming) closeReaders() {
 	}
 }
 
+// inlineBuf returns an empty buffer of capacity InlineMax from the pool:
+// a message received inline costs no allocation as its buffer grows.
+func (q *Queue) inlineBuf() []byte {
+	if b, ok := q.inlineBufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, q.opts.InlineMax)
+}
+
+// releaseBuf gives the inline buffer back to the pool. Nothing may
+// refer to it afterwards: it is called when the data was written to the
+// spool file, committed (bbolt copies values into its pages), or
+// discarded, and readers fail after Commit and Abort.
+func (in *Incoming) releaseBuf() {
+	if cap(in.buf) == in.q.opts.InlineMax {
+		b := in.buf[:0]
+		in.q.inlineBufs.Put(&b)
+	}
+	in.buf = nil
+}
+
+// releaseWriter gives the spool file's writer back to the pool, once
+// the file is closed.
+func (in *Incoming) releaseWriter() {
+	if in.w != nil {
+		in.w.Reset(nil)
+		in.q.spoolWriters.Put(in.w)
+		in.w = nil
+	}
+}
+
 // spill moves the message from memory to a new spool file.
 func (in *Incoming) spill() error {
 	f, err := in.q.opts.CreateFile(in.path)
@@ -203,10 +237,15 @@ func (in *Incoming) spill() error {
 		return in.wrap("create spool file", err)
 	}
 	in.f = f
-	in.w = bufio.NewWriterSize(f, 64<<10)
+	if w, ok := in.q.spoolWriters.Get().(*bufio.Writer); ok {
+		w.Reset(f)
+		in.w = w
+	} else {
+		in.w = bufio.NewWriterSize(f, 64<<10)
+	}
 	_, err = in.w.Write(in.buf)
 	in.crc = crc32.Update(in.crc, castagnoli, in.buf)
-	in.buf = nil
+	in.releaseBuf()
 	if err != nil {
 		return in.wrap("write", err)
 	}
@@ -262,6 +301,7 @@ func (in *Incoming) Commit(ctx context.Context) error {
 		if cerr := in.f.Close(); err == nil && cerr != nil {
 			err = in.wrap("close", cerr)
 		}
+		in.releaseWriter()
 		if err == nil {
 			if err = in.q.syncSpoolDir(); err != nil {
 				err = in.wrap("fsync spool dir", err)
@@ -277,6 +317,9 @@ func (in *Incoming) Commit(ctx context.Context) error {
 		in.discardFile()
 		return err
 	}
+	// bbolt copied an inline body into its pages when it committed, and
+	// readers fail after Commit (incomingReader.Read): the buffer is free.
+	in.releaseBuf()
 	in.q.logAccepted(&in.env)
 	in.q.wake()
 	return nil
@@ -294,11 +337,13 @@ func (in *Incoming) Abort() {
 }
 
 func (in *Incoming) discardFile() {
-	in.buf, in.head = nil, nil
+	in.releaseBuf()
+	in.head = nil
 	if in.f != nil {
 		_ = in.f.Close()
 		_ = os.Remove(in.path)
 	}
+	in.releaseWriter()
 }
 
 // File is a spool file being written.

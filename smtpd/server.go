@@ -274,6 +274,10 @@ type Server struct {
 	// signal when the last open session closes while draining.
 	draining atomic.Bool
 	idle     chan struct{}
+	// copyBufs: *[]byte, the buffer copying message data from go-smtp's
+	// reader into the body filter (session.go Data), one per message in
+	// flight instead of one allocation per message.
+	copyBufs sync.Pool
 }
 
 // New builds the listener o, handing messages to q and deciding with

@@ -418,7 +418,13 @@ func (s *session) Data(r io.Reader) error {
 		w = &teeWriter{w: in, streams: streams, log: s.srv.log, id: in.ID()}
 	}
 	f := newBodyFilter(w, s.srv.o.NormalizeLineEndings)
-	_, err = io.Copy(f, r)
+	buf, _ := s.srv.copyBufs.Get().(*[]byte)
+	if buf == nil {
+		b := make([]byte, 32<<10)
+		buf = &b
+	}
+	_, err = io.CopyBuffer(f, r, *buf)
+	s.srv.copyBufs.Put(buf)
 	if err == nil {
 		err = f.finish()
 	}

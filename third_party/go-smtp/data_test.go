@@ -276,6 +276,60 @@ func FuzzDataReader(f *testing.F) {
 	})
 }
 
+// markerCuts returns the read boundaries of FuzzDataReaderMarkers: one
+// inside every occurrence in input of CRLF "." CRLF, of a dot-stuffed line
+// start (CRLF ".."), and of a bare CR (CR not followed by LF, cut right
+// after the CR), the offset inside each chosen by pick; as piece sizes.
+func markerCuts(input, pick []byte) []int {
+	var cuts []int
+	next := 0
+	choose := func(n int) int { // 1..n-1
+		k := 1
+		if len(pick) > 0 {
+			k = int(pick[next%len(pick)])%(n-1) + 1
+		}
+		next++
+		return k
+	}
+	for i := range input {
+		switch {
+		case bytes.HasPrefix(input[i:], []byte("\r\n.\r\n")):
+			cuts = append(cuts, i+choose(5))
+		case bytes.HasPrefix(input[i:], []byte("\r\n..")):
+			cuts = append(cuts, i+choose(4))
+		case input[i] == '\r' && (i+1 == len(input) || input[i+1] != '\n'):
+			cuts = append(cuts, i+1)
+		}
+	}
+	var sizes []int
+	last := 0
+	for _, c := range cuts {
+		if c > last && c < len(input) {
+			sizes = append(sizes, c-last)
+			last = c
+		}
+	}
+	return append(sizes, len(input)-last+1) // the rest in one read
+}
+
+// FuzzDataReaderMarkers is FuzzDataReader with read boundaries placed, not
+// drawn: every CRLF "." CRLF, dot-stuffed line start and bare CR of the
+// input is split across two reads (at an offset the fuzzer picks), and the
+// fast reader must give exactly v0.25.1's bytes, error and unread rest.
+func FuzzDataReaderMarkers(f *testing.F) {
+	for i, in := range dataCases {
+		f.Add([]byte(in), []byte{byte(i), 3, 1}, uint8(i), i%2 == 0)
+	}
+	f.Add([]byte("a\r\n..b\r\n\r\r\n.\rc\r\n..\r\n\r.\r\n.\r\nRSET\r\n"), []byte{2, 7}, uint8(1), false)
+	f.Fuzz(func(t *testing.T, input, pick []byte, bufSize uint8, timeout bool) {
+		var end error = io.EOF
+		if timeout {
+			end = timeoutError{}
+		}
+		checkSame(t, input, markerCuts(input, pick), end, []int{int(bufSize)%64 + 1}, int(bufSize)%80+1, 0)
+	})
+}
+
 // benchMessage is about 1 MiB of a typical message: 76-character lines,
 // now and then a line starting with a dot (dot-stuffed) and a blank line.
 func benchMessage() []byte {
