@@ -88,6 +88,13 @@ func TestIncomingRewrite(t *testing.T) {
 			if len(files) != want {
 				t.Errorf("spool files %v, want %d", files, want)
 			}
+			// The spool file's trailer describes the new data (its
+			// checksum too), so recovery could rebuild this message.
+			for _, f := range files {
+				if _, err := readTrailer(f, true); err != nil {
+					t.Errorf("trailer of the rewritten spool file: %v", err)
+				}
+			}
 		})
 	}
 }

@@ -526,7 +526,7 @@ func (in *Incoming) Rewrite(write func(data io.Reader, w io.Writer) error) error
 			_ = os.Remove(in.path)
 		}
 	}
-	in.buf, in.f, in.w, in.n = nw.buf, nw.f, nw.w, nw.n
+	in.buf, in.f, in.w, in.n, in.crc = nw.buf, nw.f, nw.w, nw.n, nw.crc
 	return nil
 }
 
