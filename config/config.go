@@ -78,6 +78,12 @@ type Config struct {
 	// mail of the listener kinds they name, in order. For the submission
 	// kinds they run after the queue, before the first delivery attempt.
 	Milters []Milter `toml:"milter" json:"milter"`
+
+	// Message authentication of the mx listeners (config/msgauth.go).
+	AuthResults AuthResults `toml:"auth_results" json:"auth_results"`
+	SPF         SPF         `toml:"spf" json:"spf"`
+	DKIMVerify  DKIMVerify  `toml:"dkim_verify" json:"dkim_verify"`
+	DMARC       DMARC       `toml:"dmarc" json:"dmarc"`
 }
 
 // Milter is one [[milter]].

@@ -528,3 +528,19 @@ func TestServIDOf(t *testing.T) {
 		}
 	}
 }
+
+func TestParseExemptions(t *testing.T) {
+	m, err := ParseExemptions("exempt", strings.NewReader("# lists\nlists.example.org\n\nEXAMPLE.net # comment\n"))
+	if err != nil || !m["lists.example.org"] || !m["example.net"] || len(m) != 2 {
+		t.Errorf("%v %v", m, err)
+	}
+	for in, want := range map[string]string{
+		"ok.test\nbad domain\n":   "exempt:2: one domain per line",
+		"a@b.test\n":              "exempt:1: one domain per line",
+		"ok.test\n\n-bad-.test\n": "exempt:3: ",
+	} {
+		if _, err := ParseExemptions("exempt", strings.NewReader(in)); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%q: %v, want %s...", in, err, want)
+		}
+	}
+}
