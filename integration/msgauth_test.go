@@ -5,9 +5,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/smtp"
+	"net/textproto"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,24 +35,31 @@ func authSend(t *testing.T, mx, ip, helo, from, to, msg string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Hello(helo); err != nil {
+	reply := func(err error) string {
+		var e *textproto.Error
+		if errors.As(err, &e) {
+			return fmt.Sprintf("%d %s", e.Code, e.Msg)
+		}
 		return err.Error()
+	}
+	if err := c.Hello(helo); err != nil {
+		return reply(err)
 	}
 	if err := c.Mail(from); err != nil {
-		return err.Error()
+		return reply(err)
 	}
 	if err := c.Rcpt(to); err != nil {
-		return err.Error()
+		return reply(err)
 	}
 	w, err := c.Data()
 	if err != nil {
-		return err.Error()
+		return reply(err)
 	}
 	if _, err := w.Write([]byte(msg)); err != nil {
-		return err.Error()
+		return reply(err)
 	}
 	if err := w.Close(); err != nil {
-		return err.Error()
+		return reply(err)
 	}
 	c.Quit()
 	return "250"
