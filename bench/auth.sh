@@ -19,7 +19,7 @@ work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/mxedge-auth.XXXXXX")
 mxpid= dnspid= sinkpid=
 cleanup() {
   for p in $mxpid $dnspid $sinkpid; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-  rm -rf "$work"
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }

@@ -106,7 +106,16 @@ func main() {
 }
 
 func send(c *smtp.Client, from, to string, msg []byte) error {
-	if err := c.Mail(from); err != nil {
+	// Not c.Mail: it adds SMTPUTF8 when the server offers it, and a
+	// message that asks for it cannot go to a next hop without it.
+	id, err := c.Text.Cmd("MAIL FROM:<%s>", from)
+	if err != nil {
+		return err
+	}
+	c.Text.StartResponse(id)
+	_, _, err = c.Text.ReadResponse(250)
+	c.Text.EndResponse(id)
+	if err != nil {
 		return err
 	}
 	if err := c.Rcpt(to); err != nil {
