@@ -3,6 +3,7 @@ module github.com/mxedge/mxedge
 go 1.26.8
 
 require (
+	blitiri.com.ar/go/spf v1.6.0
 	github.com/emersion/go-message v0.18.2
 	github.com/emersion/go-milter v0.5.0
 	github.com/emersion/go-msgauth v0.7.0
@@ -14,14 +15,11 @@ require (
 	golang.org/x/crypto v0.54.0
 	golang.org/x/net v0.57.0
 	golang.org/x/sync v0.24.0
+	golang.org/x/sys v0.47.0
 	golang.org/x/time v0.16.0
 )
 
-require (
-	blitiri.com.ar/go/spf v1.6.0 // indirect
-	golang.org/x/sys v0.47.0 // indirect
-	golang.org/x/text v0.40.0 // indirect
-)
+require golang.org/x/text v0.40.0 // indirect
 
 // A small pinned fork of go-smtp v0.25.1, carried in-tree: server and client
 // changes that mxedge needs and upstream has not released (command/DATA line
