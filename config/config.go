@@ -81,6 +81,13 @@ type Config struct {
 	// nothing refused is queued); for the submission kinds after the
 	// queue, before the first delivery attempt (submission.Milter).
 	Milters []Milter `toml:"milter" json:"milter"`
+
+	// Message authentication of the mx listeners (config/msgauth.go).
+	AuthResults AuthResults `toml:"auth_results" json:"auth_results"`
+	SPF         SPF         `toml:"spf" json:"spf"`
+	DKIMVerify  DKIMVerify  `toml:"dkim_verify" json:"dkim_verify"`
+	DMARC       DMARC       `toml:"dmarc" json:"dmarc"`
+
 	// Greylist is greylisting on the MX listeners (off by default).
 	Greylist Greylist `toml:"greylist" json:"greylist"`
 

@@ -14,6 +14,12 @@ import (
 // the file sets (an explicit 0 stays 0 and fails validation instead of
 // silently becoming the default).
 func base() Config {
+	c := base0()
+	msgAuthDefaults(&c)
+	return c
+}
+
+func base0() Config {
 	return Config{
 		DataDir: "/var/lib/mxedge",
 		Limits: Limits{
@@ -105,6 +111,8 @@ func Default() *Config {
 	l := &c.Listeners[0]
 	l.ClientNoPTR, l.ClientPTRMismatch, l.HeloUnknown, l.SenderUnknownDomain = "off", "off", "off", "off"
 	l.HeloInvalid = "log"
+	// Likewise SPF, DKIM and DMARC, which need DNS (Authentication-Results stays).
+	c.SPF.Enabled, c.DKIMVerify.Enabled, c.DMARC.Enabled = false, false, false
 	return &c
 }
 

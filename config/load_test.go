@@ -133,6 +133,7 @@ func TestDefault(t *testing.T) {
 	l := &want.Listeners[0]
 	l.ClientNoPTR, l.ClientPTRMismatch, l.HeloUnknown, l.SenderUnknownDomain = "off", "off", "off", "off"
 	l.HeloInvalid = "log"
+	want.SPF.Enabled, want.DKIMVerify.Enabled, want.DMARC.Enabled = false, false, false
 	want.RelayDomains = []string{"example.test"}
 	want.CaseSensitiveDomains = []string{}
 	want.Routes = map[string]string{"example.test": "127.0.0.1:2526"}

@@ -37,6 +37,7 @@ func (c *Config) problems() []error {
 	if c.DataDir == "" {
 		add(`data_dir "": must not be empty`)
 	}
+	c.msgAuthProblems(add)
 
 	if len(c.Listeners) == 0 {
 		add("listener: at least one [[listener]] is needed")

@@ -77,7 +77,10 @@ func TestMessageReachesBackendByteExact(t *testing.T) {
 	if loc == nil {
 		t.Fatalf("backend did not get our Received header first:\n%q", got)
 	}
-	wantRest := "From: Sender <sender@src.test>\r\n" +
+	// Our Authentication-Results below Received (SPF, DKIM and DMARC are
+	// off in this scenario: nothing to report), then the data as sent.
+	wantRest := "Authentication-Results: mx1.relay.test; none\r\n" +
+		"From: Sender <sender@src.test>\r\n" +
 		"To: alice@relay.test\r\n" +
 		"Subject: skeleton test\r\n" +
 		"Message-ID: <skel-1@src.test>\r\n" +

@@ -28,7 +28,10 @@
 //     greylisting).
 //   - DataCheck: after the message data has been received and stored, before
 //     Commit and the reply (DKIM, DMARC, milter); it reads the stored
-//     message through Message.Open and may add header fields.
+//     message through Message.Open and may add header fields. Optional
+//     additions: Streamer (the data while it arrives, e.g. DKIM) and
+//     HeaderDropper (incoming header fields kept out of the stored
+//     message, e.g. forged Authentication-Results; headerdrop.go).
 //
 // # The contract of a check
 //

@@ -413,9 +413,12 @@ func (s *session) Data(r io.Reader) error {
 	sctx, scancel := context.WithCancel(context.Background())
 	defer scancel()
 	streams := s.sc.chain.Streams(sctx, s.pc, t)
-	var w io.Writer = in
+	// Header fields a check drops (policy.HeaderDropper) are left out of
+	// the queue's copy only; the streams see the data as received.
+	hw := s.sc.chain.HeaderFilter(s.pc, t, in)
+	w := hw
 	if len(streams) > 0 {
-		w = &teeWriter{w: in, streams: streams, log: s.srv.log, id: in.ID()}
+		w = &teeWriter{w: hw, streams: streams, log: s.srv.log, id: in.ID()}
 	}
 	f := newBodyFilter(w, s.srv.o.NormalizeLineEndings)
 	buf, _ := s.srv.copyBufs.Get().(*[]byte)
@@ -427,6 +430,9 @@ func (s *session) Data(r io.Reader) error {
 	s.srv.copyBufs.Put(buf)
 	if err == nil {
 		err = f.finish()
+	}
+	if fl, ok := hw.(interface{ Flush() error }); ok && err == nil {
+		err = fl.Flush()
 	}
 	for _, sw := range streams {
 		_ = sw.Close()

@@ -26,9 +26,12 @@ import (
 //
 //	connect  allowlist, limit, access (client), iprev, dnsbl
 //	helo     helo
-//	mail     limit (message rate), access (sender), sender (domain)
+//	mail     limit (message rate), access (sender), sender (domain), spf
 //	rcpt     limit (recipient rate), relay, verify
-//	data     milter ([[milter]] of kind "mx", in order)
+//	data     dkim, dmarc, auth_results, then milter ([[milter]] of kind "mx", in order)
+//
+// The message authentication checks (spf, dkim, dmarc, auth_results) come
+// from msgAuthChecks (cmd/mxedge/msgauth.go).
 //
 // The files (allowlist, access files) are read here; their errors name
 // file and line. dns is the relay's resolver.
@@ -49,6 +52,13 @@ func chainFor(cfg *config.Config, lc config.Listener, ver policy.Verifier, dns p
 		ch.Add(policy.NewRelay(cfg.RelayDomains))
 		if ver != nil {
 			ch.Add(&policy.Verify{V: ver})
+		}
+		auth, err := msgAuthChecks(cfg, dns)
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
+		}
+		for _, c := range auth {
+			ch.Add(c)
 		}
 		preQueueMilters(ch, cfg, log)
 	case config.KindSubmission, config.KindSubmissions:
@@ -137,6 +147,9 @@ func checkListenerFiles(cfg *config.Config) error {
 		if err := addDefenses(&policy.Chain{}, cfg, lc, nil); err != nil {
 			return fmt.Errorf("listener %q: %w", lc.Name, err)
 		}
+	}
+	if _, err := msgAuthChecks(cfg, nil); err != nil {
+		return err
 	}
 	return nil
 }
