@@ -95,7 +95,19 @@ func TestMetricsScenario(t *testing.T) {
 	if _, err := r.logs.wait("msg=delivery|status=sent", accepted, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// Each message's record is gone once its removal is logged: the
+	// queue families are back at zero (not mxedge_queue_active_messages:
+	// the in-flight mark is cleared just after that line).
+	if _, err := r.logs.wait("msg=removed", accepted, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	after := scrape(t, admin)
+	for _, k := range []string{`mxedge_queue_messages{state="incoming"}`, `mxedge_queue_messages{state="deferred"}`,
+		`mxedge_queue_messages{state="hold"}`, `mxedge_queue_oldest_message_age_seconds`} {
+		if v, ok := after[k]; !ok || v != 0 {
+			t.Errorf("%s = %v (exported: %v) after every message was delivered, want 0", k, v, ok)
+		}
+	}
 	delta := func(k string) float64 { return after[k] - before[k] }
 	for k, want := range map[string]float64{
 		`mxedge_sessions_total{listener="mx"}`:               accepted + refused,

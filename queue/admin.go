@@ -129,10 +129,17 @@ func (q *Queue) List(f Filter, fn func(*Envelope) error) error {
 // writes it back with its schedule entry moved to the new NextAttempt (none
 // while held).
 func (q *Queue) update(id string, fn func(env *Envelope) error) error {
-	return q.db.Update(func(tx *bolt.Tx) error { return updateTx(tx, id, fn) })
+	var mv []stateMove
+	err := q.db.Update(func(tx *bolt.Tx) error { return updateTx(tx, id, fn, &mv) })
+	if err == nil {
+		q.counts.apply(mv)
+	}
+	return err
 }
 
-func updateTx(tx *bolt.Tx, id string, fn func(env *Envelope) error) error {
+// updateTx is update within tx; the state change is appended to mv, for
+// the caller to apply once tx committed.
+func updateTx(tx *bolt.Tx, id string, fn func(env *Envelope) error, mv *[]stateMove) error {
 	msgs, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketSched)
 	v := msgs.Get([]byte(id))
 	if v == nil {
@@ -142,7 +149,7 @@ func updateTx(tx *bolt.Tx, id string, fn func(env *Envelope) error) error {
 	if err != nil {
 		return err
 	}
-	oldNext, oldHeld := env.NextAttempt, env.Held
+	oldNext, oldHeld, oldState := env.NextAttempt, env.Held, stateOf(env)
 	if err := fn(env); err != nil {
 		return err
 	}
@@ -151,6 +158,7 @@ func updateTx(tx *bolt.Tx, id string, fn func(env *Envelope) error) error {
 	} else if err := msgs.Put([]byte(id), nv); err != nil {
 		return err
 	}
+	*mv = append(*mv, stateMove{oldState, stateOf(env)})
 	if !oldHeld {
 		if err := sched.Delete(schedKey(oldNext, id)); err != nil {
 			return err
@@ -197,6 +205,7 @@ func (q *Queue) FlushMatching(f Filter) (int, error) {
 		chunk := ids[:min(len(ids), 1000)]
 		ids = ids[len(chunk):]
 		now := q.now()
+		var mv []stateMove
 		err := q.db.Update(func(tx *bolt.Tx) error {
 			for _, id := range chunk {
 				err := updateTx(tx, id, func(env *Envelope) error {
@@ -205,7 +214,7 @@ func (q *Queue) FlushMatching(f Filter) (int, error) {
 					}
 					env.NextAttempt = now
 					return nil
-				})
+				}, &mv)
 				switch {
 				case err == nil:
 					n++
@@ -220,6 +229,7 @@ func (q *Queue) FlushMatching(f Filter) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("queue: flush: %w", err)
 		}
+		q.counts.apply(mv)
 	}
 	q.log.Info("flushed", "count", n)
 	q.wake()

@@ -45,6 +45,7 @@ func (r *relay) registerMetrics() {
 	metrics.Listeners(r.reg, ls)
 	metrics.Verify(r.reg, r.ver)
 	metrics.DeadHops(r.reg, r.dl.DeadHops)
+	metrics.QueueState(r.reg, r.queue, nil)
 	cs := make(map[string]metrics.Certs, len(r.certNames))
 	for i, st := range r.certs {
 		cs[r.certNames[i]] = st

@@ -20,6 +20,7 @@ func TestExamplesUseOurNames(t *testing.T) {
 	Verify(reg, fakeVerifier{})
 	CertExpiry(reg, map[string]Certs{"mx": fakeCerts{time.Now()}})
 	DeadHops(reg, func() int { return 0 })
+	QueueState(reg, fakeQueue{}, nil)
 	m.Delivered("sent", time.Second)
 	m.DNSExchanged("ok", time.Millisecond)
 	fams, err := reg.Gather()

@@ -5,7 +5,7 @@
 //
 // Most families are read at scrape time from counters the stages keep
 // live anyway (smtpd.Server.Counters and Refusals, the verifier's
-// counters, the certificates' expiry): the hot path pays one atomic add,
+// counters, queue.Queue.Counts, the certificates' expiry): the hot path pays one atomic add,
 // and a scrape never scans the queue or takes its write lock. Delivery
 // results come through queue.Observer (Delivered), which only bumps a
 // counter and a histogram.
@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/smtpd"
 	"github.com/mxedge/mxedge/verifycache"
 )
@@ -40,6 +41,12 @@ type Listener interface {
 // (verifycache.Verifier).
 type Verifier interface {
 	Stats() (verifycache.Stats, error)
+}
+
+// Queue is what the queue families are read from (queue.Queue.Counts:
+// live counters, no scan).
+type Queue interface {
+	Counts() (queue.Counts, error)
 }
 
 // Certs are a listener's certificates (certs.Store).
@@ -136,6 +143,17 @@ func Listeners(reg prometheus.Registerer, ls map[string]Listener) {
 // Verify registers the recipient verification families of v.
 func Verify(reg prometheus.Registerer, v Verifier) {
 	reg.MustRegister(verifyCollector{v})
+}
+
+// QueueState registers mxedge_queue_messages (by state),
+// mxedge_queue_active_messages and
+// mxedge_queue_oldest_message_age_seconds, read from q at scrape time;
+// now is the clock of the age [time.Now].
+func QueueState(reg prometheus.Registerer, q Queue, now func() time.Time) {
+	if now == nil {
+		now = time.Now
+	}
+	reg.MustRegister(queueCollector{q, now})
 }
 
 // CertExpiry registers mxedge_tls_cert_expiry_timestamp_seconds: the

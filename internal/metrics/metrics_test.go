@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/smtpd"
 	"github.com/mxedge/mxedge/verifycache"
 )
@@ -27,6 +28,12 @@ func (fakeVerifier) Stats() (verifycache.Stats, error) {
 		ProbeResults: map[string]uint64{"exists": 1}, Entries: map[string]int{"exists": 1}}, nil
 }
 
+type fakeQueue struct{ oldest time.Time }
+
+func (q fakeQueue) Counts() (queue.Counts, error) {
+	return queue.Counts{Incoming: 1, Deferred: 4, Hold: 2, Active: 1, Oldest: q.oldest}, nil
+}
+
 type fakeCerts struct{ notAfter time.Time }
 
 func (c fakeCerts) Leaves() []*x509.Certificate {
@@ -40,7 +47,7 @@ var allowedLabels = map[string][]string{
 	"check":    nil, // policy chain check names
 	"status":   {"sent", "deferred", "bounced", "other"},
 	"result":   {"hit", "miss", "exists", "unknown", "tempfail", "ok", "rcode", "error"},
-	"state":    {"exists", "unknown", "expired", "tempfail"},
+	"state":    {"exists", "unknown", "expired", "tempfail", "incoming", "deferred", "hold"},
 }
 
 // TestCardinality: whatever status a caller passes, the label values
@@ -59,6 +66,7 @@ func TestCardinality(t *testing.T) {
 	m.DNSExchanged("ok", time.Millisecond)
 	m.DNSExchanged("example.org SERVFAIL", time.Millisecond)
 	DeadHops(reg, func() int { return 3 })
+	QueueState(reg, fakeQueue{expiry.Add(-90 * time.Minute)}, func() time.Time { return expiry })
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +103,10 @@ func TestCardinality(t *testing.T) {
 		"mxedge_dns_queries_total,result=error":                1,
 		"mxedge_dns_latency_seconds":                           2,
 		"mxedge_dead_hops":                                     3,
+		"mxedge_queue_messages,state=deferred":                 4,
+		"mxedge_queue_messages,state=hold":                     2,
+		"mxedge_queue_active_messages":                         1,
+		"mxedge_queue_oldest_message_age_seconds":              5400,
 		"mxedge_deliveries_total,status=sent":                  2,
 		"mxedge_deliveries_total,status=other":                 2,
 		"mxedge_delivery_latency_seconds":                      2,
