@@ -18,6 +18,9 @@ var (
 	descRefusals = prometheus.NewDesc("mxedge_refusals_total",
 		"Refusals by listener and check (limit, pregreet, iprev, dnsbl, relay, verify, ...): the check names of the policy chain.",
 		[]string{"listener", "check"}, nil)
+	descTLSIn = prometheus.NewDesc("mxedge_tls_sessions_total",
+		"Inbound SMTP sessions under TLS (STARTTLS or implicit), by listener and protocol version.",
+		[]string{"listener", "version"}, nil)
 
 	descVerifyLookups = prometheus.NewDesc("mxedge_verify_lookups_total",
 		"Recipient verification lookups, by result: hit (answered from the cache), miss (started or joined a probe).",
@@ -45,7 +48,7 @@ var (
 type listenerCollector map[string]Listener
 
 func (c listenerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessionsOpen, descSessions, descAccepted, descAcceptedBytes, descRefusals} {
+	for _, d := range []*prometheus.Desc{descSessionsOpen, descSessions, descAccepted, descAcceptedBytes, descRefusals, descTLSIn} {
 		ch <- d
 	}
 }
@@ -59,6 +62,9 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAcceptedBytes, prometheus.CounterValue, float64(n.Bytes), name)
 		for check, v := range l.Refusals() {
 			ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(v), name, check)
+		}
+		for version, v := range l.TLSSessions() {
+			ch <- prometheus.MustNewConstMetric(descTLSIn, prometheus.CounterValue, float64(v), name, version)
 		}
 	}
 }

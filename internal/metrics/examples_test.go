@@ -21,6 +21,8 @@ func TestExamplesUseOurNames(t *testing.T) {
 	CertExpiry(reg, map[string]Certs{"mx": fakeCerts{time.Now()}})
 	DeadHops(reg, func() int { return 0 })
 	QueueState(reg, fakeQueue{}, nil)
+	Auth(reg, func() (uint64, uint64) { return 0, 0 })
+	DKIM(reg, func() (uint64, uint64) { return 0, 0 })
 	m.Delivered("sent", time.Second)
 	m.DNSExchanged("ok", time.Millisecond)
 	fams, err := reg.Gather()

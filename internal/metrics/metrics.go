@@ -35,6 +35,7 @@ import (
 type Listener interface {
 	Counters() smtpd.Counters
 	Refusals() map[string]uint64
+	TLSSessions() map[string]uint64 // by version, a fixed set
 }
 
 // Verifier is what the verify families are read from
@@ -143,6 +144,34 @@ func Listeners(reg prometheus.Registerer, ls map[string]Listener) {
 // Verify registers the recipient verification families of v.
 func Verify(reg prometheus.Registerer, v Verifier) {
 	reg.MustRegister(verifyCollector{v})
+}
+
+// Auth registers mxedge_auth_failures_total and
+// mxedge_auth_lockouts_total, read from the submission listeners' guard.
+func Auth(reg prometheus.Registerer, counts func() (failures, lockouts uint64)) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mxedge_auth_failures_total",
+			Help: "Failed SMTP authentications on the submission listeners (wrong user or password).",
+		}, func() float64 { f, _ := counts(); return float64(f) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mxedge_auth_lockouts_total",
+			Help: "Client networks locked out after too many authentication failures.",
+		}, func() float64 { _, l := counts(); return float64(l) }))
+}
+
+// DKIM registers mxedge_dkim_signed_total and
+// mxedge_dkim_sign_errors_total, read from the queue's signer.
+func DKIM(reg prometheus.Registerer, counts func() (signed, failed uint64)) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mxedge_dkim_signed_total",
+			Help: "Messages DKIM-signed before their first delivery attempt ([[dkim_sign]]).",
+		}, func() float64 { n, _ := counts(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mxedge_dkim_sign_errors_total",
+			Help: "DKIM signing attempts that failed (the message is retried).",
+		}, func() float64 { _, n := counts(); return float64(n) }))
 }
 
 // QueueState registers mxedge_queue_messages (by state),
