@@ -186,6 +186,41 @@ func (q *Queue) Flush(id string) error {
 	return err
 }
 
+// Requeue makes id due now as a fresh message (Postfix postsuper -r, in
+// its simplest honest form): the attempt count goes back to 0, so the
+// message is "incoming" again and a later temporary failure starts the
+// backoff from MinBackoff instead of the doubled delay it had reached;
+// its pending recipients are tried at the next attempt. What it does not
+// redo: the content filter and the Signer ran once and are not called
+// again, delivered or failed recipients stay so, and the lifetime still
+// counts from the arrival. A held message stays held (ErrHeld); one
+// whose attempt is in flight is refused (ErrInFlight), because that
+// attempt's result would overwrite the reset.
+func (q *Queue) Requeue(id string) error {
+	if !validID(id) {
+		return fmt.Errorf("queue: %q: %w", id, ErrNotFound)
+	}
+	if !q.claim(id) {
+		return fmt.Errorf("queue: requeue %s: %w", id, ErrInFlight)
+	}
+	defer q.setInflight(id, false)
+	var attempts int
+	err := q.update(id, func(env *Envelope) error {
+		if env.Held {
+			return fmt.Errorf("queue: requeue %s: %w", id, ErrHeld)
+		}
+		attempts = env.Attempts
+		env.Attempts = 0
+		env.NextAttempt = q.now()
+		return nil
+	})
+	if err == nil {
+		q.log.Info("requeued", "queue_id", id, "attempts_before", attempts)
+		q.wake()
+	}
+	return err
+}
+
 // FlushMatching makes every message matching f due now and returns how
 // many (Postfix postqueue -s domain / -f). It updates up to 1000 messages
 // per transaction, so flushing a huge queue costs few fsyncs.

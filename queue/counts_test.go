@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -120,4 +121,67 @@ func TestLiveCounts(t *testing.T) {
 	q.Close()
 	q = openTest(t, dir, Options{Now: now})
 	check("reopened", 1, 0, 0, clock)
+}
+
+// TestRequeue: a deferred message deep in its backoff is due now with
+// its attempt count reset, so the next temporary failure waits
+// MinBackoff again; held and in-flight messages are refused.
+func TestRequeue(t *testing.T) {
+	clock := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	q := openTest(t, t.TempDir(), Options{Now: func() time.Time { return clock },
+		MinBackoff: time.Minute, MaxBackoff: time.Hour})
+	defer q.Close()
+	id := receive(t, q, "x\r\n", "a@x.test", "b@x.test")
+	for range 5 { // five temporary failures: the backoff has grown
+		env, _ := q.Get(id)
+		clock = env.NextAttempt
+		env, ok := q.claimDue(env)
+		if !ok {
+			t.Fatal("not due")
+		}
+		q.attempt(context.Background(), &codeDeliverer{q: q, code: 451}, env)
+	}
+	before, _ := q.Get(id)
+	if before.Attempts != 5 || before.NextAttempt.Sub(clock) < 10*time.Minute {
+		t.Fatalf("setup: %d attempts, next in %v", before.Attempts, before.NextAttempt.Sub(clock))
+	}
+	if err := q.Requeue(id); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := q.Get(id)
+	if env.Attempts != 0 || !env.NextAttempt.Equal(clock) || q.State(env) != StateIncoming || len(env.pending()) != 2 {
+		t.Errorf("after requeue: attempts %d, next %v (now %v), state %s, pending %v",
+			env.Attempts, env.NextAttempt, clock, q.State(env), env.pending())
+	}
+	if c, _ := q.Counts(); c.Incoming != 1 || c.Deferred != 0 {
+		t.Errorf("counts after requeue: %+v", c)
+	}
+	due, _, _ := q.due(clock, 10)
+	if len(due) != 1 || due[0].ID != id {
+		t.Fatalf("due after requeue: %v", due)
+	}
+	// The next temporary failure waits the first backoff again.
+	env, _ = q.claimDue(due[0])
+	q.attempt(context.Background(), &codeDeliverer{q: q, code: 451}, env)
+	env, _ = q.Get(id)
+	if wait := env.NextAttempt.Sub(clock); env.Attempts != 1 || wait > 72*time.Second {
+		t.Errorf("after the next failure: attempts %d, retry in %v, want 1 and about 1m", env.Attempts, wait)
+	}
+
+	if !q.claim(id) {
+		t.Fatal("claim")
+	}
+	if err := q.Requeue(id); !errors.Is(err, ErrInFlight) {
+		t.Errorf("requeue in flight: %v, want ErrInFlight", err)
+	}
+	q.setInflight(id, false)
+	if err := q.Hold(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Requeue(id); !errors.Is(err, ErrHeld) {
+		t.Errorf("requeue held: %v, want ErrHeld", err)
+	}
+	if err := q.Requeue("0000000000000000"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("requeue unknown: %v, want ErrNotFound", err)
+	}
 }
