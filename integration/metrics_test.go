@@ -109,6 +109,20 @@ func TestMetricsScenario(t *testing.T) {
 		}
 	}
 	delta := func(k string) float64 { return after[k] - before[k] }
+	// Outbound sessions (cached connections may carry several messages)
+	// to the plaintext backend: version none.
+	var out, outPlain float64
+	for k := range after {
+		if strings.HasPrefix(k, "mxedge_tls_out_sessions_total{") {
+			out += delta(k)
+			if strings.Contains(k, `version="none"`) {
+				outPlain += delta(k)
+			}
+		}
+	}
+	if out < 1 || out > accepted || outPlain != out {
+		t.Errorf("mxedge_tls_out_sessions_total moved by %v (plaintext %v) for %d messages to a plaintext backend", out, outPlain, accepted)
+	}
 	for k, want := range map[string]float64{
 		`mxedge_sessions_total{listener="mx"}`:               accepted + refused,
 		`mxedge_messages_accepted_total{listener="mx"}`:      accepted,

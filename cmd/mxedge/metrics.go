@@ -46,6 +46,7 @@ func (r *relay) registerMetrics() {
 	metrics.Verify(r.reg, r.ver)
 	metrics.DeadHops(r.reg, r.dl.DeadHops)
 	metrics.QueueState(r.reg, r.queue, nil)
+	metrics.OutboundTLS(r.reg, r.dl.TLSSessions)
 	metrics.DKIM(r.reg, func() (uint64, uint64) {
 		if r.signerCounts == nil {
 			return 0, 0

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/delivery"
 )
 
 var (
@@ -31,6 +33,10 @@ var (
 		"Verification probe latency (sum and count since start).", nil, nil)
 	descVerifyEntries = prometheus.NewDesc("mxedge_verify_cache_entries",
 		"Verification cache entries by state.", []string{"state"}, nil)
+
+	descTLSOut = prometheus.NewDesc("mxedge_tls_out_sessions_total",
+		"Outbound SMTP sessions by TLS version (none: plaintext) and the TLS policy that applied (none, may, encrypt, verify, dane, dane-unusable, mta-sts).",
+		[]string{"version", "policy"}, nil)
 
 	descQueueMessages = prometheus.NewDesc("mxedge_queue_messages",
 		"Messages in the queue by stored state: incoming (not tried yet), deferred (tried, waiting for the next attempt), hold.",
@@ -114,6 +120,17 @@ func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 		if earliest != 0 {
 			ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, earliest, name)
 		}
+	}
+}
+
+// tlsOutCollector reads the deliverer's TLS counts at scrape time.
+type tlsOutCollector func() []delivery.TLSCount
+
+func (c tlsOutCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descTLSOut }
+
+func (c tlsOutCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, n := range c() {
+		ch <- prometheus.MustNewConstMetric(descTLSOut, prometheus.CounterValue, float64(n.N), n.Version, n.Policy)
 	}
 }
 

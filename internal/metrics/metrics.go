@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/mxedge/mxedge/delivery"
 	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/smtpd"
 	"github.com/mxedge/mxedge/verifycache"
@@ -172,6 +173,13 @@ func DKIM(reg prometheus.Registerer, counts func() (signed, failed uint64)) {
 			Name: "mxedge_dkim_sign_errors_total",
 			Help: "DKIM signing attempts that failed (the message is retried).",
 		}, func() float64 { _, n := counts(); return float64(n) }))
+}
+
+// OutboundTLS registers mxedge_tls_out_sessions_total: outbound
+// sessions by TLS version ("none" for plaintext) and policy, read from
+// delivery.Deliverer.TLSSessions at scrape time.
+func OutboundTLS(reg prometheus.Registerer, sessions func() []delivery.TLSCount) {
+	reg.MustRegister(tlsOutCollector(sessions))
 }
 
 // QueueState registers mxedge_queue_messages (by state),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mxedge/mxedge/delivery"
 	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/smtpd"
 	"github.com/mxedge/mxedge/verifycache"
@@ -50,7 +51,8 @@ var allowedLabels = map[string][]string{
 	"check":    nil, // policy chain check names
 	"status":   {"sent", "deferred", "bounced", "other"},
 	"result":   {"hit", "miss", "exists", "unknown", "tempfail", "ok", "rcode", "error"},
-	"version":  {"TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3", "other"},
+	"version":  {"none", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3", "other"},
+	"policy":   {"none", "may", "encrypt", "verify", "dane", "dane-unusable", "mta-sts", "other"},
 	"state":    {"exists", "unknown", "expired", "tempfail", "incoming", "deferred", "hold"},
 }
 
@@ -73,6 +75,9 @@ func TestCardinality(t *testing.T) {
 	QueueState(reg, fakeQueue{expiry.Add(-90 * time.Minute)}, func() time.Time { return expiry })
 	Auth(reg, func() (uint64, uint64) { return 9, 1 })
 	DKIM(reg, func() (uint64, uint64) { return 12, 0 })
+	OutboundTLS(reg, func() []delivery.TLSCount {
+		return []delivery.TLSCount{{Version: "TLSv1.3", Policy: "dane", N: 3}, {Version: "none", Policy: "may", N: 1}}
+	})
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
