@@ -3,6 +3,7 @@ package auth
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +30,19 @@ type Guard struct {
 	users   map[string]*failures
 	trusted map[trustKey]time.Time // last success
 	sweep   time.Time
+
+	failed, lockouts atomic.Uint64 // since the start (Counts)
+}
+
+// GuardCounts are a Guard's totals since it was made, for the metrics.
+type GuardCounts struct {
+	Failures uint64 // failed authentications (Failed calls)
+	Lockouts uint64 // networks locked out
+}
+
+// Counts returns the totals; no lock is taken.
+func (g *Guard) Counts() GuardCounts {
+	return GuardCounts{Failures: g.failed.Load(), Lockouts: g.lockouts.Load()}
 }
 
 // GuardOptions tune a Guard; zero values take the defaults in brackets.
@@ -120,6 +134,7 @@ func (g *Guard) Locked(ip netip.Addr) bool {
 // Failed records a failed authentication of user from ip and returns what
 // to do with its reply.
 func (g *Guard) Failed(ip netip.Addr, user string) Verdict {
+	g.failed.Add(1)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.o.Now()
@@ -134,6 +149,7 @@ func (g *Guard) Failed(ip netip.Addr, user string) Verdict {
 	v := Verdict{Failures: len(f.times)}
 	if len(f.times) >= g.o.LockAfter {
 		f.locked = now.Add(g.o.Lockout)
+		g.lockouts.Add(1)
 		v.Locked = true
 		return v
 	}

@@ -24,6 +24,9 @@ func TestGuardNetwork(t *testing.T) {
 	if !g.Locked(ip) || !g.Locked(netip.MustParseAddr("::ffff:192.0.2.7")) {
 		t.Fatal("not locked")
 	}
+	if c := g.Counts(); c != (GuardCounts{Failures: 10, Lockouts: 1}) {
+		t.Errorf("counts after the lockout: %+v, want 10 failures, 1 lockout", c)
+	}
 	if g.Locked(netip.MustParseAddr("192.0.2.8")) {
 		t.Fatal("the neighbour is locked")
 	}

@@ -154,6 +154,11 @@ func (c *Client) Release(ctx context.Context, id string) error {
 	return c.action(ctx, http.MethodPost, id, "/release")
 }
 
+// Requeue makes message id due now as a fresh message (queue.Requeue).
+func (c *Client) Requeue(ctx context.Context, id string) error {
+	return c.action(ctx, http.MethodPost, id, "/requeue")
+}
+
 // Bounce returns message id to its sender now.
 func (c *Client) Bounce(ctx context.Context, id string) error {
 	return c.action(ctx, http.MethodPost, id, "/bounce")

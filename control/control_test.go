@@ -240,6 +240,9 @@ func TestHoldRelease(t *testing.T) {
 	if apiStatus(err) != http.StatusConflict || !strings.Contains(err.Error(), "hold") {
 		t.Errorf("flush of a held message: %v, want 409 saying it is on hold", err)
 	}
+	if err := e.c.Requeue(ctx, id); apiStatus(err) != http.StatusConflict || !strings.Contains(err.Error(), "hold") {
+		t.Errorf("requeue of a held message: %v, want 409 saying it is on hold", err)
+	}
 	if n, err := e.c.FlushMatching(ctx, queue.Filter{}); err != nil || n != 1 {
 		t.Errorf("flush all with one held: %d, %v; want 1", n, err)
 	}
@@ -255,6 +258,15 @@ func TestHoldRelease(t *testing.T) {
 	}
 	if err := e.c.Flush(ctx, id); err != nil {
 		t.Errorf("flush after release: %v", err)
+	}
+	if err := e.c.Requeue(ctx, id); err != nil {
+		t.Errorf("requeue after release: %v", err)
+	}
+	if m, err := e.c.Show(ctx, id); err != nil || m.State != queue.StateIncoming || m.Attempts != 0 {
+		t.Errorf("after requeue: %+v, %v", m, err)
+	}
+	if !strings.Contains(e.log.String(), "msg=admin action=requeue queue_id="+id) {
+		t.Errorf("requeue not logged:\n%s", e.log.String())
 	}
 	if err := e.c.Hold(ctx, "0000000000000000"); apiStatus(err) != http.StatusNotFound {
 		t.Errorf("hold unknown: %v, want 404", err)

@@ -28,12 +28,13 @@
 //	POST   /queue/flush?sender=&recipient=&domain=   flush every matching message, all without a filter: {"flushed": N}
 //	POST   /queue/{id}/hold                          take off the schedule until released
 //	POST   /queue/{id}/release                       back on the schedule, due now
+//	POST   /queue/{id}/requeue                       due now as a fresh message: attempts 0, backoff restarts (409 if held or in flight)
 //	POST   /queue/{id}/bounce                        return to the sender now (DSN, 5.0.0)
 //	DELETE /queue/{id}                               remove without telling the sender
 //	GET    /submission/usage/{user}                  a submission user's rate limit counters (submission.Usage)
 //
 // Per-message actions answer {"id": ID, "result": "flushed"} (held,
-// released, bounced, deleted). Every change is logged at level INFO as
+// released, requeued, bounced, deleted). Every change is logged at level INFO as
 // msg=admin action=... queue_id=... (failures at WARN/ERROR with err=,
 // reads at DEBUG). More route groups are added with Server.Handle.
 //

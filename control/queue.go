@@ -31,6 +31,7 @@ type Queue interface {
 	FlushMatching(f queue.Filter) (int, error)
 	Hold(id string) error
 	Release(id string) error
+	Requeue(id string) error
 	Delete(id string) error
 	Bounce(id string) error
 	Stats() (queue.Stats, error)
@@ -53,7 +54,7 @@ type Message struct {
 // ActionResult answers a per-message action.
 type ActionResult struct {
 	ID     string `json:"id"`
-	Result string `json:"result"` // "flushed", "held", "released", "bounced", "deleted"
+	Result string `json:"result"` // "flushed", "held", "released", "requeued", "bounced", "deleted"
 }
 
 // FlushResult answers POST /queue/flush.
@@ -80,6 +81,7 @@ func (s *Server) queueRoutes(q Queue) {
 	s.mux.HandleFunc("POST /queue/{id}/flush", a.action("flush", "flushed", q.Flush))
 	s.mux.HandleFunc("POST /queue/{id}/hold", a.action("hold", "held", q.Hold))
 	s.mux.HandleFunc("POST /queue/{id}/release", a.action("release", "released", q.Release))
+	s.mux.HandleFunc("POST /queue/{id}/requeue", a.action("requeue", "requeued", q.Requeue))
 	s.mux.HandleFunc("POST /queue/{id}/bounce", a.action("bounce", "bounced", q.Bounce))
 	s.mux.HandleFunc("DELETE /queue/{id}", a.action("delete", "deleted", q.Delete))
 }

@@ -174,6 +174,8 @@ type Deliverer struct {
 	// rcptLimits: recipients per transaction that destinations showed
 	// (452 4.5.3; rcptlimit.go).
 	rcptLimits rcptLimits
+
+	tlsOut tlsCounts // sessions by TLS version and policy (tlscount.go)
 }
 
 var _ queue.Deliverer = (*Deliverer)(nil)

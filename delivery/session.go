@@ -177,6 +177,7 @@ func (d *Deliverer) dialSession(ctx context.Context, t *target, p tlsPlan, probe
 		}
 	}
 	s.relay += " " + p.describe(cs)
+	d.tlsOut.add(cs, p.policy)
 	if t.authFile != "" {
 		cr, err := readCredentials(t.authFile)
 		if err != nil {

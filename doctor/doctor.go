@@ -15,19 +15,27 @@
 //   - SPF (RFC 7208): one v=spf1 record, at most 10 DNS-querying terms
 //     (section 4.6.4), our outbound addresses authorised by ip4/ip6, a or
 //     mx terms (include: is counted, not followed);
+//   - each [[dkim_sign]] key's selector record (RFC 6376 section 3.6.1,
+//     RFC 8463 section 4.2): exactly one TXT record at
+//     <selector>._domainkey.<domain> whose k= and p= are our public key,
+//     an RSA key of at least 2048 bits (RFC 8301 section 3.2);
 //   - DMARC (RFC 7489 section 6.3): a v=DMARC1 record with a p= policy;
 //   - TLS-RPT (RFC 8460 section 3): a v=TLSRPTv1 record;
 //   - our certificate covers the hostname and does not expire within 14
 //     days;
 //   - our outbound addresses are not listed on the configured DNSBLs.
 //
-// Not checked yet: DKIM selector records, MTA-STS policy fetch, DANE
+// Not checked yet: MTA-STS policy fetch, DANE
 // TLSA matching, the open-relay self test.
 package doctor
 
 import (
 	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -51,7 +59,17 @@ type Input struct {
 	Partners     []string // the other relays of the pair (MX host names)
 	Cert         []*x509.Certificate
 	DNSBLs       []string // zones, e.g. "zen.spamhaus.org"
+	DKIM         []DKIMKey
 	Now          time.Time
+}
+
+// DKIMKey is one configured signing key ([[dkim_sign]]).
+type DKIMKey struct {
+	Domain, Selector string
+	Public           crypto.PublicKey // *rsa.PublicKey or ed25519.PublicKey
+	// Record is the zone line to publish (submission.Key.ZoneLine), the
+	// fix when the check fails.
+	Record string
 }
 
 // Check is one result.
@@ -77,6 +95,9 @@ func Run(ctx context.Context, d DNS, in Input) []Check {
 		c.spf(dom)
 		c.dmarc(dom)
 		c.tlsrpt(dom)
+	}
+	for _, k := range in.DKIM {
+		c.dkim(k)
 	}
 	c.cert()
 	c.dnsbl()
@@ -291,6 +312,94 @@ func (c *run) tlsrpt(dom string) {
 	recs := c.txt("_smtp._tls."+dom, "v=TLSRPTv1")
 	c.add("TLS-RPT record", dom, len(recs) == 1, strings.Join(recs, " | "),
 		fmt.Sprintf("_smtp._tls.%s. TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@%s\"", dom, dom))
+}
+
+// dkim checks k's selector record: one DKIM TXT record (v=DKIM1 first,
+// or no v= tag) carrying our public key.
+func (c *run) dkim(k DKIMKey) {
+	name := k.Selector + "._domainkey." + k.Domain
+	var recs []string
+	for _, r := range c.txt(name, "") {
+		if tags := dkimTags(r); tags != nil {
+			recs = append(recs, r)
+		}
+	}
+	found, ok := strings.Join(recs, " | "), false
+	switch len(recs) {
+	case 0:
+		found = "no DKIM record at " + name
+	case 1:
+		var why string
+		ok, why = dkimMatches(dkimTags(recs[0]), k.Public)
+		if !ok {
+			found = why + ": " + found
+		}
+	default:
+		found = fmt.Sprintf("%d DKIM records: %s", len(recs), found)
+	}
+	c.add("DKIM selector record matches the key", name, ok, found, k.Record)
+}
+
+// dkimTags parses a DKIM key record's tag list; nil when it is not one
+// (a v= tag other than DKIM1, or not first).
+func dkimTags(r string) map[string]string {
+	tags := map[string]string{}
+	for i, part := range strings.Split(r, ";") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		k = strings.TrimSpace(k)
+		v = strings.Join(strings.Fields(v), "")
+		if k == "v" && (i != 0 || v != "DKIM1") {
+			return nil
+		}
+		tags[k] = v
+	}
+	if _, ok := tags["p"]; !ok {
+		return nil
+	}
+	return tags
+}
+
+// dkimMatches reports whether the record's key is pub, and if not why.
+func dkimMatches(tags map[string]string, pub crypto.PublicKey) (bool, string) {
+	if tags["p"] == "" {
+		return false, "key revoked (empty p=)"
+	}
+	der, err := base64.StdEncoding.DecodeString(tags["p"])
+	if err != nil {
+		return false, "p= is not base64"
+	}
+	kt := tags["k"]
+	if kt == "" {
+		kt = "rsa"
+	}
+	switch kt {
+	case "rsa":
+		var got *rsa.PublicKey
+		if k, err := x509.ParsePKIXPublicKey(der); err == nil {
+			got, _ = k.(*rsa.PublicKey)
+		} else if k, err := x509.ParsePKCS1PublicKey(der); err == nil {
+			got = k
+		}
+		if got == nil {
+			return false, "p= is not an RSA public key"
+		}
+		if bits := got.N.BitLen(); bits < 2048 {
+			return false, fmt.Sprintf("RSA key of %d bits published (at least 2048)", bits)
+		}
+		if want, ok := pub.(*rsa.PublicKey); !ok || !got.Equal(want) {
+			return false, "another key published"
+		}
+		return true, ""
+	case "ed25519":
+		if want, ok := pub.(ed25519.PublicKey); !ok || !want.Equal(ed25519.PublicKey(der)) {
+			return false, "another key published"
+		}
+		return true, ""
+	}
+	return false, "unknown key type k=" + kt
 }
 
 func (c *run) cert() {

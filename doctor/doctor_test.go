@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"math/big"
 	"net/netip"
 	"strings"
@@ -51,16 +53,43 @@ func cert(t *testing.T, name string, notAfter time.Time) *x509.Certificate {
 	return c
 }
 
+// dkimZone is the selector record of pub as a zone line, split into
+// strings of at most 255 characters.
+func dkimZone(t *testing.T, name string, pub *rsa.PublicKey) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der)
+	var parts []string
+	for len(v) > 255 {
+		parts, v = append(parts, `"`+v[:255]+`"`), v[255:]
+	}
+	return name + " TXT " + strings.Join(append(parts, `"`+v+`"`), " ")
+}
+
 // TestDoctor: through the in-process DNS server, an all-green setup, then
 // each failure on its own fails exactly its check(s), with the fix.
 func TestDoctor(t *testing.T) {
 	now := time.Now()
+	const selector = "sel._domainkey.example.org."
+	ours, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ourRecord := dkimZone(t, selector, &ours.PublicKey)
 	for _, tc := range []struct {
 		name   string
 		change func(s *dnstest.Server)
 		in     func(in *Input)
 		fail   []string // check names that fail (or warn); nil: all green
 		fix    string   // in the fix of the first failing check
+		found  string   // in the found of the first failing check
 	}{
 		{name: "all green"},
 		{name: "no A record", change: func(s *dnstest.Server) { s.Remove("mx1.example.org.", dns.TypeA) },
@@ -95,6 +124,17 @@ func TestDoctor(t *testing.T) {
 			fail: []string{"certificate covers the hostname"}, fix: "subjectAltName"},
 		{name: "certificate expiring", in: func(in *Input) { in.Cert = []*x509.Certificate{cert(t, "mx1.example.org", now.Add(5*24*time.Hour))} },
 			fail: []string{"certificate valid for 14 days"}, fix: "renew"},
+		{name: "DKIM record missing", change: func(s *dnstest.Server) { s.Remove(selector, dns.TypeTXT) },
+			fail: []string{"DKIM selector record matches the key"}, fix: "sel._domainkey.example.org. TXT \"v=DKIM1; k=rsa; p="},
+		{name: "DKIM record of another, weak key", change: func(s *dnstest.Server) {
+			s.Remove(selector, dns.TypeTXT)
+			s.Add(dkimZone(t, selector, &weak.PublicKey))
+		}, fail: []string{"DKIM selector record matches the key"}, fix: ourRecord, found: "RSA key of 1024 bits"},
+		{name: "DKIM record of another key", change: func(s *dnstest.Server) {
+			other, _ := rsa.GenerateKey(rand.Reader, 2048)
+			s.Remove(selector, dns.TypeTXT)
+			s.Add(dkimZone(t, selector, &other.PublicKey))
+		}, fail: []string{"DKIM selector record matches the key"}, fix: ourRecord, found: "another key published"},
 		{name: "listed on a DNSBL", change: func(s *dnstest.Server) { s.Add("10.2.0.192.bl.example. A 127.0.0.2") },
 			fail: []string{"not on bl.example"}, fix: "delisting"},
 	} {
@@ -104,7 +144,7 @@ func TestDoctor(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if err := s.Add(green...); err != nil {
+			if err := s.Add(append(green, ourRecord)...); err != nil {
 				t.Fatal(err)
 			}
 			if tc.change != nil {
@@ -112,18 +152,19 @@ func TestDoctor(t *testing.T) {
 			}
 			in := Input{Hostname: "mx1.example.org", Outbound: []netip.Addr{netip.MustParseAddr("192.0.2.10")},
 				RelayDomains: []string{"example.org"}, Partners: []string{"mx2.example.org"},
-				Cert: []*x509.Certificate{cert(t, "mx1.example.org", now.Add(90*24*time.Hour))}, DNSBLs: []string{"bl.example*2"}, Now: now}
+				Cert: []*x509.Certificate{cert(t, "mx1.example.org", now.Add(90*24*time.Hour))}, DNSBLs: []string{"bl.example*2"}, Now: now,
+				DKIM: []DKIMKey{{Domain: "example.org", Selector: "sel", Public: &ours.PublicKey, Record: ourRecord}}}
 			if tc.in != nil {
 				tc.in(&in)
 			}
 			r := resolver.New(resolver.Config{Servers: []string{s.Addr()}, Timeout: 2 * time.Second, CacheSize: -1})
 			checks := Run(context.Background(), resolverDNS{r}, in)
 			var failed []string
-			var firstFix string
+			var firstFix, firstFound string
 			for _, c := range checks {
 				if c.Status != "ok" {
 					if firstFix == "" {
-						firstFix = c.Fix
+						firstFix, firstFound = c.Fix, c.Found
 					}
 					failed = append(failed, c.Name)
 				}
@@ -133,6 +174,9 @@ func TestDoctor(t *testing.T) {
 			}
 			if !strings.Contains(firstFix, tc.fix) {
 				t.Errorf("fix %q does not say %q", firstFix, tc.fix)
+			}
+			if !strings.Contains(firstFound, tc.found) {
+				t.Errorf("found %q does not say %q", firstFound, tc.found)
 			}
 		})
 	}

@@ -47,12 +47,25 @@ func TestDoctorCommand(t *testing.T) {
 	certFile, keyFile := longCert(t, dir, "mx1.relay.test")
 	cfgText := strings.Replace(withDNS(relayConfig(filepath.Join(dir, "data"), "127.0.0.2:25", "127.0.0.3:25"), ns.Addr()),
 		"[[listener]]\n", fmt.Sprintf("[[listener]]\ntls_cert = [%q]\ntls_key = [%q]\n", certFile, keyFile), 1)
+	// A DKIM key made by "mxedge dkim keygen", its record published as
+	// "mxedge dkim show" prints it.
+	keyPath := filepath.Join(dir, "s1.key")
+	mustMxedge(t, "dkim", "keygen", "-domain", "relay.test", "-selector", "s1", "-out", keyPath,
+		"-config", writeConfig(t, dir, cfgText))
+	cfgText += fmt.Sprintf("\n[[dkim_sign]]\ndomain = \"relay.test\"\nselector = \"s1\"\nkey_file = %q\n", keyPath)
 	cfg := writeConfig(t, dir, cfgText)
+	shown := strings.Split(strings.TrimSpace(mustMxedge(t, "dkim", "show", "-config", cfg)), "\n")
+	if err := ns.Add(shown[len(shown)-1]); err != nil {
+		t.Fatalf("dkim show: %v\n%s", err, shown)
+	}
 
 	args := []string{"doctor", "-config", cfg, "-ip", "192.0.2.10", "-partner", "mx2.relay.test"}
 	out, errOut, code := mxedge(t, args...)
 	if code != 0 || strings.Contains(out, "✗") || !strings.Contains(out, "✓ hostname resolves back (FCrDNS): 192.0.2.10") {
 		t.Fatalf("doctor, all published: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "✓ DKIM selector record matches the key: s1._domainkey.relay.test") {
+		t.Errorf("doctor, all published: no DKIM check\n%s", out)
 	}
 	ns.Remove("_dmarc.relay.test.", dns.TypeTXT)
 	out, _, code = mxedge(t, args...)
@@ -62,6 +75,12 @@ func TestDoctorCommand(t *testing.T) {
 	}
 	if strings.Count(out, "✗") != 1 {
 		t.Errorf("doctor without DMARC: more than the DMARC check failed:\n%s", out)
+	}
+	ns.Remove("s1._domainkey.relay.test.", dns.TypeTXT)
+	out, _, code = mxedge(t, args...)
+	if code != 1 || !strings.Contains(out, "✗ DKIM selector record matches the key: s1._domainkey.relay.test") ||
+		!strings.Contains(out, `s1._domainkey.relay.test. IN TXT ( "v=DKIM1; k=rsa; p=`) {
+		t.Errorf("doctor without the DKIM record: exit %d\n%s", code, out)
 	}
 	out, _, _ = mxedge(t, append(args, "-json")...)
 	if !strings.Contains(out, `"status": "fail"`) || !strings.Contains(out, `"check": "DMARC record"`) {

@@ -73,6 +73,8 @@ func TestInboundSTARTTLS(t *testing.T) {
 	certFile, keyFile := writeCertFiles(t, dir, "mx", cert)
 	cfg := strings.Replace(relayConfig(filepath.Join(dir, "data"), mx, be.Addr()), "[[listener]]\n",
 		fmt.Sprintf("[[listener]]\ntls_cert = [%q]\ntls_key = [%q]\n", certFile, keyFile), 1)
+	admin := freeAddr(t, "127.0.0.1")
+	cfg += fmt.Sprintf("\n[admin]\nhttp = %q\n", admin)
 	r := startRelay(t, dir, "-config", writeConfig(t, dir, cfg))
 
 	out, code := swaks(t, mx, "--tls", "--from", "s@src.test", "--to", "alice@relay.test",
@@ -90,6 +92,12 @@ func TestInboundSTARTTLS(t *testing.T) {
 	}
 	if _, err := r.logs.wait(`msg=accepted|tls="TLSv1.3 TLS_`, 1, 10*time.Second); err != nil {
 		t.Error(err)
+	}
+	// The session is counted once, under its version.
+	m := scrape(t, admin)
+	if v13, v12 := m[`mxedge_tls_sessions_total{listener="mx",version="TLSv1.3"}`],
+		m[`mxedge_tls_sessions_total{listener="mx",version="TLSv1.2"}`]; v13 != 1 || v12 != 0 {
+		t.Errorf("mxedge_tls_sessions_total: TLSv1.3 %v, TLSv1.2 %v; want 1 and 0", v13, v12)
 	}
 
 	if path, err := exec.LookPath("openssl"); err == nil {

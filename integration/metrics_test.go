@@ -95,8 +95,34 @@ func TestMetricsScenario(t *testing.T) {
 	if _, err := r.logs.wait("msg=delivery|status=sent", accepted, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// Each message's record is gone once its removal is logged: the
+	// queue families are back at zero (not mxedge_queue_active_messages:
+	// the in-flight mark is cleared just after that line).
+	if _, err := r.logs.wait("msg=removed", accepted, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	after := scrape(t, admin)
+	for _, k := range []string{`mxedge_queue_messages{state="incoming"}`, `mxedge_queue_messages{state="deferred"}`,
+		`mxedge_queue_messages{state="hold"}`, `mxedge_queue_oldest_message_age_seconds`} {
+		if v, ok := after[k]; !ok || v != 0 {
+			t.Errorf("%s = %v (exported: %v) after every message was delivered, want 0", k, v, ok)
+		}
+	}
 	delta := func(k string) float64 { return after[k] - before[k] }
+	// Outbound sessions (cached connections may carry several messages)
+	// to the plaintext backend: version none.
+	var out, outPlain float64
+	for k := range after {
+		if strings.HasPrefix(k, "mxedge_tls_out_sessions_total{") {
+			out += delta(k)
+			if strings.Contains(k, `version="none"`) {
+				outPlain += delta(k)
+			}
+		}
+	}
+	if out < 1 || out > accepted || outPlain != out {
+		t.Errorf("mxedge_tls_out_sessions_total moved by %v (plaintext %v) for %d messages to a plaintext backend", out, outPlain, accepted)
+	}
 	for k, want := range map[string]float64{
 		`mxedge_sessions_total{listener="mx"}`:               accepted + refused,
 		`mxedge_messages_accepted_total{listener="mx"}`:      accepted,

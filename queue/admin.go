@@ -129,10 +129,17 @@ func (q *Queue) List(f Filter, fn func(*Envelope) error) error {
 // writes it back with its schedule entry moved to the new NextAttempt (none
 // while held).
 func (q *Queue) update(id string, fn func(env *Envelope) error) error {
-	return q.db.Update(func(tx *bolt.Tx) error { return updateTx(tx, id, fn) })
+	var mv []stateMove
+	err := q.db.Update(func(tx *bolt.Tx) error { return updateTx(tx, id, fn, &mv) })
+	if err == nil {
+		q.counts.apply(mv)
+	}
+	return err
 }
 
-func updateTx(tx *bolt.Tx, id string, fn func(env *Envelope) error) error {
+// updateTx is update within tx; the state change is appended to mv, for
+// the caller to apply once tx committed.
+func updateTx(tx *bolt.Tx, id string, fn func(env *Envelope) error, mv *[]stateMove) error {
 	msgs, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketSched)
 	v := msgs.Get([]byte(id))
 	if v == nil {
@@ -142,7 +149,7 @@ func updateTx(tx *bolt.Tx, id string, fn func(env *Envelope) error) error {
 	if err != nil {
 		return err
 	}
-	oldNext, oldHeld := env.NextAttempt, env.Held
+	oldNext, oldHeld, oldState := env.NextAttempt, env.Held, stateOf(env)
 	if err := fn(env); err != nil {
 		return err
 	}
@@ -151,6 +158,7 @@ func updateTx(tx *bolt.Tx, id string, fn func(env *Envelope) error) error {
 	} else if err := msgs.Put([]byte(id), nv); err != nil {
 		return err
 	}
+	*mv = append(*mv, stateMove{oldState, stateOf(env)})
 	if !oldHeld {
 		if err := sched.Delete(schedKey(oldNext, id)); err != nil {
 			return err
@@ -178,6 +186,41 @@ func (q *Queue) Flush(id string) error {
 	return err
 }
 
+// Requeue makes id due now as a fresh message (Postfix postsuper -r, in
+// its simplest honest form): the attempt count goes back to 0, so the
+// message is "incoming" again and a later temporary failure starts the
+// backoff from MinBackoff instead of the doubled delay it had reached;
+// its pending recipients are tried at the next attempt. What it does not
+// redo: the content filter and the Signer ran once and are not called
+// again, delivered or failed recipients stay so, and the lifetime still
+// counts from the arrival. A held message stays held (ErrHeld); one
+// whose attempt is in flight is refused (ErrInFlight), because that
+// attempt's result would overwrite the reset.
+func (q *Queue) Requeue(id string) error {
+	if !validID(id) {
+		return fmt.Errorf("queue: %q: %w", id, ErrNotFound)
+	}
+	if !q.claim(id) {
+		return fmt.Errorf("queue: requeue %s: %w", id, ErrInFlight)
+	}
+	defer q.setInflight(id, false)
+	var attempts int
+	err := q.update(id, func(env *Envelope) error {
+		if env.Held {
+			return fmt.Errorf("queue: requeue %s: %w", id, ErrHeld)
+		}
+		attempts = env.Attempts
+		env.Attempts = 0
+		env.NextAttempt = q.now()
+		return nil
+	})
+	if err == nil {
+		q.log.Info("requeued", "queue_id", id, "attempts_before", attempts)
+		q.wake()
+	}
+	return err
+}
+
 // FlushMatching makes every message matching f due now and returns how
 // many (Postfix postqueue -s domain / -f). It updates up to 1000 messages
 // per transaction, so flushing a huge queue costs few fsyncs.
@@ -197,6 +240,7 @@ func (q *Queue) FlushMatching(f Filter) (int, error) {
 		chunk := ids[:min(len(ids), 1000)]
 		ids = ids[len(chunk):]
 		now := q.now()
+		var mv []stateMove
 		err := q.db.Update(func(tx *bolt.Tx) error {
 			for _, id := range chunk {
 				err := updateTx(tx, id, func(env *Envelope) error {
@@ -205,7 +249,7 @@ func (q *Queue) FlushMatching(f Filter) (int, error) {
 					}
 					env.NextAttempt = now
 					return nil
-				})
+				}, &mv)
 				switch {
 				case err == nil:
 					n++
@@ -220,6 +264,7 @@ func (q *Queue) FlushMatching(f Filter) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("queue: flush: %w", err)
 		}
+		q.counts.apply(mv)
 	}
 	q.log.Info("flushed", "count", n)
 	q.wake()

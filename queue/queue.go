@@ -287,6 +287,8 @@ type Queue struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool
+
+	counts liveCounts // records per state (counts.go)
 }
 
 var (
@@ -406,6 +408,10 @@ func Open(dir string, opts Options) (*Queue, error) {
 			db.Close()
 			return nil, fmt.Errorf("queue: open %s: %w", dir, ErrIndexMissing)
 		}
+	}
+	if err := q.initCounts(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("queue: open %s: count records: %w", dir, err)
 	}
 	n, err := q.moveOrphans()
 	if err != nil {

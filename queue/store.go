@@ -85,7 +85,7 @@ func (q *Queue) insert(ctx context.Context, env *Envelope, head, body []byte) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return q.db.Batch(func(tx *bolt.Tx) error {
+	err = q.db.Batch(func(tx *bolt.Tx) error {
 		msgs, bodies, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketBodies), tx.Bucket(bucketSched)
 		// Queue IDs and new schedule keys grow with time, so inserts append:
 		// fill pages fully instead of bbolt's default half (a smaller file).
@@ -110,6 +110,10 @@ func (q *Queue) insert(ctx context.Context, env *Envelope, head, body []byte) er
 		}
 		return sched.Put(schedKey(env.NextAttempt, env.ID), nil)
 	})
+	if err == nil {
+		q.counts.move(recNone, stateOf(env))
+	}
+	return err
 }
 
 func (q *Queue) exists(id string) bool {
@@ -185,7 +189,9 @@ func (q *Queue) save(env *Envelope, old time.Time) error {
 	if err != nil {
 		return err
 	}
-	return q.db.Batch(func(tx *bolt.Tx) error {
+	mv := stateMove{recNone, recNone} // of the run that committed
+	err = q.db.Batch(func(tx *bolt.Tx) error {
+		mv = stateMove{recNone, recNone}
 		msgs, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketSched)
 		cur := msgs.Get([]byte(env.ID))
 		if cur == nil {
@@ -216,36 +222,55 @@ func (q *Queue) save(env *Envelope, old time.Time) error {
 		if err := msgs.Put([]byte(env.ID), v); err != nil {
 			return err
 		}
+		mv = stateMove{stateOf(stored), recDeferred}
 		if held {
+			mv.to = recHold
 			return nil
+		}
+		if env.Attempts == 0 {
+			mv.to = recIncoming
 		}
 		return sched.Put(schedKey(env.NextAttempt, env.ID), nil)
 	})
+	if err == nil {
+		q.counts.move(mv.from, mv.to)
+	}
+	return err
 }
 
 // remove deletes a finished message: record and index first (one commit),
 // then the spool file. A crash in between leaves an orphan file that the
 // next Open deletes.
 func (q *Queue) remove(env *Envelope, sched time.Time) error {
+	was := recNone
 	err := q.db.Batch(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketSched).Delete(schedKey(sched, env.ID)); err != nil {
 			return err
 		}
+		was = storedState(tx.Bucket(bucketMsgs).Get([]byte(env.ID)))
 		return deleteRecord(tx, env.ID)
 	})
+	if err == nil {
+		q.counts.move(was, recNone)
+	}
 	return q.removeFinish(env, err)
 }
 
 // removeRecord deletes env whatever its schedule entry (admin delete).
 func (q *Queue) removeRecord(env *Envelope) error {
+	was := recNone
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		if !env.Held {
 			if err := tx.Bucket(bucketSched).Delete(schedKey(env.NextAttempt, env.ID)); err != nil {
 				return err
 			}
 		}
+		was = storedState(tx.Bucket(bucketMsgs).Get([]byte(env.ID)))
 		return deleteRecord(tx, env.ID)
 	})
+	if err == nil {
+		q.counts.move(was, recNone)
+	}
 	return q.removeFinish(env, err)
 }
 

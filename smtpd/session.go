@@ -63,6 +63,7 @@ type session struct {
 	pc   *policy.Conn
 
 	heloChecked string // the HELO argument the HELO stage last accepted
+	tlsCounted  bool   // the session's TLS is counted (Server.TLSSessions)
 	resolved    bool   // the connect decision is complete (resolveConnect)
 	messages    int    // accepted in this session
 	// ending is the deferral of a check that ended the session after the
@@ -94,6 +95,10 @@ func (s *session) checkHelo() *smtp.SMTPError {
 	s.pc.Helo = s.conn.Hostname()
 	if cs, ok := s.conn.TLSConnectionState(); ok {
 		s.pc.TLS = &cs
+		if !s.tlsCounted {
+			s.tlsCounted = true
+			s.srv.counts.tlsIn[tlsVersionIndex(cs.Version)].Add(1)
+		}
 	} else {
 		s.pc.TLS = nil
 	}

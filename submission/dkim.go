@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/mail"
 	"strings"
+	"sync/atomic"
 
 	"github.com/emersion/go-msgauth/dkim"
 
@@ -35,6 +36,19 @@ import (
 // signer (go-msgauth's dkim.NewSigner): a 25 MiB message is not buffered.
 type Signer struct {
 	keys map[string][]*Key // by domain
+
+	signed, failed atomic.Uint64 // messages, since the start (Counts)
+}
+
+// SignerCounts are a Signer's totals, for the metrics.
+type SignerCounts struct {
+	Signed uint64 // messages that got their DKIM-Signature fields
+	Failed uint64 // messages whose signing failed (the queue retries them)
+}
+
+// Counts returns the totals; no lock is taken.
+func (s *Signer) Counts() SignerCounts {
+	return SignerCounts{Signed: s.signed.Load(), Failed: s.failed.Load()}
 }
 
 // SignedFields are the header fields signed (h=): those a reader sees and
@@ -88,7 +102,13 @@ func (s *Signer) Sign(ctx context.Context, m *queue.Message) ([]byte, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	return signWith(ctx, m, keys)
+	out, err := signWith(ctx, m, keys)
+	if err != nil {
+		s.failed.Add(1)
+	} else {
+		s.signed.Add(1)
+	}
+	return out, err
 }
 
 // fromDomain reads the message's first From: address's domain.

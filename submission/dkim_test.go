@@ -149,6 +149,10 @@ func TestSignWho(t *testing.T) {
 			t.Errorf("%s: signed %v (%v), want %v", tc.name, len(sig) > 0, err, tc.signed)
 		}
 	}
+	// mxedge_dkim_signed_total counts the signed messages only.
+	if c := s.Counts(); c != (SignerCounts{Signed: 4}) {
+		t.Errorf("counts %+v, want 4 signed, 0 failed", c)
+	}
 }
 
 // A weak RSA key is refused.

@@ -69,10 +69,21 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
+	keys, keyErr := loadDKIMKeys(cfg)
+	if err := keyErr; err != nil { // a weak or unreadable key: exit status 1
+		fmt.Fprintf(stderr, "doctor: %v (DKIM checks of the keys that failed to load skipped)\n", err)
+	}
+	for _, k := range keys {
+		in.DKIM = append(in.DKIM, doctor.DKIMKey{Domain: k.Domain, Selector: k.Selector,
+			Public: k.Signer.Public(), Record: k.ZoneLine()})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	checks := doctor.Run(ctx, resolverDNS{newResolver(cfg, nil)}, in)
 	code := 0
+	if keyErr != nil {
+		code = 1
+	}
 	for _, c := range checks {
 		if c.Status == "fail" {
 			code = 1

@@ -45,6 +45,22 @@ func (r *relay) registerMetrics() {
 	metrics.Listeners(r.reg, ls)
 	metrics.Verify(r.reg, r.ver)
 	metrics.DeadHops(r.reg, r.dl.DeadHops)
+	metrics.QueueState(r.reg, r.queue, nil)
+	metrics.OutboundTLS(r.reg, r.dl.TLSSessions)
+	metrics.DKIM(r.reg, func() (uint64, uint64) {
+		if r.signerCounts == nil {
+			return 0, 0
+		}
+		c := r.signerCounts()
+		return c.Signed, c.Failed
+	})
+	metrics.Auth(r.reg, func() (uint64, uint64) {
+		if r.sub == nil {
+			return 0, 0
+		}
+		c := r.sub.auth.Guard().Counts()
+		return c.Failures, c.Lockouts
+	})
 	cs := make(map[string]metrics.Certs, len(r.certNames))
 	for i, st := range r.certs {
 		cs[r.certNames[i]] = st

@@ -28,6 +28,8 @@ const queueUsage = `usage:
                                         attempt delivery now (no argument: every message)
   mxedge queue hold IDS                 stop delivery attempts until released
   mxedge queue release IDS              undo hold; attempt delivery now
+  mxedge queue requeue IDS              attempt delivery now as a fresh message: the retry
+                                        backoff starts over (postsuper -r; not for held ones)
   mxedge queue delete IDS               remove without telling the sender
   mxedge queue bounce IDS               return to the sender now (delivery status notification)
 IDS, as in postsuper: one or more queue IDs, ALL (every queued message), or - (the
@@ -60,7 +62,7 @@ func cmdQueue(args []string, stdout, stderr io.Writer) int {
 		return queueShow(args, stdout, stderr)
 	case "flush":
 		return queueFlush(args, stdout, stderr)
-	case "hold", "release", "delete", "bounce":
+	case "hold", "release", "requeue", "delete", "bounce":
 		return queueAction(name, args, stdout, stderr)
 	case "stats":
 		return queueStats(args, stdout, stderr)
@@ -402,6 +404,8 @@ func queueAction(name string, args []string, stdout, stderr io.Writer) int {
 		do, result = cl.Hold, "held"
 	case "release":
 		do, result = cl.Release, "released"
+	case "requeue":
+		do, result = cl.Requeue, "requeued"
 	case "delete":
 		do, result = cl.Delete, "deleted"
 	case "bounce":

@@ -162,6 +162,10 @@ type relay struct {
 	qstop  context.CancelFunc
 	qdone  chan error // the scheduler's end
 	closed []func()   // closes what build opened, in reverse order
+
+	// signerCounts reads the DKIM signer's totals (metrics); nil
+	// without [[dkim_sign]] keys.
+	signerCounts func() submission.SignerCounts
 }
 
 // build opens every stage in the order of their dependencies: the demo
@@ -210,7 +214,9 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	qo := queueOptions(cfg, log)
 	qo.Observer = r.metrics
 	if len(keys) > 0 {
-		qo.Signer = submission.NewSigner(keys)
+		signer := submission.NewSigner(keys)
+		qo.Signer = signer
+		r.signerCounts = signer.Counts
 	}
 	if ms := postQueueMilters(cfg, log); len(ms) > 0 {
 		qo.ContentFilter = ms

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxedge/mxedge/delivery"
 )
 
 // TestExamplesUseOurNames: examples/grafana-dashboard.json and
@@ -20,6 +22,10 @@ func TestExamplesUseOurNames(t *testing.T) {
 	Verify(reg, fakeVerifier{})
 	CertExpiry(reg, map[string]Certs{"mx": fakeCerts{time.Now()}})
 	DeadHops(reg, func() int { return 0 })
+	QueueState(reg, fakeQueue{}, nil)
+	Auth(reg, func() (uint64, uint64) { return 0, 0 })
+	DKIM(reg, func() (uint64, uint64) { return 0, 0 })
+	OutboundTLS(reg, func() []delivery.TLSCount { return []delivery.TLSCount{{Version: "TLSv1.3", Policy: "may", N: 1}} })
 	m.Delivered("sent", time.Second)
 	m.DNSExchanged("ok", time.Millisecond)
 	fams, err := reg.Gather()

@@ -5,7 +5,7 @@
 //
 // Most families are read at scrape time from counters the stages keep
 // live anyway (smtpd.Server.Counters and Refusals, the verifier's
-// counters, the certificates' expiry): the hot path pays one atomic add,
+// counters, queue.Queue.Counts, the certificates' expiry): the hot path pays one atomic add,
 // and a scrape never scans the queue or takes its write lock. Delivery
 // results come through queue.Observer (Delivered), which only bumps a
 // counter and a histogram.
@@ -26,6 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/mxedge/mxedge/delivery"
+	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/smtpd"
 	"github.com/mxedge/mxedge/verifycache"
 )
@@ -34,12 +36,19 @@ import (
 type Listener interface {
 	Counters() smtpd.Counters
 	Refusals() map[string]uint64
+	TLSSessions() map[string]uint64 // by version, a fixed set
 }
 
 // Verifier is what the verify families are read from
 // (verifycache.Verifier).
 type Verifier interface {
 	Stats() (verifycache.Stats, error)
+}
+
+// Queue is what the queue families are read from (queue.Queue.Counts:
+// live counters, no scan).
+type Queue interface {
+	Counts() (queue.Counts, error)
 }
 
 // Certs are a listener's certificates (certs.Store).
@@ -136,6 +145,52 @@ func Listeners(reg prometheus.Registerer, ls map[string]Listener) {
 // Verify registers the recipient verification families of v.
 func Verify(reg prometheus.Registerer, v Verifier) {
 	reg.MustRegister(verifyCollector{v})
+}
+
+// Auth registers mxedge_auth_failures_total and
+// mxedge_auth_lockouts_total, read from the submission listeners' guard.
+func Auth(reg prometheus.Registerer, counts func() (failures, lockouts uint64)) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mxedge_auth_failures_total",
+			Help: "Failed SMTP authentications on the submission listeners (wrong user or password).",
+		}, func() float64 { f, _ := counts(); return float64(f) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mxedge_auth_lockouts_total",
+			Help: "Client networks locked out after too many authentication failures.",
+		}, func() float64 { _, l := counts(); return float64(l) }))
+}
+
+// DKIM registers mxedge_dkim_signed_total and
+// mxedge_dkim_sign_errors_total, read from the queue's signer.
+func DKIM(reg prometheus.Registerer, counts func() (signed, failed uint64)) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mxedge_dkim_signed_total",
+			Help: "Messages DKIM-signed before their first delivery attempt ([[dkim_sign]]).",
+		}, func() float64 { n, _ := counts(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mxedge_dkim_sign_errors_total",
+			Help: "DKIM signing attempts that failed (the message is retried).",
+		}, func() float64 { _, n := counts(); return float64(n) }))
+}
+
+// OutboundTLS registers mxedge_tls_out_sessions_total: outbound
+// sessions by TLS version ("none" for plaintext) and policy, read from
+// delivery.Deliverer.TLSSessions at scrape time.
+func OutboundTLS(reg prometheus.Registerer, sessions func() []delivery.TLSCount) {
+	reg.MustRegister(tlsOutCollector(sessions))
+}
+
+// QueueState registers mxedge_queue_messages (by state),
+// mxedge_queue_active_messages and
+// mxedge_queue_oldest_message_age_seconds, read from q at scrape time;
+// now is the clock of the age [time.Now].
+func QueueState(reg prometheus.Registerer, q Queue, now func() time.Time) {
+	if now == nil {
+		now = time.Now
+	}
+	reg.MustRegister(queueCollector{q, now})
 }
 
 // CertExpiry registers mxedge_tls_cert_expiry_timestamp_seconds: the

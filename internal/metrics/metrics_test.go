@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mxedge/mxedge/delivery"
+	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/smtpd"
 	"github.com/mxedge/mxedge/verifycache"
 )
@@ -19,12 +21,21 @@ func (fakeListener) Counters() smtpd.Counters {
 	return smtpd.Counters{Open: 2, Sessions: 7, Messages: 5, Bytes: 900}
 }
 func (fakeListener) Refusals() map[string]uint64 { return map[string]uint64{"relay": 2, "dnsbl": 1} }
+func (fakeListener) TLSSessions() map[string]uint64 {
+	return map[string]uint64{"TLSv1.2": 1, "TLSv1.3": 6, "other": 0}
+}
 
 type fakeVerifier struct{}
 
 func (fakeVerifier) Stats() (verifycache.Stats, error) {
 	return verifycache.Stats{Hits: 4, Misses: 1, Probes: 1, LatencyAvg: 20 * time.Millisecond,
 		ProbeResults: map[string]uint64{"exists": 1}, Entries: map[string]int{"exists": 1}}, nil
+}
+
+type fakeQueue struct{ oldest time.Time }
+
+func (q fakeQueue) Counts() (queue.Counts, error) {
+	return queue.Counts{Incoming: 1, Deferred: 4, Hold: 2, Active: 1, Oldest: q.oldest}, nil
 }
 
 type fakeCerts struct{ notAfter time.Time }
@@ -40,7 +51,9 @@ var allowedLabels = map[string][]string{
 	"check":    nil, // policy chain check names
 	"status":   {"sent", "deferred", "bounced", "other"},
 	"result":   {"hit", "miss", "exists", "unknown", "tempfail", "ok", "rcode", "error"},
-	"state":    {"exists", "unknown", "expired", "tempfail"},
+	"version":  {"none", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3", "other"},
+	"policy":   {"none", "may", "encrypt", "verify", "dane", "dane-unusable", "mta-sts", "other"},
+	"state":    {"exists", "unknown", "expired", "tempfail", "incoming", "deferred", "hold"},
 }
 
 // TestCardinality: whatever status a caller passes, the label values
@@ -59,6 +72,12 @@ func TestCardinality(t *testing.T) {
 	m.DNSExchanged("ok", time.Millisecond)
 	m.DNSExchanged("example.org SERVFAIL", time.Millisecond)
 	DeadHops(reg, func() int { return 3 })
+	QueueState(reg, fakeQueue{expiry.Add(-90 * time.Minute)}, func() time.Time { return expiry })
+	Auth(reg, func() (uint64, uint64) { return 9, 1 })
+	DKIM(reg, func() (uint64, uint64) { return 12, 0 })
+	OutboundTLS(reg, func() []delivery.TLSCount {
+		return []delivery.TLSCount{{Version: "TLSv1.3", Policy: "dane", N: 3}, {Version: "none", Policy: "may", N: 1}}
+	})
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -91,18 +110,25 @@ func TestCardinality(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]float64{
-		"mxedge_dns_queries_total,result=ok":                   1,
-		"mxedge_dns_queries_total,result=error":                1,
-		"mxedge_dns_latency_seconds":                           2,
-		"mxedge_dead_hops":                                     3,
-		"mxedge_deliveries_total,status=sent":                  2,
-		"mxedge_deliveries_total,status=other":                 2,
-		"mxedge_delivery_latency_seconds":                      2,
-		"mxedge_sessions_open,listener=mx":                     2,
-		"mxedge_messages_accepted_total,listener=mx":           5,
-		"mxedge_refusals_total,check=relay,listener=mx":        2,
-		"mxedge_verify_lookups_total,result=hit":               4,
-		"mxedge_tls_cert_expiry_timestamp_seconds,listener=mx": float64(expiry.Unix()),
+		"mxedge_dns_queries_total,result=ok":                    1,
+		"mxedge_dns_queries_total,result=error":                 1,
+		"mxedge_dns_latency_seconds":                            2,
+		"mxedge_dead_hops":                                      3,
+		"mxedge_queue_messages,state=deferred":                  4,
+		"mxedge_tls_sessions_total,listener=mx,version=TLSv1.3": 6,
+		"mxedge_auth_failures_total":                            9,
+		"mxedge_dkim_signed_total":                              12,
+		"mxedge_queue_messages,state=hold":                      2,
+		"mxedge_queue_active_messages":                          1,
+		"mxedge_queue_oldest_message_age_seconds":               5400,
+		"mxedge_deliveries_total,status=sent":                   2,
+		"mxedge_deliveries_total,status=other":                  2,
+		"mxedge_delivery_latency_seconds":                       2,
+		"mxedge_sessions_open,listener=mx":                      2,
+		"mxedge_messages_accepted_total,listener=mx":            5,
+		"mxedge_refusals_total,check=relay,listener=mx":         2,
+		"mxedge_verify_lookups_total,result=hit":                4,
+		"mxedge_tls_cert_expiry_timestamp_seconds,listener=mx":  float64(expiry.Unix()),
 	} {
 		if got[k] != want {
 			t.Errorf("%s = %v, want %v", k, got[k], want)
