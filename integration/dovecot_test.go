@@ -71,6 +71,21 @@ service auth {
   }
 }
 `, dir, socket)
+	runDovecot(t, bin, dir, conf)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(socket); err == nil {
+			return socket
+		}
+	}
+	t.Fatal("dovecot's auth socket did not appear")
+	return ""
+}
+
+// runDovecot runs the dovecot binary bin in the foreground with conf
+// written to dir/dovecot.conf; the test's cleanup stops it, logs its
+// output when the test failed, and removes dir.
+func runDovecot(t *testing.T, bin, dir, conf string) {
+	t.Helper()
 	os.WriteFile(filepath.Join(dir, "dovecot.conf"), []byte(conf), 0o644)
 	cmd := exec.Command(bin, "-F", "-c", filepath.Join(dir, "dovecot.conf"))
 	out, _ := os.Create(filepath.Join(dir, "out"))
@@ -88,11 +103,4 @@ service auth {
 		}
 		os.RemoveAll(dir)
 	})
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(socket); err == nil {
-			return socket
-		}
-	}
-	t.Fatal("dovecot's auth socket did not appear")
-	return ""
 }

@@ -3,7 +3,6 @@ package integration
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,23 +62,7 @@ protocol lmtp {
   postmaster_address = postmaster@relay.test
 }
 `, dir, socket)
-	os.WriteFile(filepath.Join(dir, "dovecot.conf"), []byte(conf), 0o644)
-	cmd := exec.Command(bin, "-F", "-c", filepath.Join(dir, "dovecot.conf"))
-	out, _ := os.Create(filepath.Join(dir, "out"))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			o, _ := os.ReadFile(filepath.Join(dir, "out"))
-			t.Logf("dovecot:\n%s%s", o, b)
-		}
-		os.RemoveAll(dir)
-	})
+	runDovecot(t, bin, dir, conf)
 	waitListening(t, "unix", socket)
 	return socket, mail
 }
