@@ -28,14 +28,7 @@ import (
 
 func startDNS(t *testing.T, records ...string) (*dnstest.Server, *resolver.Resolver) {
 	t.Helper()
-	s, err := dnstest.Start("127.0.0.53:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if err := s.Add(records...); err != nil {
-		t.Fatal(err)
-	}
+	s := dnstest.StartTB(t, records...)
 	return s, resolver.New(resolver.Config{Servers: []string{s.Addr()}, Timeout: 300 * time.Millisecond, Attempts: 1, CacheSize: -1})
 }
 

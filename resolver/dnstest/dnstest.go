@@ -35,6 +35,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/miekg/dns"
@@ -244,3 +245,19 @@ func (s *Server) Count(name string, qtype uint16) int {
 
 // key is the map key of a name: a lowercase FQDN.
 func key(name string) string { return strings.ToLower(dns.Fqdn(name)) }
+
+// StartTB is Start on 127.0.0.53 port 0 for a test: the records are
+// added, the server is closed when tb's test ends, and a failure to start
+// or a bad record line ends the test.
+func StartTB(tb testing.TB, records ...string) *Server {
+	tb.Helper()
+	s, err := Start("127.0.0.53:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	if err := s.Add(records...); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
