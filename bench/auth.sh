@@ -9,7 +9,8 @@
 #
 # Usage: bench/auth.sh        Environment: BENCH_N (5000), BENCH_SIZE
 # (10240), BENCH_SESSIONS (20), BENCH_SHARED (/work/shared/bench),
-# MXEDGE_ADDR (127.0.0.1:2700), BENCH_WAIT_S (300).
+# MXEDGE_ADDR (127.0.0.1:2700), BENCH_WAIT_S (300), BENCH_PROFILE (1: run
+# mxedge with -cpuprofile and print the top of the profile after the table).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=${BENCH_SHARED:-/work/shared/bench}
@@ -85,9 +86,14 @@ enabled = true
 [auth_results]
 enabled = true
 TOML
-"$work/mxedge" serve -config "$work/mxedge.toml" >"$work/mxedge.out" 2>"$work/mxedge.log" &
+prof=()
+[ -n "${BENCH_PROFILE:-}" ] && prof=(-cpuprofile "$work/cpu.pprof")
+"$work/mxedge" serve "${prof[@]}" -config "$work/mxedge.toml" >"$work/mxedge.out" 2>"$work/mxedge.log" &
 mxpid=$!
 await_port $mx_addr
+
+# cpu_ticks PID: user+system CPU time of a process, in clock ticks.
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 # run NAME ADDR: accepted and end-to-end rates through the sink.
 run() {
@@ -96,6 +102,7 @@ run() {
   SINK_COUNT_FILE=$cnt "$work/sink" -l "$sink_addr" & sinkpid=$!
   await_port $sink_addr
   t0=$(date +%s.%N)
+  [ "$1" = mxedge ] && c0=$(cpu_ticks $mxpid)
   out=$("$work/authload" -addr "$2" -n "$n" -size "$size" -sessions "$sess" -key "$work/rsa.pem")
   deadline=$(( $(date +%s) + ${BENCH_WAIT_S:-300} ))
   while :; do
@@ -106,6 +113,8 @@ run() {
   done
   t2=$(date +%s.%N)
   kill $sinkpid; wait $sinkpid 2>/dev/null || true; sinkpid=
+  [ "$1" = mxedge ] && awk -v a="$c0" -v b="$(cpu_ticks $mxpid)" -v n="$n" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN{printf "%.2f\n", (b-a)/hz*1000/n}' >"$work/cpu.ms"
   local e2e
   e2e=$(awk -v n="$n" -v a="$t0" -v c="$t2" 'BEGIN{printf "%.0f", n/(c-a)}')
   say "$1: $out e2e_msgs_per_s=$e2e"
@@ -119,4 +128,10 @@ printf '%s x %s B x %s sessions, DKIM-signed (rsa + ed25519), mxedge with SPF + 
 printf '%-10s | accepted msgs/s | end-to-end msgs/s\n' ""
 printf '%-10s | %15s | %17s\n' postfix "$pa" "$pe" mxedge "$ma" "$me"
 awk -v pa="$pa" -v ma="$ma" -v pe="$pe" -v me="$me" 'BEGIN{printf "mxedge/postfix: accepted %.2fx, end-to-end %.2fx\n", ma/pa, me/pe}'
+echo "mxedge CPU per message: $(cat "$work/cpu.ms") ms"
 echo "mxedge refusals during the run: $rejected"
+if [ -n "${BENCH_PROFILE:-}" ]; then
+  kill "$mxpid"; wait "$mxpid" 2>/dev/null || true; mxpid=
+  (cd "$root" && go tool pprof -top -nodecount=30 "$work/mxedge" "$work/cpu.pprof" 2>/dev/null | sed -n '1,38p') || true
+  (cd "$root" && go tool pprof -top -cum -nodecount=60 "$work/mxedge" "$work/cpu.pprof" 2>/dev/null | sed -n '6,70p') || true
+fi

@@ -38,66 +38,103 @@ func newBodyFilter(w io.Writer, normalize bool) *bodyFilter {
 
 var crlf = []byte("\r\n")
 
+// Write passes p on in as few writes as it can: the runs of p that need
+// no change (every CRLF line) go out as one slice of p, so a clean chunk
+// is one write; only a bare CR or LF splits it. The writers behind it
+// (the queue's spool, the DKIM verifier's pipe) pay per write.
 func (f *bodyFilter) Write(p []byte) (int, error) {
 	n := len(p)
-	for len(p) > 0 && !f.bad {
-		if f.cr { // the previous chunk ended in CR
+	off, run := 0, 0 // p[:off] is consumed, p[run:off] is clean and not yet written
+	flush := func() error {
+		if off == run {
+			return nil
+		}
+		_, err := f.w.Write(p[run:off])
+		run = off
+		return err
+	}
+	put := func(b []byte) error { // b replaces what p held at off
+		if err := flush(); err != nil {
+			return err
+		}
+		_, err := f.w.Write(b)
+		return err
+	}
+	for off < len(p) && !f.bad {
+		if f.cr { // the previous chunk ended in CR, held back
 			f.cr = false
-			if p[0] == '\n' {
-				p = p[1:]
-				if err := f.newline(); err != nil {
+			if p[off] == '\n' {
+				off++
+				run = off
+				f.endLine()
+				if err := put(crlf); err != nil {
 					return 0, err
 				}
 				continue
 			}
-			if err := f.strayCR(); err != nil {
+			if err := f.strayCR(put); err != nil {
 				return 0, err
 			}
 			continue
 		}
 		// Scan to the next LF with IndexByte (vectorised), then look for a
 		// CR inside the line: only one right before the LF is legitimate.
-		i := bytes.IndexByte(p, '\n')
-		line := p
+		q := p[off:]
+		i := bytes.IndexByte(q, '\n')
+		line := q
 		if i >= 0 {
-			line = p[:i]
+			line = q[:i]
 		}
 		j := bytes.IndexByte(line, '\r')
 		switch {
 		case j >= 0 && j < len(line)-1: // CR inside the line: stray
-			if err := f.text(line[:j]); err != nil {
+			f.text(line[:j])
+			off += j
+			if err := flush(); err != nil {
 				return 0, err
 			}
-			p, f.cr = p[j+1:], true // the next byte is not LF: strayCR
+			off++
+			run, f.cr = off, true // the next byte is not LF: strayCR
 		case i < 0: // no LF in this chunk
-			if j == len(line)-1 { // ends in CR: wait for the next byte
-				line, f.cr = line[:j], true
+			if j == len(line)-1 { // ends in CR: hold it back for the next byte
+				f.text(line[:j])
+				off += j
+				if err := flush(); err != nil {
+					return 0, err
+				}
+				off++
+				run, f.cr = off, true
+				break
 			}
-			if err := f.text(line); err != nil {
-				return 0, err
-			}
-			p = nil
-		case j == len(line)-1 && j >= 0: // CRLF
-			if err := f.text(line[:j]); err != nil {
-				return 0, err
-			}
-			if err := f.newline(); err != nil {
-				return 0, err
-			}
-			p = p[i+1:]
+			f.text(line)
+			off += len(line)
+		case j == len(line)-1 && j >= 0: // CRLF: passes unchanged
+			f.text(line[:j])
+			f.endLine()
+			off += i + 1
 		default: // bare LF
-			if err := f.text(line); err != nil {
+			f.text(line)
+			off += i
+			if err := flush(); err != nil {
 				return 0, err
 			}
-			p = p[i+1:]
+			off++
+			run = off
 			if !f.normalize {
 				f.bad = true
 				break
 			}
-			if err := f.newline(); err != nil {
+			f.endLine()
+			if err := put(crlf); err != nil {
 				return 0, err
 			}
 		}
+	}
+	if f.bad {
+		return n, nil // reject mode: nothing more is written
+	}
+	if err := flush(); err != nil {
+		return 0, err
 	}
 	return n, nil
 }
@@ -107,37 +144,42 @@ func (f *bodyFilter) Write(p []byte) (int, error) {
 func (f *bodyFilter) finish() error {
 	if f.cr && !f.bad {
 		f.cr = false
-		return f.strayCR()
+		return f.strayCR(func(b []byte) error { _, err := f.w.Write(b); return err })
 	}
 	return nil
 }
 
-func (f *bodyFilter) strayCR() error {
+// strayCR handles a CR not followed by LF: a space through put in
+// normalize mode, else the message is bad.
+func (f *bodyFilter) strayCR(put func([]byte) error) error {
 	if !f.normalize {
 		f.bad = true
 		return nil
 	}
-	return f.text([]byte{' '})
+	f.text(space)
+	return put(space)
 }
 
-func (f *bodyFilter) text(b []byte) error {
+var space = []byte{' '}
+
+// text notes the bytes b of the current line (the header prefix, the
+// line length); the caller writes them.
+func (f *bodyFilter) text(b []byte) {
 	if f.inHeader && f.lineLen < len(f.prefix) {
 		copy(f.prefix[f.lineLen:], b)
 	}
 	f.lineLen += len(b)
-	_, err := f.w.Write(b)
-	return err
 }
 
-func (f *bodyFilter) newline() error {
+// endLine notes the end of a line: the empty line ends the header
+// section, a Received header counts a hop.
+func (f *bodyFilter) endLine() {
 	if f.inHeader {
 		if f.lineLen == 0 {
-			f.inHeader = false // the empty line ends the header section
+			f.inHeader = false
 		} else if f.lineLen >= len(f.prefix) && bytes.EqualFold(f.prefix[:], []byte("received:")) {
 			f.hops++
 		}
 	}
 	f.lineLen = 0
-	_, err := f.w.Write(crlf)
-	return err
 }

@@ -127,3 +127,34 @@ func FuzzBodyFilterMatchesReference(f *testing.F) {
 		}
 	})
 }
+
+// countWriter counts the writes it gets.
+type countWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (c *countWriter) Write(p []byte) (int, error) { c.writes++; return c.Buffer.Write(p) }
+
+// TestBodyFilterOneWritePerCleanChunk: CRLF text passes in one write per
+// chunk (the DKIM verifier's pipe and the spool pay per write); a bare LF
+// being normalized splits it around the inserted CRLF only.
+func TestBodyFilterOneWritePerCleanChunk(t *testing.T) {
+	clean := bytes.Repeat([]byte("Received: x\r\nSubject: y\r\n\r\nline of text\r\n"), 50)
+	var c countWriter
+	f := newBodyFilter(&c, false)
+	if _, err := f.Write(clean); err != nil {
+		t.Fatal(err)
+	}
+	if c.writes != 1 || !bytes.Equal(c.Bytes(), clean) || f.hops != 1 {
+		t.Fatalf("clean chunk: %d writes, equal %v, hops %d; want 1 write, equal, 1 hop", c.writes, bytes.Equal(c.Bytes(), clean), f.hops)
+	}
+	c = countWriter{}
+	f = newBodyFilter(&c, true)
+	if _, err := f.Write([]byte("a\r\nb\nc\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if c.writes != 3 || c.String() != "a\r\nb\r\nc\r\n" {
+		t.Fatalf("bare LF: %d writes %q; want 3 writes (before, CRLF, after)", c.writes, c.String())
+	}
+}
