@@ -9,15 +9,17 @@ import "time"
 // burst's surplus connections age out while the busy ones stay warm).
 //
 // RSET before reuse (RFC 5321 section 4.1.1.5), as Postfix's smtp(8)
-// verifies a cached session (smtp_rset_timeout): checkCached sends RSET
-// (and EHLO again, since go-smtp's Reset forgets it) when a session is
-// taken, which both ends a transaction left open (every RCPT refused, DATA
+// verifies a cached session (smtp_rset_timeout): a message on a taken
+// session goes with SendTransactionAfterReset (go-smtp fork, FORK.md
+// section 11), RSET first in the same pipelined group as MAIL, RCPT and
+// DATA, which both ends a transaction left open (every RCPT refused, DATA
 // refused) and finds a connection the next hop dropped while it was idle,
-// before anything of the next message is sent. It costs two round trips per
-// reused message. If the connection still fails at MAIL (a network error or
-// 421 before anything was accepted), Deliverer.transaction retries once on
-// a new connection (never later: once DATA was sent, the next hop may have
-// the message).
+// before anything of the next message is sent, at no round trip of its
+// own. A failed RSET, or a connection that still fails at MAIL (a network
+// error or 421 before anything was accepted), makes Deliverer.walk retry
+// once on a new connection (never later: once DATA was sent, the next hop
+// may have the message). A verification probe on a cached session
+// (client.go) still sends RSET on its own first (checkCached).
 //
 // Ownership: a session is owned by the goroutine using it, or by the cache
 // (the idle map) while parked. Whoever removes it from the idle map under

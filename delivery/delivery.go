@@ -324,7 +324,10 @@ func (d *Deliverer) walk(ctx context.Context, msg *queue.Message, targets []*tar
 			continue
 		}
 		if !probe { // a probe tests a new connection
-			if s := d.take(t.plan.cacheKey(t.hop)); s != nil && d.checkCached(s) {
+			if s := d.take(t.plan.cacheKey(t.hop)); s != nil {
+				// RSET goes with the transaction (transact): a connection
+				// the next hop dropped is found there, and retried here.
+				s.c.CommandTimeout = d.replyTimeout
 				rs, retry := d.run(ctx, s, msg, body, rcpts, true)
 				if !retry {
 					return rs, true, false
@@ -366,7 +369,7 @@ type next int
 
 const (
 	drop  next = iota // broken, closing or cancelled: close without QUIT
-	keep              // may be reused: checkCached sends RSET before the next transaction
+	keep              // may be reused: RSET goes first in the next transaction
 	reset             // a transaction may still be open: reused the same way (RSET first)
 )
 

@@ -24,7 +24,7 @@ import (
 //   - no recipient accepted: DATA is refused, or, if the next hop
 //     answered 354 all the same, it gets the lone dot (no message);
 //     nothing is sent and the open transaction is ended by the RSET that
-//     precedes the next use of the connection;
+//     opens the next transaction on the connection;
 //   - DATA refused with recipients accepted: those recipients get DATA's
 //     reply;
 //   - a 421 anywhere, or a connection that fails before the message was
@@ -54,7 +54,20 @@ func (d *Deliverer) transact(ctx context.Context, s *session, msg *queue.Message
 			ropts[i] = o
 		}
 	}
-	tx, err := s.c.SendTransaction(msg.From, mailOptions(msg, utf8), rcpts, ropts)
+	send := s.c.SendTransaction
+	if reused {
+		// RFC 5321 section 4.1.1.5: RSET before a reused connection's
+		// next transaction, in the same pipelined group (fork:
+		// SendTransactionAfterReset).
+		send = s.c.SendTransactionAfterReset
+	}
+	tx, err := send(msg.From, mailOptions(msg, utf8), rcpts, ropts)
+	if re := (*smtp.ResetError)(nil); errors.As(err, &re) {
+		// The cached connection is gone (or refuses RSET): nothing of
+		// the message went out; the caller tries a new connection (and
+		// logs it).
+		return all(rcpts, s.relay, 0, "4.4.2", "cached connection lost: "+re.Err.Error()), drop, ctx.Err() == nil
+	}
 	if err != nil {
 		code, enh, text := describe(err)
 		if closing(code) {

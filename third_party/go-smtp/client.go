@@ -898,8 +898,6 @@ func (c *Client) MaxMessageSize() (size int, ok bool) {
 	return size, true
 }
 
-// Reset sends the RSET command to the server, aborting the current mail
-// transaction.
 // ResetTransaction sends RSET and keeps the session's greeting: RFC 5321
 // section 4.1.1.5 (RSET clears the transaction, not the EHLO), so a
 // reused connection needs no new EHLO, which servers count as a
@@ -915,6 +913,8 @@ func (c *Client) ResetTransaction() error {
 	return nil
 }
 
+// Reset sends the RSET command to the server, aborting the current mail
+// transaction.
 func (c *Client) Reset() error {
 	if err := c.hello(); err != nil {
 		return err

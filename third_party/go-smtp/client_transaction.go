@@ -69,6 +69,32 @@ type Transaction struct {
 //	}
 //	return tx.Data.Close() // the reply to the final dot
 func (c *Client) SendTransaction(from string, mopts *MailOptions, rcpts []string, ropts []*RcptOptions) (*Transaction, error) {
+	return c.sendTransaction(false, from, mopts, rcpts, ropts)
+}
+
+// ResetError is the error of SendTransactionAfterReset when RSET failed:
+// the server refused it or the connection failed under it. Nothing of the
+// transaction counts (no message data was sent); with PIPELINING the
+// replies to the rest of the group are left unread, so the connection
+// must be closed.
+type ResetError struct{ Err error }
+
+func (e *ResetError) Error() string { return "smtp: RSET: " + e.Err.Error() }
+func (e *ResetError) Unwrap() error { return e.Err }
+
+// SendTransactionAfterReset is SendTransaction preceded by RSET (RFC 5321
+// section 4.1.1.5), for a connection reused after an earlier transaction:
+// RSET ends any transaction left open and finds a connection the server
+// dropped while it was idle. With PIPELINING the RSET goes out in the
+// same group as MAIL, RCPT and DATA (RFC 2920 section 3.1 allows RSET
+// anywhere in a group), so the reuse costs no round trip of its own;
+// without, RSET is sent first in lockstep. A failed RSET returns a
+// *ResetError (see there); otherwise the result is SendTransaction's.
+func (c *Client) SendTransactionAfterReset(from string, mopts *MailOptions, rcpts []string, ropts []*RcptOptions) (*Transaction, error) {
+	return c.sendTransaction(true, from, mopts, rcpts, ropts)
+}
+
+func (c *Client) sendTransaction(reset bool, from string, mopts *MailOptions, rcpts []string, ropts []*RcptOptions) (*Transaction, error) {
 	if len(rcpts) == 0 {
 		return nil, errors.New("smtp: SendTransaction without recipients")
 	}
@@ -98,7 +124,12 @@ func (c *Client) SendTransaction(from string, mopts *MailOptions, rcpts []string
 
 	c.rcpts = nil
 	if _, ok := c.ext["PIPELINING"]; ok {
-		return c.pipelinedTransaction(mail, rcpts, rcptCmds)
+		return c.pipelinedTransaction(reset, mail, rcpts, rcptCmds)
+	}
+	if reset {
+		if _, _, err := c.cmd(250, "RSET"); err != nil {
+			return nil, &ResetError{err}
+		}
 	}
 	return c.lockstepTransaction(mail, rcpts, rcptCmds)
 }
@@ -141,10 +172,13 @@ func (c *Client) lockstepTransaction(mail string, rcpts, rcptCmds []string) (*Tr
 }
 
 // pipelinedTransaction sends MAIL, the RCPTs and DATA as one group (RFC
-// 2920 section 3.1: DATA is the last command of a group) and checks every
-// reply.
-func (c *Client) pipelinedTransaction(mail string, rcpts, rcptCmds []string) (*Transaction, error) {
+// 2920 section 3.1: DATA is the last command of a group), RSET first when
+// reset, and checks every reply.
+func (c *Client) pipelinedTransaction(reset bool, mail string, rcpts, rcptCmds []string) (*Transaction, error) {
 	var group bytes.Buffer
+	if reset {
+		group.WriteString("RSET\r\n")
+	}
 	group.WriteString(mail + "\r\n")
 	for _, cmd := range rcptCmds {
 		group.WriteString(cmd + "\r\n")
@@ -154,10 +188,14 @@ func (c *Client) pipelinedTransaction(mail string, rcpts, rcptCmds []string) (*T
 	defer c.conn.SetDeadline(time.Time{})
 	c.conn.SetDeadline(time.Now().Add(c.CommandTimeout))
 	// One write: bufio.Writer writes a large buffer straight through.
-	if _, err := c.text.W.Write(group.Bytes()); err != nil {
-		return nil, err
+	_, err := c.text.W.Write(group.Bytes())
+	if err == nil {
+		err = c.text.W.Flush()
 	}
-	if err := c.text.W.Flush(); err != nil {
+	if err != nil {
+		if reset { // the connection failed before RSET was answered
+			return nil, &ResetError{err}
+		}
 		return nil, err
 	}
 
@@ -165,6 +203,11 @@ func (c *Client) pipelinedTransaction(mail string, rcpts, rcptCmds []string) (*T
 		c.conn.SetDeadline(time.Now().Add(c.CommandTimeout))
 		_, _, err := c.readResponse(expect)
 		return err
+	}
+	if reset {
+		if err := read(250); err != nil {
+			return nil, &ResetError{err}
+		}
 	}
 	mailErr := read(250)
 	if mailErr != nil && !isSMTPError(mailErr) {

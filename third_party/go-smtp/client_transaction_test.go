@@ -22,6 +22,7 @@ type scriptServer struct {
 	rcpt     func(i int) string
 	data     string
 	dot      string
+	rset     string // "" answers 250
 	separate bool
 
 	mu     sync.Mutex
@@ -87,7 +88,13 @@ func (s *scriptServer) serve(t *testing.T, c net.Conn) {
 			s.body, s.gotMsg = body.String(), true
 			s.mu.Unlock()
 			reply(s.dot)
-		case "RSET", "NOOP":
+		case "RSET":
+			if s.rset != "" {
+				reply(s.rset)
+				continue
+			}
+			reply("250 2.0.0 Ok")
+		case "NOOP":
 			reply("250 2.0.0 Ok")
 		case "QUIT":
 			reply("221 2.0.0 Bye")
@@ -377,5 +384,70 @@ func TestSendTransactionLocalError(t *testing.T) {
 	}
 	if n := len(wl.log()) - before; n != 0 {
 		t.Fatalf("%d writes", n)
+	}
+}
+
+// A reused connection: RSET goes in the same group as MAIL, RCPT and
+// DATA with PIPELINING (one write), first in lockstep without; a refused
+// RSET is a *ResetError carrying the reply.
+func TestSendTransactionAfterReset(t *testing.T) {
+	for _, pipelining := range []bool{true, false} {
+		s := &scriptServer{
+			mail: "250 2.1.0 Ok",
+			rcpt: func(int) string { return "250 2.1.5 Ok" },
+			data: "354 Go ahead",
+			dot:  "250 2.0.0 Ok: queued",
+		}
+		if pipelining {
+			s.ext = []string{"PIPELINING"}
+		}
+		c, wl := startScript(t, s)
+		before := len(wl.log())
+		tx, err := c.SendTransactionAfterReset("from@sender.example", nil, txRcpts[:1], nil)
+		if err != nil || tx.Data == nil {
+			t.Fatalf("pipelining %v: %+v, %v", pipelining, tx, err)
+		}
+		writes := wl.log()[before:]
+		if pipelining {
+			want := "RSET\r\nMAIL FROM:<from@sender.example>\r\nRCPT TO:<a@rcpt.example>\r\nDATA\r\n"
+			if len(writes) != 1 || writes[0] != want {
+				t.Fatalf("client writes %q, want one write %q", writes, want)
+			}
+		} else if len(writes) != 4 || writes[0] != "RSET\r\n" || !strings.HasPrefix(writes[1], "MAIL FROM:") {
+			t.Fatalf("lockstep writes %q, want RSET first, one command each", writes)
+		}
+		io.WriteString(tx.Data, "x\r\n")
+		if err := tx.Data.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		s.rset = "421 4.4.2 Idle too long"
+		s.mu.Unlock()
+		tx, err = c.SendTransactionAfterReset("from@sender.example", nil, txRcpts[:1], nil)
+		var re *ResetError
+		if !errors.As(err, &re) || code(err) != 421 || tx != nil {
+			t.Fatalf("pipelining %v, RSET refused: %+v, %v; want a *ResetError with the 421", pipelining, tx, err)
+		}
+	}
+}
+
+// The server dropped the idle connection: the failure is the RSET's.
+func TestSendTransactionAfterResetClosed(t *testing.T) {
+	s := &scriptServer{ext: []string{"PIPELINING"}, mail: "250 2.1.0 Ok", rcpt: func(int) string { return "250 2.1.5 Ok" }}
+	c, _ := startScript(t, s)
+	// QUIT behind the client's back: the script server answers and closes.
+	id, err := c.text.Cmd("QUIT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.text.StartResponse(id)
+	if _, _, err := c.text.ReadResponse(221); err != nil {
+		t.Fatal(err)
+	}
+	c.text.EndResponse(id)
+	_, err = c.SendTransactionAfterReset("from@sender.example", nil, txRcpts[:1], nil)
+	var re *ResetError
+	if !errors.As(err, &re) {
+		t.Fatalf("got %v, want a *ResetError", err)
 	}
 }
