@@ -50,6 +50,7 @@ var allowedLabels = map[string][]string{
 	"listener": nil, // configuration names
 	"check":    nil, // policy chain check names
 	"status":   {"sent", "deferred", "bounced", "other"},
+	"class":    {"route", "mx", "smarthost"},
 	"result":   {"hit", "miss", "exists", "unknown", "tempfail", "ok", "rcode", "error"},
 	"version":  {"none", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3", "other"},
 	"policy":   {"none", "may", "encrypt", "verify", "dane", "dane-unusable", "mta-sts", "other"},
@@ -67,8 +68,10 @@ func TestCardinality(t *testing.T) {
 	expiry := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 	CertExpiry(reg, map[string]Certs{"mx": fakeCerts{expiry}})
 	for _, s := range []string{"sent", "sent", "deferred", "bounced", "alice@example.org", "4.2.2 mailbox full"} {
-		m.Delivered(s, 3*time.Second)
+		m.Delivered(s, "example.org", 3*time.Second)
 	}
+	m.Delivered("sent", delivery.ClassRoute, time.Second)
+	m.Delivered("deferred", "", time.Second)
 	m.DNSExchanged("ok", time.Millisecond)
 	m.DNSExchanged("example.org SERVFAIL", time.Millisecond)
 	DeadHops(reg, func() int { return 3 })
@@ -110,28 +113,108 @@ func TestCardinality(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]float64{
-		"mxedge_dns_queries_total,result=ok":                    1,
-		"mxedge_dns_queries_total,result=error":                 1,
-		"mxedge_dns_latency_seconds":                            2,
-		"mxedge_dead_hops":                                      3,
-		"mxedge_queue_messages,state=deferred":                  4,
-		"mxedge_tls_sessions_total,listener=mx,version=TLSv1.3": 6,
-		"mxedge_auth_failures_total":                            9,
-		"mxedge_dkim_signed_total":                              12,
-		"mxedge_queue_messages,state=hold":                      2,
-		"mxedge_queue_active_messages":                          1,
-		"mxedge_queue_oldest_message_age_seconds":               5400,
-		"mxedge_deliveries_total,status=sent":                   2,
-		"mxedge_deliveries_total,status=other":                  2,
-		"mxedge_delivery_latency_seconds":                       2,
-		"mxedge_sessions_open,listener=mx":                      2,
-		"mxedge_messages_accepted_total,listener=mx":            5,
-		"mxedge_refusals_total,check=relay,listener=mx":         2,
-		"mxedge_verify_lookups_total,result=hit":                4,
-		"mxedge_tls_cert_expiry_timestamp_seconds,listener=mx":  float64(expiry.Unix()),
+		"mxedge_dns_queries_total,result=ok":                       1,
+		"mxedge_dns_queries_total,result=error":                    1,
+		"mxedge_dns_latency_seconds":                               2,
+		"mxedge_dead_hops":                                         3,
+		"mxedge_queue_messages,state=deferred":                     4,
+		"mxedge_tls_sessions_total,listener=mx,version=TLSv1.3":    6,
+		"mxedge_auth_failures_total":                               9,
+		"mxedge_dkim_signed_total":                                 12,
+		"mxedge_queue_messages,state=hold":                         2,
+		"mxedge_queue_active_messages":                             1,
+		"mxedge_queue_oldest_message_age_seconds":                  5400,
+		"mxedge_deliveries_total,status=sent":                      3,
+		"mxedge_deliveries_total,status=other":                     2,
+		"mxedge_deliveries_by_class_total,class=route,status=sent": 1,
+		"mxedge_delivery_latency_seconds":                          3,
+		"mxedge_sessions_open,listener=mx":                         2,
+		"mxedge_messages_accepted_total,listener=mx":               5,
+		"mxedge_refusals_total,check=relay,listener=mx":            2,
+		"mxedge_verify_lookups_total,result=hit":                   4,
+		"mxedge_tls_cert_expiry_timestamp_seconds,listener=mx":     float64(expiry.Unix()),
 	} {
 		if got[k] != want {
 			t.Errorf("%s = %v, want %v", k, got[k], want)
 		}
+	}
+}
+
+// gather returns the value of every sample of reg's family name, by its
+// labels ("class=route,status=sent"; "" without labels); a histogram's
+// value is its sample count, and its sum under key+" sum".
+func gather(t *testing.T, reg *prometheus.Registry, name string) map[string]float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			var labels []string
+			for _, lp := range mt.GetLabel() {
+				labels = append(labels, lp.GetName()+"="+lp.GetValue())
+			}
+			key := strings.Join(labels, ",")
+			switch {
+			case mt.Counter != nil:
+				out[key] = mt.Counter.GetValue()
+			case mt.Histogram != nil:
+				out[key] = float64(mt.Histogram.GetSampleCount())
+				out[key+" sum"] = mt.Histogram.GetSampleSum()
+			}
+		}
+	}
+	return out
+}
+
+// A delivery moves its destination class and status by exactly 1 and no
+// other series; one without a next hop moves none of them.
+func TestDeliveriesByClass(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	before := gather(t, reg, "mxedge_deliveries_by_class_total")
+	if len(before) != 9 {
+		t.Errorf("%d series at the start, want 3 classes x 3 statuses: %v", len(before), before)
+	}
+	for _, tc := range []struct{ status, class, series string }{
+		{"sent", delivery.ClassRoute, "class=route,status=sent"},
+		{"sent", delivery.ClassMX, "class=mx,status=sent"},
+		{"deferred", delivery.ClassMX, "class=mx,status=deferred"},
+		{"bounced", delivery.ClassSmarthost, "class=smarthost,status=bounced"},
+		{"sent", "", ""},
+	} {
+		m.Delivered(tc.status, tc.class, time.Second)
+		after := gather(t, reg, "mxedge_deliveries_by_class_total")
+		for k, v := range after {
+			want := before[k]
+			if k == tc.series {
+				want++
+			}
+			if v != want {
+				t.Errorf("after %s via %q: %s = %v, want %v", tc.status, tc.class, k, v, want)
+			}
+		}
+		before = after
+	}
+}
+
+// N group commits move both commit histograms' counts by N; the batch
+// size histogram's sum is the updates they carried.
+func TestCommitHistograms(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	sizes := []int{1, 1, 5, 20}
+	for _, n := range sizes {
+		m.Committed(2*time.Millisecond, n)
+	}
+	d := gather(t, reg, "mxedge_queue_commit_duration_seconds")
+	b := gather(t, reg, "mxedge_queue_commit_batch_size")
+	if d[""] != 4 || b[""] != 4 || b[" sum"] != 27 || d[" sum"] < 0.0079 || d[" sum"] > 0.0081 {
+		t.Errorf("after 4 commits of 27 updates, 8 ms: duration %v, batch size %v", d, b)
 	}
 }
