@@ -81,37 +81,15 @@ func TestCardinality(t *testing.T) {
 	OutboundTLS(reg, func() []delivery.TLSCount {
 		return []delivery.TLSCount{{Version: "TLSv1.3", Policy: "dane", N: 3}, {Version: "none", Policy: "may", N: 1}}
 	})
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, f := range fams {
-		if !strings.HasPrefix(f.GetName(), "mxedge_") {
-			continue
+	got := samples(t, reg, func(family, label, value string) {
+		vals, ok := allowedLabels[label]
+		if !ok {
+			t.Errorf("%s: label %q not allowed", family, label)
 		}
-		for _, mt := range f.GetMetric() {
-			key := f.GetName()
-			for _, lp := range mt.GetLabel() {
-				vals, ok := allowedLabels[lp.GetName()]
-				if !ok {
-					t.Errorf("%s: label %q not allowed", f.GetName(), lp.GetName())
-				}
-				if vals != nil && !slices.Contains(vals, lp.GetValue()) {
-					t.Errorf("%s: %s=%q outside its fixed set", f.GetName(), lp.GetName(), lp.GetValue())
-				}
-				key += "," + lp.GetName() + "=" + lp.GetValue()
-			}
-			switch {
-			case mt.Counter != nil:
-				got[key] = mt.Counter.GetValue()
-			case mt.Gauge != nil:
-				got[key] = mt.Gauge.GetValue()
-			case mt.Histogram != nil:
-				got[key] = float64(mt.Histogram.GetSampleCount())
-			}
+		if vals != nil && !slices.Contains(vals, value) {
+			t.Errorf("%s: %s=%q outside its fixed set", family, label, value)
 		}
-	}
+	})
 	for k, want := range map[string]float64{
 		"mxedge_dns_queries_total,result=ok":                       1,
 		"mxedge_dns_queries_total,result=error":                    1,
@@ -140,33 +118,50 @@ func TestCardinality(t *testing.T) {
 	}
 }
 
-// gather returns the value of every sample of reg's family name, by its
-// labels ("class=route,status=sent"; "" without labels); a histogram's
-// value is its sample count, and its sum under key+" sum".
-func gather(t *testing.T, reg *prometheus.Registry, name string) map[string]float64 {
+// samples gathers reg's mxedge_ families: every sample's value by
+// "NAME,LABEL=VALUE,..." ("NAME" without labels), a histogram's count
+// there and its sum under the key plus " sum". check, if set, sees every
+// label.
+func samples(t *testing.T, reg *prometheus.Registry, check func(family, label, value string)) map[string]float64 {
 	t.Helper()
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
+	got := map[string]float64{}
 	for _, f := range fams {
-		if f.GetName() != name {
+		if !strings.HasPrefix(f.GetName(), "mxedge_") {
 			continue
 		}
 		for _, mt := range f.GetMetric() {
-			var labels []string
+			key := f.GetName()
 			for _, lp := range mt.GetLabel() {
-				labels = append(labels, lp.GetName()+"="+lp.GetValue())
+				if check != nil {
+					check(f.GetName(), lp.GetName(), lp.GetValue())
+				}
+				key += "," + lp.GetName() + "=" + lp.GetValue()
 			}
-			key := strings.Join(labels, ",")
 			switch {
 			case mt.Counter != nil:
-				out[key] = mt.Counter.GetValue()
+				got[key] = mt.Counter.GetValue()
+			case mt.Gauge != nil:
+				got[key] = mt.Gauge.GetValue()
 			case mt.Histogram != nil:
-				out[key] = float64(mt.Histogram.GetSampleCount())
-				out[key+" sum"] = mt.Histogram.GetSampleSum()
+				got[key] = float64(mt.Histogram.GetSampleCount())
+				got[key+" sum"] = mt.Histogram.GetSampleSum()
 			}
+		}
+	}
+	return got
+}
+
+// byClass is the mxedge_deliveries_by_class_total part of samples.
+func byClass(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for k, v := range samples(t, reg, nil) {
+		if rest, ok := strings.CutPrefix(k, "mxedge_deliveries_by_class_total,"); ok {
+			out[rest] = v
 		}
 	}
 	return out
@@ -177,7 +172,7 @@ func gather(t *testing.T, reg *prometheus.Registry, name string) map[string]floa
 func TestDeliveriesByClass(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg)
-	before := gather(t, reg, "mxedge_deliveries_by_class_total")
+	before := byClass(t, reg)
 	if len(before) != 9 {
 		t.Errorf("%d series at the start, want 3 classes x 3 statuses: %v", len(before), before)
 	}
@@ -189,7 +184,7 @@ func TestDeliveriesByClass(t *testing.T) {
 		{"sent", "", ""},
 	} {
 		m.Delivered(tc.status, tc.class, time.Second)
-		after := gather(t, reg, "mxedge_deliveries_by_class_total")
+		after := byClass(t, reg)
 		for k, v := range after {
 			want := before[k]
 			if k == tc.series {
@@ -212,9 +207,10 @@ func TestCommitHistograms(t *testing.T) {
 	for _, n := range sizes {
 		m.Committed(2*time.Millisecond, n)
 	}
-	d := gather(t, reg, "mxedge_queue_commit_duration_seconds")
-	b := gather(t, reg, "mxedge_queue_commit_batch_size")
-	if d[""] != 4 || b[""] != 4 || b[" sum"] != 27 || d[" sum"] < 0.0079 || d[" sum"] > 0.0081 {
-		t.Errorf("after 4 commits of 27 updates, 8 ms: duration %v, batch size %v", d, b)
+	got := samples(t, reg, nil)
+	const d, b = "mxedge_queue_commit_duration_seconds", "mxedge_queue_commit_batch_size"
+	if got[d] != 4 || got[b] != 4 || got[b+" sum"] != 27 || got[d+" sum"] < 0.0079 || got[d+" sum"] > 0.0081 {
+		t.Errorf("after 4 commits of 27 updates in 8 ms: duration count %v sum %v, batch size count %v sum %v",
+			got[d], got[d+" sum"], got[b], got[b+" sum"])
 	}
 }
