@@ -3,7 +3,9 @@
 // One file configures one relay; both relays of an MX-10 pair run the same
 // file. Loading is strict: an unknown key (a typo such as relay_domian) or a
 // value of the wrong type is an error that names the file and line, and
-// semantic validation names the key and what it allows. Defaults follow
+// semantic validation names the key and what it allows; one Parse reports
+// all of them, sorted by line (only a TOML syntax error ends the check
+// early, see Parse). Defaults follow
 // Postfix practice (postconf(5)) where shared/PRINCIPLES.md says nothing
 // else; Default returns the built-in local configuration used by
 // "mxedge serve" without -config.

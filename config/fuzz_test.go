@@ -22,6 +22,7 @@ func FuzzParse(f *testing.F) {
 		"timeouts = { command = \"3x\", reply = 4 }\nlistener = [{ address = 3 }]\n",
 		"[limits]\nmessage_size = \"25MiB\"\nrecipients = \"x\"\n[timeouts]\ncommand = \"1d12h\"\n",
 		"[listener]\n[limits.recipients]\n[[routes]]\n",
+		"[[limits]]\nrecipients = 5\nhostname = 1\n[limits]\n",
 		"relay_domains = [\"Bücher.example\", \"exa mple.org\", \"x.org.\"]\nroutes = { \"BÜCHER.example\" = \"[::1]:25\" }\n",
 		"hostname = \"a\"\nhostname = \"b\"\n",
 		"hostname = \n",

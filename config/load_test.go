@@ -376,6 +376,10 @@ address = ":25"
 			`mxedge.toml:3:2: key "listener": expected array of tables, got table (write [[listener]])`,
 			`mxedge.toml:5:2: key "limits.recipients": expected integer, got table`,
 		}},
+		{"array of tables for a table", "[[limits]]\nrecipients = 5\n[[routes]]\n", []string{
+			`mxedge.toml:1:3: key "limits": expected table, got array of tables (write [limits])`,
+			`mxedge.toml:3:3: key "routes": expected table of strings, got array of tables (write [routes])`,
+		}},
 		{"unquoted domain in routes", `[routes]
 example.org = "[10.0.0.25]:25"
 [routes.example.net]
@@ -494,5 +498,116 @@ recipients = -3
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestAllProblemsInOneRun: a type error does not hide the unknown keys and
+// validation problems of the rest of the file; all come in one run, in
+// the order of the file.
+func TestAllProblemsInOneRun(t *testing.T) {
+	got := errorLines(t, `hostname = "mx1.example.net"
+relay_domains = ["example.org"]
+relay_domian = ["example.net"]
+[routes]
+"example.org" = "[10.0.0.25]:25"
+[limits]
+recipients = "10"
+message_size = 0
+[[listener]]
+name = "in"
+[queue]
+concurrency = 0
+hostname = "x"
+`)
+	want := []string{
+		`mxedge.toml:3:1: key "relay_domian": unknown key`,
+		`mxedge.toml:7:14: key "limits.recipients": expected integer, got string`,
+		`mxedge.toml:8:1: limits.message_size 0: must be greater than 0`,
+		`mxedge.toml:9:3: listener[0].address "": not "host:port" or "[host]:port": missing port in address`,
+		`mxedge.toml:12:1: queue.concurrency 0: must be at least 1`,
+		`mxedge.toml:13:1: key "queue.hostname": unknown key`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestSkippedKeyConsequences: a key with an error is skipped, and what
+// validation would say only because it is missing is not reported; other
+// problems still are.
+func TestSkippedKeyConsequences(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{"listener address of the wrong type", `hostname = "mx1.example.net"
+[[listener]]
+address = 25
+`, []string{
+			`mxedge.toml:3:11: key "listener[0].address": expected string, got integer`,
+		}},
+		{"listener header of the wrong type", `hostname = "mx1.example.net"
+[[listener]]
+[listener.address]
+[[listener]]
+address = ":25"
+bare_line_endings = "drop"
+`, []string{
+			`mxedge.toml:3:2: key "listener[0].address": expected string, got table`,
+			`mxedge.toml:6:1: listener[1].bare_line_endings "drop": must be "reject" or "normalize"`,
+		}},
+		{"relay domains skipped", `hostname = "mx1.example.net"
+relay_domains = ["example.org", 3]
+case_sensitive_domains = ["example.org"]
+routes = { "example.org" = "[10.0.0.25]:25" }
+`, []string{
+			`mxedge.toml:2:33: key "relay_domains[1]": expected string, got integer`,
+		}},
+		{"route skipped", `hostname = "mx1.example.net"
+relay_domains = ["example.org"]
+[routes]
+"example.org" = 25
+`, []string{
+			`mxedge.toml:4:17: key "routes.example.org": expected string, got integer`,
+		}},
+		{"submission certificate skipped", `hostname = "mx1.example.net"
+[[listener]]
+kind = "submission"
+address = ":587"
+tls_cert = "/etc/mxedge/cert.pem"
+tls_key = ["/etc/mxedge/key.pem"]
+max_sessions = -1
+`, []string{
+			`mxedge.toml:5:12: key "listener[0].tls_cert": expected array of strings, got string`,
+			`mxedge.toml:7:1: listener[0].max_sessions -1: must be at least 1 (0 or absent: the kind's default)`,
+		}},
+		{"backoff skipped", `hostname = "mx1.example.net"
+[queue]
+min_backoff = 300
+max_backoff = "1m"
+concurrency = 0
+`, []string{
+			`mxedge.toml:3:15: key "queue.min_backoff": expected a duration string such as "5m" or "3d", got integer`,
+			`mxedge.toml:5:1: queue.concurrency 0: must be at least 1`,
+		}},
+		// Which of the two was meant is open: the first is not validated.
+		{"duplicate key skipped", `hostname = "mx1.example.net"
+[limits]
+recipients = 0
+recipients = 5
+[timeouts]
+command = "0s"
+`, []string{
+			`mxedge.toml:4:1: key "limits.recipients": key recipients is already defined`,
+			`mxedge.toml:6:1: timeouts.command "0s": must be greater than 0`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := errorLines(t, tc.doc)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
 	}
 }

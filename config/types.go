@@ -11,9 +11,10 @@ import (
 )
 
 // checkTypes walks the TOML document against the shape of Config before
-// the decoder sees it and returns every value of the wrong type, every bad
+// the decoder sees it. It records every value of the wrong type, every bad
 // duration or size and any syntax error, each as
-// FILE:LINE:COLUMN: key "KEY": MESSAGE.
+// FILE:LINE:COLUMN: key "KEY": MESSAGE, and marks the top-level expression
+// that holds it as one to skip (see document).
 //
 // go-toml/v2 alone is not enough here: it stops at the first error, names Go
 // types in its messages, stores a TOML integer into a Duration as
@@ -21,11 +22,12 @@ import (
 // when it hands a float or boolean to UnmarshalText. Keys that are not in
 // Config are skipped; the decoder's strict mode reports them.
 //
-// keys maps the offset of every key in the document to its full name with
+// The document's keys map the offset of every key to its full name with
 // array indexes ("listener[1].address"), for messages about the decoder's
 // errors, whose keys lack them.
-func checkTypes(name string, data []byte) (errs []error, keys map[int]string) {
-	w := typeWalker{name: name, lines: lineStarts(data), arrays: map[string]int{}, keys: map[int]string{}}
+func checkTypes(name string, data []byte) *document {
+	d := &document{name: name, data: data, lines: lineStarts(data), keys: map[int]string{}}
+	w := typeWalker{d: d, arrays: map[string]int{}}
 	w.p.Reset(data)
 	configType := reflect.TypeFor[Config]()
 	table, prefix := configType, ""
@@ -33,24 +35,27 @@ func checkTypes(name string, data []byte) (errs []error, keys map[int]string) {
 		e := w.p.Expression()
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
+			d.startHeader(int(e.Child().Raw.Offset))
 			table, prefix = w.header(configType, e)
+			d.exprs[len(d.exprs)-1].key = prefix
 		case unstable.KeyValue:
+			keyNode := e.Child().Next()
+			d.startKeyValue(int(e.Raw.Offset), int(e.Raw.Offset+e.Raw.Length))
 			w.keyValue(table, prefix, e)
+			d.exprs[len(d.exprs)-1].key = d.keys[int(keyNode.Raw.Offset)]
 		}
 	}
 	if err := w.p.Error(); err != nil {
-		w.errs = append(w.errs, w.syntaxError(err))
+		d.syntax = true
+		d.add(w.syntaxError(err))
 	}
-	return w.errs, w.keys
+	return d
 }
 
 type typeWalker struct {
 	p      unstable.Parser
-	name   string
-	lines  lines
-	errs   []error
+	d      *document
 	arrays map[string]int // [[array table]] elements seen, by key
-	keys   map[int]string // full key names by offset
 }
 
 // header handles [table] and [[array table]] lines. It returns the type of
@@ -82,10 +87,16 @@ func (w *typeWalker) header(t reflect.Type, e *unstable.Node) (reflect.Type, str
 		case isTables(t) && (i < len(parts)-1 || e.Kind == unstable.ArrayTable):
 		default: // a value, or [listener] for [[listener]]
 			key = joinKey(key, parts[i+1:]...)
-			w.keys[int(keyNode.Raw.Offset)] = key
+			w.d.keys[int(keyNode.Raw.Offset)] = key
 			w.tableInstead(key, t, parent, parts[i:], keyNode)
 			return nil, key
 		}
+	}
+	if t != nil && e.Kind == unstable.ArrayTable && !isTables(t) {
+		// [[limits]] for [limits]
+		w.d.keys[int(keyNode.Raw.Offset)] = key
+		w.errorf(keyNode, key, "expected %s, got array of tables (write [%s])", typeName(t), key)
+		return nil, key
 	}
 	if t != nil && e.Kind == unstable.ArrayTable {
 		path := strings.Join(parts, ".")
@@ -94,7 +105,7 @@ func (w *typeWalker) header(t reflect.Type, e *unstable.Node) (reflect.Type, str
 		key = fmt.Sprintf("%s[%d]", key, n)
 		t = t.Elem()
 	}
-	w.keys[int(keyNode.Raw.Offset)] = key
+	w.d.keys[int(keyNode.Raw.Offset)] = key
 	return t, key
 }
 
@@ -106,7 +117,7 @@ func (w *typeWalker) keyValue(t reflect.Type, key string, e *unstable.Node) {
 		parts = append(parts, string(it.Node().Data))
 	}
 	keyNode := e.Child().Next()
-	w.keys[int(keyNode.Raw.Offset)] = joinKey(key, parts...)
+	w.d.keys[int(keyNode.Raw.Offset)] = joinKey(key, parts...)
 	for i, part := range parts {
 		parent := t
 		t = field(t, part)
@@ -187,30 +198,29 @@ func (w *typeWalker) mismatch(key string, t reflect.Type, got string, at *unstab
 	w.errorf(at, key, "expected %s, got %s", typeName(t), got)
 }
 
+// errorf records an error at the node at, in the expression being walked,
+// which Parse then skips.
 func (w *typeWalker) errorf(at *unstable.Node, key, format string, args ...any) {
-	w.errs = append(w.errs, fmt.Errorf("%s:%s: key %q: %s", w.name, w.position(int(at.Raw.Offset)), key, fmt.Sprintf(format, args...)))
+	off := int(at.Raw.Offset)
+	w.d.add(off, fmt.Errorf("%s%s: key %q: %s", w.d.name, w.d.position(off), key, fmt.Sprintf(format, args...)))
+	w.d.exprs[len(w.d.exprs)-1].bad = true
 }
 
-// position formats a byte offset as LINE:COLUMN.
-func (w *typeWalker) position(offset int) string {
-	line, col := w.lines.position(offset)
-	return fmt.Sprintf("%d:%d", line, col)
-}
-
-// syntaxError formats an error of the parser with its position.
-func (w *typeWalker) syntaxError(err error) error {
+// syntaxError returns an error of the parser with its offset (-1 if it has
+// none) and position.
+func (w *typeWalker) syntaxError(err error) (int, error) {
 	var pe *unstable.ParserError
 	if !errors.As(err, &pe) {
-		return fmt.Errorf("%s: %v", w.name, err)
+		return -1, fmt.Errorf("%s: %v", w.d.name, err)
 	}
 	// The highlight is a subslice of the document: the distance from its
 	// start to the end of the shared backing array tells the offset.
 	data := w.p.Data()
 	off := cap(data) - cap(pe.Highlight)
 	if pe.Highlight == nil || off < 0 || off > len(data) {
-		return fmt.Errorf("%s: %s", w.name, pe.Message)
+		return -1, fmt.Errorf("%s: %s", w.d.name, pe.Message)
 	}
-	return fmt.Errorf("%s:%s: %s", w.name, w.position(off), pe.Message)
+	return off, fmt.Errorf("%s%s: %s", w.d.name, w.d.position(off), pe.Message)
 }
 
 // field returns the type of the struct field with TOML key name, or the

@@ -97,7 +97,7 @@ func (c *Config) problems() []error {
 		}
 		seen[d] = i
 		if _, ok := c.Routes[d]; !ok {
-			add(`relay domain %q: no route; add routes.%q = "host:port" (its MX points at this relay: delivery by MX would loop)`, d, d)
+			add(`%s: no route; add routes.%q = "host:port" (its MX points at this relay: delivery by MX would loop)`, key, d)
 		}
 	}
 

@@ -26,6 +26,14 @@ import (
 // one transaction: recipients of domains sharing a route or the smarthost
 // (with the same TLS policy) travel together, MX recipients per domain.
 
+// The classes of destination, as every queue.Result of a routed
+// recipient carries them in Class (for the metrics).
+const (
+	ClassRoute     = "route"     // a fixed next hop in [routes]
+	ClassSmarthost = "smarthost" // delivery.smarthost
+	ClassMX        = "mx"        // the domain's MX hosts
+)
+
 // destination is one group of a message's recipients.
 type destination struct {
 	key    string // limiter key and log name: "route:HOP", "smarthost", "mx:DOMAIN"
@@ -85,9 +93,30 @@ func hopHost(hop string) string {
 	return host
 }
 
-// deliverDest delivers msg to dest's recipients: a concurrency slot, the
-// targets, then one walk per max_rcpts_per_transaction recipients.
+// class is the destination's class (ClassRoute, ClassSmarthost, ClassMX).
+func (dest *destination) class() string {
+	switch {
+	case dest.key == "smarthost":
+		return ClassSmarthost
+	case dest.hop != "":
+		return ClassRoute
+	}
+	return ClassMX
+}
+
+// deliverDest delivers msg to dest's recipients, each result marked with
+// the destination's class.
 func (d *Deliverer) deliverDest(ctx context.Context, msg *queue.Message, dest *destination) []queue.Result {
+	rs := d.sendDest(ctx, msg, dest)
+	for i := range rs {
+		rs[i].Class = dest.class()
+	}
+	return rs
+}
+
+// sendDest delivers msg to dest's recipients: a concurrency slot, the
+// targets, then one walk per max_rcpts_per_transaction recipients.
+func (d *Deliverer) sendDest(ctx context.Context, msg *queue.Message, dest *destination) []queue.Result {
 	if ok, why := d.limit.acquire(ctx, dest.key, d.lim.slotWait); !ok {
 		// Code 0: deferred without a reply from anyone.
 		return all(dest.rcpts, "", 0, "4.4.5", why+" for "+dest.name())

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -316,5 +317,35 @@ func TestSourceAddress(t *testing.T) {
 	}
 	if len(from) != 1 || from[0] != "127.0.0.7" {
 		t.Errorf("connections from %v, want 127.0.0.7", from)
+	}
+}
+
+// Every result says how its next hop was chosen (queue.Result.Class, the
+// metrics' destination class): a [routes] entry, the MX walk (also when it
+// fails), or none.
+func TestDestinationClass(t *testing.T) {
+	servers, port := startMXServers(t)
+	e := newMXEnv(t, mxZone, port, func(o *Options) {
+		o.Routes = map[string]string{"routed.example": servers[2].Addr()}
+	})
+	rs := e.deliver(t, "a@routed.example", "b@example.org", "c@null.example")
+	got := map[string]string{}
+	for _, r := range rs {
+		got[r.Rcpt] = r.Class
+	}
+	want := map[string]string{"a@routed.example": ClassRoute, "b@example.org": ClassMX, "c@null.example": ClassMX}
+	if !maps.Equal(got, want) {
+		t.Errorf("classes %v, want %v (results %+v)", got, want, rs)
+	}
+	if m := servers[2].Messages(); len(m) != 1 || m[0].Rcpts[0] != "<a@routed.example>" {
+		t.Errorf("route's server got %+v", m)
+	}
+
+	// Without a resolver, a domain without a route has no next hop.
+	d := New(testOptions())
+	t.Cleanup(func() { d.Close() })
+	r := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "x@unrouted.example"))
+	if len(r) != 1 || r[0].Class != "" || r[0].Code != 451 {
+		t.Errorf("no route: %+v, want 451 without class", r)
 	}
 }

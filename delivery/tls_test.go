@@ -318,7 +318,7 @@ func TestSmarthost(t *testing.T) {
 	defer d.Close()
 	rs := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@anywhere.example", "b@elsewhere.example"))
 	for _, r := range rs {
-		if r.Code != 250 || !strings.Contains(r.Relay, "policy=smarthost-verify") {
+		if r.Code != 250 || !strings.Contains(r.Relay, "policy=smarthost-verify") || r.Class != ClassSmarthost {
 			t.Errorf("%+v", r)
 		}
 	}
@@ -330,7 +330,7 @@ func TestSmarthost(t *testing.T) {
 	writeFile(authFile, "relay:wrong\n")
 	d.Close()
 	r := d.Deliver(context.Background(), spooled(t, "s@src.test", "x\r\n", "a@anywhere.example"))[0]
-	if r.Code != 0 || r.Enhanced != "4.7.0" || !strings.Contains(r.Text, "authentication as relay refused: 535") {
+	if r.Code != 0 || r.Enhanced != "4.7.0" || !strings.Contains(r.Text, "authentication as relay refused: 535") || r.Class != ClassSmarthost {
 		t.Errorf("wrong password: %+v", r)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mxedge/mxedge/control"
+	"github.com/mxedge/mxedge/resolver/dnstest"
 )
 
 // scrape reads http://addr/metrics into "name{labels}" -> value.
@@ -160,5 +162,70 @@ func TestMetricsScenario(t *testing.T) {
 	code, err := r.stop(30 * time.Second)
 	if err != nil || code != 0 {
 		t.Fatalf("stop: %d %v", code, err)
+	}
+}
+
+// An operator tells mail to the backend (a [routes] next hop) from the
+// relay's own mail out by MX (a bounce to the sender's domain): each
+// delivery moves its destination class and status by exactly 1, and the
+// queue's commits (a record in, a record out per message) show in the
+// commit histograms.
+func TestMetricsDestinationClassAndCommits(t *testing.T) {
+	dir := t.TempDir()
+	be := startBackend(t, "127.0.0.3:0")
+	senderMX := startBackend(t, "127.0.0.4:0") // src.test's MX host: knows alice
+	_, port, _ := net.SplitHostPort(senderMX.Addr())
+	ns := dnstest.StartTB(t, "src.test. 300 IN MX 10 mx.src.test.", "mx.src.test. 300 IN A 127.0.0.4")
+	mx := freeAddr(t, "127.0.0.2")
+	admin := freeAddr(t, "127.0.0.1")
+	cfg := withDNS(relayConfig(filepath.Join(dir, "data"), mx, be.Addr()), ns.Addr()) +
+		fmt.Sprintf("\n[delivery]\nmx_port = %s\n\n[admin]\nhttp = %q\n", port, admin)
+	r := startRelay(t, dir, "-config", writeConfig(t, dir, cfg))
+	if _, err := r.logs.wait("mxedge started", 1, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	before := scrape(t, admin)
+	for _, to := range []string{"alice@relay.test", "nobody@relay.test"} { // nobody: refused by the backend
+		if out, code := swaks(t, mx, "--helo", "client.test", "--from", "alice@src.test", "--to", to); code != 0 {
+			t.Fatalf("swaks to %s failed (%d):\n%s", to, code, out)
+		}
+	}
+	if _, err := be.WaitMessages(1, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := senderMX.WaitMessages(1, 30*time.Second); err != nil {
+		t.Fatalf("no bounce by MX: %v", err)
+	}
+	// Two messages and the bounce, each removed once delivered or
+	// returned: the last commits are done.
+	if _, err := r.logs.wait("msg=removed", 3, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	after := scrape(t, admin)
+	delta := func(k string) float64 { return after[k] - before[k] }
+	want := map[string]float64{
+		`mxedge_deliveries_by_class_total{class="route",status="sent"}`:    1,
+		`mxedge_deliveries_by_class_total{class="route",status="bounced"}`: 1,
+		`mxedge_deliveries_by_class_total{class="mx",status="sent"}`:       1,
+		`mxedge_deliveries_total{status="sent"}`:                           2,
+		`mxedge_queue_commit_batch_size_sum`:                               6, // 3 inserts, 3 removals
+	}
+	for k := range after {
+		if _, ok := want[k]; !ok && strings.HasPrefix(k, "mxedge_deliveries_by_class_total{") {
+			want[k] = 0
+		}
+	}
+	for k, w := range want {
+		if _, ok := after[k]; !ok {
+			t.Errorf("%s not exported", k)
+		} else if got := delta(k); got != w {
+			t.Errorf("%s moved by %v, want %v", k, got, w)
+		}
+	}
+	commits := delta(`mxedge_queue_commit_batch_size_count`)
+	if commits < 1 || commits > 6 || delta(`mxedge_queue_commit_duration_seconds_count`) != commits {
+		t.Errorf("commits counted: batch size %v, duration %v; want the same, 1 to 6",
+			commits, delta(`mxedge_queue_commit_duration_seconds_count`))
 	}
 }

@@ -12,7 +12,8 @@
 //     memory and committed in the same bbolt transaction as its envelope
 //     (bucket "bodies"). Concurrent sessions share that commit (DB.Batch,
 //     group commit), so one pair of fsyncs makes a whole batch of messages
-//     durable, and there is no file to create, fsync, name in a directory
+//     durable (Options.CommitObserver sees each commit's duration and
+//     size, for metrics), and there is no file to create, fsync, name in a directory
 //     and unlink per message: that per-file work was most of the receive
 //     path's cost in the profile (see the closing note of the queue issue).
 //   - A larger body is streamed to a spool file (spool/<queue ID>) as soon
@@ -259,14 +260,18 @@ type Options struct {
 	// Observer, if set, is told of every delivery result (metrics); nil:
 	// none.
 	Observer Observer
+	// CommitObserver, if set, is told of every group commit (metrics);
+	// nil: none.
+	CommitObserver CommitObserver
 }
 
 // Observer is told of each recipient's delivery attempt result by the
 // scheduler, after the result is known and before it is stored. status
-// is "sent", "deferred" or "bounced"; delay is the time since the
+// is "sent", "deferred" or "bounced"; class is the Result's Class (how the
+// next hop was chosen, "" when none was); delay is the time since the
 // message arrived. It must return at once and must not call the queue.
 type Observer interface {
-	Delivered(status string, delay time.Duration)
+	Delivered(status, class string, delay time.Duration)
 }
 
 // Queue is an open queue. It is safe for concurrent use.
@@ -289,6 +294,8 @@ type Queue struct {
 	inflight map[string]bool
 
 	counts liveCounts // records per state (counts.go)
+
+	commits *commitWatch // nil without Options.CommitObserver (commits.go)
 }
 
 var (
@@ -398,6 +405,9 @@ func Open(dir string, opts Options) (*Queue, error) {
 		dirSync:  newGroupSync(spool),
 		wakeCh:   make(chan struct{}, 1),
 		inflight: map[string]bool{},
+	}
+	if opts.CommitObserver != nil {
+		q.commits = &commitWatch{obs: opts.CommitObserver}
 	}
 	if !opts.Recover {
 		// An index without records beside message files is as good as

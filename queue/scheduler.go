@@ -63,6 +63,10 @@ type Result struct {
 	Enhanced string // enhanced status code, e.g. "5.1.1"; derived from Code if empty
 	Text     string // reply text or error, without internal detail that must not reach a bounce
 	Relay    string // next hop that answered, e.g. "backend.example[10.0.0.5]:25"
+	// Class is how the deliverer chose the next hop, for Observer:
+	// "route" (a fixed next hop), "mx" (MX lookup) or "smarthost"; ""
+	// when it found none (no route, no result).
+	Class string
 	// DSNPassed: the next hop announced DSN and accepted the recipient
 	// with its DSN parameters, so any success report is its job (RFC
 	// 3461 section 5.2.1); without it a delivered recipient that asked
@@ -314,7 +318,7 @@ func (q *Queue) attempt(ctx context.Context, d Deliverer, env *Envelope) {
 			"delay", now.Sub(env.Arrival).Round(time.Millisecond).String(), "attempt", msg.Attempt,
 			"dsn", rc.DSN, "status", logStatus(rc.Status), "reply", rc.LastReply)
 		if q.opts.Observer != nil {
-			q.opts.Observer.Delivered(logStatus(rc.Status), now.Sub(env.Arrival))
+			q.opts.Observer.Delivered(logStatus(rc.Status), r.Class, now.Sub(env.Arrival))
 		}
 		switch rc.Status {
 		case StatusFailed:

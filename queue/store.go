@@ -85,7 +85,7 @@ func (q *Queue) insert(ctx context.Context, env *Envelope, head, body []byte) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err = q.db.Batch(func(tx *bolt.Tx) error {
+	err = q.batch(func(tx *bolt.Tx) error {
 		msgs, bodies, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketBodies), tx.Bucket(bucketSched)
 		// Queue IDs and new schedule keys grow with time, so inserts append:
 		// fill pages fully instead of bbolt's default half (a smaller file).
@@ -190,7 +190,7 @@ func (q *Queue) save(env *Envelope, old time.Time) error {
 		return err
 	}
 	mv := stateMove{recNone, recNone} // of the run that committed
-	err = q.db.Batch(func(tx *bolt.Tx) error {
+	err = q.batch(func(tx *bolt.Tx) error {
 		mv = stateMove{recNone, recNone}
 		msgs, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketSched)
 		cur := msgs.Get([]byte(env.ID))
@@ -243,7 +243,7 @@ func (q *Queue) save(env *Envelope, old time.Time) error {
 // next Open deletes.
 func (q *Queue) remove(env *Envelope, sched time.Time) error {
 	was := recNone
-	err := q.db.Batch(func(tx *bolt.Tx) error {
+	err := q.batch(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketSched).Delete(schedKey(sched, env.ID)); err != nil {
 			return err
 		}

@@ -46,3 +46,29 @@ func TestConfigFromEnvironment(t *testing.T) {
 		t.Errorf("bad log format: %d %q", code, errOut)
 	}
 }
+
+// "mxedge config check" reports a type error, an unknown key and a
+// validation problem of one file in one run, each with file:line, in the
+// order of the file, and prints no configuration.
+func TestConfigCheckReportsEveryProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mxedge.toml")
+	os.WriteFile(path, []byte(`hostname = "mx1.example.net"
+relay_domains = ["example.org"]
+[routes]
+"example.org" = "[10.0.0.25]:25"
+[limits]
+recipients = "many"
+[[listener]]
+adress = ":25"
+[queue]
+concurrency = 0
+`), 0o600)
+	out, errOut, code := runCmd(t, "config", "check", "-config", path)
+	want := path + `:6:14: key "limits.recipients": expected integer, got string` + "\n" +
+		path + `:7:3: listener[0].address "": not "host:port" or "[host]:port": missing port in address` + "\n" +
+		path + `:8:1: key "listener[0].adress": unknown key` + "\n" +
+		path + `:10:1: queue.concurrency 0: must be at least 1` + "\n"
+	if code != 1 || out != "" || errOut != want {
+		t.Errorf("config check: exit %d, stdout %q\nstderr\n%s\nwant\n%s", code, out, errOut, want)
+	}
+}

@@ -212,7 +212,7 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		return nil, err
 	}
 	qo := queueOptions(cfg, log)
-	qo.Observer = r.metrics
+	qo.Observer, qo.CommitObserver = r.metrics, r.metrics
 	if len(keys) > 0 {
 		signer := submission.NewSigner(keys)
 		qo.Signer = signer

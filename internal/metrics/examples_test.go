@@ -12,9 +12,10 @@ import (
 	"github.com/mxedge/mxedge/delivery"
 )
 
-// TestExamplesUseOurNames: examples/grafana-dashboard.json and
-// examples/alerts.yml name only families this package registers, and the
-// dashboard shows every one of them.
+// TestExamplesUseOurNames: examples/grafana-dashboard.json,
+// examples/alerts.yml and the metric list of docs/deploy.md name only
+// families this package registers, and the dashboard shows and the list
+// names every one of them.
 func TestExamplesUseOurNames(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg)
@@ -26,7 +27,8 @@ func TestExamplesUseOurNames(t *testing.T) {
 	Auth(reg, func() (uint64, uint64) { return 0, 0 })
 	DKIM(reg, func() (uint64, uint64) { return 0, 0 })
 	OutboundTLS(reg, func() []delivery.TLSCount { return []delivery.TLSCount{{Version: "TLSv1.3", Policy: "may", N: 1}} })
-	m.Delivered("sent", time.Second)
+	m.Delivered("sent", delivery.ClassMX, time.Second)
+	m.Committed(time.Millisecond, 3)
 	m.DNSExchanged("ok", time.Millisecond)
 	fams, err := reg.Gather()
 	if err != nil {
@@ -39,7 +41,7 @@ func TestExamplesUseOurNames(t *testing.T) {
 		}
 	}
 	name := regexp.MustCompile(`mxedge_[a-z_]+`)
-	for _, file := range []string{"../../examples/grafana-dashboard.json", "../../examples/alerts.yml"} {
+	for _, file := range []string{"../../examples/grafana-dashboard.json", "../../examples/alerts.yml", "../../docs/deploy.md"} {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
@@ -56,10 +58,10 @@ func TestExamplesUseOurNames(t *testing.T) {
 			}
 			used[n] = true
 		}
-		if strings.HasSuffix(file, ".json") {
+		if !strings.HasSuffix(file, ".yml") {
 			for n := range ours {
 				if !used[n] {
-					t.Errorf("%s: no panel shows %s", file, n)
+					t.Errorf("%s: does not show %s", file, n)
 				}
 			}
 		}

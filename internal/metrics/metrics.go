@@ -7,8 +7,9 @@
 // live anyway (smtpd.Server.Counters and Refusals, the verifier's
 // counters, queue.Queue.Counts, the certificates' expiry): the hot path pays one atomic add,
 // and a scrape never scans the queue or takes its write lock. Delivery
-// results come through queue.Observer (Delivered), which only bumps a
-// counter and a histogram.
+// results come through queue.Observer (Delivered), the queue's group
+// commits through queue.CommitObserver (Committed); each only bumps
+// counters and histograms.
 //
 // Label values are bounded and never come from client input: listener
 // names and check names are the configuration's, statuses are a fixed
@@ -21,6 +22,7 @@ package metrics
 
 import (
 	"crypto/x509"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,14 +61,21 @@ type Certs interface {
 // Metrics are one relay's metrics on one registry.
 type Metrics struct {
 	deliveries *prometheus.CounterVec
+	byClass    *prometheus.CounterVec
 	latency    prometheus.Histogram
 	dns        *prometheus.CounterVec
 	dnsLatency prometheus.Histogram
+	commitTime prometheus.Histogram
+	commitSize prometheus.Histogram
 }
 
 // DeliveryStatuses are the status label values of
 // mxedge_deliveries_total.
 var deliveryStatuses = []string{"sent", "deferred", "bounced"}
+
+// destinationClasses are the class label values of
+// mxedge_deliveries_by_class_total: how delivery chose the next hop.
+var destinationClasses = []string{delivery.ClassRoute, delivery.ClassMX, delivery.ClassSmarthost}
 
 // New registers the relay's fixed families (and Go's runtime and
 // process collectors) on reg.
@@ -82,6 +91,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			// 100 ms (the backend next door) to 3 days (the queue lifetime).
 			Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 72 * 3600},
 		}),
+		byClass: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxedge_deliveries_by_class_total",
+			Help: "Delivery attempt results per recipient, by destination class (route: a fixed [routes] next hop, mx: MX lookup, smarthost) and status; recipients without a next hop are not counted.",
+		}, []string{"class", "status"}),
 		dns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxedge_dns_queries_total",
 			Help: "DNS exchanges with the configured servers, by result: ok (NOERROR, NXDOMAIN), rcode (SERVFAIL, REFUSED, ...), error (timeout, network).",
@@ -91,6 +104,18 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Duration of DNS exchanges with one server.",
 			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
 		}),
+		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "mxedge_queue_commit_duration_seconds",
+			Help: "Duration of the queue's group commits (bbolt write transactions, from the first update to durable on disk).",
+			// A local SSD's fsync (~0.5 ms) to a stalled disk.
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+		}),
+		commitSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "mxedge_queue_commit_batch_size",
+			Help: "Queue updates (a message received, an attempt's outcome, a removal) per group commit.",
+			// At most queue.concurrency (bbolt's MaxBatchSize) per batch.
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+		}),
 	}
 	for _, r := range []string{"ok", "rcode", "error"} {
 		m.dns.WithLabelValues(r)
@@ -99,24 +124,36 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.deliveries.WithLabelValues(s) // present at 0 from the start
 	}
 	m.deliveries.WithLabelValues("other")
-	reg.MustRegister(m.deliveries, m.latency, m.dns, m.dnsLatency,
+	for _, c := range destinationClasses {
+		for _, st := range deliveryStatuses {
+			m.byClass.WithLabelValues(c, st)
+		}
+	}
+	reg.MustRegister(m.deliveries, m.byClass, m.latency, m.dns, m.dnsLatency, m.commitTime, m.commitSize,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// Delivered implements queue.Observer.
-func (m *Metrics) Delivered(status string, delay time.Duration) {
-	known := false
-	for _, s := range deliveryStatuses {
-		known = known || s == status
-	}
-	if !known {
+// Delivered implements queue.Observer. A class outside
+// destinationClasses ("": no next hop) is counted in
+// mxedge_deliveries_total only.
+func (m *Metrics) Delivered(status, class string, delay time.Duration) {
+	if !slices.Contains(deliveryStatuses, status) {
 		status = "other"
 	}
 	m.deliveries.WithLabelValues(status).Inc()
+	if slices.Contains(destinationClasses, class) {
+		m.byClass.WithLabelValues(class, status).Inc()
+	}
 	if status == "sent" {
 		m.latency.Observe(delay.Seconds())
 	}
+}
+
+// Committed implements queue.CommitObserver.
+func (m *Metrics) Committed(took time.Duration, updates int) {
+	m.commitTime.Observe(took.Seconds())
+	m.commitSize.Observe(float64(updates))
 }
 
 // DNSExchanged implements resolver.Observer.
