@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"io"
 	"testing"
 )
 
@@ -156,5 +157,23 @@ func TestBodyFilterOneWritePerCleanChunk(t *testing.T) {
 	}
 	if c.writes != 3 || c.String() != "a\r\nb\r\nc\r\n" {
 		t.Fatalf("bare LF: %d writes %q; want 3 writes (before, CRLF, after)", c.writes, c.String())
+	}
+}
+
+// BenchmarkBodyFilter: 1 MiB of ordinary CRLF text in the listener's 32 KiB
+// chunks.
+func BenchmarkBodyFilter(b *testing.B) {
+	msg := append([]byte("Received: from x\r\nSubject: y\r\n\r\n"),
+		bytes.Repeat([]byte("a line of text of a usual length, about seventy-six bytes or so....\r\n"), 1<<20/70)...)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		f := newBodyFilter(io.Discard, false)
+		for p := msg; len(p) > 0; {
+			n := min(32<<10, len(p))
+			if _, err := f.Write(p[:n]); err != nil {
+				b.Fatal(err)
+			}
+			p = p[n:]
+		}
 	}
 }
