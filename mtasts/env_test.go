@@ -225,16 +225,10 @@ func newEnv(t *testing.T) *env {
 		clock: newClock(),
 		log:   &logBuf{},
 	}
-	// The client resolves mta-sts.<domain> through the test DNS server
-	// (the dialer the default client uses), dials the policy server's
-	// port instead of 443, and trusts the test CA only.
-	tr := &http.Transport{
-		DialContext:       (&dialer{r: e.res, port: e.srv.port}).DialContext,
-		TLSClientConfig:   &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12},
-		DisableKeepAlives: true,
-	}
-	t.Cleanup(tr.CloseIdleConnections)
-	e.client = &http.Client{Transport: tr}
+	// The client resolves mta-sts.<domain> through the test DNS server,
+	// dials the policy server's port instead of 443, and trusts the test
+	// CA only.
+	e.client = NewClient(ClientOptions{Resolver: e.res, RootCAs: ca.pool, Port: e.srv.port})
 	return e
 }
 
