@@ -1,0 +1,102 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxedge/mxedge/doctor"
+	"github.com/mxedge/mxedge/internal/smtptest"
+	"github.com/mxedge/mxedge/resolver/dnstest"
+)
+
+// "mxedge doctor -json" carries the MTA-STS, DANE and open-relay checks:
+// the relay domain publishes no MTA-STS (a warning), the TLSA record
+// matches the certificate of the MX listener's tls_cert, and the MX
+// listener given with -mx is an open relay (✗, exit status 1). With -mx
+// off the self-test is skipped, which the text output says.
+func TestDoctorJSON(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx1.doctor.test"},
+		DNSNames: []string{"mx1.doctor.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	kd, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "mx.crt"), filepath.Join(dir, "mx.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600)
+
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10",
+		fmt.Sprintf("_25._tcp.mx1.doctor.test. TLSA 3 1 1 %x", sha256.Sum256(leaf.RawSubjectPublicKeyInfo)))
+	ns.SetAD(true)
+	open, err := smtptest.Start("127.0.0.27:0") // accepts every recipient
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(open.Close)
+	cfg := filepath.Join(dir, "mx.toml")
+	os.WriteFile(cfg, fmt.Appendf(nil, `hostname = "mx1.doctor.test"
+data_dir = %q
+relay_domains = ["doctor.test"]
+
+[[listener]]
+address = "127.0.0.27:1"
+tls_cert = [%q]
+tls_key = [%q]
+
+[routes]
+"doctor.test" = "127.0.0.27:2"
+
+[dns]
+servers = [%q]
+timeout = "1s"
+`, dir, certFile, keyFile, ns.Addr()), 0o600)
+
+	out, errOut, code := runCmd(t, "doctor", "-config", cfg, "-json", "-mx", open.Addr(), "-relay-sender", "someone@elsewhere.test")
+	var checks []doctor.Check
+	if err := json.Unmarshal([]byte(out), &checks); err != nil {
+		t.Fatalf("doctor -json: %v\n%s%s", err, out, errOut)
+	}
+	status := map[string]string{}
+	for _, c := range checks {
+		status[c.Name+": "+c.Subject] = c.Status
+	}
+	for check, want := range map[string]string{
+		"MTA-STS record: doctor.test":                                                                        "warn",
+		"DANE TLSA matches our certificate: _25._tcp.mx1.doctor.test":                                        "ok",
+		"relay self-test reaches RCPT: postmaster@doctor.test":                                               "ok",
+		"not an open relay: percent hack: postmaster%other.example@doctor.test":                              "fail",
+		"not an open relay: relay domain as sender: from postmaster@doctor.test to postmaster@other.example": "fail",
+	} {
+		if status[check] != want {
+			t.Errorf("%s: %q, want %q", check, status[check], want)
+		}
+	}
+	if code != 1 {
+		t.Errorf("exit status %d with an open relay, want 1", code)
+	}
+	if got := strings.Join(open.Commands(), "\n"); !strings.Contains(got, "MAIL FROM:<someone@elsewhere.test>") || strings.Contains(got, "DATA") {
+		t.Errorf("the self-test said:\n%s", got)
+	}
+
+	out, _, _ = runCmd(t, "doctor", "-config", cfg, "-mx", "off")
+	if !strings.Contains(out, "- open relay self-test:  (no MX listener address to test)") {
+		t.Errorf("doctor -mx off:\n%s", out)
+	}
+}
