@@ -1,23 +1,16 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mxedge/mxedge/doctor"
+	"github.com/mxedge/mxedge/internal/certs"
 	"github.com/mxedge/mxedge/internal/smtptest"
 	"github.com/mxedge/mxedge/resolver/dnstest"
 )
@@ -29,18 +22,15 @@ import (
 // off the self-test is skipped, which the text output says.
 func TestDoctorJSON(t *testing.T) {
 	dir := t.TempDir()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx1.doctor.test"},
-		DNSNames: []string{"mx1.doctor.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	pair, err := certs.SelfSigned(dir, "mx1.doctor.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, _ := x509.ParseCertificate(der)
-	kd, _ := x509.MarshalPKCS8PrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, "mx.crt"), filepath.Join(dir, "mx.key")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600)
+	chain, err := readChain(pair.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := chain[0]
 
 	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10",
 		fmt.Sprintf("_25._tcp.mx1.doctor.test. TLSA 3 1 1 %x", sha256.Sum256(leaf.RawSubjectPublicKeyInfo)))
@@ -66,7 +56,7 @@ tls_key = [%q]
 [dns]
 servers = [%q]
 timeout = "1s"
-`, dir, certFile, keyFile, ns.Addr()), 0o600)
+`, dir, pair.Cert, pair.Key, ns.Addr()), 0o600)
 
 	out, errOut, code := runCmd(t, "doctor", "-config", cfg, "-json", "-mx", open.Addr(), "-relay-sender", "someone@elsewhere.test")
 	var checks []doctor.Check
