@@ -22,6 +22,7 @@ import (
 
 	"github.com/mxedge/mxedge/internal/smtptest"
 	"github.com/mxedge/mxedge/mtasts"
+	"github.com/mxedge/mxedge/mtasts/ststest"
 	"github.com/mxedge/mxedge/resolver/dnstest"
 )
 
@@ -111,7 +112,7 @@ func TestDoctor(t *testing.T) {
 		change func(s *dnstest.Server)
 		in     func(in *Input, w *world)
 		mx     func(s *smtptest.Server) // changes the MX listener after startMX
-		policy func(p *policyResp)
+		policy func(p *ststest.Response)
 		accept func(from, rcpt string) bool // the MX listener's relay rule; nil: closedRelay
 		fail   []string                     // check names that fail (or warn, or skip); nil: all green
 		fix    string                       // in the fix of the first failing check
@@ -150,29 +151,29 @@ func TestDoctor(t *testing.T) {
 			fail: []string{"MTA-STS record"}, fix: `"mx: mx1.example.org" "mx: mx2.example.org"`, found: "optional"},
 		{name: "two MTA-STS records", change: func(s *dnstest.Server) { s.Add(`_mta-sts.example.org. TXT "v=STSv1; id=2"`) },
 			fail: []string{"MTA-STS record"}, fix: `_mta-sts.example.org. TXT "v=STSv1; id=`, found: "2 records"},
-		{name: "MTA-STS policy missing", policy: func(p *policyResp) { p.status, p.body = 404, "not found" },
+		{name: "MTA-STS policy missing", policy: func(p *ststest.Response) { p.Status, p.Body = 404, "not found" },
 			fail: []string{"MTA-STS policy fetch"}, fix: "https://mta-sts.example.org/.well-known/mta-sts.txt", found: "404"},
-		{name: "MTA-STS policy redirected", policy: func(p *policyResp) {
-			p.status, p.location = 301, "https://www.example.org/mta-sts.txt"
+		{name: "MTA-STS policy redirected", policy: func(p *ststest.Response) {
+			p.Status, p.Location = 301, "https://www.example.org/mta-sts.txt"
 		}, fail: []string{"MTA-STS policy fetch"}, found: "redirect not followed"},
-		{name: "MTA-STS policy as text/html", policy: func(p *policyResp) { p.ctype = "text/html" },
+		{name: "MTA-STS policy as text/html", policy: func(p *ststest.Response) { p.ContentType = "text/html" },
 			fail: []string{"MTA-STS policy fetch"}, fix: "text/plain", found: "not text/plain"},
-		{name: "MTA-STS policy too large", policy: func(p *policyResp) { p.body += strings.Repeat("# padding\r\n", 7000) },
+		{name: "MTA-STS policy too large", policy: func(p *ststest.Response) { p.Body += strings.Repeat("# padding\r\n", 7000) },
 			fail: []string{"MTA-STS policy fetch"}, found: "larger than 65536"},
 		{name: "MTA-STS policy with an untrusted certificate", in: func(in *Input, w *world) {
 			in.HTTPS = mtasts.NewClient(mtasts.ClientOptions{Resolver: w.res, RootCAs: x509.NewCertPool(), Port: w.policyPort})
 		}, fail: []string{"MTA-STS policy fetch"}, fix: "a certificate for mta-sts.example.org", found: "unknown authority"},
-		{name: "MTA-STS policy invalid", policy: func(p *policyResp) { p.body = "version: STSv1\r\nmode: enforce\r\nmx: mx1.example.org\r\n" },
+		{name: "MTA-STS policy invalid", policy: func(p *ststest.Response) { p.Body = "version: STSv1\r\nmode: enforce\r\nmx: mx1.example.org\r\n" },
 			fail: []string{"MTA-STS policy fetch"}, found: "no max_age"},
-		{name: "MTA-STS in testing mode", policy: func(p *policyResp) { p.body = strings.Replace(greenPolicy, "enforce", "testing", 1) },
+		{name: "MTA-STS in testing mode", policy: func(p *ststest.Response) { p.Body = strings.Replace(greenPolicy, "enforce", "testing", 1) },
 			fail: []string{"MTA-STS mode enforce"}, fix: `"mode: enforce"`, found: "mode: testing"},
-		{name: "MTA-STS in mode none", policy: func(p *policyResp) { p.body = "version: STSv1\r\nmode: none\r\nmax_age: 86400\r\n" },
+		{name: "MTA-STS in mode none", policy: func(p *ststest.Response) { p.Body = "version: STSv1\r\nmode: none\r\nmax_age: 86400\r\n" },
 			fail: []string{"MTA-STS mode enforce"}, fix: `"mode: enforce"`, found: "mode: none"},
-		{name: "MTA-STS policy without our host", policy: func(p *policyResp) {
-			p.body = strings.Replace(greenPolicy, "mx: mx1.example.org", "mx: mail.example.net", 1)
+		{name: "MTA-STS policy without our host", policy: func(p *ststest.Response) {
+			p.Body = strings.Replace(greenPolicy, "mx: mx1.example.org", "mx: mail.example.net", 1)
 		}, fail: []string{"MTA-STS policy covers the MX hosts"}, fix: `add "mx: mx1.example.org"`, found: "not covered: mx1.example.org"},
-		{name: "MTA-STS wildcard covers the MX hosts", policy: func(p *policyResp) {
-			p.body = "version: STSv1\nmode: enforce\nmx: *.example.org\nmax_age: 604800\n"
+		{name: "MTA-STS wildcard covers the MX hosts", policy: func(p *ststest.Response) {
+			p.Body = "version: STSv1\nmode: enforce\nmx: *.example.org\nmax_age: 604800\n"
 		}},
 		{name: "no TLS-RPT", change: func(s *dnstest.Server) { s.Remove("_smtp._tls.example.org.", dns.TypeTXT) },
 			fail: []string{"TLS-RPT record"}, fix: "v=TLSRPTv1"},
@@ -281,7 +282,7 @@ func TestDoctor(t *testing.T) {
 			fail: []string{"relay self-test reaches RCPT"}, fix: "-mx", found: "554 5.7.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := policyResp{body: greenPolicy}
+			resp := ststest.Response{Body: greenPolicy}
 			if tc.policy != nil {
 				tc.policy(&resp)
 			}
@@ -332,7 +333,7 @@ func TestDoctor(t *testing.T) {
 // then QUIT; never DATA. An outside sender that MAIL FROM refuses is
 // replaced by the null sender for the rest of the session.
 func TestRelaySelfTestDialogue(t *testing.T) {
-	w := newWorld(t, nil, policyResp{}, closedRelay, Input{Hostname: "mx1.example.org", RelayDomains: []string{"example.org"}})
+	w := newWorld(t, nil, ststest.Response{}, closedRelay, Input{Hostname: "mx1.example.org", RelayDomains: []string{"example.org"}})
 	w.in.RelayTest.Sender = "nobody@unknown.example"
 	w.mx.On(smtptest.Mail, func(_ *smtptest.Session, line string) string {
 		if strings.Contains(line, "unknown.example") {

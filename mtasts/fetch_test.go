@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxedge/mxedge/mtasts/ststest"
 )
 
 // Fetch and LookupRecord, the uncached pieces "mxedge doctor" uses: the
@@ -14,7 +16,7 @@ func TestFetchAndLookupRecord(t *testing.T) {
 	e := newEnv(t)
 	e.publish("example.org", "20250101", policyText("enforce", 86400, "mx1.example.org", "*.example.org"))
 	e.publish("redirect.example", "1", "")
-	e.srv.set("redirect.example", response{status: 302, location: "https://mta-sts.example.org/.well-known/mta-sts.txt"})
+	e.srv.Set("redirect.example", ststest.Response{Status: 302, Location: "https://mta-sts.example.org/.well-known/mta-sts.txt"})
 	e.publish("bad.example", "1", "version: STSv1\nmode: enforce\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -41,7 +43,7 @@ func TestFetchAndLookupRecord(t *testing.T) {
 	if _, err := Fetch(ctx, &lax, "redirect.example"); !errors.Is(err, errRedirect) {
 		t.Errorf("redirect: %v, want %v", err, errRedirect)
 	}
-	if n := e.srv.requests("example.org"); n != 1 {
+	if n := e.srv.Requests("example.org"); n != 1 {
 		t.Errorf("%d requests to example.org, want 1 (the redirect was followed)", n)
 	}
 	if _, err := Fetch(ctx, e.client, "bad.example"); !errors.Is(err, errPolicy) || !strings.Contains(err.Error(), "max_age") {
