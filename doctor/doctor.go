@@ -1,11 +1,13 @@
 // Package doctor is "mxedge doctor": the deliverability checks of the
 // operator's DNS and certificates that the big receivers apply before
 // they accept our mail (../shared/PRINCIPLES.md, identity and DNS
-// hygiene). Every check answers ✓ or ✗ (or a warning) with the exact
-// record found and, when it fails, the record or fix to publish.
+// hygiene). Every check answers ok, fail or warn (✓, ✗, !), or skip when
+// it cannot run (a relay that is not running), with the exact record
+// found and, unless ok, the record or fix to publish.
 //
 // The checks ask DNS through the relay's own resolver ([dns] servers),
-// never the system's, so they see what the relay sees:
+// never the system's, so they see what the relay sees; the self-test
+// talks SMTP to our own MX listener:
 //   - the hostname has A/AAAA records; the PTR of each outbound address is
 //     the hostname and the hostname resolves back to it (forward-confirmed
 //     reverse DNS, RFC 8601 section 3 "iprev"); HELO is the hostname;

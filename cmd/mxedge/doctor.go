@@ -119,7 +119,10 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range checks {
 		mark := map[string]string{"ok": "✓", "fail": "✗", "warn": "!", "skip": "-"}[c.Status]
-		fmt.Fprintf(stdout, "%s %s: %s", mark, c.Name, c.Subject)
+		fmt.Fprintf(stdout, "%s %s", mark, c.Name)
+		if c.Subject != "" {
+			fmt.Fprintf(stdout, ": %s", c.Subject)
+		}
 		if c.Found != "" {
 			fmt.Fprintf(stdout, " (%s)", c.Found)
 		}

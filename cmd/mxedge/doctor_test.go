@@ -86,7 +86,50 @@ timeout = "1s"
 	}
 
 	out, _, _ = runCmd(t, "doctor", "-config", cfg, "-mx", "off")
-	if !strings.Contains(out, "- open relay self-test:  (no MX listener address to test)") {
+	if !strings.Contains(out, "- open relay self-test (no MX listener address to test)") {
 		t.Errorf("doctor -mx off:\n%s", out)
+	}
+}
+
+// The self-test dials a wildcard listener address on loopback.
+func TestDialable(t *testing.T) {
+	for in, want := range map[string]string{
+		"0.0.0.0:25": "127.0.0.1:25", ":25": "127.0.0.1:25", "[::]:25": "[::1]:25",
+		"192.0.2.10:25": "192.0.2.10:25", "[2001:db8::1]:2525": "[2001:db8::1]:2525", "mx1": "mx1",
+	} {
+		if got := dialable(in); got != want {
+			t.Errorf("dialable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// readChain keeps every certificate of a tls_cert file in order (leaf,
+// then intermediates) and skips other blocks.
+func TestReadChain(t *testing.T) {
+	dir := t.TempDir()
+	a, err := certs.SelfSigned(filepath.Join(dir, "a"), "mx1.doctor.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := certs.SelfSigned(filepath.Join(dir, "b"), "ca.doctor.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	for _, f := range []string{a.Cert, a.Key, b.Cert} {
+		d, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, d...)
+	}
+	file := filepath.Join(dir, "chain.pem")
+	os.WriteFile(file, data, 0o600)
+	chain, err := readChain(file)
+	if err != nil || len(chain) != 2 || chain[0].Subject.CommonName != "mx1.doctor.test" || chain[1].Subject.CommonName != "ca.doctor.test" {
+		t.Fatalf("readChain = %v, %v", chain, err)
+	}
+	if _, err := readChain(a.Key); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("a key file: %v", err)
 	}
 }
