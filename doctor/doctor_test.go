@@ -151,6 +151,10 @@ func TestDoctor(t *testing.T) {
 			fail: []string{"MTA-STS record"}, fix: `"mx: mx1.example.org" "mx: mx2.example.org"`, found: "optional"},
 		{name: "two MTA-STS records", change: func(s *dnstest.Server) { s.Add(`_mta-sts.example.org. TXT "v=STSv1; id=2"`) },
 			fail: []string{"MTA-STS record"}, fix: `_mta-sts.example.org. TXT "v=STSv1; id=`, found: "2 records"},
+		{name: "MTA-STS record without id", change: func(s *dnstest.Server) {
+			s.Remove("_mta-sts.example.org.", dns.TypeTXT)
+			s.Add(`_mta-sts.example.org. TXT "v=STSv1; ID=1"`)
+		}, fail: []string{"MTA-STS record"}, found: "no id: v=STSv1; ID=1"},
 		{name: "MTA-STS policy missing", policy: func(p *ststest.Response) { p.Status, p.Body = 404, "not found" },
 			fail: []string{"MTA-STS policy fetch"}, fix: "https://mta-sts.example.org/.well-known/mta-sts.txt", found: "404"},
 		{name: "MTA-STS policy redirected", policy: func(p *ststest.Response) {

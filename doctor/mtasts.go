@@ -26,7 +26,11 @@ func (c *run) mtaSTS(dom string) {
 			c.policyFix(dom)+", then publish "+recordFix)
 		return
 	case err != nil:
-		c.add("MTA-STS record", dom, false, err.Error(), "exactly one record: "+recordFix)
+		found := err.Error()
+		if rec != "" {
+			found += ": " + rec
+		}
+		c.add("MTA-STS record", dom, false, found, "exactly one record: "+recordFix)
 		return
 	}
 	c.add("MTA-STS record", dom, true, rec, "")
