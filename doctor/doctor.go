@@ -1,11 +1,13 @@
 // Package doctor is "mxedge doctor": the deliverability checks of the
 // operator's DNS and certificates that the big receivers apply before
 // they accept our mail (../shared/PRINCIPLES.md, identity and DNS
-// hygiene). Every check answers ✓ or ✗ (or a warning) with the exact
-// record found and, when it fails, the record or fix to publish.
+// hygiene). Every check answers ok, fail or warn (✓, ✗, !), or skip when
+// it cannot run (a relay that is not running), with the exact record
+// found and, unless ok, the record or fix to publish.
 //
 // The checks ask DNS through the relay's own resolver ([dns] servers),
-// never the system's, so they see what the relay sees:
+// never the system's, so they see what the relay sees; the self-test
+// talks SMTP to our own MX listener:
 //   - the hostname has A/AAAA records; the PTR of each outbound address is
 //     the hostname and the hostname resolves back to it (forward-confirmed
 //     reverse DNS, RFC 8601 section 3 "iprev"); HELO is the hostname;
@@ -20,13 +22,27 @@
 //     <selector>._domainkey.<domain> whose k= and p= are our public key,
 //     an RSA key of at least 2048 bits (RFC 8301 section 3.2);
 //   - DMARC (RFC 7489 section 6.3): a v=DMARC1 record with a p= policy;
-//   - TLS-RPT (RFC 8460 section 3): a v=TLSRPTv1 record;
-//   - our certificate covers the hostname and does not expire within 14
+//   - MTA-STS (RFC 8461, mtasts.go), optional: one "v=STSv1; id=" TXT
+//     record at _mta-sts.<domain> (section 3.1), the policy served at
+//     https://mta-sts.<domain>/.well-known/mta-sts.txt as section 3.3
+//     wants it (valid certificate, status 200 without redirect,
+//     text/plain, at most 64 KiB, valid syntax: the fetch of package
+//     mtasts), in mode enforce, its mx patterns covering this host and
+//     the domain's MX hosts (section 4.1). No record is a warning; a
+//     record whose policy cannot be fetched or does not cover the MX
+//     hosts fails: senders that know the policy would refuse to deliver;
+//   - TLS-RPT (RFC 8460 section 3): one v=TLSRPTv1 record with rua=
+//     mailto: or https: addresses;
+//   - our certificates cover the hostname and do not expire within 14
 //     days;
-//   - our outbound addresses are not listed on the configured DNSBLs.
-//
-// Not checked yet: MTA-STS policy fetch, DANE
-// TLSA matching, the open-relay self test.
+//   - DANE (RFC 7672, dane.go): the TLSA records at _25._tcp.<hostname>,
+//     if published under DNSSEC, match every certificate chain the MX
+//     listener serves (the matching of package dane);
+//   - our outbound addresses are not listed on the configured DNSBLs;
+//   - the open-relay self-test (relaytest.go): our MX listener refuses
+//     mail from outside to a foreign domain, also hidden in the percent
+//     hack, a bang path, a quoted local part or a source route, and with
+//     a relay domain as the sender.
 package doctor
 
 import (
@@ -37,18 +53,24 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mxedge/mxedge/dane"
+	"github.com/mxedge/mxedge/mtasts"
 )
 
-// DNS is what the checks ask (resolver.Resolver's Lookup, with records of
-// the name asked; an NXDOMAIN or no data is no records, not an error).
+// DNS is what the checks ask: *resolver.Resolver, the relay's own
+// resolver. Lookup's records are those of the name asked (an NXDOMAIN or
+// NODATA error is no records); LookupTLSA's Result carries the AD bit.
 type DNS interface {
-	Lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error)
+	mtasts.Resolver
+	dane.Resolver
 }
 
 // Input is what the checks are about (from the configuration).
@@ -57,10 +79,17 @@ type Input struct {
 	Outbound     []netip.Addr // our outbound addresses
 	RelayDomains []string
 	Partners     []string // the other relays of the pair (MX host names)
-	Cert         []*x509.Certificate
-	DNSBLs       []string // zones, e.g. "zen.spamhaus.org"
-	DKIM         []DKIMKey
-	Now          time.Time
+	// Certs are the certificate chains the MX listener serves (one per
+	// tls_cert file, leaf first).
+	Certs  [][]*x509.Certificate
+	DNSBLs []string // zones, e.g. "zen.spamhaus.org"
+	DKIM   []DKIMKey
+	// HTTPS fetches MTA-STS policies; nil: mtasts.NewClient over the DNS
+	// given to Run (system roots, port 443).
+	HTTPS *http.Client
+	// RelayTest is where the open-relay self-test connects.
+	RelayTest RelayTest
+	Now       time.Time
 }
 
 // DKIMKey is one configured signing key ([[dkim_sign]]).
@@ -76,7 +105,8 @@ type DKIMKey struct {
 type Check struct {
 	Name    string `json:"check"`
 	Subject string `json:"subject"`
-	// Status: "ok", "fail" or "warn".
+	// Status: "ok", "fail", "warn", or "skip" (the check could not run,
+	// Found says why).
 	Status string `json:"status"`
 	Found  string `json:"found,omitempty"`
 	Fix    string `json:"fix,omitempty"`
@@ -87,6 +117,9 @@ func Run(ctx context.Context, d DNS, in Input) []Check {
 	if in.Now.IsZero() {
 		in.Now = time.Now()
 	}
+	if in.HTTPS == nil {
+		in.HTTPS = mtasts.NewClient(mtasts.ClientOptions{Resolver: d})
+	}
 	c := &run{ctx: ctx, d: d, in: in}
 	c.hostname()
 	c.fcrdns()
@@ -94,13 +127,16 @@ func Run(ctx context.Context, d DNS, in Input) []Check {
 		c.mx(dom)
 		c.spf(dom)
 		c.dmarc(dom)
+		c.mtaSTS(dom)
 		c.tlsrpt(dom)
 	}
 	for _, k := range in.DKIM {
 		c.dkim(k)
 	}
 	c.cert()
+	c.dane()
 	c.dnsbl()
+	c.relayTest()
 	return c.out
 }
 
@@ -123,10 +159,14 @@ func (c *run) warn(name, subject, found, fix string) {
 	c.out = append(c.out, Check{Name: name, Subject: subject, Status: "warn", Found: found, Fix: fix})
 }
 
+func (c *run) skip(name, subject, why string) {
+	c.out = append(c.out, Check{Name: name, Subject: subject, Status: "skip", Found: why})
+}
+
 func fqdn(s string) string { return dns.Fqdn(strings.ToLower(s)) }
 
 func (c *run) lookup(name string, qtype uint16) []dns.RR {
-	rrs, err := c.d.Lookup(c.ctx, fqdn(name), qtype)
+	rrs, _, err := c.d.Lookup(c.ctx, fqdn(name), qtype)
 	if err != nil {
 		return nil
 	}
@@ -308,12 +348,6 @@ func (c *run) dmarc(dom string) {
 	c.add("DMARC record", dom, ok, strings.Join(recs, " | "), fix)
 }
 
-func (c *run) tlsrpt(dom string) {
-	recs := c.txt("_smtp._tls."+dom, "v=TLSRPTv1")
-	c.add("TLS-RPT record", dom, len(recs) == 1, strings.Join(recs, " | "),
-		fmt.Sprintf("_smtp._tls.%s. TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@%s\"", dom, dom))
-}
-
 // dkim checks k's selector record: one DKIM TXT record (v=DKIM1 first,
 // or no v= tag) carrying our public key.
 func (c *run) dkim(k DKIMKey) {
@@ -403,17 +437,33 @@ func dkimMatches(tags map[string]string, pub crypto.PublicKey) (bool, string) {
 }
 
 func (c *run) cert() {
-	if len(c.in.Cert) == 0 {
+	if len(c.in.Certs) == 0 {
 		c.add("certificate", c.in.Hostname, false, "no tls_cert on any listener",
 			"set tls_cert/tls_key of the MX listener (a certificate for "+c.in.Hostname+")")
 		return
 	}
-	leaf := c.in.Cert[0]
-	c.add("certificate covers the hostname", c.in.Hostname, leaf.VerifyHostname(c.in.Hostname) == nil,
-		strings.Join(leaf.DNSNames, " "), "a certificate with "+c.in.Hostname+" in its subjectAltName")
-	left := leaf.NotAfter.Sub(c.in.Now)
-	c.add("certificate valid for 14 days", c.in.Hostname, left >= 14*24*time.Hour,
-		"expires "+leaf.NotAfter.UTC().Format(time.DateOnly), "renew the certificate")
+	for _, chain := range c.in.Certs {
+		leaf := chain[0]
+		subject := c.certSubject(leaf)
+		c.add("certificate covers the hostname", subject, leaf.VerifyHostname(c.in.Hostname) == nil,
+			strings.Join(leaf.DNSNames, " "), "a certificate with "+c.in.Hostname+" in its subjectAltName")
+		left := leaf.NotAfter.Sub(c.in.Now)
+		c.add("certificate valid for 14 days", subject, left >= 14*24*time.Hour,
+			"expires "+leaf.NotAfter.UTC().Format(time.DateOnly), "renew the certificate")
+	}
+}
+
+// certSubject names a served certificate in a check: the hostname, and
+// the key type when the listener serves more than one chain.
+func (c *run) certSubject(leaf *x509.Certificate) string { return c.in.Hostname + c.chainLabel(leaf) }
+
+// chainLabel tells the served chains apart when there are several: "
+// (ECDSA certificate)"; "" for one.
+func (c *run) chainLabel(leaf *x509.Certificate) string {
+	if len(c.in.Certs) < 2 {
+		return ""
+	}
+	return " (" + leaf.PublicKeyAlgorithm.String() + " certificate)"
 }
 
 func (c *run) dnsbl() {

@@ -21,8 +21,11 @@ import (
 )
 
 // Operator's story: before switching the MX records, the postmaster runs
-// "mxedge doctor". With everything published it is all ✓ and exits 0;
-// with the DMARC record missing it says ✗ and the record to publish.
+// "mxedge doctor". With everything published it is all ✓ and exits 0
+// (MTA-STS, optional and not published, is a warning), and the open-relay
+// self-test finds the running relay closed; with the DMARC record missing
+// it says ✗ and the record to publish; a TLSA record of another key is ✗
+// with the "3 1 1" record of ours.
 func TestDoctorCommand(t *testing.T) {
 	dir := t.TempDir()
 	ns, err := dnstest.Start("127.0.0.1:0")
@@ -45,7 +48,9 @@ func TestDoctorCommand(t *testing.T) {
 	// A certificate valid for 90 days (newCA's last one day: doctor
 	// would rightly say "renew").
 	certFile, keyFile := longCert(t, dir, "mx1.relay.test")
-	cfgText := strings.Replace(withDNS(relayConfig(filepath.Join(dir, "data"), "127.0.0.2:25", "127.0.0.3:25"), ns.Addr()),
+	be := startBackend(t, "127.0.0.3:0")
+	mx := freeAddr(t, "127.0.0.2")
+	cfgText := strings.Replace(withDNS(relayConfig(filepath.Join(dir, "data"), mx, be.Addr()), ns.Addr()),
 		"[[listener]]\n", fmt.Sprintf("[[listener]]\ntls_cert = [%q]\ntls_key = [%q]\n", certFile, keyFile), 1)
 	// A DKIM key made by "mxedge dkim keygen", its record published as
 	// "mxedge dkim show" prints it.
@@ -60,9 +65,32 @@ func TestDoctorCommand(t *testing.T) {
 	}
 
 	args := []string{"doctor", "-config", cfg, "-ip", "192.0.2.10", "-partner", "mx2.relay.test"}
+	out, _, code := mxedge(t, args...)
+	if code != 0 || !strings.Contains(out, "- open relay self-test: "+mx+" (the relay is not running there") {
+		t.Fatalf("doctor, relay not running: exit %d\n%s", code, out)
+	}
+	startRelay(t, dir, "-config", cfg)
 	out, errOut, code := mxedge(t, args...)
 	if code != 0 || strings.Contains(out, "✗") || !strings.Contains(out, "✓ hostname resolves back (FCrDNS): 192.0.2.10") {
 		t.Fatalf("doctor, all published: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"! MTA-STS record: relay.test (no v=STSv1 record at _mta-sts.relay.test (MTA-STS is optional))",
+		"✓ DANE TLSA matches our certificate: _25._tcp.mx1.relay.test (not published (DANE is optional))",
+		"✓ relay self-test reaches RCPT: postmaster@relay.test",
+		"✓ not an open relay: foreign recipient: postmaster@other.example (RCPT TO:<postmaster@other.example> answered 554 5.7.1",
+		"✓ not an open relay: percent hack",
+		"✓ not an open relay: source route",
+		"✓ not an open relay: quoted local part",
+		"✓ not an open relay: bang path",
+		"✓ not an open relay: relay domain as sender",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor, all published: no %q\n%s", want, out)
+		}
+	}
+	if be.Conns() != 0 {
+		t.Errorf("the self-test reached the backend %d times", be.Conns())
 	}
 	if !strings.Contains(out, "✓ DKIM selector record matches the key: s1._domainkey.relay.test") {
 		t.Errorf("doctor, all published: no DKIM check\n%s", out)
@@ -82,8 +110,18 @@ func TestDoctorCommand(t *testing.T) {
 		!strings.Contains(out, `s1._domainkey.relay.test. IN TXT ( "v=DKIM1; k=rsa; p=`) {
 		t.Errorf("doctor without the DKIM record: exit %d\n%s", code, out)
 	}
+	// A TLSA record of another key (the certificate was replaced), under
+	// DNSSEC.
+	ns.Add("_25._tcp.mx1.relay.test. TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+	ns.SetAD(true)
+	out, _, code = mxedge(t, args...)
+	if code != 1 || !strings.Contains(out, "✗ DANE TLSA matches our certificate: _25._tcp.mx1.relay.test") ||
+		!strings.Contains(out, "fix: publish (DNSSEC-signed) _25._tcp.mx1.relay.test. TLSA 3 1 1 ") {
+		t.Errorf("doctor with a TLSA record of another key: exit %d\n%s", code, out)
+	}
 	out, _, _ = mxedge(t, append(args, "-json")...)
-	if !strings.Contains(out, `"status": "fail"`) || !strings.Contains(out, `"check": "DMARC record"`) {
+	if !strings.Contains(out, `"status": "fail"`) || !strings.Contains(out, `"check": "DMARC record"`) ||
+		!strings.Contains(out, `"check": "not an open relay: bang path"`) {
 		t.Errorf("doctor -json:\n%s", out)
 	}
 }

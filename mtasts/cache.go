@@ -28,8 +28,8 @@ type Options struct {
 	// Resolver looks up the TXT records, and the addresses of
 	// mta-sts.<domain> for the default HTTPClient. Required.
 	Resolver Resolver
-	// HTTPClient fetches policies; default: one that resolves with
-	// Resolver and verifies certificates against the system roots. Any
+	// HTTPClient fetches policies; default: NewClient, resolving with
+	// Resolver and verifying certificates against the system roots. Any
 	// client given is copied and made to follow no redirects, keep no
 	// cookies, and time out after FetchTimeout at most.
 	HTTPClient *http.Client
@@ -121,9 +121,9 @@ func (c *Cache) Get(ctx context.Context, domain string) (*Policy, error) {
 		// valid cached one: apply it.
 		c.log.Debug("mta-sts: TXT lookup failed, using cached policy", "domain", domain, "id", cached.ID, "err", err)
 		return cached, nil
-	case errors.Is(err, errNoRecord):
+	case errors.Is(err, ErrNoRecord):
 		return nil, nil
-	case errors.Is(err, errRecord):
+	case errors.Is(err, ErrInvalidRecord):
 		c.log.Info("mta-sts: invalid TXT record, no policy", "domain", domain, "err", err)
 		return nil, nil
 	case err != nil:
@@ -156,16 +156,10 @@ func (c *Cache) valid(domain string) *Policy {
 }
 
 // lookupID returns the id of domain's MTA-STS TXT record. Errors: a
-// resolver error (temporary, or not found), errNoRecord, errRecord.
+// resolver error (temporary), ErrNoRecord, ErrInvalidRecord.
 func (c *Cache) lookupID(ctx context.Context, domain string) (string, error) {
-	rrs, _, err := c.r.Lookup(ctx, "_mta-sts."+domain+".", dns.TypeTXT)
-	if resolver.IsNotFound(err) {
-		return "", fmt.Errorf("%w: %w", errNoRecord, err)
-	}
-	if err != nil {
-		return "", err
-	}
-	return selectRecord(rrs)
+	id, _, err := LookupRecord(ctx, c.r, domain)
+	return id, err
 }
 
 func flightKey(domain, id string) string { return domain + " " + id }
@@ -201,7 +195,7 @@ func (c *Cache) fetchShared(ctx context.Context, domain, id string) (*Policy, er
 // runFetch is the flight of (domain, id): fetch, then cache the policy or
 // remember the failure, then log.
 func (c *Cache) runFetch(ctx context.Context, domain, id string) (*Policy, error) {
-	p, err := c.fetch(ctx, domain)
+	p, err := fetch(ctx, c.client, domain)
 	key := flightKey(domain, id)
 	c.mu.Lock()
 	if err == nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mxedge/mxedge/mtasts/ststest"
 	"github.com/mxedge/mxedge/resolver"
 )
 
@@ -47,7 +48,7 @@ func TestGetEnforce(t *testing.T) {
 			t.Errorf("Match(%q) = %v, want %v", host, got, want)
 		}
 	}
-	if n := e.srv.requests("example.org"); n != 1 {
+	if n := e.srv.Requests("example.org"); n != 1 {
 		t.Fatalf("%d requests, want 1", n)
 	}
 }
@@ -88,7 +89,7 @@ func TestGetNoRecord(t *testing.T) {
 			}
 		})
 	}
-	if n := e.srv.requests("example.org"); n != 0 {
+	if n := e.srv.Requests("example.org"); n != 0 {
 		t.Fatalf("%d requests, want 0", n)
 	}
 	// NODATA: the name exists without TXT.
@@ -122,7 +123,7 @@ func TestGetIDUnchangedNoRefetch(t *testing.T) {
 		}
 		e.clock.Advance(time.Hour)
 	}
-	if n := e.srv.requests("example.org"); n != 1 {
+	if n := e.srv.Requests("example.org"); n != 1 {
 		t.Fatalf("%d requests, want 1", n)
 	}
 	if n := e.dns.Count("_mta-sts.example.org.", dns.TypeTXT); n < 5 {
@@ -142,7 +143,7 @@ func TestGetIDChangedRefetch(t *testing.T) {
 	if p.ID != "2" || p.Match("mx1.example.org") || !p.Match("mx2.example.org") {
 		t.Fatalf("policy %+v", p)
 	}
-	if n := e.srv.requests("example.org"); n != 2 {
+	if n := e.srv.Requests("example.org"); n != 2 {
 		t.Fatalf("%d requests, want 2", n)
 	}
 }
@@ -160,7 +161,7 @@ func TestGetExpiry(t *testing.T) {
 	if p := e.get(c, "example.org"); !p.Fetched.Equal(e.clock.Now()) {
 		t.Fatalf("not refetched at expiry: %+v", p)
 	}
-	if n := e.srv.requests("example.org"); n != 2 {
+	if n := e.srv.Requests("example.org"); n != 2 {
 		t.Fatalf("%d requests, want 2", n)
 	}
 }
@@ -174,7 +175,7 @@ func TestGetFetchFailureKeepsCached(t *testing.T) {
 	e.get(c, "example.org")
 
 	e.setTXT("example.org", "v=STSv1; id=2")
-	e.srv.set("example.org", response{status: 500, body: "oops"})
+	e.srv.Set("example.org", ststest.Response{Status: 500, Body: "oops"})
 	if p := e.get(c, "example.org"); p == nil || p.ID != "1" || !p.Match("mx1.example.org") {
 		t.Fatalf("policy %+v, want the cached one", p)
 	}
@@ -182,12 +183,12 @@ func TestGetFetchFailureKeepsCached(t *testing.T) {
 		t.Errorf("no warning logged:\n%s", e.log)
 	}
 	e.get(c, "example.org")
-	if n := e.srv.requests("example.org"); n != 2 {
+	if n := e.srv.Requests("example.org"); n != 2 {
 		t.Fatalf("%d requests, want 2 (no retry within 5 minutes)", n)
 	}
 	e.clock.Advance(5 * time.Minute)
 	e.get(c, "example.org")
-	if n := e.srv.requests("example.org"); n != 3 {
+	if n := e.srv.Requests("example.org"); n != 3 {
 		t.Fatalf("%d requests, want 3", n)
 	}
 
@@ -201,7 +202,7 @@ func TestGetFetchFailureKeepsCached(t *testing.T) {
 	e.publish("example.net", "1", policyText("enforce", 86400, "mx.example.net"))
 	e.get(c, "example.net")
 	e.dns.SetRcode("_mta-sts.example.net.", dns.TypeTXT, dns.RcodeServerFailure)
-	e.srv.set("example.net", response{status: 503})
+	e.srv.Set("example.net", ststest.Response{Status: 503})
 	if p := e.get(c, "example.net"); p == nil || p.ID != "1" {
 		t.Fatalf("policy %+v, want the cached one", p)
 	}
@@ -237,29 +238,29 @@ func TestGetBadPolicy(t *testing.T) {
 	ok := policyText("enforce", 86400, "mx.bad.example")
 	tests := []struct {
 		name string
-		resp response
+		resp ststest.Response
 	}{
-		{"version", response{body: strings.Replace(ok, "STSv1", "STSv2", 1)}},
-		{"no mode", response{body: "version: STSv1\nmx: mx.bad.example\nmax_age: 86400\n"}},
-		{"bad mode", response{body: policyText("Enforce", 86400, "mx.bad.example")}},
-		{"max_age too large", response{body: policyText("enforce", MaxMaxAge+1, "mx.bad.example")}},
-		{"no max_age", response{body: "version: STSv1\nmode: enforce\nmx: mx.bad.example\n"}},
-		{"enforce without mx", response{body: "version: STSv1\nmode: enforce\nmax_age: 86400\n"}},
-		{"bad mx", response{body: policyText("enforce", 86400, "*.*.bad.example")}},
-		{"garbage", response{body: "<html>hello</html>"}},
-		{"media type", response{body: ok, ctype: "text/html"}},
-		{"no media type", response{body: ok, ctype: "application/octet-stream"}},
-		{"404", response{status: 404, body: ok}},
+		{"version", ststest.Response{Body: strings.Replace(ok, "STSv1", "STSv2", 1)}},
+		{"no mode", ststest.Response{Body: "version: STSv1\nmx: mx.bad.example\nmax_age: 86400\n"}},
+		{"bad mode", ststest.Response{Body: policyText("Enforce", 86400, "mx.bad.example")}},
+		{"max_age too large", ststest.Response{Body: policyText("enforce", MaxMaxAge+1, "mx.bad.example")}},
+		{"no max_age", ststest.Response{Body: "version: STSv1\nmode: enforce\nmx: mx.bad.example\n"}},
+		{"enforce without mx", ststest.Response{Body: "version: STSv1\nmode: enforce\nmax_age: 86400\n"}},
+		{"bad mx", ststest.Response{Body: policyText("enforce", 86400, "*.*.bad.example")}},
+		{"garbage", ststest.Response{Body: "<html>hello</html>"}},
+		{"media type", ststest.Response{Body: ok, ContentType: "text/html"}},
+		{"no media type", ststest.Response{Body: ok, ContentType: "application/octet-stream"}},
+		{"404", ststest.Response{Status: 404, Body: ok}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e.publish("bad.example", "bad"+string(rune('a'+i)), "")
-			e.srv.set("bad.example", tt.resp)
-			before := e.srv.requests("bad.example")
+			e.srv.Set("bad.example", tt.resp)
+			before := e.srv.Requests("bad.example")
 			if p := e.get(c, "bad.example"); p != nil {
 				t.Fatalf("policy %+v accepted", p)
 			}
-			if e.srv.requests("bad.example") != before+1 {
+			if e.srv.Requests("bad.example") != before+1 {
 				t.Fatal("not fetched")
 			}
 		})
@@ -291,15 +292,15 @@ func TestGetRedirectNotFollowed(t *testing.T) {
 	e := newEnv(t)
 	e.publish("example.org", "1", policyText("enforce", 86400, "mx.example.org"))
 	e.publish("redirect.example", "1", "")
-	e.srv.set("redirect.example", response{status: 302, location: "https://mta-sts.example.org/.well-known/mta-sts.txt"})
+	e.srv.Set("redirect.example", ststest.Response{Status: 302, Location: "https://mta-sts.example.org/.well-known/mta-sts.txt"})
 	c := e.newCache("")
 	if p := e.get(c, "redirect.example"); p != nil {
 		t.Fatalf("policy %+v", p)
 	}
-	if n := e.srv.requests("redirect.example"); n != 1 {
+	if n := e.srv.Requests("redirect.example"); n != 1 {
 		t.Fatalf("%d requests to redirect.example", n)
 	}
-	if n := e.srv.requests("example.org"); n != 0 {
+	if n := e.srv.Requests("example.org"); n != 0 {
 		t.Fatalf("redirect followed: %d requests to example.org", n)
 	}
 	if !strings.Contains(e.log.String(), "redirect not followed") {
@@ -333,7 +334,7 @@ func TestGetBodyLimit(t *testing.T) {
 func TestGetConcurrent(t *testing.T) {
 	e := newEnv(t)
 	e.publish("busy.example", "1", policyText("enforce", 86400, "mx.busy.example"))
-	e.srv.set("busy.example", response{body: policyText("enforce", 86400, "mx.busy.example"), delay: 200 * time.Millisecond})
+	e.srv.Set("busy.example", ststest.Response{Body: policyText("enforce", 86400, "mx.busy.example"), Delay: 200 * time.Millisecond})
 	c := e.newCache("")
 	var wg sync.WaitGroup
 	for range 20 {
@@ -348,7 +349,7 @@ func TestGetConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := e.srv.requests("busy.example"); n != 1 {
+	if n := e.srv.Requests("busy.example"); n != 1 {
 		t.Fatalf("%d requests, want 1", n)
 	}
 	if p := e.get(c, "busy.example"); p.MX[0] != "mx.busy.example" {
@@ -360,7 +361,7 @@ func TestGetConcurrent(t *testing.T) {
 func TestGetCallerGivesUp(t *testing.T) {
 	e := newEnv(t)
 	e.publish("busy.example", "1", "")
-	e.srv.set("busy.example", response{body: policyText("enforce", 86400, "mx.busy.example"), delay: 300 * time.Millisecond})
+	e.srv.Set("busy.example", ststest.Response{Body: policyText("enforce", 86400, "mx.busy.example"), Delay: 300 * time.Millisecond})
 	c := e.newCache("")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -370,7 +371,7 @@ func TestGetCallerGivesUp(t *testing.T) {
 	if p := e.get(c, "busy.example"); p == nil {
 		t.Fatal("no policy")
 	}
-	if n := e.srv.requests("busy.example"); n != 1 {
+	if n := e.srv.Requests("busy.example"); n != 1 {
 		t.Fatalf("%d requests, want 1", n)
 	}
 }
@@ -394,7 +395,7 @@ func TestPersistence(t *testing.T) {
 		got.MaxAge != want.MaxAge || !got.Fetched.Equal(want.Fetched) {
 		t.Fatalf("after restart: %+v, want %+v", got, want)
 	}
-	if n := e.srv.requests("example.org"); n != 1 {
+	if n := e.srv.Requests("example.org"); n != 1 {
 		t.Fatalf("%d requests, want 1", n)
 	}
 	// none.example (max_age 3600) expired during the "downtime": not
@@ -464,7 +465,7 @@ func TestRefresh(t *testing.T) {
 	// Not due before half of max_age.
 	e.clock.Advance(11 * time.Hour)
 	c.Refresh(context.Background())
-	if n := e.srv.requests("example.org"); n != 1 {
+	if n := e.srv.Requests("example.org"); n != 1 {
 		t.Fatalf("%d requests, want 1", n)
 	}
 
@@ -473,10 +474,10 @@ func TestRefresh(t *testing.T) {
 	e.setTXT("example.net")
 	e.clock.Advance(2 * time.Hour)
 	c.Refresh(context.Background())
-	if n := e.srv.requests("example.org"); n != 2 {
+	if n := e.srv.Requests("example.org"); n != 2 {
 		t.Fatalf("%d requests, want 2", n)
 	}
-	if n := e.srv.requests("example.net"); n != 1 {
+	if n := e.srv.Requests("example.net"); n != 1 {
 		t.Fatalf("example.net: %d requests, want 1", n)
 	}
 
@@ -503,10 +504,10 @@ func TestRefresh(t *testing.T) {
 		t.Fatalf("failed lookup not logged:\n%s", e.log)
 	}
 	e.dns.SetRcode("_mta-sts.example.org.", dns.TypeTXT, dns.RcodeSuccess)
-	e.srv.set("example.org", response{status: 500})
+	e.srv.Set("example.org", ststest.Response{Status: 500})
 	e.clock.Advance(time.Minute)
 	c.Refresh(context.Background())
-	if n := e.srv.requests("example.org"); n != 3 {
+	if n := e.srv.Requests("example.org"); n != 3 {
 		t.Fatalf("%d requests, want 3", n)
 	}
 	if p := c.valid("example.org"); p == nil {

@@ -20,9 +20,10 @@
 //     certificate verified for that name against the system roots, no
 //     redirects followed, no HTTP cache, status 200 and media type
 //     text/plain required, at most 64 KiB of body, and one minute at most.
-//     The default client resolves mta-sts.<domain> through
+//     The default client (NewClient) resolves mta-sts.<domain> through
 //     Options.Resolver (the resolver every stage uses), not the system
-//     resolver. A failed fetch is not retried for the same domain and id
+//     resolver; ClientOptions give it other root CAs and another port
+//     (tests serve the policy from an httptest server with their own CA). A failed fetch is not retried for the same domain and id
 //     for five minutes (section 3.3's suggestion, to spare a struggling
 //     policy host).
 //   - RFC 8461 section 3.4: a policy applies to exactly the domain it was
@@ -82,6 +83,13 @@
 // record. The protocol is small (a record parser, a policy parser, an HTTPS
 // GET and a cache), and written here it uses mxedge's resolver — one test
 // DNS server drives it like every other stage — and needs no new module.
+//
+// # Without the cache
+//
+// LookupRecord (the TXT record) and Fetch (the policy, with a client of
+// NewClient) are the two steps of Get without the cache and without its
+// forgiveness: they say exactly what is wrong. "mxedge doctor" checks the
+// relay's own domains with them.
 //
 // There is no package-level mutable state: two caches in one process (two
 // relays in a test) share nothing.

@@ -12,9 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +21,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mxedge/mxedge/internal/fakeclock"
+	"github.com/mxedge/mxedge/mtasts/ststest"
 	"github.com/mxedge/mxedge/resolver"
 	"github.com/mxedge/mxedge/resolver/dnstest"
 )
@@ -90,93 +89,12 @@ func (ca *testCA) leaf(t *testing.T, names ...string) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// response is what the policy server answers for one host.
-type response struct {
-	status   int    // default 200
-	ctype    string // default "text/plain; charset=utf-8"
-	body     string
-	location string // Location header
-	delay    time.Duration
-}
-
-// policyServer is the HTTPS server of every mta-sts.<domain> of a test,
-// on 127.0.0.2, with a certificate of the test CA. It answers per Host.
-type policyServer struct {
-	srv  *httptest.Server
-	port string
-
-	mu    sync.Mutex
-	resps map[string]response // by host name
-	hits  map[string]int      // requests by host name
-}
-
 // certNames are the names in the policy server's certificate: every
 // domain of the tests but badcert.example.
 var certNames = []string{
 	"mta-sts.example.org", "mta-sts.example.net", "mta-sts.testing.example",
 	"mta-sts.none.example", "mta-sts.redirect.example", "mta-sts.big.example",
 	"mta-sts.bad.example", "mta-sts.busy.example",
-}
-
-func startPolicyServer(t *testing.T, ca *testCA) *policyServer {
-	t.Helper()
-	s := &policyServer{resps: map[string]response{}, hits: map[string]int{}}
-	l, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
-	s.srv.Listener.Close()
-	s.srv.Listener = l
-	s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, certNames...)}}
-	s.srv.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError) // TLS failures are expected
-	s.srv.StartTLS()
-	t.Cleanup(s.srv.Close)
-	_, s.port, _ = net.SplitHostPort(l.Addr().String())
-	return s
-}
-
-func (s *policyServer) serve(w http.ResponseWriter, r *http.Request) {
-	host, _, err := net.SplitHostPort(r.Host)
-	if err != nil {
-		host = r.Host
-	}
-	s.mu.Lock()
-	s.hits[host]++
-	resp, ok := s.resps[host]
-	s.mu.Unlock()
-	if !ok || r.URL.Path != "/.well-known/mta-sts.txt" || r.Method != http.MethodGet {
-		http.NotFound(w, r)
-		return
-	}
-	if resp.delay > 0 {
-		time.Sleep(resp.delay)
-	}
-	if resp.ctype == "" {
-		resp.ctype = "text/plain; charset=utf-8"
-	}
-	w.Header().Set("Content-Type", resp.ctype)
-	if resp.location != "" {
-		w.Header().Set("Location", resp.location)
-	}
-	if resp.status == 0 {
-		resp.status = http.StatusOK
-	}
-	w.WriteHeader(resp.status)
-	w.Write([]byte(resp.body))
-}
-
-func (s *policyServer) set(domain string, r response) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.resps["mta-sts."+domain] = r
-}
-
-// requests returns how many requests arrived for mta-sts.<domain>.
-func (s *policyServer) requests(domain string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.hits["mta-sts."+domain]
 }
 
 // logBuf collects log lines, safe for concurrent use.
@@ -203,7 +121,7 @@ type env struct {
 	t      *testing.T
 	dns    *dnstest.Server
 	res    *resolver.Resolver
-	srv    *policyServer
+	srv    *ststest.Server
 	clock  *clock
 	client *http.Client
 	log    *logBuf
@@ -218,23 +136,18 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(func() { d.Close() })
 	ca := newCA(t)
 	e := &env{
-		t:     t,
-		dns:   d,
-		res:   resolver.New(resolver.Config{Servers: []string{d.Addr()}, CacheSize: -1, Timeout: 2 * time.Second}),
-		srv:   startPolicyServer(t, ca),
+		t:   t,
+		dns: d,
+		res: resolver.New(resolver.Config{Servers: []string{d.Addr()}, CacheSize: -1, Timeout: 2 * time.Second}),
+		// Every mta-sts.<domain> of the tests is on 127.0.0.2.
+		srv:   ststest.Start(t, "127.0.0.2:0", ca.leaf(t, certNames...)),
 		clock: newClock(),
 		log:   &logBuf{},
 	}
-	// The client resolves mta-sts.<domain> through the test DNS server
-	// (the dialer the default client uses), dials the policy server's
-	// port instead of 443, and trusts the test CA only.
-	tr := &http.Transport{
-		DialContext:       (&dialer{r: e.res, port: e.srv.port}).DialContext,
-		TLSClientConfig:   &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12},
-		DisableKeepAlives: true,
-	}
-	t.Cleanup(tr.CloseIdleConnections)
-	e.client = &http.Client{Transport: tr}
+	// The client resolves mta-sts.<domain> through the test DNS server,
+	// dials the policy server's port instead of 443, and trusts the test
+	// CA only.
+	e.client = NewClient(ClientOptions{Resolver: e.res, RootCAs: ca.pool, Port: e.srv.Port()})
 	return e
 }
 
@@ -263,7 +176,7 @@ func (e *env) publish(domain, id, body string) {
 	if err := e.dns.Add(fmt.Sprintf("mta-sts.%s. 300 IN A 127.0.0.2", domain)); err != nil {
 		e.t.Fatal(err)
 	}
-	e.srv.set(domain, response{body: body})
+	e.srv.Set(domain, ststest.Response{Body: body})
 }
 
 // setTXT replaces the TXT records of _mta-sts.<domain>; no record if

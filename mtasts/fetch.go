@@ -3,6 +3,7 @@ package mtasts
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -40,9 +41,26 @@ func policyURL(domain string) string {
 	return "https://mta-sts." + domain + "/.well-known/mta-sts.txt"
 }
 
-// fetch gets and parses domain's policy file (RFC 8461 section 3.3). The
-// result has no ID or Fetched yet.
-func (c *Cache) fetch(ctx context.Context, domain string) (*Policy, error) {
+// Fetch gets and parses domain's policy file (RFC 8461 section 3.3) with
+// client, a client of NewClient (or any: a copy of it is made to follow no
+// redirects, keep no cookies and give up after FetchTimeout). It does not
+// look at the TXT record (see LookupRecord) and caches nothing: it is the
+// fetch of a Cache, for "mxedge doctor" and tests. The error says what
+// failed (connection, certificate, status, media type, size, syntax). The
+// result has no ID or Fetched.
+func Fetch(ctx context.Context, client *http.Client, domain string) (*Policy, error) {
+	if client == nil {
+		return nil, errors.New("mtasts: fetch: no HTTP client")
+	}
+	domain, err := normalizeDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	return fetch(ctx, httpClient(client, nil), domain)
+}
+
+// fetch is Fetch with a client of httpClient and a normalized domain.
+func fetch(ctx context.Context, client *http.Client, domain string) (*Policy, error) {
 	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
 	defer cancel()
 	url := policyURL(domain)
@@ -53,7 +71,7 @@ func (c *Cache) fetch(ctx context.Context, domain string) (*Policy, error) {
 	// No HTTP caching (section 3.3): Go's client has no cache, and this
 	// asks any cache on the way not to answer either.
 	req.Header.Set("Cache-Control", "no-cache")
-	resp, err := c.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("mtasts: fetch %s: %w", url, err)
 	}
@@ -99,7 +117,7 @@ func readPolicyBody(resp *http.Response) ([]byte, error) {
 // up after FetchTimeout at most, whatever the caller's client says.
 func httpClient(hc *http.Client, r Resolver) *http.Client {
 	if hc == nil {
-		hc = defaultClient(r)
+		hc = NewClient(ClientOptions{Resolver: r})
 	}
 	c := *hc
 	c.CheckRedirect = noRedirects
@@ -110,22 +128,37 @@ func httpClient(hc *http.Client, r Resolver) *http.Client {
 	return &c
 }
 
-// defaultClient is an HTTPS client that verifies certificates against the
-// system roots (RFC 8461 section 3.3: valid for mta-sts.<domain>, chained
-// to a trusted root, not expired), TLS 1.2 or later, resolving names with
-// r. No proxy: the policy host is asked directly. No connection is kept
+// ClientOptions configure NewClient.
+type ClientOptions struct {
+	// Resolver resolves mta-sts.<domain> (the relay's resolver, never
+	// the system's). Required.
+	Resolver Resolver
+	// RootCAs verify the policy host's certificate; nil: the system
+	// roots. Tests give the pool of their own CA.
+	RootCAs *x509.CertPool
+	// Port, if not empty, is dialled instead of 443: a test's HTTPS
+	// server listens on a free port of a 127.0.0.x address.
+	Port string
+}
+
+// NewClient returns the HTTPS client of policy fetches (RFC 8461 section
+// 3.3): the certificate verified for mta-sts.<domain> against o.RootCAs
+// (chained to a trusted root, not expired), TLS 1.2 or later, names
+// resolved with o.Resolver, no redirects followed, at most FetchTimeout.
+// No proxy: the policy host is asked directly. No connection is kept
 // open: policies are fetched seldom and from many hosts.
-func defaultClient(r Resolver) *http.Client {
+func NewClient(o ClientOptions) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
-			DialContext:            (&dialer{r: r}).DialContext,
-			TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
+			DialContext:            (&dialer{r: o.Resolver, port: o.Port}).DialContext,
+			TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
 			TLSHandshakeTimeout:    15 * time.Second,
 			ResponseHeaderTimeout:  30 * time.Second,
 			DisableKeepAlives:      true,
 			MaxResponseHeaderBytes: 64 << 10,
 		},
-		Timeout: FetchTimeout,
+		CheckRedirect: noRedirects,
+		Timeout:       FetchTimeout,
 	}
 }
 
@@ -133,8 +166,7 @@ func defaultClient(r Resolver) *http.Client {
 // for it, in that order, trying at most maxAddrs of them.
 type dialer struct {
 	r Resolver
-	// port, if set, replaces the port dialled (tests: the policy server
-	// listens on a free port, not 443).
+	// port, if set, replaces the port dialled (ClientOptions.Port).
 	port string
 	d    net.Dialer
 }

@@ -1,19 +1,43 @@
 package mtasts
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/mxedge/mxedge/resolver"
 )
 
 // Errors of the TXT record (RFC 8461 section 3.1). Either means: the
 // domain has no available policy (unless one is cached).
 var (
-	errNoRecord = errors.New("no v=STSv1 TXT record")
-	errRecord   = errors.New("invalid v=STSv1 TXT record")
+	// ErrNoRecord: no TXT record begins with "v=STSv1;" (the domain
+	// does not publish MTA-STS).
+	ErrNoRecord = errors.New("no v=STSv1 TXT record")
+	// ErrInvalidRecord: more than one such record, or one that does not
+	// parse.
+	ErrInvalidRecord = errors.New("invalid v=STSv1 TXT record")
 )
+
+// LookupRecord looks up the TXT records of "_mta-sts.<domain>" and returns
+// the MTA-STS record's id and text (RFC 8461 section 3.1). Errors: one
+// wrapping ErrNoRecord (also for NXDOMAIN and NODATA, wrapping the
+// resolver's error then too), one wrapping ErrInvalidRecord (the record
+// text is returned if there was exactly one), or the resolver's error (a
+// temporary failure).
+func LookupRecord(ctx context.Context, r Resolver, domain string) (id, record string, err error) {
+	rrs, _, err := r.Lookup(ctx, "_mta-sts."+domain+".", dns.TypeTXT)
+	if resolver.IsNotFound(err) {
+		return "", "", fmt.Errorf("%w: %w", ErrNoRecord, err)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return selectRecord(rrs)
+}
 
 // stsVersion begins every MTA-STS TXT record (sts-version, case-sensitive).
 const stsVersion = "v=STSv1"
@@ -22,8 +46,8 @@ const stsVersion = "v=STSv1"
 // "_mta-sts.<domain>" and returns its id (RFC 8461 section 3.1): the
 // strings of each record are joined without spaces; records that do not
 // begin with "v=STSv1;" are discarded; exactly one must remain, and be
-// valid.
-func selectRecord(rrs []dns.RR) (string, error) {
+// valid. The record's text is returned with its id.
+func selectRecord(rrs []dns.RR) (id, record string, err error) {
 	var found []string
 	for _, rr := range rrs {
 		txt, ok := rr.(*dns.TXT)
@@ -37,11 +61,12 @@ func selectRecord(rrs []dns.RR) (string, error) {
 	}
 	switch len(found) {
 	case 0:
-		return "", errNoRecord
+		return "", "", ErrNoRecord
 	case 1:
-		return parseRecord(found[0])
+		id, err := parseRecord(found[0])
+		return id, found[0], err
 	default:
-		return "", fmt.Errorf("%w: %d records", errRecord, len(found))
+		return "", "", fmt.Errorf("%w: %d records: %s", ErrInvalidRecord, len(found), strings.Join(found, " | "))
 	}
 }
 
@@ -65,7 +90,7 @@ func isSTSRecord(s string) bool {
 func parseRecord(s string) (string, error) {
 	fields := strings.Split(s, ";")
 	if strings.TrimRight(fields[0], " \t") != stsVersion {
-		return "", fmt.Errorf("%w: does not begin with %s", errRecord, stsVersion)
+		return "", fmt.Errorf("%w: does not begin with %s", ErrInvalidRecord, stsVersion)
 	}
 	var id string
 	for i, f := range fields[1:] {
@@ -75,24 +100,24 @@ func parseRecord(s string) (string, error) {
 		}
 		name, value, ok := strings.Cut(f, "=")
 		if !ok || !validKey(name) {
-			return "", fmt.Errorf("%w: field %q", errRecord, f)
+			return "", fmt.Errorf("%w: field %q", ErrInvalidRecord, f)
 		}
 		if name != "id" {
 			if !validExtValue(value) {
-				return "", fmt.Errorf("%w: field %q", errRecord, f)
+				return "", fmt.Errorf("%w: field %q", ErrInvalidRecord, f)
 			}
 			continue
 		}
 		if id != "" {
-			return "", fmt.Errorf("%w: two ids", errRecord)
+			return "", fmt.Errorf("%w: two ids", ErrInvalidRecord)
 		}
 		if !validID(value) {
-			return "", fmt.Errorf("%w: id %q", errRecord, value)
+			return "", fmt.Errorf("%w: id %q", ErrInvalidRecord, value)
 		}
 		id = value
 	}
 	if id == "" {
-		return "", fmt.Errorf("%w: no id", errRecord)
+		return "", fmt.Errorf("%w: no id", ErrInvalidRecord)
 	}
 	return id, nil
 }

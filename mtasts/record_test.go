@@ -42,7 +42,7 @@ func TestParseRecord(t *testing.T) {
 		"id=1; v=STSv1",
 	}
 	for _, in := range bad {
-		if id, err := parseRecord(in); !errors.Is(err, errRecord) {
+		if id, err := parseRecord(in); !errors.Is(err, ErrInvalidRecord) {
 			t.Errorf("parseRecord(%q) = %q, %v; want an error", in, id, err)
 		}
 	}
@@ -61,17 +61,20 @@ func TestSelectRecord(t *testing.T) {
 		{"one", []dns.RR{txt("v=STSv1; id=1")}, "1", nil},
 		{"joined", []dns.RR{txt("v=STS", "v1; id=", "42")}, "42", nil},
 		{"others discarded", []dns.RR{txt("v=spf1 -all"), txt("v=STSv1; id=1"), txt("v=STSv10; id=2")}, "1", nil},
-		{"none", []dns.RR{txt("v=spf1 -all")}, "", errNoRecord},
-		{"empty", nil, "", errNoRecord},
-		{"two", []dns.RR{txt("v=STSv1; id=1"), txt("v=STSv1; id=2")}, "", errRecord},
-		{"invalid", []dns.RR{txt("v=STSv1; id=!")}, "", errRecord},
-		{"not TXT", []dns.RR{&dns.CNAME{Target: "x."}}, "", errNoRecord},
+		{"none", []dns.RR{txt("v=spf1 -all")}, "", ErrNoRecord},
+		{"empty", nil, "", ErrNoRecord},
+		{"two", []dns.RR{txt("v=STSv1; id=1"), txt("v=STSv1; id=2")}, "", ErrInvalidRecord},
+		{"invalid", []dns.RR{txt("v=STSv1; id=!")}, "", ErrInvalidRecord},
+		{"not TXT", []dns.RR{&dns.CNAME{Target: "x."}}, "", ErrNoRecord},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			id, err := selectRecord(tt.rrs)
+			id, rec, err := selectRecord(tt.rrs)
 			if id != tt.id || !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
 				t.Fatalf("got %q, %v; want %q, %v", id, err, tt.id, tt.err)
+			}
+			if err == nil && rec != "v=STSv1; id="+id {
+				t.Errorf("record %q, want the joined text", rec)
 			}
 		})
 	}

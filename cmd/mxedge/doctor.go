@@ -8,22 +8,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/doctor"
-	"github.com/mxedge/mxedge/resolver"
 )
 
-// cmdDoctor is "mxedge doctor [-json] [-ip A,B] [-partner H,...]": the
-// deliverability checks of package doctor for the configured hostname
-// and relay domains, through the configured resolver ([dns]). Exit
-// status 1 when a check fails.
+// cmdDoctor is "mxedge doctor [-json] [-ip A,B] [-partner H,...] [-mx
+// ADDR] [-relay-sender ADDR]": the deliverability checks of package
+// doctor for the configured hostname and relay domains, through the
+// configured resolver ([dns]), and the open-relay self-test against our
+// MX listener. Exit status 1 when a check fails (warnings and skipped
+// checks do not).
 func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -31,6 +31,10 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the checks as JSON")
 	ips := fs.String("ip", "", "outbound addresses, comma-separated (default: [delivery] source_address)")
 	partners := fs.String("partner", "", "host names of the pair's other relays, comma-separated")
+	mx := fs.String("mx", "", "MX listener for the open-relay self-test, host:port (default: the first mx [[listener]], "+
+		"a wildcard address as loopback; \"off\": no test)")
+	relaySender := fs.String("relay-sender", "", "outside sender of the open-relay self-test (default mxedge-doctor@other.example, "+
+		"the null sender if refused)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -61,14 +65,29 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		in.DNSBLs = append(in.DNSBLs, l.DNSBLSites...)
-		if len(in.Cert) == 0 && len(l.TLSCert) > 0 {
-			if c, err := readLeaf(l.TLSCert[0]); err == nil {
-				in.Cert = []*x509.Certificate{c}
-			} else {
+		if in.RelayTest.Addr == "" {
+			in.RelayTest.Addr = dialable(l.Address)
+		}
+		if len(in.Certs) > 0 {
+			continue // the first listener with certificates
+		}
+		for _, f := range l.TLSCert {
+			chain, err := readChain(f)
+			if err != nil {
 				fmt.Fprintf(stderr, "doctor: listener %q: %v\n", l.Name, err)
+				continue
 			}
+			in.Certs = append(in.Certs, chain)
 		}
 	}
+	switch *mx {
+	case "off":
+		in.RelayTest.Addr = ""
+	case "":
+	default:
+		in.RelayTest.Addr = *mx
+	}
+	in.RelayTest.Sender = *relaySender
 	keys, keyErr := loadDKIMKeys(cfg)
 	if err := keyErr; err != nil { // a weak or unreadable key: exit status 1
 		fmt.Fprintf(stderr, "doctor: %v (DKIM checks of the keys that failed to load skipped)\n", err)
@@ -79,7 +98,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	checks := doctor.Run(ctx, resolverDNS{newResolver(cfg, nil)}, in)
+	checks := doctor.Run(ctx, newResolver(cfg, nil), in)
 	code := 0
 	if keyErr != nil {
 		code = 1
@@ -99,8 +118,11 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	for _, c := range checks {
-		mark := map[string]string{"ok": "✓", "fail": "✗", "warn": "!"}[c.Status]
-		fmt.Fprintf(stdout, "%s %s: %s", mark, c.Name, c.Subject)
+		mark := map[string]string{"ok": "✓", "fail": "✗", "warn": "!", "skip": "-"}[c.Status]
+		fmt.Fprintf(stdout, "%s %s", mark, c.Name)
+		if c.Subject != "" {
+			fmt.Fprintf(stdout, ": %s", c.Subject)
+		}
 		if c.Found != "" {
 			fmt.Fprintf(stdout, " (%s)", c.Found)
 		}
@@ -110,14 +132,6 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
-}
-
-// resolverDNS adapts the relay's resolver to doctor.DNS.
-type resolverDNS struct{ r *resolver.Resolver }
-
-func (d resolverDNS) Lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
-	rrs, _, err := d.r.Lookup(ctx, name, qtype)
-	return rrs, err
 }
 
 func splitList(s string) []string {
@@ -130,15 +144,46 @@ func splitList(s string) []string {
 	return out
 }
 
-// readLeaf reads the first certificate of a PEM file.
-func readLeaf(path string) (*x509.Certificate, error) {
+// readChain reads the certificates of a PEM file, leaf first: the chain
+// the listener serves.
+func readChain(path string) ([]*x509.Certificate, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	b, _ := pem.Decode(data)
-	if b == nil {
+	var chain []*x509.Certificate
+	for {
+		var b *pem.Block
+		if b, data = pem.Decode(data); b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
 		return nil, fmt.Errorf("%s: no PEM certificate", path)
 	}
-	return x509.ParseCertificate(b.Bytes)
+	return chain, nil
+}
+
+// dialable is a listener address as a client on this host dials it: a
+// wildcard host ("0.0.0.0:25", "[::]:25", ":25") becomes loopback.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mxedge/mxedge/doctor"
+	"github.com/mxedge/mxedge/internal/certs"
+	"github.com/mxedge/mxedge/internal/smtptest"
+	"github.com/mxedge/mxedge/resolver/dnstest"
+)
+
+// "mxedge doctor -json" carries the MTA-STS, DANE and open-relay checks:
+// the relay domain publishes no MTA-STS (a warning), the TLSA record
+// matches the certificate of the MX listener's tls_cert, and the MX
+// listener given with -mx is an open relay (✗, exit status 1). With -mx
+// off the self-test is skipped, which the text output says.
+func TestDoctorJSON(t *testing.T) {
+	dir := t.TempDir()
+	pair, err := certs.SelfSigned(dir, "mx1.doctor.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := readChain(pair.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := chain[0]
+
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10",
+		fmt.Sprintf("_25._tcp.mx1.doctor.test. TLSA 3 1 1 %x", sha256.Sum256(leaf.RawSubjectPublicKeyInfo)))
+	ns.SetAD(true)
+	open, err := smtptest.Start("127.0.0.27:0") // accepts every recipient
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(open.Close)
+	cfg := filepath.Join(dir, "mx.toml")
+	os.WriteFile(cfg, fmt.Appendf(nil, `hostname = "mx1.doctor.test"
+data_dir = %q
+relay_domains = ["doctor.test"]
+
+[[listener]]
+address = "127.0.0.27:1"
+tls_cert = [%q]
+tls_key = [%q]
+
+[routes]
+"doctor.test" = "127.0.0.27:2"
+
+[dns]
+servers = [%q]
+timeout = "1s"
+`, dir, pair.Cert, pair.Key, ns.Addr()), 0o600)
+
+	out, errOut, code := runCmd(t, "doctor", "-config", cfg, "-json", "-mx", open.Addr(), "-relay-sender", "someone@elsewhere.test")
+	var checks []doctor.Check
+	if err := json.Unmarshal([]byte(out), &checks); err != nil {
+		t.Fatalf("doctor -json: %v\n%s%s", err, out, errOut)
+	}
+	status := map[string]string{}
+	for _, c := range checks {
+		status[c.Name+": "+c.Subject] = c.Status
+	}
+	for check, want := range map[string]string{
+		"MTA-STS record: doctor.test":                                                                        "warn",
+		"DANE TLSA matches our certificate: _25._tcp.mx1.doctor.test":                                        "ok",
+		"relay self-test reaches RCPT: postmaster@doctor.test":                                               "ok",
+		"not an open relay: percent hack: postmaster%other.example@doctor.test":                              "fail",
+		"not an open relay: relay domain as sender: from postmaster@doctor.test to postmaster@other.example": "fail",
+	} {
+		if status[check] != want {
+			t.Errorf("%s: %q, want %q", check, status[check], want)
+		}
+	}
+	if code != 1 {
+		t.Errorf("exit status %d with an open relay, want 1", code)
+	}
+	if got := strings.Join(open.Commands(), "\n"); !strings.Contains(got, "MAIL FROM:<someone@elsewhere.test>") || strings.Contains(got, "DATA") {
+		t.Errorf("the self-test said:\n%s", got)
+	}
+
+	out, _, _ = runCmd(t, "doctor", "-config", cfg, "-mx", "off")
+	if !strings.Contains(out, "- open relay self-test (no MX listener address to test)") {
+		t.Errorf("doctor -mx off:\n%s", out)
+	}
+}
+
+// The self-test dials a wildcard listener address on loopback.
+func TestDialable(t *testing.T) {
+	for in, want := range map[string]string{
+		"0.0.0.0:25": "127.0.0.1:25", ":25": "127.0.0.1:25", "[::]:25": "[::1]:25",
+		"192.0.2.10:25": "192.0.2.10:25", "[2001:db8::1]:2525": "[2001:db8::1]:2525", "mx1": "mx1",
+	} {
+		if got := dialable(in); got != want {
+			t.Errorf("dialable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// readChain keeps every certificate of a tls_cert file in order (leaf,
+// then intermediates) and skips other blocks.
+func TestReadChain(t *testing.T) {
+	dir := t.TempDir()
+	a, err := certs.SelfSigned(filepath.Join(dir, "a"), "mx1.doctor.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := certs.SelfSigned(filepath.Join(dir, "b"), "ca.doctor.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	for _, f := range []string{a.Cert, a.Key, b.Cert} {
+		d, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, d...)
+	}
+	file := filepath.Join(dir, "chain.pem")
+	os.WriteFile(file, data, 0o600)
+	chain, err := readChain(file)
+	if err != nil || len(chain) != 2 || chain[0].Subject.CommonName != "mx1.doctor.test" || chain[1].Subject.CommonName != "ca.doctor.test" {
+		t.Fatalf("readChain = %v, %v", chain, err)
+	}
+	if _, err := readChain(a.Key); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("a key file: %v", err)
+	}
+}
