@@ -143,7 +143,38 @@ type Signer interface {
 func (q *Queue) Run(ctx context.Context, d Deliverer, grace time.Duration) error {
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	// Attempts run on up to Concurrency long-lived workers, started as
+	// needed: a goroutine per attempt grew a fresh stack through the
+	// delivery code every time (3 % of the CPU at 10 KiB x 20 sessions,
+	// in runtime.copystack).
 	var wg sync.WaitGroup
+	work := make(chan *Envelope)
+	workers := 0
+	dispatch := func(env *Envelope) bool {
+		select {
+		case work <- env: // an idle worker
+			return true
+		default:
+		}
+		if workers < q.opts.Concurrency {
+			workers++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for env := range work {
+					q.attempt(dctx, d, env)
+				}
+			}()
+		}
+		// A worker whose attempt just ended (its message no longer in
+		// flight) may still be on its way back.
+		select {
+		case work <- env:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -160,11 +191,9 @@ func (q *Queue) Run(ctx context.Context, d Deliverer, grace time.Duration) error
 				if !ok {
 					continue
 				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					q.attempt(dctx, d, env)
-				}()
+				if !dispatch(env) {
+					q.setInflight(env.ID, false) // shutting down: not attempted
+				}
 			}
 		}
 		wait := time.Hour
@@ -174,6 +203,7 @@ func (q *Queue) Run(ctx context.Context, d Deliverer, grace time.Duration) error
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
+			close(work)
 			done := make(chan struct{})
 			go func() { wg.Wait(); close(done) }()
 			select {
