@@ -140,8 +140,8 @@ type Deliverer struct {
 	shAuth       string // smarthost_auth_file, read at each connection
 	mxPort       int
 	tls          atomic.Pointer[TLSPolicy] // SetTLSPolicy swaps it
-	replyTimeout time.Duration // each reply, the TLS handshake
-	dataTimeout  time.Duration // each body write, the reply to "."
+	replyTimeout time.Duration             // each reply, the TLS handshake
+	dataTimeout  time.Duration             // each body write, the reply to "."
 	log          *slog.Logger
 	dialer       net.Dialer
 	source       net.IP // delivery.source_address; nil: unbound
