@@ -141,6 +141,7 @@ type relay struct {
 	stdout  io.Writer
 	queue   *queue.Queue
 	dl      *delivery.Deliverer
+	outTLS  *outboundTLS // the delivery stage's TLS policy, for reloads
 	ver     *verifycache.Verifier
 	ctl     *control.Server
 	ctlLn   net.Listener
@@ -231,7 +232,9 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	// DANE), which verification probes use too.
 	res := newResolver(cfg, r.metrics)
 	r.res = res
-	if r.dl, err = newDeliverer(ctx, cfg, res, log); err != nil {
+	r.outTLS = &outboundTLS{res: res, dir: cfg.DataDir, log: log}
+	r.onClose(r.outTLS.close)
+	if r.dl, err = newDeliverer(cfg, res, r.outTLS, log); err != nil {
 		return nil, err
 	}
 	r.onClose(func() { r.dl.Close() }) // QUIT to cached connections
