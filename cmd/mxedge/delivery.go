@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"time"
@@ -49,9 +48,8 @@ type outboundTLS struct {
 	dir string // data_dir: the cache file's directory
 	log *slog.Logger
 
-	sts  *mtasts.Cache      // nil until mta_sts is first on
-	stop context.CancelFunc // ends the refresh
-	done chan struct{}      // closed when the refresh has ended
+	sts  *mtasts.Cache // nil until mta_sts is first on
+	stop func()        // ends the refresh
 }
 
 // policy is the TLS policy of cfg; it opens the MTA-STS cache if cfg
@@ -66,7 +64,7 @@ func (o *outboundTLS) policy(cfg *config.Config) (delivery.TLSPolicy, error) {
 				return delivery.TLSPolicy{}, err
 			}
 			o.sts = c
-			o.startRefresh()
+			o.stop = every(mtastsRefresh, c.Refresh)
 		}
 		p.STS = stsCache{o.sts}
 	}
@@ -76,31 +74,10 @@ func (o *outboundTLS) policy(cfg *config.Config) (delivery.TLSPolicy, error) {
 	return p, nil
 }
 
-// startRefresh refreshes the cached MTA-STS policies every mtastsRefresh
-// until close.
-func (o *outboundTLS) startRefresh() {
-	ctx, stop := context.WithCancel(context.Background())
-	o.stop, o.done = stop, make(chan struct{})
-	go func() {
-		defer close(o.done)
-		t := time.NewTicker(mtastsRefresh)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				o.sts.Refresh(ctx)
-			}
-		}
-	}()
-}
-
 // close ends the MTA-STS refresh, if it runs.
 func (o *outboundTLS) close() {
 	if o.stop != nil {
 		o.stop()
-		<-o.done
 	}
 }
 
