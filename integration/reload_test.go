@@ -90,12 +90,22 @@ func TestReload(t *testing.T) {
 }
 
 // Reload under load: 20 sessions keep sending while the configuration is
-// reloaded again and again; every message is accepted and delivered.
+// reloaded again and again, alternating between two files that differ in
+// what a reload applies (client limits, verification settings, the TLS
+// policy of the backend's domain); every message is accepted and
+// delivered.
 func TestReloadUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	be := startBackend(t, "127.0.0.3:0")
 	mx := freeAddr(t, "127.0.0.2")
-	cfg := writeConfig(t, dir, relayConfig(filepath.Join(dir, "data"), mx, be.Addr()))
+	base := relayConfig(filepath.Join(dir, "data"), mx, be.Addr())
+	other := strings.Replace(base, `pregreet_wait = "0s"`, "pregreet_wait = \"0s\"\nclient_message_rate = 1000", 1)
+	other = strings.Replace(other, "[verify]\nmode = \"off\"", "[verify]\nmode = \"off\"\nnegative_ttl = \"1h\"", 1)
+	variants := []string{base, other + "\n[tls_policy]\n\"relay.test\" = \"none\"\n"}
+	if !strings.Contains(other, "client_message_rate = 1000") || !strings.Contains(other, "negative_ttl") {
+		t.Fatal("the second configuration does not differ as meant")
+	}
+	cfg := writeConfig(t, dir, base)
 	r := startRelay(t, dir, "-config", cfg)
 
 	const senders, each = 20, 5
@@ -122,8 +132,11 @@ loop:
 			break loop
 		default:
 		}
+		writeConfig(t, dir, variants[(reloads/2)%2])
 		if reloads%2 == 0 {
-			mustMxedge(t, "reload", "-config", cfg)
+			if out := mustMxedge(t, "reload", "-config", cfg); strings.Contains(out, "needs a restart") {
+				t.Errorf("mxedge reload:\n%s", out)
+			}
 		} else {
 			r.cmd.Process.Signal(syscall.SIGHUP)
 			if _, err := r.logs.wait("configuration reloaded", reloads+1, 10*time.Second); err != nil {
