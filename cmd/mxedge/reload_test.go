@@ -33,7 +33,9 @@ func TestRestartNeeded(t *testing.T) {
 		}, nil},
 		{"session key", func(c *config.Config) { c.Listeners[0].SoftErrorLimit++ },
 			[]string{`listener "` + config.Default().Listeners[0].Name + `": soft_error_limit changed`}},
-		{"reverse DNS on", func(c *config.Config) { c.Listeners[0].ClientNoPTR, c.Listeners[0].ClientPTRMismatch = "reject", "reject" },
+		{"reverse DNS on", func(c *config.Config) {
+			c.Listeners[0].ClientNoPTR, c.Listeners[0].ClientPTRMismatch = "reject", "reject"
+		},
 			[]string{`listener "` + config.Default().Listeners[0].Name + `": reverse DNS lookup`}},
 		{"delivery and top level", func(c *config.Config) { c.Delivery.Smarthost, c.Hostname = "smart.example:25", "mx9.example" },
 			[]string{"hostname: changed", "delivery.smarthost: changed"}},
