@@ -167,7 +167,7 @@ func reloadWith(t *testing.T, dir, text string) string {
 	t.Helper()
 	cfg := writeConfig(t, dir, text)
 	out := mustMxedge(t, "reload", "-config", cfg)
-	if strings.Contains(out, "needs a restart") {
+	if strings.Contains(out, "needs a restart") || !strings.HasSuffix(out, "no restart needed\n") {
 		t.Errorf("mxedge reload:\n%s", out)
 	}
 	return out
