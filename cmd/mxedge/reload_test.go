@@ -80,3 +80,34 @@ func TestAdoptKeepsSessionKeys(t *testing.T) {
 		t.Errorf("restartNeeded after adopt = %q", got)
 	}
 }
+
+// Every configuration key is either applied by a reload or reported as
+// needing a restart: a key added later must be put on one side (here and
+// in reloadConfig), never be silently ignored.
+func TestReloadCoversEveryKey(t *testing.T) {
+	for _, tc := range []struct {
+		typ     reflect.Type
+		restart []string
+		live    []string // applied by reloadConfig (adopt)
+	}{
+		{reflect.TypeFor[config.Config](), restartKeys, []string{"listener", "relay_domains", "routes", "delivery",
+			"tls_policy", "verify", "verify_domains", "submission", "dkim_sign", "milter", "auth_results", "spf",
+			"dkim_verify", "dmarc", "greylist"}},
+		{reflect.TypeFor[config.Delivery](), deliveryRestartKeys, []string{"default_tls_policy", "mta_sts", "dane"}},
+		{reflect.TypeFor[config.Listener](), sessionKeys, []string{"name", "kind", "address", // a change is a new listener
+			"client_sessions", "client_connection_rate", "client_message_rate", "client_recipient_rate", "allowlist",
+			"client_no_ptr", "client_ptr_mismatch", "helo_invalid", "helo_is_us", "helo_unknown", "sender_unknown_domain",
+			"client_access", "sender_access", "dnsbl_sites", "dnsbl_threshold"}},
+	} {
+		known := map[string]bool{}
+		for _, k := range append(append([]string(nil), tc.restart...), tc.live...) {
+			known[k] = true
+		}
+		for i := range tc.typ.NumField() {
+			key, _, _ := strings.Cut(tc.typ.Field(i).Tag.Get("toml"), ",")
+			if key != "" && key != "-" && !known[key] {
+				t.Errorf("%s key %q: neither applied by a reload nor reported as needing a restart", tc.typ, key)
+			}
+		}
+	}
+}
