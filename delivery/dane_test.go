@@ -57,7 +57,10 @@ func TestDANE(t *testing.T) {
 			})
 			e.dns.SetAD(tc.ad)
 			r := resolver.New(resolver.Config{Servers: []string{e.dns.Addr()}})
-			e.d.dane, e.d.resolver = daneWith{r}, r
+			tp := *e.d.tls.Load()
+			tp.DANE = daneWith{r}
+			e.d.SetTLSPolicy(tp)
+			e.d.resolver = r
 			res := e.deliver(t, "alice@one.example")[0]
 			if res.Code != tc.code || tc.enh != "" && res.Enhanced != tc.enh || !strings.Contains(res.Text+res.Relay, tc.text) {
 				t.Errorf("%+v", res)

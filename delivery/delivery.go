@@ -139,10 +139,9 @@ type Deliverer struct {
 	shTLS        string // smarthost_tls
 	shAuth       string // smarthost_auth_file, read at each connection
 	mxPort       int
-	tlsPolicy    map[string]string
-	defaultTLS   string
-	replyTimeout time.Duration // each reply, the TLS handshake
-	dataTimeout  time.Duration // each body write, the reply to "."
+	tls          atomic.Pointer[TLSPolicy] // SetTLSPolicy swaps it
+	replyTimeout time.Duration             // each reply, the TLS handshake
+	dataTimeout  time.Duration             // each body write, the reply to "."
 	log          *slog.Logger
 	dialer       net.Dialer
 	source       net.IP // delivery.source_address; nil: unbound
@@ -155,8 +154,6 @@ type Deliverer struct {
 	resolver mxroute.Resolver // nil: no MX delivery
 	self     func(host string, ip net.IP) bool
 	roots    *x509.CertPool // nil: the system's
-	sts      STS
-	dane     DANE
 	rngMu    sync.Mutex
 	rng      *rand.Rand // nil: mxroute's random source
 
@@ -191,8 +188,6 @@ func New(o Options) *Deliverer {
 		shTLS:        o.SmarthostTLS,
 		shAuth:       o.SmarthostAuthFile,
 		mxPort:       o.MXPort,
-		tlsPolicy:    o.TLSPolicy,
-		defaultTLS:   o.DefaultTLSPolicy,
 		replyTimeout: o.ReplyTimeout,
 		dataTimeout:  o.DataTimeout,
 		log:          o.Logger,
@@ -220,14 +215,13 @@ func New(o Options) *Deliverer {
 		resolver: o.Resolver,
 		self:     o.Self,
 		roots:    o.RootCAs,
-		sts:      o.STS,
-		dane:     o.DANE,
 		rng:      o.Rand,
 	}
 	if d.self == nil {
 		d.self = SelfFunc(o.Hostname, nil, d.mxPort)
 	}
 	d.routes.Store(&o.Routes)
+	d.SetTLSPolicy(TLSPolicy{Domains: o.TLSPolicy, Default: o.DefaultTLSPolicy, STS: o.STS, DANE: o.DANE})
 	return d
 }
 
@@ -524,3 +518,25 @@ func netReason(err error) string {
 // reload): deliveries and probes that look up their route from now on
 // take the new ones; attempts in flight finish with their hop.
 func (d *Deliverer) SetRoutes(routes map[string]string) { d.routes.Store(&routes) }
+
+// TLSPolicy is the outbound TLS policy of a Deliverer (tlspolicy.go):
+// Options.TLSPolicy, DefaultTLSPolicy, STS and DANE, as one value that
+// SetTLSPolicy replaces.
+type TLSPolicy struct {
+	Domains map[string]string // per domain: "none", "may", "encrypt", "verify", "dane"
+	Default string            // the level of the other domains ["may"]
+	STS     STS               // nil: no MTA-STS
+	DANE    DANE              // nil: no DANE
+}
+
+// SetTLSPolicy replaces the outbound TLS policy (a configuration reload):
+// every delivery attempt and probe that plans its TLS from now on takes
+// p; attempts in flight finish under the policy they started with. Cached
+// connections are reused only under an equally strict plan, so a stricter
+// policy opens new ones.
+func (d *Deliverer) SetTLSPolicy(p TLSPolicy) {
+	if p.Default == "" {
+		p.Default = levelMay
+	}
+	d.tls.Store(&p)
+}

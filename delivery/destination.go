@@ -199,11 +199,12 @@ func (d *Deliverer) targets(ctx context.Context, msgID string, dest *destination
 		// 5.1.2 no such domain, 5.4.6 routing loop, 5.4.4 unroutable.
 		return nil, &failure{code: 550, enh: e.Code, text: e.Text}
 	}
-	sts := d.stsLoader(ctx, dest.domain, d.levelFor(dest.domain), msgID)
+	tp := d.tls.Load() // one policy for the whole walk, also across a reload
+	sts := d.stsLoader(ctx, tp, dest.domain, msgID)
 	port := strconv.Itoa(d.mxPort)
 	var out []*target
 	for _, h := range route.Hosts {
-		plan, fail := d.mxPlan(ctx, dest.domain, h.Name, route.Authentic && h.Authentic, sts, msgID)
+		plan, fail := d.mxPlan(ctx, tp, dest.domain, h.Name, route.Authentic && h.Authentic, sts, msgID)
 		for _, ip := range h.Addrs {
 			addr := net.JoinHostPort(ip.String(), port)
 			out = append(out, &target{name: h.Name, addr: addr, hop: addr, plan: plan, fail: fail})

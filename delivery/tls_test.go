@@ -336,3 +336,26 @@ func TestSmarthost(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// SetTLSPolicy (a reload) applies to the next delivery: a plaintext-only
+// MX host takes mail under "may"; once the domain is set to "encrypt"
+// the next message is deferred (4.7.4) and nothing more arrives; the
+// same after a switch to MTA-STS "enforce" for another MX name.
+func TestSetTLSPolicyNextDelivery(t *testing.T) {
+	hops, port := startMXServers(t) // no STARTTLS offered
+	e := newMXEnv(t, tlsZone, port)
+	if r := e.deliver(t, "alice@one.example")[0]; r.Code != 250 {
+		t.Fatalf("under may: %+v", r)
+	}
+	e.d.SetTLSPolicy(TLSPolicy{Domains: map[string]string{"one.example": "encrypt"}})
+	if r := e.deliver(t, "alice@one.example")[0]; r.Code != 0 || r.Enhanced != "4.7.4" {
+		t.Errorf("after SetTLSPolicy encrypt: %+v, want deferred 4.7.4", r)
+	}
+	e.d.SetTLSPolicy(TLSPolicy{STS: fakeSTS{"one.example": stsPolicy("enforce", "other.example")}})
+	if r := e.deliver(t, "alice@one.example")[0]; r.Code != 0 || r.Enhanced != "4.7.5" {
+		t.Errorf("after SetTLSPolicy with MTA-STS enforce: %+v, want deferred 4.7.5", r)
+	}
+	if plain, _ := mails(hops[0]); plain != 1 {
+		t.Errorf("%d messages delivered in plaintext, want only the one before the change", plain)
+	}
+}

@@ -65,6 +65,7 @@ type tlsPlan struct {
 	// names are DANE's reference identifiers.
 	names []string
 	tlsa  []*dns.TLSA
+	dane  DANE // checks tlsa (level dane)
 	// stsTesting: MTA-STS "testing": check as "verify" would, log only.
 	stsTesting bool
 	stsID      string
@@ -104,29 +105,33 @@ func (p tlsPlan) describe(cs *tls.ConnectionState) string {
 	return s
 }
 
-// levelFor returns the configured level of domain.
-func (d *Deliverer) levelFor(domain string) string {
-	if l, ok := d.tlsPolicy[domain]; ok {
+// levelFor returns the level of domain under p.
+func (p *TLSPolicy) levelFor(domain string) string {
+	if l, ok := p.Domains[domain]; ok {
 		return l
 	}
-	return d.defaultTLS
+	return p.Default
 }
+
+// levelFor returns the configured level of domain.
+func (d *Deliverer) levelFor(domain string) string { return d.tls.Load().levelFor(domain) }
 
 // stsLoader returns a function that fetches domain's MTA-STS policy once,
 // when first called (only hosts without DANE need it), and then returns
 // the same: the policy if one applies to level, or nil; a failure if the
 // policy in force is unknown now (the STS contract: defer, never guess
 // "no policy").
-func (d *Deliverer) stsLoader(ctx context.Context, domain, level, msgID string) func() (*STSPolicy, *failure) {
+func (d *Deliverer) stsLoader(ctx context.Context, tp *TLSPolicy, domain, msgID string) func() (*STSPolicy, *failure) {
 	var p *STSPolicy
 	var f *failure
-	done := d.sts == nil || level == levelNone || level == levelDANE
+	level := tp.levelFor(domain)
+	done := tp.STS == nil || level == levelNone || level == levelDANE
 	return func() (*STSPolicy, *failure) {
 		if done {
 			return p, f
 		}
 		done = true
-		pol, err := d.sts.Policy(ctx, domain)
+		pol, err := tp.STS.Policy(ctx, domain)
 		switch {
 		case err != nil:
 			d.log.Warn("MTA-STS policy unknown", "queue_id", msgID, "domain", domain, "err", err)
@@ -139,21 +144,22 @@ func (d *Deliverer) stsLoader(ctx context.Context, domain, level, msgID string) 
 }
 
 // mxPlan returns the plan of MX host (authentic: its MX and address
-// lookups were DNSSEC-validated) for domain, or why it must not be used.
-func (d *Deliverer) mxPlan(ctx context.Context, domain, host string, authentic bool, getSTS func() (*STSPolicy, *failure), msgID string) (tlsPlan, *failure) {
-	level := d.levelFor(domain)
+// lookups were DNSSEC-validated) for domain under tp, or why it must not
+// be used.
+func (d *Deliverer) mxPlan(ctx context.Context, tp *TLSPolicy, domain, host string, authentic bool, getSTS func() (*STSPolicy, *failure), msgID string) (tlsPlan, *failure) {
+	level := tp.levelFor(domain)
 	p := tlsPlan{level: level, policy: level, server: host, names: []string{host, domain}}
 	if level == levelNone {
 		return p, nil
 	}
-	if d.dane != nil && authentic {
-		recs, err := d.dane.TLSA(ctx, host, uint16(d.mxPort))
+	if tp.DANE != nil && authentic {
+		recs, err := tp.DANE.TLSA(ctx, host, uint16(d.mxPort))
 		if err != nil {
 			return p, &failure{enh: "4.7.5", text: "DANE TLSA lookup for " + host + " failed, will retry"}
 		}
 		if len(recs) > 0 {
-			if usable := d.dane.Usable(recs); len(usable) > 0 {
-				p.level, p.policy, p.tlsa = levelDANE, levelDANE, usable
+			if usable := tp.DANE.Usable(recs); len(usable) > 0 {
+				p.level, p.policy, p.tlsa, p.dane = levelDANE, levelDANE, usable, tp.DANE
 				return p, nil
 			}
 			// RFC 7672 section 2.2: TLSA records, none usable:
@@ -165,7 +171,7 @@ func (d *Deliverer) mxPlan(ctx context.Context, domain, host string, authentic b
 		}
 	}
 	if level == levelDANE {
-		if d.dane == nil {
+		if tp.DANE == nil {
 			return p, &failure{enh: "4.7.5", text: "tls policy dane for " + domain + ", but DANE is not available"}
 		}
 		return p, &failure{enh: "4.7.5", text: "tls policy dane for " + domain + ", but " + host + " has no usable DNSSEC-signed TLSA records"}
@@ -208,7 +214,7 @@ func (d *Deliverer) routePlan(domain, host string) tlsPlan {
 func (d *Deliverer) verifyPeer(cs tls.ConnectionState, p tlsPlan) error {
 	switch p.level {
 	case levelDANE:
-		return d.dane.Verify(cs, p.tlsa, p.names)
+		return p.dane.Verify(cs, p.tlsa, p.names)
 	case levelVerify:
 		return d.verifyPKIX(cs, p.server)
 	}

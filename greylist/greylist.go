@@ -240,20 +240,4 @@ func (g *Greylist) Cleanup(now time.Time) (int, error) {
 	return n, nil
 }
 
-// Run calls Cleanup every interval (the relay: hourly) until ctx ends;
-// errors go to logf.
-func (g *Greylist) Run(ctx context.Context, interval time.Duration, logf func(deleted int, err error)) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			n, err := g.Cleanup(g.now())
-			logf(n, err)
-		}
-	}
-}
-
 var _ policy.RcptCheck = (*Greylist)(nil)

@@ -51,15 +51,7 @@ func TestSubmissionMilterHoldsAndReports(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	s := startSubmissionRelay(t, subOpts{extra: fmt.Sprintf("\n[[milter]]\nname = \"spamfilter\"\naddress = \"inet:%s\"\n", ln.Addr())})
-	send := func(subject, body string) string {
-		out, code := swaks(t, s.sub, append(s.tlsArgs(), "--tls", "--auth", "PLAIN", "--auth-user", "alice@example.org",
-			"--auth-password", alicePW, "--from", "alice@example.org", "--to", "victim@remote.test",
-			"--header", "From: alice@example.org", "--header", "Subject: "+subject, "--body", body)...)
-		if code != 0 {
-			t.Fatalf("swaks: %d\n%s", code, out)
-		}
-		return out
-	}
+	send := func(subject, body string) { s.submit(t, subject, body) }
 	send("offer", "BUY NOW cheap pills")
 	if _, err := s.logs.wait(`msg="held by content filter"`, 1, 30*time.Second); err != nil {
 		t.Fatal(err)

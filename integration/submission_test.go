@@ -304,6 +304,20 @@ func TestSubmissionDesktopClients(t *testing.T) {
 	}
 }
 
+// submit sends one message as alice with swaks (PLAIN over STARTTLS on
+// 587) to victim@remote.test and returns swaks' output; a refusal fails
+// the test.
+func (s *subRelay) submit(t *testing.T, subject, body string) string {
+	t.Helper()
+	out, code := swaks(t, s.sub, append(s.tlsArgs(), "--tls", "--auth", "PLAIN", "--auth-user", "alice@example.org",
+		"--auth-password", alicePW, "--from", "alice@example.org", "--to", "victim@remote.test",
+		"--header", "From: alice@example.org", "--header", "Subject: "+subject, "--body", body)...)
+	if code != 0 {
+		t.Fatalf("swaks: %d\n%s", code, out)
+	}
+	return out
+}
+
 func exitErr(code int) error {
 	if code != 0 {
 		return fmt.Errorf("exit %d", code)

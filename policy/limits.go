@@ -20,6 +20,10 @@ import (
 // in it, as anvil does (anvil_rate_time_unit). At most MaxClients clients
 // are tracked; a new client beyond that is let through uncounted rather
 // than refused (a flood from many addresses must not lock out everyone).
+//
+// Once in use, the four limits change only through SetLimits (a
+// configuration reload hands the same Limits, with its counts, to the
+// listener's new chain).
 type Limits struct {
 	Sessions int // concurrent sessions per client; 0: no limit
 	ConnRate int // new connections per client per minute; 0: no limit
@@ -50,12 +54,15 @@ func (*Limits) Name() string { return "limit" }
 // CheckConnect implements ConnectCheck: the session and connection rate
 // limits. An admitted session is counted until the connection closes.
 func (l *Limits) CheckConnect(_ context.Context, c *Conn) Result {
-	if c.Trusted || l.Sessions <= 0 && l.ConnRate <= 0 {
+	if c.Trusted {
 		return Result{}
 	}
 	key := ClientKey(c.IP)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.Sessions <= 0 && l.ConnRate <= 0 {
+		return Result{}
+	}
 	cc := l.client(key)
 	if cc == nil {
 		return Result{}
@@ -78,11 +85,14 @@ func (l *Limits) CheckConnect(_ context.Context, c *Conn) Result {
 
 // CheckMail implements MailCheck: the message rate.
 func (l *Limits) CheckMail(_ context.Context, c *Conn, _ *Txn) Result {
-	if c.Trusted || l.MsgRate <= 0 {
+	if c.Trusted {
 		return Result{}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.MsgRate <= 0 {
+		return Result{}
+	}
 	if cc := l.client(ClientKey(c.IP)); cc != nil {
 		if cc.msgs++; cc.msgs > l.MsgRate {
 			return limitRefusal(replyMessageRate(c.IP), "client_message_rate", cc.msgs)
@@ -93,17 +103,30 @@ func (l *Limits) CheckMail(_ context.Context, c *Conn, _ *Txn) Result {
 
 // CheckRcpt implements RcptCheck: the recipient rate.
 func (l *Limits) CheckRcpt(_ context.Context, c *Conn, _ *Txn, _ Rcpt) Result {
-	if c.Trusted || l.RcptRate <= 0 {
+	if c.Trusted {
 		return Result{}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.RcptRate <= 0 {
+		return Result{}
+	}
 	if cc := l.client(ClientKey(c.IP)); cc != nil {
 		if cc.rcpts++; cc.rcpts > l.RcptRate {
 			return limitRefusal(replyRecipientRate(c.IP), "client_recipient_rate", cc.rcpts)
 		}
 	}
 	return Result{}
+}
+
+// SetLimits replaces the four limits (0: no limit) while the check is in
+// use, keeping every client's counts: a client already over a new, lower
+// limit is refused at its next event, and the sessions in flight stay
+// counted.
+func (l *Limits) SetLimits(sessions, connRate, msgRate, rcptRate int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.Sessions, l.ConnRate, l.MsgRate, l.RcptRate = sessions, connRate, msgRate, rcptRate
 }
 
 func limitRefusal(r *Reply, limit string, n int) Result {

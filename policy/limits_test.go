@@ -97,3 +97,36 @@ func TestLimitsMaxClients(t *testing.T) {
 		t.Errorf("tracked %d", l.Tracked())
 	}
 }
+
+// SetLimits keeps the counts: a client at its message rate stays refused
+// after the limits are set again unchanged, is admitted under a higher
+// rate until it reaches that, and an open session still counts against a
+// lower session limit.
+func TestLimitsSetLimitsKeepsCounts(t *testing.T) {
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := &Limits{Sessions: 2, MsgRate: 2, Now: clock.Now}
+	c := &Conn{IP: netip.MustParseAddr("192.0.2.1")}
+	if r := l.CheckConnect(context.Background(), c); r.Reply != nil {
+		t.Fatal(r)
+	}
+	mail := func() Result { return l.CheckMail(context.Background(), c, &Txn{}) }
+	mail()
+	mail()
+	if r := mail(); r.Reply == nil {
+		t.Fatal("third message of a rate of 2 admitted")
+	}
+	l.SetLimits(2, 0, 2, 0)
+	if r := mail(); r.Reply == nil {
+		t.Error("after SetLimits with the same rate: admitted (the count was lost)")
+	}
+	l.SetLimits(1, 0, 5, 0)
+	if r := mail(); r.Reply != nil {
+		t.Errorf("5th message under a rate of 5: %+v", r)
+	}
+	if r := mail(); r.Reply == nil {
+		t.Error("6th message under a rate of 5 admitted")
+	}
+	if r := l.CheckConnect(context.Background(), &Conn{IP: c.IP}); r.Reply == nil {
+		t.Error("second session under a new session limit of 1 admitted (the open one was not counted)")
+	}
+}

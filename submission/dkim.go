@@ -35,7 +35,7 @@ import (
 // signature). The message is read once and streamed through every
 // signer (go-msgauth's dkim.NewSigner): a 25 MiB message is not buffered.
 type Signer struct {
-	keys map[string][]*Key // by domain
+	keys atomic.Pointer[map[string][]*Key] // by domain; SetKeys swaps it
 
 	signed, failed atomic.Uint64 // messages, since the start (Counts)
 }
@@ -58,21 +58,32 @@ var SignedFields = []string{
 	"In-Reply-To", "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
 }
 
-// NewSigner returns a signer with keys.
+// NewSigner returns a signer with keys (none: it signs nothing until
+// SetKeys).
 func NewSigner(keys []*Key) *Signer {
-	s := &Signer{keys: map[string][]*Key{}}
-	for _, k := range keys {
-		s.keys[k.Domain] = append(s.keys[k.Domain], k)
-	}
+	s := &Signer{}
+	s.SetKeys(keys)
 	return s
+}
+
+// SetKeys replaces the keys (a configuration reload): a message signed
+// from now on gets the new keys' signatures; one being signed finishes
+// with the old. The counts go on.
+func (s *Signer) SetKeys(keys []*Key) {
+	m := map[string][]*Key{}
+	for _, k := range keys {
+		m[k.Domain] = append(m[k.Domain], k)
+	}
+	s.keys.Store(&m)
 }
 
 // KeysFor returns the keys that sign mail from domain (its own, else its
 // closest parent's).
 func (s *Signer) KeysFor(domain string) []*Key {
 	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	keys := *s.keys.Load()
 	for d != "" {
-		if ks := s.keys[d]; len(ks) > 0 {
+		if ks := keys[d]; len(ks) > 0 {
 			return ks
 		}
 		_, d, _ = strings.Cut(d, ".")

@@ -181,3 +181,29 @@ func BenchmarkSign(b *testing.B) {
 		}
 	}
 }
+
+// SetKeys (a reload) applies to the next message: the new selector signs
+// it, a domain whose key was removed goes unsigned, the counts go on.
+func TestSignerSetKeys(t *testing.T) {
+	s := NewSigner(testKeys(t, "example.org"))
+	msg := func() *queue.Message {
+		return queued(t, queue.Origin{Listener: "sub", Kind: "submission"}, "From: alice@example.org\r\nSubject: x\r\n\r\nbody\r\n")
+	}
+	if sig, err := s.Sign(context.Background(), msg()); err != nil || !strings.Contains(string(sig), "s=rsasel;") {
+		t.Fatalf("before SetKeys: %v %q", err, sig)
+	}
+	k := testKeys(t, "example.org")[1] // ed25519
+	k.Selector = "rotated"
+	s.SetKeys([]*Key{k})
+	sig, err := s.Sign(context.Background(), msg())
+	if err != nil || !strings.Contains(string(sig), "s=rotated;") || strings.Contains(string(sig), "s=rsasel;") {
+		t.Errorf("after SetKeys: %v %q, want only s=rotated", err, sig)
+	}
+	s.SetKeys(nil)
+	if sig, err := s.Sign(context.Background(), msg()); err != nil || len(sig) > 0 {
+		t.Errorf("after SetKeys(nil): %v %q, want unsigned", err, sig)
+	}
+	if c := s.Counts(); c.Signed != 2 {
+		t.Errorf("counts %+v, want 2 signed", c)
+	}
+}

@@ -48,7 +48,7 @@ func (v *Verifier) Show(addr string) (Lookup, error) {
 		return Lookup{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
 	l := Lookup{Addr: addr, Probing: v.flight.inFlight(addr)}
-	pol, ok := v.domains[domainOf(addr)]
+	pol, ok := v.cur().domains[domainOf(addr)]
 	if ok {
 		l.Mode = pol.Mode
 	}
@@ -78,7 +78,7 @@ func (v *Verifier) Show(addr string) (Lookup, error) {
 	switch {
 	case l.Valid && l.Entry.State == StateExists:
 		l.Answer = "accept"
-		l.RefreshDue = now.Sub(e.Verified) >= v.o.RefreshAfter
+		l.RefreshDue = now.Sub(e.Verified) >= v.cur().o.RefreshAfter
 	case l.Valid && l.Entry.State == StateUnknown:
 		l.Answer = "reject"
 	case l.Valid: // a held temporary failure
@@ -109,7 +109,7 @@ func (v *Verifier) Probe(ctx context.Context, addr string) (ProbeReport, error) 
 	if err != nil {
 		return ProbeReport{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
-	if pol, ok := v.domains[domainOf(addr)]; !ok || pol.Mode != ModeProbe {
+	if pol, ok := v.cur().domains[domainOf(addr)]; !ok || pol.Mode != ModeProbe {
 		mode := "not a relay domain"
 		if ok {
 			mode = "mode " + pol.Mode

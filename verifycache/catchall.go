@@ -57,14 +57,15 @@ func (v *Verifier) checkCatchAllDue(ctx context.Context, now time.Time) {
 
 // checkCatchAll tests domain if its test is due at now.
 func (v *Verifier) checkCatchAll(ctx context.Context, domain string, now time.Time) {
-	if v.o.CatchAllInterval <= 0 || ctx.Err() != nil {
+	every := v.cur().o.CatchAllInterval
+	if every <= 0 || ctx.Err() != nil {
 		return
 	}
 	v.catchMu.Lock()
 	st, ok := v.catch[domain]
 	v.catchMu.Unlock()
 	due := !ok ||
-		!now.Before(st.Checked.Add(v.o.CatchAllInterval)) && !now.Before(st.LastTry.Add(catchAllRetry))
+		!now.Before(st.Checked.Add(every)) && !now.Before(st.LastTry.Add(catchAllRetry))
 	if !due {
 		return
 	}

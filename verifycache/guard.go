@@ -23,13 +23,13 @@ const maxTrackedIPs = 100000
 // An IPv6 client is counted by its /64: one host usually has a whole /64
 // to pick addresses from.
 type guard struct {
-	limit, disconnect int
+	now func() time.Time
+
+	mu                sync.Mutex
+	limit, disconnect int // set guards these four (a reload)
 	window            time.Duration
 	delay             time.Duration
-	now               func() time.Time
-
-	mu  sync.Mutex
-	ips map[string]*ipCount
+	ips               map[string]*ipCount
 }
 
 type ipCount struct {
@@ -40,6 +40,22 @@ type ipCount struct {
 func newGuard(limit, disconnect int, window, delay time.Duration, now func() time.Time) *guard {
 	return &guard{limit: limit, disconnect: disconnect, window: window, delay: delay, now: now,
 		ips: map[string]*ipCount{}}
+}
+
+// set replaces the thresholds, the window and the delay; the counts
+// stay.
+func (g *guard) set(limit, disconnect int, window, delay time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.limit, g.disconnect, g.window, g.delay = limit, disconnect, window, delay
+}
+
+// limited reports whether ip is over the limit now: it is not probed.
+func (g *guard) limited(ip string) bool {
+	n := g.count(ip)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return n >= g.limit
 }
 
 // clientKey is what the guard counts by: an IPv4 address, or the /64 of
@@ -68,8 +84,9 @@ func (g *guard) count(ip string) int {
 	return c.n
 }
 
-// add counts one unknown recipient of ip and returns the new count.
-func (g *guard) add(ip string) int {
+// add counts one unknown recipient of ip and returns the new count, and
+// the thresholds and delay in force.
+func (g *guard) add(ip string) (n, limit, disconnect int, delay time.Duration) {
 	ip = clientKey(ip)
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -79,14 +96,14 @@ func (g *guard) add(ip string) int {
 		if c == nil && len(g.ips) >= maxTrackedIPs {
 			g.sweepLocked(now)
 			if len(g.ips) >= maxTrackedIPs {
-				return 1
+				return 1, g.limit, g.disconnect, g.delay
 			}
 		}
 		c = &ipCount{start: now}
 		g.ips[ip] = c
 	}
 	c.n++
-	return c.n
+	return c.n, g.limit, g.disconnect, g.delay
 }
 
 // sweep forgets ended windows and returns how many clients are over the

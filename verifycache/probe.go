@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -57,14 +58,30 @@ type ProbeResult struct {
 
 // prober runs probes over the Dialer, within the per-hop limits.
 type prober struct {
-	hostname    string
-	sender      string // "" is the null sender
-	dialer      Dialer
+	dialer   Dialer
+	conf     atomic.Pointer[probeConf] // configure swaps it
+	now      func() time.Time          // real time, for latencies
+	features hopFeatures               // next hops' extensions, learnt from EHLO
+}
+
+// probeConf are a prober's settings (Options).
+type probeConf struct {
+	sender      string        // "" is the null sender
 	timeout     time.Duration // whole probe
 	stepTimeout time.Duration // each command's reply
 	limits      *limiter
-	now         func() time.Time // real time, for latencies
-	features    hopFeatures      // next hops' extensions, learnt from EHLO
+}
+
+// configure takes o's settings for the probes that start from now on.
+// The per-hop limits keep their state unless Concurrency or Rate changed.
+func (p *prober) configure(o Options) {
+	c := &probeConf{sender: o.ProbeSender, timeout: o.ProbeTimeout, stepTimeout: o.ReplyTimeout}
+	if old := p.conf.Load(); old != nil && old.limits.conc == max(o.Concurrency, 1) && old.limits.perSec == o.Rate {
+		c.limits = old.limits
+	} else {
+		c.limits = newLimiter(o.Concurrency, o.Rate)
+	}
+	p.conf.Store(c)
 }
 
 // probe verifies addr. transcript asks for a fresh connection (greeting
@@ -72,7 +89,8 @@ type prober struct {
 // connection is reused when there is one and given back afterwards.
 func (p *prober) probe(ctx context.Context, addr string, transcript bool) ProbeResult {
 	start := p.now()
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	pc := p.conf.Load() // the settings of the whole probe
+	ctx, cancel := context.WithTimeout(ctx, pc.timeout)
 	defer cancel()
 	res := ProbeResult{Addr: addr, Result: ResultTempfail, Stage: stageRoute}
 	hops, err := p.dialer.Hops(ctx, domainOf(addr))
@@ -84,7 +102,7 @@ func (p *prober) probe(ctx context.Context, addr string, transcript bool) ProbeR
 	}
 	for _, hop := range hops {
 		var r ProbeResult
-		release, err := p.limits.acquire(ctx, hop.String())
+		release, err := pc.limits.acquire(ctx, hop.String())
 		if err != nil {
 			r = ProbeResult{Addr: addr, Route: hop.String(), Result: ResultTempfail, Stage: stageLimit,
 				Reply: "probe limit of " + hop.String() + ": " + reason(err)}
@@ -150,6 +168,7 @@ func (p *prober) probeHop(ctx context.Context, hop Hop, addr string, transcript 
 // caller retries on a new one.
 func (p *prober) dialogue(ctx context.Context, c Conn, log *dialogueLog, route, addr string, transcript bool) (res ProbeResult, stale bool) {
 	res = ProbeResult{Addr: addr, Route: route, Result: ResultTempfail, Stage: stageMail}
+	pc := p.conf.Load()
 	cl := c.Client()
 	// The connection is greeted: its EHLO reply is known (extensions.go).
 	utf8, _ := cl.Extension("SMTPUTF8")
@@ -158,10 +177,10 @@ func (p *prober) dialogue(ctx context.Context, c Conn, log *dialogueLog, route, 
 	if !isASCII(addr) {
 		opts = &smtp.MailOptions{UTF8: true} // RFC 6531 section 3.4
 	}
-	err := step(ctx, c, p.stepTimeout, func() error { return cl.Mail(p.sender, opts) })
+	err := step(ctx, c, pc.stepTimeout, func() error { return cl.Mail(pc.sender, opts) })
 	if err == nil {
 		res.Stage = stageRcpt
-		err = step(ctx, c, p.stepTimeout, func() error { return cl.Rcpt(addr, nil) })
+		err = step(ctx, c, pc.stepTimeout, func() error { return cl.Rcpt(addr, nil) })
 	}
 	cl.DebugWriter = nil
 	var se *smtp.SMTPError
@@ -187,7 +206,7 @@ func (p *prober) dialogue(ctx context.Context, c Conn, log *dialogueLog, route, 
 	}
 	if transcript {
 		cl.DebugWriter = log
-		_ = step(ctx, c, p.stepTimeout, cl.Quit)
+		_ = step(ctx, c, pc.stepTimeout, cl.Quit)
 		res.Transcript = log.lines
 		c.Abort()
 	} else {

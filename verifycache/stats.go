@@ -139,15 +139,16 @@ func (v *Verifier) Stats() (Stats, error) {
 		st.LatencyP95 = recent[min(len(recent)*95/100, len(recent)-1)]
 	}
 
-	domains := make([]string, 0, len(v.domains))
-	for d := range v.domains {
+	pols := v.cur().domains
+	domains := make([]string, 0, len(pols))
+	for d := range pols {
 		domains = append(domains, d)
 	}
 	slices.Sort(domains)
 	v.catchMu.Lock()
 	defer v.catchMu.Unlock()
 	for _, d := range domains {
-		p := v.domains[d]
+		p := pols[d]
 		ds := DomainStatus{Domain: d, Mode: p.Mode, ListSize: len(p.List)}
 		if c, ok := v.catch[d]; ok && p.Mode == ModeProbe {
 			ds.CatchAll = &c

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -159,16 +160,15 @@ type Verdict struct {
 // Verifier answers "does this recipient exist?" for the MX listener. It is
 // safe for concurrent use.
 type Verifier struct {
-	o       Options
-	now     func() time.Time
-	log     *slog.Logger
-	store   *store
-	prober  *prober
-	flight  flight
-	guard   *guard
-	temp    *tempCache
-	stats   counters
-	domains map[string]Policy
+	set    atomic.Pointer[settings] // Reconfigure swaps it
+	now    func() time.Time
+	log    *slog.Logger
+	store  *store
+	prober *prober
+	flight flight
+	guard  *guard
+	temp   *tempCache
+	stats  counters
 
 	catchMu sync.Mutex
 	catch   map[string]DomainCheck
@@ -198,25 +198,16 @@ func Open(path string, o Options) (*Verifier, error) {
 		return nil, err
 	}
 	v := &Verifier{
-		o:     o,
-		now:   o.Now,
-		log:   o.Logger,
-		store: st,
-		prober: &prober{
-			hostname:    o.Hostname,
-			sender:      o.ProbeSender,
-			dialer:      o.Dialer,
-			timeout:     o.ProbeTimeout,
-			stepTimeout: o.ReplyTimeout,
-			limits:      newLimiter(o.Concurrency, o.Rate),
-			now:         time.Now,
-		},
-		guard:   newGuard(o.DictLimit, o.DictDisconnect, o.DictWindow, o.DictDelay, o.Now),
-		temp:    newTempCache(),
-		domains: maps.Clone(o.Domains),
-		catch:   catch,
-		used:    map[string]bool{},
+		now:    o.Now,
+		log:    o.Logger,
+		store:  st,
+		prober: &prober{dialer: o.Dialer, now: time.Now},
+		guard:  newGuard(o.DictLimit, o.DictDisconnect, o.DictWindow, o.DictDelay, o.Now),
+		temp:   newTempCache(),
+		catch:  catch,
+		used:   map[string]bool{},
 	}
+	v.apply(o)
 	v.stats.results = map[Result]*uint64{}
 	v.ctx, v.cancel = context.WithCancel(context.Background())
 	if o.MaintainEvery > 0 {
@@ -224,6 +215,39 @@ func Open(path string, o Options) (*Verifier, error) {
 		go v.loop(o.MaintainEvery)
 	}
 	return v, nil
+}
+
+// settings are the Options in force (defaults applied) and the domains'
+// policies.
+type settings struct {
+	o       Options
+	domains map[string]Policy
+}
+
+// cur returns the settings in force.
+func (v *Verifier) cur() *settings { return v.set.Load() }
+
+// Reconfigure takes the settings of o (a configuration reload) for the
+// next RCPT, probe and background pass: Hostname, ProbeSender, Domains
+// (modes and lists), the TTLs and the refresh age, InlineWait, the probe
+// and reply timeouts, Concurrency and Rate, the dictionary limits and
+// CatchAllInterval. The cache's entries (their expiry was fixed when they
+// were stored), the temporary results, the dictionary counts and the
+// counters stay; probes in flight finish under the old settings. o's
+// Dialer, Now, NoSync, MaintainEvery and Logger are ignored: those of
+// Open stay.
+func (v *Verifier) Reconfigure(o Options) {
+	old := v.cur().o
+	o.Dialer, o.Now, o.NoSync, o.MaintainEvery, o.Logger = old.Dialer, old.Now, old.NoSync, old.MaintainEvery, old.Logger
+	o.defaults()
+	v.apply(o)
+}
+
+// apply puts o (defaults applied) in force.
+func (v *Verifier) apply(o Options) {
+	v.prober.configure(o)
+	v.guard.set(o.DictLimit, o.DictDisconnect, o.DictWindow, o.DictDelay)
+	v.set.Store(&settings{o: o, domains: maps.Clone(o.Domains)})
 }
 
 // Close stops the background pass, aborts probes in flight (their waiters
@@ -247,7 +271,7 @@ func (v *Verifier) Close() error {
 // The verdict's Delay is for the caller to apply. An internal error is a
 // Defer with Err set, never a Reject.
 func (v *Verifier) Verify(ctx context.Context, ip, addr string) Verdict {
-	pol, ok := v.domains[domainOf(addr)]
+	pol, ok := v.cur().domains[domainOf(addr)]
 	if !ok || pol.Mode == ModeOff {
 		return Verdict{Action: Accept, Source: ModeOff}
 	}
@@ -276,7 +300,7 @@ func (v *Verifier) Verify(ctx context.Context, ip, addr string) Verdict {
 			return v.unknown(ip, Verdict{Action: Reject, Source: "cache", Reply: e.Reply})
 		}
 	}
-	if v.guard.count(ip) >= v.guard.limit {
+	if v.guard.limited(ip) {
 		// Over the limit: no probe for this client, whatever the address.
 		v.stats.dictDeferred.Add(1)
 		return v.unknown(ip, Verdict{Action: Defer, Source: "dictionary"})
@@ -292,14 +316,14 @@ func (v *Verifier) Verify(ctx context.Context, ip, addr string) Verdict {
 // unknown counts an unknown recipient of ip and escalates vd against a
 // dictionary attack.
 func (v *Verifier) unknown(ip string, vd Verdict) Verdict {
-	n := v.guard.add(ip)
-	if n >= v.guard.limit {
-		vd.Delay = v.guard.delay
+	n, limit, disconnect, delay := v.guard.add(ip)
+	if n >= limit {
+		vd.Delay = delay
 	}
-	if n >= v.guard.disconnect {
-		if n == v.guard.disconnect {
+	if n >= disconnect {
+		if n == disconnect {
 			v.log.Warn("verify: too many unknown recipients, session ends after the transaction", "client_ip", ip,
-				"unknown", n, "window", v.o.DictWindow.String())
+				"unknown", n, "window", v.cur().o.DictWindow.String())
 		}
 		vd.Action = Disconnect
 		v.stats.dictDisconnects.Add(1)
@@ -311,7 +335,7 @@ func (v *Verifier) unknown(ip string, vd Verdict) Verdict {
 // InlineWait.
 func (v *Verifier) wait(ctx context.Context, ip, addr string) Verdict {
 	ch := v.startProbe(addr, "rcpt")
-	t := time.NewTimer(v.o.InlineWait)
+	t := time.NewTimer(v.cur().o.InlineWait)
 	defer t.Stop()
 	var r singleflight.Result
 	select {
@@ -341,7 +365,8 @@ func (v *Verifier) wait(ctx context.Context, ip, addr string) Verdict {
 // last confirmation is older than RefreshAfter, unless one failed less
 // than TempfailTTL ago.
 func (v *Verifier) maybeRefresh(e Entry, now time.Time) {
-	if now.Sub(e.Verified) < v.o.RefreshAfter || now.Sub(e.LastProbe) < v.o.TempfailTTL || v.flight.inFlight(e.Addr) {
+	o := &v.cur().o
+	if now.Sub(e.Verified) < o.RefreshAfter || now.Sub(e.LastProbe) < o.TempfailTTL || v.flight.inFlight(e.Addr) {
 		return
 	}
 	v.stats.refreshes.Add(1)
@@ -393,7 +418,7 @@ func (v *Verifier) record(res ProbeResult, why string) (Entry, bool, error) {
 		switch res.Result {
 		case ResultExists:
 			return Entry{State: StateExists, Reply: res.Reply, Route: res.Route, Verified: now,
-				Expires: now.Add(v.o.PositiveTTL), LastProbe: now}, true
+				Expires: now.Add(v.cur().o.PositiveTTL), LastProbe: now}, true
 		case ResultUnknown:
 			if positive && cur.Valid(now) {
 				// A failed refresh never overwrites a valid positive
@@ -403,7 +428,7 @@ func (v *Verifier) record(res ProbeResult, why string) (Entry, bool, error) {
 				return cur, true
 			}
 			return Entry{State: StateUnknown, Reply: res.Reply, Route: res.Route, Verified: now,
-				Expires: now.Add(v.o.NegativeTTL), LastProbe: now}, true
+				Expires: now.Add(v.cur().o.NegativeTTL), LastProbe: now}, true
 		default:
 			if positive {
 				// Remember the attempt, so that refreshes wait
@@ -423,7 +448,7 @@ func (v *Verifier) record(res ProbeResult, why string) (Entry, bool, error) {
 			"result", string(res.Result), "reply", res.Reply, "verified", e.Verified.Format(time.RFC3339))
 	}
 	if res.Result == ResultTempfail && !(have && e.Valid(now)) {
-		v.temp.put(addr, tempEntry{until: now.Add(v.o.TempfailTTL), reply: res.Reply, route: res.Route, at: now})
+		v.temp.put(addr, tempEntry{until: now.Add(v.cur().o.TempfailTTL), reply: res.Reply, route: res.Route, at: now})
 	} else {
 		v.temp.remove(addr)
 	}
@@ -495,7 +520,7 @@ func (v *Verifier) Cleanup() (int, error) {
 // probeDomains returns the domains verified by probes, sorted.
 func (v *Verifier) probeDomains() []string {
 	var out []string
-	for d, p := range v.domains {
+	for d, p := range v.cur().domains {
 		if p.Mode == ModeProbe {
 			out = append(out, d)
 		}

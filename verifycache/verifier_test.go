@@ -767,3 +767,35 @@ func TestSanitize(t *testing.T) {
 		}
 	}
 }
+
+// Reconfigure (a reload) applies to the next RCPT and probe, and keeps
+// the cache: a known address stays known without a probe; the new probe
+// sender is in the next probe's MAIL FROM; a domain switched to a list
+// is answered from the list; a new negative TTL is in the next entry.
+func TestReconfigureKeepsCache(t *testing.T) {
+	e := newEnv(t, nil)
+	e.want(t, "alice@relay.test", Accept, "probe")
+	o := e.v.cur().o
+	o.ProbeSender = "new-probe@relay-check.test"
+	o.NegativeTTL = 5 * time.Minute
+	list, err := ParseList("users", strings.NewReader("carol\n"), "list.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Domains = map[string]Policy{"relay.test": {Mode: ModeProbe}, "list.test": {Mode: ModeList, List: list}}
+	e.v.Reconfigure(o)
+	probes := e.be.Count("RCPT TO:")
+	e.want(t, "alice@relay.test", Accept, "cache")
+	if n := e.be.Count("RCPT TO:"); n != probes {
+		t.Errorf("the cached address was probed again after Reconfigure")
+	}
+	e.want(t, "nobody@relay.test", Reject, "probe")
+	if cmds := strings.Join(e.be.Commands(), "\n"); !strings.Contains(cmds, "MAIL FROM:<new-probe@relay-check.test>") {
+		t.Errorf("probe after Reconfigure:\n%s", cmds)
+	}
+	if en := e.entry(t, "nobody@relay.test"); en.Expires.Sub(en.Verified) != 5*time.Minute {
+		t.Errorf("negative entry lives %s, want the new 5m", en.Expires.Sub(en.Verified))
+	}
+	e.want(t, "carol@list.test", Accept, ModeList)
+	e.want(t, "dave@list.test", Reject, ModeList)
+}

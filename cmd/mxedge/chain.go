@@ -34,7 +34,7 @@ import (
 // from msgAuthChecks (cmd/mxedge/msgauth.go).
 //
 // The files (allowlist, access files) are read here; their errors name
-// file and line. dns is the relay's resolver.
+// file and line. p holds what the chains share and keep across reloads.
 //
 // The submission kinds have their own chain (package submission: sender
 // authorization and rate limits at MAIL, recipient limits at RCPT, the
@@ -42,39 +42,80 @@ import (
 // authenticated user may send anywhere; none of the MX edge defenses
 // either (their clients authenticate), only the session's error limits and
 // caps (listenerOptions).
-func chainFor(cfg *config.Config, lc config.Listener, ver policy.Verifier, dns policy.DNS, sub *submissionParts, log *slog.Logger) (*policy.Chain, error) {
+//
+// A greylist ([greylist] on) is the MX chain's last RCPT check: after
+// relay control and verification.
+func chainFor(cfg *config.Config, lc config.Listener, p *chainParts) (*policy.Chain, error) {
 	ch := &policy.Chain{}
 	switch lc.Kind {
 	case config.KindMX:
-		if err := addDefenses(ch, cfg, lc, dns); err != nil {
+		if err := addDefenses(ch, cfg, lc, p); err != nil {
 			return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 		}
 		ch.Add(policy.NewRelay(cfg.RelayDomains))
-		if ver != nil {
-			ch.Add(&policy.Verify{V: ver})
+		if p.ver != nil {
+			ch.Add(&policy.Verify{V: p.ver})
 		}
-		auth, err := msgAuthChecks(cfg, dns)
+		auth, err := msgAuthChecks(cfg, p.dns)
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 		}
 		for _, c := range auth {
 			ch.Add(c)
 		}
-		preQueueMilters(ch, cfg, log)
+		preQueueMilters(ch, cfg, p.log)
+		if p.grey != nil {
+			ch.Add(p.grey)
+		}
 	case config.KindSubmission, config.KindSubmissions:
-		if sub == nil {
+		if p.sub == nil {
 			return nil, fmt.Errorf("listener %q: kind %q without [auth]", lc.Name, lc.Kind)
 		}
-		ch = submission.Chain(submissionChecks(cfg, sub, log))
+		ch = submission.Chain(submissionChecks(cfg, p.sub, p.log))
 	default:
 		return nil, fmt.Errorf("listener %q: unknown kind %q", lc.Name, lc.Kind)
 	}
 	return ch, nil
 }
 
+// chainParts is what the policy chains of a relay share, and keep across
+// reloads: the verifier (nil: none), the resolver, the submission parts,
+// the greylist check (nil: off) and the client limit counters of each MX
+// listener.
+type chainParts struct {
+	ver  policy.Verifier
+	dns  policy.DNS
+	sub  *submissionParts
+	grey policy.Check
+	// limits are the client limits by listener name: a reload hands a
+	// listener's counters to its new chain (limitsFor). nil: new ones for
+	// every chain (checking the files only).
+	limits map[string]*policy.Limits
+	log    *slog.Logger
+}
+
+// limitsFor returns the client limits of lc: its counters of the chain
+// before, if there was one, with lc's limits; nil when every limit of lc
+// is off (the counters stay, for a reload that turns them on again).
+func (p *chainParts) limitsFor(lc config.Listener) *policy.Limits {
+	l := p.limits[lc.Name]
+	if l == nil {
+		l = &policy.Limits{}
+		if p.limits != nil {
+			p.limits[lc.Name] = l
+		}
+	}
+	l.SetLimits(lc.ClientSessions, lc.ClientConnectionRate, lc.ClientMessageRate, lc.ClientRecipientRate)
+	if lc.ClientSessions > 0 || lc.ClientConnectionRate > 0 || lc.ClientMessageRate > 0 || lc.ClientRecipientRate > 0 {
+		return l
+	}
+	return nil
+}
+
 // addDefenses adds the edge defenses of lc, in order, leaving out those
 // that are off.
-func addDefenses(ch *policy.Chain, cfg *config.Config, lc config.Listener, dns policy.DNS) error {
+func addDefenses(ch *policy.Chain, cfg *config.Config, lc config.Listener, p *chainParts) error {
+	dns := p.dns
 	if lc.Allowlist != "" {
 		l, err := policy.LoadCIDRList(lc.Allowlist)
 		if err != nil {
@@ -82,9 +123,8 @@ func addDefenses(ch *policy.Chain, cfg *config.Config, lc config.Listener, dns p
 		}
 		ch.Add(&policy.Allowlist{List: l})
 	}
-	if lc.ClientSessions > 0 || lc.ClientConnectionRate > 0 || lc.ClientMessageRate > 0 || lc.ClientRecipientRate > 0 {
-		ch.Add(&policy.Limits{Sessions: lc.ClientSessions, ConnRate: lc.ClientConnectionRate,
-			MsgRate: lc.ClientMessageRate, RcptRate: lc.ClientRecipientRate})
+	if l := p.limitsFor(lc); l != nil {
+		ch.Add(l)
 	}
 	if lc.ClientAccess != "" {
 		m, err := policy.LoadAccessMap(lc.ClientAccess, false)
@@ -144,7 +184,7 @@ func checkListenerFiles(cfg *config.Config) error {
 		if lc.Kind != config.KindMX {
 			continue
 		}
-		if err := addDefenses(&policy.Chain{}, cfg, lc, nil); err != nil {
+		if err := addDefenses(&policy.Chain{}, cfg, lc, &chainParts{}); err != nil {
 			return fmt.Errorf("listener %q: %w", lc.Name, err)
 		}
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"time"
@@ -24,38 +23,66 @@ const mtastsRefresh = time.Hour
 
 // newDeliverer builds the delivery stage, the relay's one outbound SMTP
 // client layer (recipient verification probes use it too): MX routing over
-// res, MTA-STS (policy cache in data_dir, refreshed in the background until
-// ctx ends) and DANE as configured.
-func newDeliverer(ctx context.Context, cfg *config.Config, res *resolver.Resolver, log *slog.Logger) (*delivery.Deliverer, error) {
+// res, and the TLS policy of tp (MTA-STS, DANE) as configured.
+func newDeliverer(cfg *config.Config, res *resolver.Resolver, tp *outboundTLS, log *slog.Logger) (*delivery.Deliverer, error) {
 	o := deliveryOptions(cfg, log)
 	o.Resolver = res
-	if cfg.Delivery.MTASTS {
-		c, err := mtasts.New(mtasts.Options{Resolver: res, Dir: cfg.DataDir, Log: log})
-		if err != nil {
-			return nil, err
-		}
-		go func() {
-			t := time.NewTicker(mtastsRefresh)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					c.Refresh(ctx)
-				}
-			}
-		}()
-		o.STS = stsCache{c}
+	d := delivery.New(o)
+	p, err := tp.policy(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Delivery.DANE {
-		o.DANE = daneImpl{res}
-	}
-	return delivery.New(o), nil
+	d.SetTLSPolicy(p)
+	return d, nil
 }
 
-// deliveryOptions maps [routes], [delivery], [tls_policy] and the
-// timeouts onto the delivery stage's options.
+// outboundTLS makes the delivery stage's TLS policy of a configuration
+// ([tls_policy], delivery.default_tls_policy, delivery.mta_sts and
+// delivery.dane), at start and at every reload. The MTA-STS policy cache
+// (<data_dir>/mtasts.json) is opened by the first configuration that turns
+// mta_sts on and kept, with its policies, until close (a reload that turns
+// it off and on again finds them); while open it is refreshed in the
+// background.
+type outboundTLS struct {
+	res *resolver.Resolver
+	dir string // data_dir: the cache file's directory
+	log *slog.Logger
+
+	sts  *mtasts.Cache // nil until mta_sts is first on
+	stop func()        // ends the refresh
+}
+
+// policy is the TLS policy of cfg; it opens the MTA-STS cache if cfg
+// needs it and it is not open yet. Not safe for concurrent use (build,
+// then reloads one at a time).
+func (o *outboundTLS) policy(cfg *config.Config) (delivery.TLSPolicy, error) {
+	p := delivery.TLSPolicy{Domains: cfg.TLSPolicy, Default: cfg.Delivery.DefaultTLSPolicy}
+	if cfg.Delivery.MTASTS {
+		if o.sts == nil {
+			c, err := mtasts.New(mtasts.Options{Resolver: o.res, Dir: o.dir, Log: o.log})
+			if err != nil {
+				return delivery.TLSPolicy{}, err
+			}
+			o.sts = c
+			o.stop = every(mtastsRefresh, c.Refresh)
+		}
+		p.STS = stsCache{o.sts}
+	}
+	if cfg.Delivery.DANE {
+		p.DANE = daneImpl{o.res}
+	}
+	return p, nil
+}
+
+// close ends the MTA-STS refresh, if it runs.
+func (o *outboundTLS) close() {
+	if o.stop != nil {
+		o.stop()
+	}
+}
+
+// deliveryOptions maps [routes], [delivery] and the timeouts onto the
+// delivery stage's options; the TLS policy comes from outboundTLS.
 func deliveryOptions(cfg *config.Config, log *slog.Logger) delivery.Options {
 	dc := cfg.Delivery
 	return delivery.Options{
@@ -65,8 +92,6 @@ func deliveryOptions(cfg *config.Config, log *slog.Logger) delivery.Options {
 		SmarthostTLS:                  dc.SmarthostTLS,
 		SmarthostAuthFile:             dc.SmarthostAuthFile,
 		MXPort:                        dc.MXPort,
-		TLSPolicy:                     cfg.TLSPolicy,
-		DefaultTLSPolicy:              dc.DefaultTLSPolicy,
 		SourceAddress:                 net.ParseIP(dc.SourceAddress),
 		ConnectTimeout:                cfg.Timeouts.Connect.D(),
 		ReplyTimeout:                  cfg.Timeouts.Reply.D(),

@@ -62,8 +62,12 @@ func (r *relay) mxServers() mxDrainer {
 }
 
 // cmdReload is "mxedge reload": the running relay re-reads its
-// configuration (as SIGHUP does) and says what it applied and what needs
-// a restart; an invalid file is reported (file:line) and changes nothing.
+// configuration (as SIGHUP does) and says what it applied ("applied:"
+// lines: the policy chains, greylist, verify, routes, tls_policy,
+// dkim_sign, the submission milters, certificates) and what changed but
+// needs a restart ("needs a restart:", one line per key; else "no restart
+// needed"); an invalid file or DKIM key file is reported (file:line or the
+// key file's path, exit 1) and changes nothing.
 func cmdReload(args []string, stdout, stderr io.Writer) int {
 	c := newAdminCmd("reload", "", "", stdout, stderr)
 	if _, ok := c.parse(args, 0, 0); !ok {
@@ -85,6 +89,9 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, a := range res.Restart {
 		fmt.Fprintln(stdout, "needs a restart:", a)
+	}
+	if len(res.Restart) == 0 {
+		fmt.Fprintln(stdout, "no restart needed")
 	}
 	return 0
 }

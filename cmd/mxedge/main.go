@@ -44,7 +44,9 @@ const usage = `usage:
                                        deliverability checks of the hostname and relay
                                        domains (DNS via [dns]): ✓/✗ with the record to publish
   mxedge reload                        re-read the configuration (as SIGHUP): policy
-                                       chains and certificates live, the rest reported
+                                       chains, limits (counters kept), greylist, verify,
+                                       routes, TLS policy, DKIM keys, milters and
+                                       certificates live; the rest reported as restart
   mxedge drain [-off]                  MX listeners answer 421 4.3.2 to new connections
                                        while the queue empties (maintenance); -off: accept
   mxedge verify show|probe|forget ADDR [-json]

@@ -48,10 +48,7 @@ func (r *relay) registerMetrics() {
 	metrics.QueueState(r.reg, r.queue, nil)
 	metrics.OutboundTLS(r.reg, r.dl.TLSSessions)
 	metrics.DKIM(r.reg, func() (uint64, uint64) {
-		if r.signerCounts == nil {
-			return 0, 0
-		}
-		c := r.signerCounts()
+		c := r.signer.Counts()
 		return c.Signed, c.Failed
 	})
 	metrics.Auth(r.reg, func() (uint64, uint64) {

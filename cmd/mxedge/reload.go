@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -10,23 +9,46 @@ import (
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/control"
 	"github.com/mxedge/mxedge/delivery"
+	"github.com/mxedge/mxedge/policy"
 )
 
 // reloadConfig is SIGHUP and "mxedge reload": the configuration file is
-// read again and checked as at start (file:line errors, list files); an
-// invalid one changes nothing and its error is returned. Of a valid one,
-// what a new session can take is applied at once, without closing
+// read again and checked as at start (file:line errors, list files, DKIM
+// key files); an invalid one changes nothing and its error is returned
+// (the running relay keeps its configuration, DKIM keys included). Of a
+// valid one, everything below is applied at once, without closing
 // sessions or pausing the queue:
 //   - each listener's policy chain (relay domains, edge defenses and their
-//     list files, limits), swapped for the sessions that start from now on
-//     (smtpd.Server.SetChain);
-//   - the fixed next hops ([routes], delivery.Deliverer.SetRoutes), for
-//     the next delivery attempt;
+//     list files, message authentication, the mx kind's milters, the
+//     submission rate limits, greylisting), swapped for the sessions that
+//     start from now on (smtpd.Server.SetChain); the client limit counters
+//     (client_sessions, the connection, message and recipient rates) are
+//     handed to the new chain with the new limits, so a client over its
+//     rate stays refused;
+//   - greylisting's settings, on and off ([greylist]; greylist.db stays
+//     open once opened, its entries kept);
+//   - recipient verification ([verify], [verify_domains] and the list
+//     files: verifycache.Verifier.Reconfigure) for the next RCPT, the
+//     cache's entries kept;
+//   - the fixed next hops ([routes]) and the outbound TLS policy
+//     ([tls_policy], delivery.default_tls_policy, mta_sts, dane) for the
+//     next delivery attempt and probe;
+//   - the DKIM signing keys ([[dkim_sign]]) for the next message signed,
+//     and the submission kinds' [[milter]] entries for the next message
+//     filtered after the queue;
 //   - the listeners' certificates (read again).
 //
-// Everything else that changed is reported as needing a restart, the
-// listeners' addresses first; the running relay keeps its old values for
-// those until then.
+// What needs a restart is reported (restartNeeded) and keeps its old value
+// until then: a listener's address or kind, or a new or removed listener
+// (sockets are bound at start, before privileges could be dropped); a
+// listener's session options (error limits, session caps, pregreet,
+// max_sessions, TLS files and version: fixed in its SMTP server); the
+// hostname, [limits], [timeouts] and case_sensitive_domains (in the
+// sessions' options, the queue's and delivery's); data_dir, [queue] (the
+// open queue and its scheduler); [dns] (the one resolver every stage
+// holds); the rest of [delivery] (connection limits and caches built at
+// start); [auth] (the open backend and its guard); [admin] (the bound
+// HTTP endpoint).
 func (r *relay) reloadConfig(ctx context.Context) (control.ReloadResult, error) {
 	r.reloads.Lock()
 	defer r.reloads.Unlock()
@@ -37,10 +59,12 @@ func (r *relay) reloadConfig(ctx context.Context) (control.ReloadResult, error) 
 		res.Restart = []string{"the built-in demo configuration has nothing else to reload"}
 		return res, nil
 	}
+	// Everything that can fail, before anything changes.
 	cfg, from, err := loadConfig(r.path)
-	if err == nil {
-		_, err = verifyOptions(cfg, nil)
+	if err != nil {
+		return res, fmt.Errorf("reload: %w", err)
 	}
+	vo, err := verifyOptions(cfg, r.log)
 	if err == nil {
 		err = checkListenerFiles(cfg)
 	}
@@ -50,38 +74,86 @@ func (r *relay) reloadConfig(ctx context.Context) (control.ReloadResult, error) 
 	if err != nil {
 		return res, fmt.Errorf("reload: %w", err)
 	}
-	res.Restart = restartNeeded(r.cfg, cfg)
-	// Listeners that kept name, kind and address take their new chain.
+	keys, err := loadDKIMKeys(cfg)
+	if err != nil {
+		return res, fmt.Errorf("reload: the old DKIM keys stay: %w", err)
+	}
+	tp, err := r.outTLS.policy(cfg)
+	if err != nil {
+		return res, fmt.Errorf("reload: %w", err)
+	}
+	grey, err := r.grey.check(cfg)
+	if err != nil {
+		return res, fmt.Errorf("reload: %w", err)
+	}
+	// The chains of the listeners that kept name, kind and address.
+	parts := *r.parts
+	parts.grey = asCheck(grey)
+	chains := make([]*policy.Chain, len(r.cfg.Listeners))
 	for i, old := range r.cfg.Listeners {
+		if j := listenerIndex(cfg, old); j >= 0 {
+			if chains[i], err = chainFor(cfg, cfg.Listeners[j], &parts); err != nil {
+				return res, fmt.Errorf("reload: %w", err)
+			}
+		}
+	}
+
+	// Apply.
+	res.Restart = restartNeeded(r.cfg, cfg)
+	r.grey.use(grey)
+	r.parts.grey = parts.grey
+	for i, ch := range chains {
+		if ch != nil {
+			r.servers[i].SetChain(ch)
+			res.Applied = append(res.Applied, fmt.Sprintf("listener %q: policy chain (%s)", r.cfg.Listeners[i].Name, chainSummary(ch)))
+		}
+	}
+	r.ver.Reconfigure(vo)
+	r.dl.SetRoutes(cfg.Routes)
+	r.dl.SetTLSPolicy(tp)
+	r.signer.SetKeys(keys)
+	r.milters.set(postQueueMilters(cfg, r.log))
+	res.Applied = append(res.Applied,
+		fmt.Sprintf("greylist (%s)", onOff(grey != nil)),
+		fmt.Sprintf("verify (%d domains)", len(vo.Domains)),
+		"routes",
+		fmt.Sprintf("tls_policy (default %s, %d domains, mta_sts %s, dane %s)", cfg.Delivery.DefaultTLSPolicy,
+			len(cfg.TLSPolicy), onOff(cfg.Delivery.MTASTS), onOff(cfg.Delivery.DANE)),
+		fmt.Sprintf("dkim_sign (%d keys)", len(keys)),
+		fmt.Sprintf("milter after the queue (%d)", len(postQueueMilters(cfg, r.log))),
+		"certificates")
+	r.adopt(cfg)
+	r.log.Info("configuration reloaded", "from", from, "applied", strings.Join(res.Applied, "; "),
+		"restart_needed", strings.Join(res.Restart, "; "))
+	return res, nil
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// adopt makes what a reload applied part of the configuration in force
+// (r.cfg), so that the next reload compares with it; what needs a restart
+// keeps the value of the start.
+func (r *relay) adopt(cfg *config.Config) {
+	c := r.cfg
+	c.RelayDomains, c.Routes, c.TLSPolicy = cfg.RelayDomains, cfg.Routes, cfg.TLSPolicy
+	c.Delivery.DefaultTLSPolicy, c.Delivery.MTASTS, c.Delivery.DANE = cfg.Delivery.DefaultTLSPolicy, cfg.Delivery.MTASTS, cfg.Delivery.DANE
+	c.Verify, c.VerifyDomains, c.Submission, c.DKIMSign, c.Milters, c.Greylist = cfg.Verify, cfg.VerifyDomains, cfg.Submission, cfg.DKIMSign, cfg.Milters, cfg.Greylist
+	c.AuthResults, c.SPF, c.DKIMVerify, c.DMARC = cfg.AuthResults, cfg.SPF, cfg.DKIMVerify, cfg.DMARC
+	for i, old := range c.Listeners {
 		j := listenerIndex(cfg, old)
 		if j < 0 {
 			continue
 		}
-		ch, err := chainFor(cfg, cfg.Listeners[j], r.ver, r.res, r.sub, r.log)
-		if err != nil {
-			return control.ReloadResult{}, fmt.Errorf("reload: %w", err)
-		}
-		if r.grey != nil && old.Kind == config.KindMX {
-			ch.Add(r.grey) // as build does: the last RCPT check
-		}
-		r.servers[i].SetChain(ch)
-		res.Applied = append(res.Applied, fmt.Sprintf("listener %q: policy chain (%s)", old.Name, chainSummary(ch)))
+		// The policy keys are new, the session keys stay.
+		l := cfg.Listeners[j]
+		copyKeys(&l, &old, sessionKeys)
+		c.Listeners[i] = l
 	}
-	r.dl.SetRoutes(cfg.Routes)
-	res.Applied = append(res.Applied, "routes", "certificates")
-	// What the chains take from the top level is now the new value.
-	r.cfg.RelayDomains, r.cfg.Routes = cfg.RelayDomains, cfg.Routes
-	for i, old := range r.cfg.Listeners {
-		if j := listenerIndex(cfg, old); j >= 0 {
-			certs := r.cfg.Listeners[i].TLSCert
-			keys := r.cfg.Listeners[i].TLSKey
-			r.cfg.Listeners[i] = cfg.Listeners[j]
-			r.cfg.Listeners[i].TLSCert, r.cfg.Listeners[i].TLSKey = certs, keys
-		}
-	}
-	r.log.Info("configuration reloaded", "from", from, "applied", strings.Join(res.Applied, "; "),
-		"restart_needed", strings.Join(res.Restart, "; "))
-	return res, nil
 }
 
 // listenerIndex is the index in cfg of the listener with l's name, kind
@@ -95,8 +167,24 @@ func listenerIndex(cfg *config.Config, l config.Listener) int {
 	return -1
 }
 
+// sessionKeys are the [[listener]] keys that go into a listener's SMTP
+// server when it starts (listenerOptions, the TLS configuration): a
+// reload does not change them.
+var sessionKeys = []string{"bare_line_endings", "max_sessions", "tls_cert", "tls_key", "tls_min_version", "hide_client_ip",
+	"soft_error_limit", "hard_error_limit", "error_sleep", "junk_command_limit", "session_time_limit",
+	"session_message_limit", "pregreet_wait", "pregreet_ttl", "lookup_timeout"}
+
+// restartKeys are the top-level keys a reload does not apply, and
+// deliveryRestartKeys those of [delivery] (the TLS ones are applied).
+var (
+	restartKeys = []string{"hostname", "data_dir", "limits", "timeouts", "queue", "dns", "auth", "admin",
+		"case_sensitive_domains"}
+	deliveryRestartKeys = []string{"source_address", "mx_port", "smarthost", "smarthost_auth_file", "smarthost_tls",
+		"max_rcpts_per_transaction", "destination_concurrency", "initial_destination_concurrency", "concurrency"}
+)
+
 // restartNeeded lists what differs between old and new that a reload
-// does not apply.
+// does not apply (see reloadConfig).
 func restartNeeded(old, new *config.Config) []string {
 	var out []string
 	for _, l := range old.Listeners {
@@ -110,42 +198,71 @@ func restartNeeded(old, new *config.Config) []string {
 		}
 	}
 	for _, l := range new.Listeners {
-		if i := listenerIndex(old, l); i >= 0 {
-			o := old.Listeners[i]
-			if !reflect.DeepEqual(o.TLSCert, l.TLSCert) || !reflect.DeepEqual(o.TLSKey, l.TLSKey) ||
-				o.TLSMinVersion != l.TLSMinVersion || o.MaxSessions != l.MaxSessions {
-				out = append(out, fmt.Sprintf("listener %q: certificate files, TLS version or max_sessions", l.Name))
-			}
+		i := listenerIndex(old, l)
+		if i < 0 {
+			continue
+		}
+		o := old.Listeners[i]
+		keys := changedKeys(&o, &l, sessionKeys)
+		if needsReverse(o) != needsReverse(l) {
+			// Whether the server looks up the client's reverse DNS (for
+			// Received and the checks that use it) is fixed at start.
+			keys = append(keys, "reverse DNS lookup (client_no_ptr, client_ptr_mismatch, client_access turned on or off)")
+		}
+		if len(keys) > 0 {
+			out = append(out, fmt.Sprintf("listener %q: %s changed", l.Name, strings.Join(keys, ", ")))
 		}
 	}
-	// Top-level tables, compared as the configuration prints them.
-	for _, k := range []struct {
-		key      string
-		old, new any
-	}{
-		{"hostname", old.Hostname, new.Hostname},
-		{"data_dir", old.DataDir, new.DataDir},
-		{"limits", old.Limits, new.Limits},
-		{"timeouts", old.Timeouts, new.Timeouts},
-		{"queue", old.Queue, new.Queue},
-		{"dns", old.DNS, new.DNS},
-		{"delivery", old.Delivery, new.Delivery},
-		{"tls_policy", old.TLSPolicy, new.TLSPolicy},
-		{"verify", old.Verify, new.Verify},
-		{"verify_domains", old.VerifyDomains, new.VerifyDomains},
-		{"auth", old.Auth, new.Auth},
-		{"submission", old.Submission, new.Submission},
-		{"dkim_sign", old.DKIMSign, new.DKIMSign},
-		{"milter (the mx kind's are applied with the chains; the submission kinds' need a restart)", old.Milters, new.Milters},
-		{"greylist", old.Greylist, new.Greylist},
-		{"admin", old.Admin, new.Admin},
-		{"case_sensitive_domains", old.CaseSensitiveDomains, new.CaseSensitiveDomains},
-	} {
-		a, _ := json.Marshal(k.old)
-		b, _ := json.Marshal(k.new)
-		if string(a) != string(b) {
-			out = append(out, k.key+": changed")
+	if first(old.RelayDomains) != first(new.RelayDomains) {
+		out = append(out, "relay_domains: the first (the listeners' postmaster domain) changed")
+	}
+	for _, k := range changedKeys(old, new, restartKeys) {
+		out = append(out, k+": changed")
+	}
+	for _, k := range changedKeys(&old.Delivery, &new.Delivery, deliveryRestartKeys) {
+		out = append(out, "delivery."+k+": changed")
+	}
+	return out
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+// changedKeys returns those of keys (toml names of fields of the structs
+// a and b point to, of one type) whose values differ, in keys' order.
+func changedKeys(a, b any, keys []string) []string {
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	var out []string
+	for _, k := range keys {
+		i := fieldByKey(va.Type(), k)
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			out = append(out, k)
 		}
 	}
 	return out
+}
+
+// copyKeys copies the fields named by keys (toml names) from *src to
+// *dst, structs of one type.
+func copyKeys(dst, src any, keys []string) {
+	vd, vs := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src).Elem()
+	for _, k := range keys {
+		i := fieldByKey(vd.Type(), k)
+		vd.Field(i).Set(vs.Field(i))
+	}
+}
+
+// fieldByKey is the index of the field of struct type t whose toml name
+// is key; a key that is not there is a programming error.
+func fieldByKey(t reflect.Type, key string) int {
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ","); name == key {
+			return i
+		}
+	}
+	panic(fmt.Sprintf("reload: %s has no key %q", t, key))
 }

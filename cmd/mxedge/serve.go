@@ -23,7 +23,6 @@ import (
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/control"
 	"github.com/mxedge/mxedge/delivery"
-	"github.com/mxedge/mxedge/greylist"
 	"github.com/mxedge/mxedge/internal/certs"
 	"github.com/mxedge/mxedge/internal/localbackend"
 	"github.com/mxedge/mxedge/internal/metrics"
@@ -135,12 +134,16 @@ type relay struct {
 	demo    bool
 	res     *resolver.Resolver
 	sub     *submissionParts
-	grey    *greylist.Greylist // nil: [greylist] off
-	reloads sync.Mutex         // one reload at a time
+	grey    *greylister // [greylist]
+	parts   *chainParts // what the policy chains share across reloads
+	signer  *submission.Signer
+	milters *liveMilters // the submission kinds' [[milter]] entries, after the queue
+	reloads sync.Mutex   // one reload at a time
 	log     *slog.Logger
 	stdout  io.Writer
 	queue   *queue.Queue
 	dl      *delivery.Deliverer
+	outTLS  *outboundTLS // the delivery stage's TLS policy, for reloads
 	ver     *verifycache.Verifier
 	ctl     *control.Server
 	ctlLn   net.Listener
@@ -162,10 +165,6 @@ type relay struct {
 	qstop  context.CancelFunc
 	qdone  chan error // the scheduler's end
 	closed []func()   // closes what build opened, in reverse order
-
-	// signerCounts reads the DKIM signer's totals (metrics); nil
-	// without [[dkim_sign]] keys.
-	signerCounts func() submission.SignerCounts
 }
 
 // build opens every stage in the order of their dependencies: the demo
@@ -206,21 +205,19 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 		fmt.Fprintf(stdout, "demo STARTTLS certificate (self-signed): %s\n", pair.Cert)
 	}
 	// DKIM keys are read before anything starts: a missing or weak key is
-	// an error of the configuration.
+	// an error of the configuration. The signer and the content filter
+	// are always in place, empty when nothing is configured, so that a
+	// reload can fill them.
 	keys, err := loadDKIMKeys(cfg)
 	if err != nil {
 		return nil, err
 	}
 	qo := queueOptions(cfg, log)
 	qo.Observer, qo.CommitObserver = r.metrics, r.metrics
-	if len(keys) > 0 {
-		signer := submission.NewSigner(keys)
-		qo.Signer = signer
-		r.signerCounts = signer.Counts
-	}
-	if ms := postQueueMilters(cfg, log); len(ms) > 0 {
-		qo.ContentFilter = ms
-	}
+	r.signer = submission.NewSigner(keys)
+	r.milters = &liveMilters{}
+	r.milters.set(postQueueMilters(cfg, log))
+	qo.Signer, qo.ContentFilter = r.signer, r.milters
 	if r.queue, err = queue.Open(filepath.Join(cfg.DataDir, "queue"), qo); err != nil {
 		return nil, err
 	}
@@ -231,7 +228,9 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	// DANE), which verification probes use too.
 	res := newResolver(cfg, r.metrics)
 	r.res = res
-	if r.dl, err = newDeliverer(ctx, cfg, res, log); err != nil {
+	r.outTLS = &outboundTLS{res: res, dir: cfg.DataDir, log: log}
+	r.onClose(r.outTLS.close)
+	if r.dl, err = newDeliverer(cfg, res, r.outTLS, log); err != nil {
 		return nil, err
 	}
 	r.onClose(func() { r.dl.Close() }) // QUIT to cached connections
@@ -265,20 +264,19 @@ func build(ctx context.Context, cfg *config.Config, demo bool, stdout io.Writer,
 	}
 	r.sub = sub
 
-	grey, closeGrey, err := openGreylist(cfg, log)
+	r.grey = &greylister{dir: cfg.DataDir, log: log}
+	r.onClose(r.grey.close)
+	grey, err := r.grey.check(cfg)
 	if err != nil {
 		return nil, err
 	}
-	r.onClose(closeGrey)
-	r.grey = grey
+	r.grey.use(grey)
+	r.parts = &chainParts{ver: r.ver, dns: res, sub: sub, grey: asCheck(grey), limits: map[string]*policy.Limits{}, log: log}
 
 	for _, lc := range cfg.Listeners {
-		chain, err := chainFor(cfg, lc, r.ver, res, sub, log)
+		chain, err := chainFor(cfg, lc, r.parts)
 		if err != nil {
 			return nil, err
-		}
-		if grey != nil && lc.Kind == config.KindMX {
-			chain.Add(grey) // the last RCPT check: after relay control and verification
 		}
 		o := listenerOptions(cfg, lc, res)
 		o.Logger = log

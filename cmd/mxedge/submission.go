@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/mxedge/mxedge/auth"
 	"github.com/mxedge/mxedge/config"
+	"github.com/mxedge/mxedge/queue"
 	"github.com/mxedge/mxedge/submission"
 )
 
@@ -121,6 +123,22 @@ func loadDKIMKeys(cfg *config.Config) ([]*submission.Key, error) {
 		keys = append(keys, key)
 	}
 	return keys, errors.Join(errs...)
+}
+
+// liveMilters is the queue's content filter: the submission kinds'
+// [[milter]] entries of the configuration in force (postQueueMilters). A
+// reload replaces them for the messages filtered from then on (before
+// their first attempt); one being filtered finishes with the old. No
+// entries: every message passes as it is.
+type liveMilters struct {
+	ms atomic.Pointer[submission.Milters]
+}
+
+func (l *liveMilters) set(ms submission.Milters) { l.ms.Store(&ms) }
+
+// Filter implements queue.ContentFilter.
+func (l *liveMilters) Filter(ctx context.Context, m *queue.Message) (queue.Verdict, error) {
+	return l.ms.Load().Filter(ctx, m)
 }
 
 // postQueueMilters are the [[milter]] entries for the submission kinds,
