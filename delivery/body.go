@@ -42,9 +42,8 @@ const (
 // dotWriter; FuzzBodyWriter compares them), but without a function call
 // per byte and a write per 4 KiB, which made that writer the largest CPU
 // cost of relaying big messages. It is used between go-smtp's Data and
-// CloseWithResponse, when go-smtp's own buffer is empty: finish holds
-// back the body's final line ending, and CloseWithResponse, whose data
-// writer has then seen no byte, sends "\r\n.\r\n".
+// CloseWithResponse, when go-smtp's own buffer is empty: finish writes the
+// end of data too, and the caller says so with DataCommand.SentRaw.
 type bodyWriter struct {
 	conn    deadlineWriter
 	timeout time.Duration
@@ -151,16 +150,19 @@ func (w *bodyWriter) flush(hold int) {
 	w.out = w.out[:copy(w.out, w.out[n:])]
 }
 
-// finish writes the rest of the body without its final line ending: "\r\n"
-// at the start of a line, "\r" after a CR. go-smtp's CloseWithResponse
-// then writes "\r\n.\r\n", which is what its own data writer would have
-// sent after the whole body.
+// finish writes the rest of the body and the end of data, as textproto's
+// dot writer closes: ".\r\n" after a line ending, "\n.\r\n" after a CR,
+// "\r\n.\r\n" otherwise (an empty body too). The caller then tells
+// go-smtp (DataCommand.SentRaw, FORK.md section 18) and reads the reply:
+// the message's last bytes and the end of data go in one write.
 func (w *bodyWriter) finish() error {
 	switch w.state {
 	case wBeginLine:
-		w.out = w.out[:len(w.out)-2]
+		w.out = append(w.out, ".\r\n"...)
 	case wCR:
-		w.out = w.out[:len(w.out)-1]
+		w.out = append(w.out, "\n.\r\n"...)
+	default:
+		w.out = append(w.out, "\r\n.\r\n"...)
 	}
 	w.flush(0)
 	return w.err

@@ -448,6 +448,7 @@ func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader, w *smtp
 		code, enh, text := describe(netErr)
 		return code, enh, text, drop, nil
 	}
+	w.SentRaw() // bodyWriter wrote the end of data
 	if s.lmtp {
 		per, rest, after := closeLMTP(w)
 		return rest.code, rest.enh, rest.text, after, per

@@ -602,15 +602,30 @@ func (c *Client) rcptCommand(to string, opts *RcptOptions) (string, error) {
 // See Client.Data.
 type DataCommand struct {
 	client *Client
-	wc     io.WriteCloser
+	wc     io.WriteCloser // the dot writer, made by the first Write (FORK.md section 18)
+	raw    bool           // SentRaw: the caller wrote the message and its end
 
 	closeErr error
 }
+
+// SentRaw tells cmd that the caller wrote the whole message, dot-stuffed,
+// and the end of data (CRLF "." CRLF, RFC 5321 section 4.1.1.4) straight
+// to the connection, instead of through Write: Close and the CloseWith
+// methods then only read the reply. The client's own buffer must have
+// been empty (it is, between the 354 and the message). Call it instead of
+// Write, before Close.
+func (cmd *DataCommand) SentRaw() { cmd.raw = true }
 
 var _ io.WriteCloser = (*DataCommand)(nil)
 
 // Write implements io.Writer.
 func (cmd *DataCommand) Write(b []byte) (int, error) {
+	if cmd.raw {
+		return 0, errors.New("smtp: DataCommand.Write after SentRaw")
+	}
+	if cmd.wc == nil {
+		cmd.wc = cmd.client.text.DotWriter()
+	}
 	return cmd.wc.Write(b)
 }
 
@@ -695,6 +710,13 @@ func (cmd *DataCommand) close() error {
 	if cmd.closeErr != nil {
 		return cmd.closeErr
 	}
+	if cmd.raw {
+		cmd.closeErr = errors.New("smtp: data writer closed twice")
+		return nil
+	}
+	if cmd.wc == nil { // no Write: an empty message
+		cmd.wc = cmd.client.text.DotWriter()
+	}
 
 	if err := cmd.wc.Close(); err != nil {
 		cmd.closeErr = err
@@ -743,7 +765,7 @@ func (c *Client) Data() (*DataCommand, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DataCommand{client: c, wc: c.text.DotWriter()}, nil
+	return &DataCommand{client: c}, nil
 }
 
 // SendMail will use an existing connection to send an email from

@@ -251,7 +251,7 @@ func (c *Client) pipelinedTransaction(reset bool, mail string, rcpts, rcptCmds [
 		tx.DataError = dataErr
 		return tx, nil
 	}
-	tx.Data = &DataCommand{client: c, wc: c.text.DotWriter()}
+	tx.Data = &DataCommand{client: c}
 	return tx, nil
 }
 

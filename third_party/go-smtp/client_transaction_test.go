@@ -451,3 +451,39 @@ func TestSendTransactionAfterResetClosed(t *testing.T) {
 		t.Fatalf("got %v, want a *ResetError", err)
 	}
 }
+
+// The caller writes the message and its end itself (one write): Close
+// only reads the reply, and the connection goes on.
+func TestDataSentRaw(t *testing.T) {
+	s := &scriptServer{ext: []string{"PIPELINING"}, mail: "250 2.1.0 Ok", rcpt: func(int) string { return "250 2.1.5 Ok" },
+		data: "354 Go ahead", dot: "250 2.0.0 Ok: queued as RAW"}
+	c, wl := startScript(t, s)
+	tx, err := c.SendTransaction("from@sender.example", nil, txRcpts[:1], nil)
+	if err != nil || tx.Data == nil {
+		t.Fatalf("%+v, %v", tx, err)
+	}
+	before := len(wl.log())
+	if _, err := wl.Write([]byte("Subject: raw\r\n\r\n..dot\r\n.\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	tx.Data.SentRaw()
+	if _, err := tx.Data.Write([]byte("x")); err == nil {
+		t.Error("Write after SentRaw did not fail")
+	}
+	resp, err := tx.Data.CloseWithResponse()
+	if err != nil || !strings.HasSuffix(resp.StatusText, "queued as RAW") {
+		t.Fatalf("reply %+v, %v", resp, err)
+	}
+	if n := len(wl.log()) - before; n != 1 {
+		t.Errorf("%d writes for the message, want the caller's one", n)
+	}
+	s.mu.Lock()
+	body := s.body
+	s.mu.Unlock()
+	if body != "Subject: raw\r\n\r\n..dot\r\n" {
+		t.Errorf("server got %q", body)
+	}
+	if err := c.Noop(); err != nil {
+		t.Fatal(err)
+	}
+}
