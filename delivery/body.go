@@ -51,6 +51,10 @@ type bodyWriter struct {
 	out     []byte
 	state   int
 	err     error // the first write error; sticky
+	// crlf: the queue vouches for CRLF line endings (queue.Message.CRLF):
+	// only dot-stuffing is left to do, found with one vectorised search
+	// with one IndexByte per line and no per-byte state (writeCRLF).
+	crlf bool
 }
 
 // send copies r to the connection through in; readErr is an error reading
@@ -74,6 +78,9 @@ func (w *bodyWriter) send(r io.Reader, in []byte) (readErr, netErr error) {
 
 // write stuffs p into the output buffer, writing it out as it fills.
 func (w *bodyWriter) write(p []byte) error {
+	if w.crlf && w.writeCRLF(p) {
+		return w.err
+	}
 	nl := -1 // index of the next '\n' in p, len(p) if none; -1: not searched yet
 	for len(p) > 0 && w.err == nil {
 		if w.state == wData {
@@ -106,6 +113,60 @@ func (w *bodyWriter) write(p []byte) error {
 		w.flush(2)
 	}
 	return w.err
+}
+
+// writeCRLF is write for data with CRLF line endings only: every line
+// that starts with "." gets another, nothing else changes (no CR to look
+// for, no byte through step), and the state
+// after p is what step would have left. It declines (false, nothing
+// written) a chunk whose CR and LF counts show a bare one after all,
+// which write then handles byte-exactly as textproto does; a chunk after
+// a CR starts with its LF, through step.
+func (w *bodyWriter) writeCRLF(p []byte) bool {
+	if w.state == wCR && len(p) > 0 {
+		w.step(p[0])
+		p = p[1:]
+	}
+	if len(p) == 0 {
+		return true
+	}
+	end := 0
+	if p[len(p)-1] == '\r' {
+		end = 1
+	}
+	if bytes.Count(p, []byte{'\r'}) != bytes.Count(p, []byte{'\n'})+end {
+		return false
+	}
+	if (w.state == wBegin || w.state == wBeginLine) && p[0] == '.' {
+		w.out = append(w.out, '.')
+	}
+	// One IndexByte per line, one append per run of lines that need no
+	// stuffing (bytes.Index(p, "\n.") goes line by line too, slower).
+	run := 0
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j
+		if i+1 < len(p) && p[i+1] == '.' {
+			w.out = append(append(w.out, p[run:i+1]...), '.')
+			run = i + 1
+		}
+	}
+	w.out = append(w.out, p[run:]...)
+	switch p[len(p)-1] {
+	case '\n':
+		w.state = wBeginLine
+	case '\r':
+		w.state = wCR
+	default:
+		w.state = wData
+	}
+	if len(w.out) >= w.chunk {
+		w.flush(2)
+	}
+	return true
 }
 
 // step handles one byte exactly as textproto's dotWriter does.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"net/textproto"
 	"strings"
 	"testing"
@@ -34,8 +35,14 @@ func viaTextproto(body []byte, split int) []byte {
 // viaBodyWriter is what delivery sends: bodyWriter, the end of data
 // included.
 func viaBodyWriter(t *testing.T, body []byte, split, chunk int) []byte {
+	return viaBodyWriterCRLF(t, body, split, chunk, false)
+}
+
+// viaBodyWriterCRLF is viaBodyWriter, told the body has CRLF line endings
+// only if crlf.
+func viaBodyWriterCRLF(t *testing.T, body []byte, split, chunk int, crlf bool) []byte {
 	w := &wire{}
-	bw := &bodyWriter{conn: w, timeout: time.Second, chunk: chunk}
+	bw := &bodyWriter{conn: w, timeout: time.Second, chunk: chunk, crlf: crlf}
 	writeSplit(func(p []byte) (int, error) { return len(p), bw.write(p) }, body, split)
 	if err := bw.finish(); err != nil {
 		t.Fatal(err)
@@ -71,8 +78,13 @@ func TestBodyWriter(t *testing.T) {
 	} {
 		for _, chunk := range []int{1, 2, 3, bodyChunk} {
 			for _, split := range []int{0, 1, 2} {
-				if got := viaBodyWriter(t, []byte(tc.body), split, chunk); string(got) != tc.wire {
-					t.Errorf("%q (chunk %d, split %d): got %q, want %q", tc.body, chunk, split, got, tc.wire)
+				// crlf set for bodies that have no bare CR or LF, as the
+				// queue says of what smtpd received, and also for those that
+				// do: the CR/LF counts catch most, textproto's rules apply.
+				for _, crlf := range []bool{false, true} {
+					if got := viaBodyWriterCRLF(t, []byte(tc.body), split, chunk, crlf); string(got) != tc.wire {
+						t.Errorf("%q (chunk %d, split %d, crlf %v): got %q, want %q", tc.body, chunk, split, crlf, got, tc.wire)
+					}
 				}
 			}
 		}
@@ -133,6 +145,12 @@ func FuzzBodyWriter(f *testing.F) {
 		if got := viaBodyWriter(t, body, int(split), int(chunk)+1); !bytes.Equal(got, want) {
 			t.Errorf("body %q split %d chunk %d:\n got %q\nwant %q", body, split, chunk, got, want)
 		}
+		// The queue's CRLF promise: the fast path gives the same bytes.
+		body = bytes.ReplaceAll(bytes.ReplaceAll(bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n")), []byte("\n"), []byte("\r\n"))
+		want = viaTextproto(body, int(split))
+		if got := viaBodyWriterCRLF(t, body, int(split), int(chunk)+1, true); !bytes.Equal(got, want) {
+			t.Errorf("CRLF body %q split %d chunk %d:\n got %q\nwant %q", body, split, chunk, got, want)
+		}
 	})
 }
 
@@ -158,12 +176,14 @@ func BenchmarkBody(b *testing.B) {
 			dw.Close()
 		}
 	})
-	b.Run("bodyWriter", func(b *testing.B) {
-		b.SetBytes(int64(len(body)))
-		out := make([]byte, 0, 2*bodyChunk)
-		for b.Loop() {
-			bw := &bodyWriter{conn: discardConn{}, timeout: time.Second, chunk: bodyChunk, out: out[:0]}
-			bw.send(bytes.NewReader(body), in)
-		}
-	})
+	for _, crlf := range []bool{false, true} {
+		b.Run(fmt.Sprintf("bodyWriter/crlf=%v", crlf), func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			out := make([]byte, 0, 2*bodyChunk)
+			for b.Loop() {
+				bw := &bodyWriter{conn: discardConn{}, timeout: time.Second, chunk: bodyChunk, out: out[:0], crlf: crlf}
+				bw.send(bytes.NewReader(body), in)
+			}
+		})
+	}
 }

@@ -434,7 +434,7 @@ func closing(code int) bool { return code == 0 || code == 421 }
 // it names.
 func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader, w *smtp.DataCommand) (code int, enh, text string, after next, per map[string]lmtpReply) {
 	bufs := d.bufs.Get().(*bodyBufs)
-	bw := &bodyWriter{conn: s.nc, timeout: d.dataTimeout, chunk: bodyChunk, out: bufs.out[:0]}
+	bw := &bodyWriter{conn: s.nc, timeout: d.dataTimeout, chunk: bodyChunk, out: bufs.out[:0], crlf: msg.CRLF}
 	readErr, netErr := bw.send(body, bufs.in)
 	bufs.out = bw.out[:0]
 	d.bufs.Put(bufs)

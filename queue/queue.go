@@ -168,6 +168,10 @@ type Envelope struct {
 	// Facts from the SMTP session for the outbound MAIL command.
 	Body string `json:"body,omitempty"` // MAIL BODY= parameter: "", "7BIT", "8BITMIME"
 	UTF8 bool   `json:"utf8,omitempty"` // MAIL SMTPUTF8 was given
+	// CRLF: the data's writer vouched that every line ends in CRLF, with
+	// no bare CR or LF (Incoming.MarkCRLF: smtpd's body filter); delivery
+	// then dot-stuffs without a line-by-line scan. A Rewrite clears it.
+	CRLF bool `json:"crlf,omitempty"`
 
 	// DSN parameters from MAIL (RFC 3461 sections 4.3, 4.4).
 	Ret   string `json:"ret,omitempty"`   // "FULL" or "HDRS"; "" = headers only

@@ -105,6 +105,11 @@ func (in *Incoming) Size() int64 { return int64(len(in.head)) + in.n }
 // release"). Call it before Commit.
 func (in *Incoming) Hold(reason string) { in.env.Held, in.env.HoldReason = true, reason }
 
+// MarkCRLF records that the data written so far, and the header block
+// prepended, have CRLF line endings only, no bare CR or LF (Envelope.CRLF).
+// Call it once the data is complete; a later Rewrite clears it.
+func (in *Incoming) MarkCRLF() { in.env.CRLF = true }
+
 // Prepend adds header fields on top of the message data, below the fields
 // of earlier Prepend calls: the first call's fields are the topmost header
 // (the listener's Received, then the checks' Authentication-Results ...).
@@ -485,6 +490,7 @@ func (in *Incoming) Rewrite(write func(data io.Reader, w io.Writer) error) error
 	if in.err != nil {
 		return in.err
 	}
+	in.env.CRLF = false // the new data is a filter's, not vouched for
 	var data io.Reader = bytes.NewReader(in.buf)
 	var old *os.File
 	if in.f != nil {
