@@ -190,6 +190,9 @@ type Envelope struct {
 	// not yet stored (see Signer): it is on top of what Message.Open and
 	// the reports of that attempt read, and save stores it.
 	signature []byte
+	// raw is the stored record this envelope was decoded from, kept by
+	// due for claimDue: an unchanged record needs no second decode.
+	raw []byte
 }
 
 // Origin is where a message came from: the listener that received it and

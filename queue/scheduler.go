@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/mxedge/mxedge/dsn"
 )
@@ -249,12 +252,27 @@ func (q *Queue) claim(id string) bool {
 // (result saved, then the in-flight mark cleared): its envelope is then
 // stale and a second attempt would repeat the first. The message is
 // started only if the stored record still has the NextAttempt due saw and
-// is not held; the fresh envelope is returned.
+// is not held; the fresh envelope is returned (due's own when the record
+// is byte for byte the one it decoded).
 func (q *Queue) claimDue(env *Envelope) (*Envelope, bool) {
 	if !q.claim(env.ID) {
 		return nil, false
 	}
-	cur, err := q.Get(env.ID)
+	var cur *Envelope
+	err := q.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMsgs).Get([]byte(env.ID))
+		switch {
+		case v == nil:
+			return ErrNotFound
+		case env.raw != nil && bytes.Equal(v, env.raw):
+			cur = env // the record due read: no change since
+			return nil
+		}
+		var err error
+		cur, err = decodeEnvelope(v)
+		return err
+	})
+	env.raw = nil
 	if err != nil || cur.Held || !cur.NextAttempt.Equal(env.NextAttempt) || cur.Attempts != env.Attempts {
 		q.setInflight(env.ID, false)
 		return nil, false

@@ -173,6 +173,7 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 				bad = append(bad, id) // skipped, moved aside after this transaction
 				continue
 			}
+			env.raw = bytes.Clone(v) // v lives only as long as the transaction
 			out = append(out, env)
 		}
 		return nil
