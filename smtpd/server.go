@@ -343,9 +343,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// Listen opens the listener's socket.
+// Listen opens the listener's socket. Accepted connections get no TCP
+// keepalive (Go's default would set four socket options on each, at every
+// connection): an SMTP session is bounded by its command timeout, which
+// finds a vanished client, as Postfix's smtpd does without keepalive.
 func (s *Server) Listen() (net.Listener, error) {
-	ln, err := net.Listen("tcp", s.o.Address)
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", s.o.Address)
 	if err != nil {
 		return nil, fmt.Errorf("smtpd: listen %s: %w", s.o.Address, err)
 	}
