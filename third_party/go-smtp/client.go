@@ -452,8 +452,10 @@ func (c *Client) mailCommand(from string, opts *MailOptions) (string, error) {
 	}
 
 	var sb strings.Builder
-	// A high enough power of 2 than 510+14+26+11+9+9+39+500
-	sb.Grow(2048)
+	// Room for the usual parameters (BODY, SIZE, SMTPUTF8); the rare long
+	// ones (ENVID, AUTH) grow it. Upstream grew 2048 bytes for every
+	// command (FORK.md section 19).
+	sb.Grow(len(from) + 96)
 	fmt.Fprintf(&sb, "MAIL FROM:<%s>", from)
 	// FORK.md section 16: opts.Body says what the body is (RFC 6152
 	// section 2: BODY=7BIT or BODY=8BITMIME to a server with 8BITMIME;
@@ -540,8 +542,8 @@ func (c *Client) rcptCommand(to string, opts *RcptOptions) (string, error) {
 	}
 
 	var sb strings.Builder
-	// A high enough power of 2 than 510+29+501
-	sb.Grow(2048)
+	// Room for NOTIFY; ORCPT grows it (FORK.md section 19).
+	sb.Grow(len(to) + 48)
 	fmt.Fprintf(&sb, "RCPT TO:<%s>", to)
 	if _, ok := c.ext["DSN"]; ok && opts != nil {
 		if len(opts.Notify) != 0 {
