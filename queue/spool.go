@@ -426,14 +426,18 @@ func (q *Queue) openMessage(env *Envelope) (io.ReadCloser, error) {
 		if v == nil {
 			return fmt.Errorf("queue: body of %s: %w", env.ID, ErrNotFound)
 		}
-		body = append([]byte(nil), v...)
+		if len(v) <= q.opts.InlineMax {
+			body = append(q.inlineBuf(), v...) // pooled: inlineReader.Close gives it back
+		} else {
+			body = append([]byte(nil), v...)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	if env.Inline {
-		return io.NopCloser(io.MultiReader(bytes.NewReader(head), bytes.NewReader(body))), nil
+		return &inlineReader{r: io.MultiReader(bytes.NewReader(head), bytes.NewReader(body)), buf: body, q: q}, nil
 	}
 	f, err := os.Open(q.bodyPath(env.ID))
 	if err != nil {
@@ -447,6 +451,33 @@ func (q *Queue) openMessage(env *Envelope) (io.ReadCloser, error) {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(head), data), f}, nil
+}
+
+// inlineReader reads a message stored in bbolt from its copy in a pooled
+// buffer, given back on the first Close; reading after Close fails.
+type inlineReader struct {
+	r   io.Reader
+	buf []byte
+	q   *Queue
+}
+
+func (r *inlineReader) Read(p []byte) (int, error) {
+	if r.q == nil {
+		return 0, os.ErrClosed
+	}
+	return r.r.Read(p)
+}
+
+func (r *inlineReader) Close() error {
+	if r.q == nil {
+		return nil
+	}
+	if cap(r.buf) == r.q.opts.InlineMax {
+		b := r.buf[:0]
+		r.q.inlineBufs.Put(&b)
+	}
+	r.q, r.r, r.buf = nil, nil, nil
+	return nil
 }
 
 // CheckSpace returns an error wrapping ErrNoSpace while the free space of
