@@ -45,17 +45,26 @@ func stateOf(env *Envelope) int {
 // storedState is stateOf of a stored record, decoding only what it needs;
 // recNone for nil (no record) or an undecodable one.
 func storedState(v []byte) int {
+	st, _, _ := storedSched(v)
+	return st
+}
+
+// storedSched returns a stored record's state (stateOf), next attempt and
+// hold flag, decoding only those (recNone, zero, false for none or an
+// undecodable one).
+func storedSched(v []byte) (state int, next time.Time, held bool) {
 	if v == nil {
-		return recNone
+		return recNone, time.Time{}, false
 	}
 	var s struct {
-		Attempts int  `json:"attempts"`
-		Held     bool `json:"held"`
+		Attempts    int       `json:"attempts"`
+		NextAttempt time.Time `json:"next_attempt"`
+		Held        bool      `json:"held"`
 	}
 	if json.Unmarshal(v, &s) != nil {
-		return recNone
+		return recNone, time.Time{}, false
 	}
-	return stateOf(&Envelope{Attempts: s.Attempts, Held: s.Held})
+	return stateOf(&Envelope{Attempts: s.Attempts, Held: s.Held}), s.NextAttempt, s.Held
 }
 
 // liveCounts are the records per state.

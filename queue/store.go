@@ -148,7 +148,8 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 	var next time.Time
 	nowKey := schedKey(now, "")
 	var bad []string
-	defer func() { q.skipCorrupt(bad, "scheduler") }()
+	var stale [][]byte
+	defer func() { q.skipCorrupt(bad, "scheduler"); q.dropStale(stale) }()
 	err := q.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMsgs)
 		c := tx.Bucket(bucketSched).Cursor()
@@ -173,12 +174,43 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 				bad = append(bad, id) // skipped, moved aside after this transaction
 				continue
 			}
+			if at, _ := parseSchedKey(k); env.Held || !env.NextAttempt.Equal(at) {
+				// Not the record's entry (left by a race that save and
+				// remove now close, or by an older version): never due.
+				stale = append(stale, append([]byte(nil), k...))
+				continue
+			}
 			env.raw = bytes.Clone(v) // v lives only as long as the transaction
 			out = append(out, env)
 		}
 		return nil
 	})
 	return out, next, err
+}
+
+// dropStale deletes schedule entries that due found pointing at a record
+// with another next attempt (or on hold), unless the record has moved
+// back to that time meanwhile.
+func (q *Queue) dropStale(keys [][]byte) {
+	if len(keys) == 0 {
+		return
+	}
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		msgs, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketSched)
+		for _, k := range keys {
+			at, id := parseSchedKey(k)
+			if _, next, held := storedSched(msgs.Get([]byte(id))); !held && next.Equal(at) {
+				continue
+			}
+			if err := sched.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		q.log.Warn("removing stale schedule entries failed", "count", len(keys), "err", err)
+	}
 }
 
 // save writes the envelope after an attempt and moves its schedule entry
@@ -204,6 +236,14 @@ func (q *Queue) save(env *Envelope, old time.Time) error {
 		stored, err := decodeEnvelope(cur)
 		if err != nil {
 			return err
+		}
+		// An admin change while the attempt ran (flush, hold, release)
+		// moved the entry: the attempt's result replaces it too, or the
+		// old one would make the message due again at once, every time.
+		if !stored.Held && !stored.NextAttempt.Equal(old) {
+			if err := sched.Delete(schedKey(stored.NextAttempt, env.ID)); err != nil {
+				return err
+			}
 		}
 		if len(env.signature) > 0 && !stored.Signed {
 			if err := prependHead(tx, env.ID, env.signature); err != nil {
@@ -245,10 +285,19 @@ func (q *Queue) save(env *Envelope, old time.Time) error {
 func (q *Queue) remove(env *Envelope, sched time.Time) error {
 	was := recNone
 	err := q.batch(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketSched).Delete(schedKey(sched, env.ID)); err != nil {
+		sb := tx.Bucket(bucketSched)
+		if err := sb.Delete(schedKey(sched, env.ID)); err != nil {
 			return err
 		}
-		was = storedState(tx.Bucket(bucketMsgs).Get([]byte(env.ID)))
+		var next time.Time
+		var held bool
+		was, next, held = storedSched(tx.Bucket(bucketMsgs).Get([]byte(env.ID)))
+		// As in save: an admin change while the attempt ran moved the entry.
+		if !held && !next.IsZero() && !next.Equal(sched) {
+			if err := sb.Delete(schedKey(next, env.ID)); err != nil {
+				return err
+			}
+		}
 		return deleteRecord(tx, env.ID)
 	})
 	if err == nil {
