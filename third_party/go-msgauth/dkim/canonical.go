@@ -1,6 +1,7 @@
 package dkim
 
 import (
+	"bytes"
 	"io"
 	"strings"
 )
@@ -25,25 +26,44 @@ var canonicalizers = map[Canonicalization]canonicalizer{
 
 // crlfFixer fixes any lone LF without a preceding CR.
 type crlfFixer struct {
-	cr bool
+	cr bool // the last byte of the previous call was CR
 }
 
+// Fix returns b with a CR inserted before every LF that does not follow a
+// CR (in b, or at the end of the previous call). mxedge fork: when there is
+// no such LF (mail from SMTP has none), b itself is returned, without a
+// copy; the caller must not keep it beyond its own Write.
 func (cf *crlfFixer) Fix(b []byte) []byte {
-	res := make([]byte, 0, len(b))
-	for _, ch := range b {
-		prevCR := cf.cr
-		cf.cr = false
-		switch ch {
-		case '\r':
-			cf.cr = true
-		case '\n':
-			if !prevCR {
-				res = append(res, '\r')
-			}
-		}
-		res = append(res, ch)
+	if len(b) == 0 {
+		return b
 	}
-	return res
+	prevCR := cf.cr
+	cf.cr = b[len(b)-1] == '\r'
+	var res []byte
+	done := 0 // b[:done] is in res
+	for i := 0; i < len(b); {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			break
+		}
+		j += i
+		if j > 0 {
+			prevCR = b[j-1] == '\r'
+		}
+		if !prevCR {
+			if res == nil {
+				res = make([]byte, 0, len(b)+len(b)/32+1)
+			}
+			res = append(res, b[done:j]...)
+			res = append(res, '\r')
+			done = j
+		}
+		i = j + 1
+	}
+	if res == nil {
+		return b
+	}
+	return append(res, b[done:]...)
 }
 
 type simpleCanonicalizer struct{}

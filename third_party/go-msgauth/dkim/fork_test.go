@@ -1,0 +1,95 @@
+package dkim
+
+import (
+	"bytes"
+	"testing"
+)
+
+// mxedge fork: differential tests of the fork's code against v0.7.0's
+// (ref_test.go), on random input cut into random writes, and exhaustively
+// on every two- and three-piece split of tricky inputs.
+
+// trickyBodies are bodies around the CR/LF and whitespace rules of the
+// canonicalizers (RFC 6376 section 3.4.3, 3.4.4) and the CRLF fixing.
+var trickyBodies = []string{
+	"", "\r", "\n", "\r\n", "\n\r", "\r\r", "\n\n", "\r\r\n", "\r\n\r", "\r\n\n",
+	"\r\n\r\n", "\r\n\r\n\r\n", "a", "a\r", "a\n", "a\r\n", "a\r\n\r\n", "a\n\n",
+	"a\r\n\r", "a\r\n\r\r\n", "a\r\rb\n", "\na", "\r\na", "a\nb\r\nc\rd\n",
+	" ", "\t", " \r\n", "a \r\n", "a\t \r\n b", "a  b\t\tc \t", " \t\r\n \t", "a \n b \r\n",
+	"What about\nLF endings?\n\n", "Hey\r\n\r\nHow r u?", "line\r\n \r\n\t\r\n",
+	"x\r\n\r\n\r\ny\r\n\r\n", "\r\n\r\nz",
+}
+
+// splitAt cuts data into writes: every byte of cuts is the length of the
+// next piece (modulo 17; 0 is an empty write); the rest is the last piece.
+func splitAt(data, cuts []byte) [][]byte {
+	var pieces [][]byte
+	for _, c := range cuts {
+		n := int(c) % 17
+		if n > len(data) {
+			n = len(data)
+		}
+		pieces = append(pieces, data[:n])
+		data = data[n:]
+	}
+	return append(pieces, data)
+}
+
+// everySplit calls f with every cut of s into three pieces (two of them
+// possibly empty).
+func everySplit(s string, f func(pieces [][]byte)) {
+	b := []byte(s)
+	for i := 0; i <= len(b); i++ {
+		for j := i; j <= len(b); j++ {
+			f([][]byte{b[:i], b[i:j], b[j:]})
+		}
+	}
+}
+
+// checkFixer requires the fork's and v0.7.0's crlfFixer to return the
+// same bytes for every piece and to end in the same state.
+func checkFixer(t *testing.T, pieces [][]byte) {
+	t.Helper()
+	var fork crlfFixer
+	var ref refCrlfFixer
+	for i, p := range pieces {
+		got := fork.Fix(append([]byte(nil), p...))
+		want := ref.Fix(p)
+		if !bytes.Equal(got, want) || fork.cr != ref.cr {
+			t.Fatalf("pieces %q: Fix of piece %d: got %q (cr %v), want %q (cr %v)", pieces, i, got, fork.cr, want, ref.cr)
+		}
+	}
+}
+
+func TestCRLFFixerBoundaries(t *testing.T) {
+	for _, s := range trickyBodies {
+		everySplit(s, func(pieces [][]byte) { checkFixer(t, pieces) })
+	}
+}
+
+func FuzzCRLFFixer(f *testing.F) {
+	for _, s := range trickyBodies {
+		f.Add([]byte(s), []byte{1, 2, 3})
+	}
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		checkFixer(t, splitAt(data, cuts))
+	})
+}
+
+// TestCRLFFixerNoCopy: input whose every LF follows a CR (across calls
+// too) comes back as it is, without an allocation; a bare LF is fixed.
+func TestCRLFFixerNoCopy(t *testing.T) {
+	var cf crlfFixer
+	in := []byte("a\r\nb\r\n\r")
+	var out []byte
+	if allocs := testing.AllocsPerRun(100, func() { out = cf.Fix(in) }); allocs != 0 {
+		t.Errorf("Fix of CRLF-only input: %v allocations, want 0", allocs)
+	}
+	if &out[0] != &in[0] {
+		t.Errorf("Fix of CRLF-only input returned a copy")
+	}
+	cf = crlfFixer{cr: true}
+	if got := cf.Fix([]byte("\nx\n")); string(got) != "\nx\r\n" {
+		t.Errorf("Fix after CR: got %q, want %q", got, "\nx\r\n")
+	}
+}
