@@ -78,34 +78,57 @@ type simpleBodyCanonicalizer struct {
 	crlfFixer crlfFixer
 }
 
+// Write implements RFC 6376 section 3.4.3: CRLFs at the end of the body
+// are dropped, so a run of CRLFs (and a last lone CR, maybe the start of
+// one) is held back in crlfBuf until a byte that is not part of it
+// follows. mxedge fork: the input is no longer copied behind crlfBuf on
+// every write (v0.7.0 appended it): what is held back is written first,
+// then the input up to its own trailing run, which alone is copied into
+// crlfBuf; only a write short enough that the run may reach back into
+// crlfBuf goes v0.7.0's way.
 func (c *simpleBodyCanonicalizer) Write(b []byte) (int, error) {
 	written := len(b)
-	b = append(c.crlfBuf, b...)
+	b = c.crlfFixer.Fix(b) // the caller's bytes if nothing was fixed
+	end := trailingCRLFStart(b)
 
-	b = c.crlfFixer.Fix(b)
+	if len(c.crlfBuf) > 0 && end < 2 {
+		// crlfBuf is CRLFs and maybe a CR: they may pair with b.
+		b = append(c.crlfBuf, b...)
+		end = trailingCRLFStart(b)
+		c.crlfBuf = b[end:]
+		var err error
+		if end > 0 {
+			_, err = c.w.Write(b[:end])
+		}
+		return written, err
+	}
 
+	if len(c.crlfBuf) > 0 {
+		if _, err := c.w.Write(c.crlfBuf); err != nil {
+			return written, err
+		}
+	}
+	var err error
+	if end > 0 {
+		_, err = c.w.Write(b[:end])
+	}
+	c.crlfBuf = append(c.crlfBuf[:0], b[end:]...)
+	return written, err
+}
+
+// trailingCRLFStart returns where the CRLFs at the end of b start, with a
+// lone CR at the very end counted as part of them.
+func trailingCRLFStart(b []byte) int {
 	end := len(b)
 	// If it ends with \r, maybe the next write will begin with \n
 	if end > 0 && b[end-1] == '\r' {
 		end--
 	}
 	// Keep all \r\n sequences
-	for end >= 2 {
-		prev := b[end-2]
-		cur := b[end-1]
-		if prev != '\r' || cur != '\n' {
-			break
-		}
+	for end >= 2 && b[end-2] == '\r' && b[end-1] == '\n' {
 		end -= 2
 	}
-
-	c.crlfBuf = b[end:]
-
-	var err error
-	if end > 0 {
-		_, err = c.w.Write(b[:end])
-	}
-	return written, err
+	return end
 }
 
 func (c *simpleBodyCanonicalizer) Close() error {

@@ -2,6 +2,7 @@ package dkim
 
 import (
 	"bytes"
+	"io"
 	"testing"
 )
 
@@ -42,6 +43,24 @@ func everySplit(s string, f func(pieces [][]byte)) {
 	for i := 0; i <= len(b); i++ {
 		for j := i; j <= len(b); j++ {
 			f([][]byte{b[:i], b[i:j], b[j:]})
+		}
+	}
+}
+
+// writeScribbled writes the pieces to w, each from one scratch buffer
+// that is overwritten after the write, so that a writer that keeps the
+// caller's bytes beyond Write gives different output.
+func writeScribbled(tb testing.TB, w interface{ Write([]byte) (int, error) }, pieces [][]byte) {
+	tb.Helper()
+	scratch := make([]byte, 0, 64)
+	for _, p := range pieces {
+		scratch = append(scratch[:0], p...)
+		n, err := w.Write(scratch)
+		if err != nil || n != len(p) {
+			tb.Fatalf("Write(%q) = %d, %v", p, n, err)
+		}
+		for i := range scratch {
+			scratch[i] = "\n\r x"[i%4]
 		}
 	}
 }
@@ -91,5 +110,57 @@ func TestCRLFFixerNoCopy(t *testing.T) {
 	cf = crlfFixer{cr: true}
 	if got := cf.Fix([]byte("\nx\n")); string(got) != "\nx\r\n" {
 		t.Errorf("Fix after CR: got %q, want %q", got, "\nx\r\n")
+	}
+}
+
+// checkBody requires the fork's and v0.7.0's body canonicalizers can to
+// write the same bytes for the pieces, given from a buffer overwritten
+// after each write.
+func checkBody(t *testing.T, can Canonicalization, pieces [][]byte) {
+	t.Helper()
+	var got, want bytes.Buffer
+	fork := canonicalizers[can].CanonicalizeBody(&got)
+	ref := refBodyCanonicalizers[can](&want)
+	writeScribbled(t, fork, pieces)
+	writeScribbled(t, ref, pieces)
+	if err := fork.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ref.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("%s body %q: got %q, want %q", can, pieces, got.Bytes(), want.Bytes())
+	}
+}
+
+func TestCanonicalizeBodyBoundaries(t *testing.T) {
+	for can := range refBodyCanonicalizers {
+		for _, s := range trickyBodies {
+			everySplit(s, func(pieces [][]byte) { checkBody(t, can, pieces) })
+		}
+	}
+}
+
+func FuzzCanonicalizeBody(f *testing.F) {
+	for _, s := range trickyBodies {
+		f.Add([]byte(s), []byte{1, 2, 3})
+	}
+	f.Add([]byte(string(benchBody()[:300])), []byte{16, 0, 5, 1, 2})
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		pieces := splitAt(data, cuts)
+		for can := range refBodyCanonicalizers {
+			checkBody(t, can, pieces)
+		}
+	})
+}
+
+// TestSimpleBodyNoCopy: writing mail with CRLF line ends to the simple
+// body canonicalizer copies nothing but the held-back CRLFs.
+func TestSimpleBodyNoCopy(t *testing.T) {
+	body := benchBody()
+	wc := canonicalizers[CanonicalizationSimple].CanonicalizeBody(io.Discard)
+	if allocs := testing.AllocsPerRun(100, func() { wc.Write(body) }); allocs != 0 {
+		t.Errorf("simple body Write of %d bytes: %v allocations, want 0", len(body), allocs)
 	}
 }

@@ -1,9 +1,18 @@
 package dkim
 
+import "io"
+
 // mxedge fork: go-msgauth v0.7.0's code that the fork replaced, kept
 // unchanged (but for the names) as the reference the fork's code is
 // tested against (fork_test.go). Its behaviour is the specification:
 // every output byte must be the same.
+
+// refBodyCanonicalizers are v0.7.0's body canonicalizers, by name.
+var refBodyCanonicalizers = map[Canonicalization]func(w io.Writer) io.WriteCloser{
+	CanonicalizationSimple: func(w io.Writer) io.WriteCloser {
+		return &refSimpleBodyCanonicalizer{simpleBodyCanonicalizer: simpleBodyCanonicalizer{w: w}}
+	},
+}
 
 // refCrlfFixer is v0.7.0's crlfFixer: one byte at a time, a new slice
 // on every call.
@@ -27,4 +36,42 @@ func (cf *refCrlfFixer) Fix(b []byte) []byte {
 		res = append(res, ch)
 	}
 	return res
+}
+
+// refSimpleBodyCanonicalizer is v0.7.0's simple body canonicalizer:
+// every write is appended to crlfBuf, through refCrlfFixer. Its Close is
+// simpleBodyCanonicalizer's, unchanged in the fork.
+type refSimpleBodyCanonicalizer struct {
+	simpleBodyCanonicalizer
+	fixer refCrlfFixer
+}
+
+func (c *refSimpleBodyCanonicalizer) Write(b []byte) (int, error) {
+	written := len(b)
+	b = append(c.crlfBuf, b...)
+
+	b = c.fixer.Fix(b)
+
+	end := len(b)
+	// If it ends with \r, maybe the next write will begin with \n
+	if end > 0 && b[end-1] == '\r' {
+		end--
+	}
+	// Keep all \r\n sequences
+	for end >= 2 {
+		prev := b[end-2]
+		cur := b[end-1]
+		if prev != '\r' || cur != '\n' {
+			break
+		}
+		end -= 2
+	}
+
+	c.crlfBuf = b[end:]
+
+	var err error
+	if end > 0 {
+		_, err = c.w.Write(b[:end])
+	}
+	return written, err
 }
