@@ -1,8 +1,10 @@
 package dkim
 
 import (
+	"bufio"
 	"bytes"
 	"io"
+	"runtime"
 	"testing"
 )
 
@@ -162,5 +164,25 @@ func TestSimpleBodyNoCopy(t *testing.T) {
 	wc := canonicalizers[CanonicalizationSimple].CanonicalizeBody(io.Discard)
 	if allocs := testing.AllocsPerRun(100, func() { wc.Write(body) }); allocs != 0 {
 		t.Errorf("simple body Write of %d bytes: %v allocations, want 0", len(body), allocs)
+	}
+}
+
+// TestVerifyBytesAllocated: verifying the benchmark's message (two
+// signatures, so each body comes through a pipe) no longer allocates a
+// copy buffer per signature (verifyBytesLimit).
+func TestVerifyBytesAllocated(t *testing.T) {
+	useDNSTXT(t)
+	m := signedBenchMessage(t, CanonicalizationSimple)
+	br := bufio.NewReaderSize(nil, 32<<10)
+	verifyBoth(t, br, m) // warm the pools
+	const runs = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < runs; i++ {
+		verifyBoth(t, br, m)
+	}
+	runtime.ReadMemStats(&after)
+	if perRun := (after.TotalAlloc - before.TotalAlloc) / runs; perRun > verifyBytesLimit {
+		t.Errorf("verifying a 10 KiB message with 2 signatures allocated %d bytes, want at most %d", perRun, verifyBytesLimit)
 	}
 }
