@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"math/rand"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -185,4 +187,46 @@ func TestVerifyBytesAllocated(t *testing.T) {
 	if perRun := (after.TotalAlloc - before.TotalAlloc) / runs; perRun > verifyBytesLimit {
 		t.Errorf("verifying a 10 KiB message with 2 signatures allocated %d bytes, want at most %d", perRun, verifyBytesLimit)
 	}
+}
+
+// trickySignatures are DKIM-Signature fields and pieces of them around
+// removeSignature's rules.
+var trickySignatures = []string{
+	"", "b", "b=", "b=;", "b=x", "b= ", "b =x", "b\t\r\n\f =x;y", "b\v=x", "bb=x", "b=b=x",
+	"b=x;b=y", "b=x;;b=;b=z", "xb=1;bh=2;b=3", "B=x", "b=\xff\xfe;b=\u00e9", "b = ; b=",
+	"b=;x", "ab=c", "b==", "=b=", "b\n=\n",
+	"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=brisbane;\r\n" +
+		" bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=; h=From:To;\r\n b=dzdVyOfAKCdLXdJOc9G2q8LoXSlEniSb\r\n av+yuU4zGeeruD00lszZVoG4ZHRNiYzR\r\n",
+	"DKIM-Signature: b=abc\r\n def; bh=xyz; v=1\r\n",
+}
+
+func checkRemoveSignature(t *testing.T, s string) {
+	t.Helper()
+	if got, want := removeSignature(s), refRemoveSignature(s); got != want {
+		t.Fatalf("removeSignature(%q) = %q, want %q", s, got, want)
+	}
+}
+
+func TestRemoveSignature(t *testing.T) {
+	for _, s := range trickySignatures {
+		checkRemoveSignature(t, s)
+	}
+	// Short random strings over the bytes that matter.
+	rnd := rand.New(rand.NewSource(1))
+	const alphabet = "b= ;\t\r\n\fxB\v"
+	var sb strings.Builder
+	for i := 0; i < 50000; i++ {
+		sb.Reset()
+		for n := rnd.Intn(16); n > 0; n-- {
+			sb.WriteByte(alphabet[rnd.Intn(len(alphabet))])
+		}
+		checkRemoveSignature(t, sb.String())
+	}
+}
+
+func FuzzRemoveSignature(f *testing.F) {
+	for _, s := range trickySignatures {
+		f.Add(s)
+	}
+	f.Fuzz(checkRemoveSignature)
 }

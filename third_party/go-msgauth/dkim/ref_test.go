@@ -1,6 +1,9 @@
 package dkim
 
-import "io"
+import (
+	"io"
+	"regexp"
+)
 
 // mxedge fork: go-msgauth v0.7.0's code that the fork replaced, kept
 // unchanged (but for the names) as the reference the fork's code is
@@ -75,3 +78,10 @@ func (c *refSimpleBodyCanonicalizer) Write(b []byte) (int, error) {
 	}
 	return written, err
 }
+
+// refRemoveSignature is v0.7.0's removeSignature, a regexp.
+func refRemoveSignature(s string) string {
+	return refSigRegex.ReplaceAllString(s, "$1")
+}
+
+var refSigRegex = regexp.MustCompile(`(b\s*=)[^;]+`)
