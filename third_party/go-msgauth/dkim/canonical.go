@@ -171,33 +171,48 @@ type relaxedBodyCanonicalizer struct {
 	wsp       bool
 	written   bool
 	crlfFixer crlfFixer
+	out       []byte // mxedge fork: the output buffer, kept across writes
 }
 
+// Write implements RFC 6376 section 3.4.4: whitespace at the end of a line
+// is dropped, other runs of it become one space, and CRLFs are held back
+// in crlfBuf until something else follows (empty lines at the end of the
+// body are dropped). mxedge fork: runs of other bytes are copied at once,
+// into an output buffer kept across writes (v0.7.0 appended byte by byte
+// to a new buffer on every write).
 func (c *relaxedBodyCanonicalizer) Write(b []byte) (int, error) {
 	written := len(b)
 
 	b = c.crlfFixer.Fix(b)
 
-	canonical := make([]byte, 0, len(b))
-	for _, ch := range b {
-		if ch == ' ' || ch == '\t' {
-			c.wsp = true
-		} else if ch == '\r' || ch == '\n' {
-			c.wsp = false
-			c.crlfBuf = append(c.crlfBuf, ch)
-		} else {
-			if len(c.crlfBuf) > 0 {
-				canonical = append(canonical, c.crlfBuf...)
-				c.crlfBuf = c.crlfBuf[:0]
-			}
-			if c.wsp {
-				canonical = append(canonical, ' ')
-				c.wsp = false
-			}
-
-			canonical = append(canonical, ch)
-		}
+	if need := len(b) + len(c.crlfBuf) + 1; cap(c.out) < need {
+		c.out = make([]byte, 0, need)
 	}
+	canonical := c.out[:0]
+	for len(b) > 0 {
+		n := plainRun(b)
+		if n == 0 {
+			if ch := b[0]; ch == ' ' || ch == '\t' {
+				c.wsp = true
+			} else {
+				c.wsp = false
+				c.crlfBuf = append(c.crlfBuf, ch)
+			}
+			b = b[1:]
+			continue
+		}
+		if len(c.crlfBuf) > 0 {
+			canonical = append(canonical, c.crlfBuf...)
+			c.crlfBuf = c.crlfBuf[:0]
+		}
+		if c.wsp {
+			canonical = append(canonical, ' ')
+			c.wsp = false
+		}
+		canonical = append(canonical, b[:n]...)
+		b = b[n:]
+	}
+	c.out = canonical
 
 	if !c.written && len(canonical) > 0 {
 		c.written = true
@@ -205,6 +220,27 @@ func (c *relaxedBodyCanonicalizer) Write(b []byte) (int, error) {
 
 	_, err := c.w.Write(canonical)
 	return written, err
+}
+
+// plainRun returns the length of the start of b that is copied as it
+// is: bytes other than space, tab, CR and LF, and single spaces between
+// two of them (a space between words stays one space).
+func plainRun(b []byte) int {
+	i := 0
+	for i < len(b) {
+		if !isWSPorCRLF(b[i]) {
+			i++
+		} else if b[i] == ' ' && i > 0 && i+1 < len(b) && !isWSPorCRLF(b[i+1]) {
+			i += 2
+		} else {
+			break
+		}
+	}
+	return i
+}
+
+func isWSPorCRLF(ch byte) bool {
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n'
 }
 
 func (c *relaxedBodyCanonicalizer) Close() error {

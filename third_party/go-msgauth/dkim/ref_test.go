@@ -15,6 +15,9 @@ var refBodyCanonicalizers = map[Canonicalization]func(w io.Writer) io.WriteClose
 	CanonicalizationSimple: func(w io.Writer) io.WriteCloser {
 		return &refSimpleBodyCanonicalizer{simpleBodyCanonicalizer: simpleBodyCanonicalizer{w: w}}
 	},
+	CanonicalizationRelaxed: func(w io.Writer) io.WriteCloser {
+		return &refRelaxedBodyCanonicalizer{relaxedBodyCanonicalizer: relaxedBodyCanonicalizer{w: w}}
+	},
 }
 
 // refCrlfFixer is v0.7.0's crlfFixer: one byte at a time, a new slice
@@ -85,3 +88,45 @@ func refRemoveSignature(s string) string {
 }
 
 var refSigRegex = regexp.MustCompile(`(b\s*=)[^;]+`)
+
+// refRelaxedBodyCanonicalizer is v0.7.0's relaxed body canonicalizer: byte
+// by byte, into a new buffer on every write, through refCrlfFixer. Its
+// Close is relaxedBodyCanonicalizer's, unchanged in the fork.
+type refRelaxedBodyCanonicalizer struct {
+	relaxedBodyCanonicalizer
+	fixer refCrlfFixer
+}
+
+func (c *refRelaxedBodyCanonicalizer) Write(b []byte) (int, error) {
+	written := len(b)
+
+	b = c.fixer.Fix(b)
+
+	canonical := make([]byte, 0, len(b))
+	for _, ch := range b {
+		if ch == ' ' || ch == '\t' {
+			c.wsp = true
+		} else if ch == '\r' || ch == '\n' {
+			c.wsp = false
+			c.crlfBuf = append(c.crlfBuf, ch)
+		} else {
+			if len(c.crlfBuf) > 0 {
+				canonical = append(canonical, c.crlfBuf...)
+				c.crlfBuf = c.crlfBuf[:0]
+			}
+			if c.wsp {
+				canonical = append(canonical, ' ')
+				c.wsp = false
+			}
+
+			canonical = append(canonical, ch)
+		}
+	}
+
+	if !c.written && len(canonical) > 0 {
+		c.written = true
+	}
+
+	_, err := c.w.Write(canonical)
+	return written, err
+}
