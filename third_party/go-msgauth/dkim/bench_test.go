@@ -70,11 +70,11 @@ func useDNSTXT(tb testing.TB) {
 	tb.Cleanup(func() { queryMethods[QueryMethodDNSTXT] = saved })
 }
 
-// verifyBoth verifies m read through br and fails unless both signatures
-// pass.
-func verifyBoth(tb testing.TB, br *bufio.Reader, m []byte) {
+// verifyBoth verifies m read through br (with keys, which may be nil) and
+// fails unless both signatures pass.
+func verifyBoth(tb testing.TB, br *bufio.Reader, m []byte, keys *KeyCache) {
 	br.Reset(bytes.NewReader(m))
-	vs, err := VerifyWithOptions(br, &VerifyOptions{LookupTXT: benchLookupTXT, MaxVerifications: 5})
+	vs, err := VerifyWithOptions(br, &VerifyOptions{LookupTXT: benchLookupTXT, MaxVerifications: 5, KeyCache: keys})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -83,19 +83,29 @@ func verifyBoth(tb testing.TB, br *bufio.Reader, m []byte) {
 	}
 }
 
+// BenchmarkVerify: simple and relaxed without a KeyCache (as v0.7.0, which
+// has none), and with one (as mxedge verifies).
 func BenchmarkVerify(b *testing.B) {
 	useDNSTXT(b)
 	for _, can := range []Canonicalization{CanonicalizationSimple, CanonicalizationRelaxed} {
-		b.Run(string(can), func(b *testing.B) {
-			m := signedBenchMessage(b, can)
-			br := bufio.NewReaderSize(nil, 32<<10) // mxedge's pipeBuffer
-			b.SetBytes(int64(len(m)))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				verifyBoth(b, br, m)
+		for _, cached := range []bool{false, true} {
+			name := string(can)
+			var keys *KeyCache
+			if cached {
+				name += "-keycache"
+				keys = NewKeyCache(16)
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				m := signedBenchMessage(b, can)
+				br := bufio.NewReaderSize(nil, 32<<10) // mxedge's pipeBuffer
+				b.SetBytes(int64(len(m)))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					verifyBoth(b, br, m, keys)
+				}
+			})
+		}
 	}
 }
 
@@ -138,7 +148,7 @@ func TestVerifyTwoSignatures(t *testing.T) {
 	for _, can := range []Canonicalization{CanonicalizationSimple, CanonicalizationRelaxed} {
 		m := signedBenchMessage(t, can)
 		br := bufio.NewReaderSize(nil, 32<<10)
-		verifyBoth(t, br, m)
+		verifyBoth(t, br, m, nil)
 
 		bad := bytes.Replace(m, []byte("lazy dog"), []byte("lazy cat"), 1)
 		vs, err := VerifyWithOptions(bytes.NewReader(bad), &VerifyOptions{LookupTXT: benchLookupTXT})

@@ -176,12 +176,12 @@ func TestVerifyBytesAllocated(t *testing.T) {
 	useDNSTXT(t)
 	m := signedBenchMessage(t, CanonicalizationSimple)
 	br := bufio.NewReaderSize(nil, 32<<10)
-	verifyBoth(t, br, m) // warm the pools
+	verifyBoth(t, br, m, nil) // warm the pools
 	const runs = 50
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for i := 0; i < runs; i++ {
-		verifyBoth(t, br, m)
+		verifyBoth(t, br, m, nil)
 	}
 	runtime.ReadMemStats(&after)
 	if perRun := (after.TotalAlloc - before.TotalAlloc) / runs; perRun > verifyBytesLimit {

@@ -63,13 +63,13 @@ const (
 )
 
 type txtLookupFunc func(domain string) ([]string, error)
-type queryFunc func(domain, selector string, txtLookup txtLookupFunc) (*queryResult, error)
+type queryFunc func(domain, selector string, txtLookup txtLookupFunc, keys *KeyCache) (*queryResult, error)
 
 var queryMethods = map[QueryMethod]queryFunc{
 	QueryMethodDNSTXT: queryDNSTXT,
 }
 
-func queryDNSTXT(domain, selector string, txtLookup txtLookupFunc) (*queryResult, error) {
+func queryDNSTXT(domain, selector string, txtLookup txtLookupFunc, keys *KeyCache) (*queryResult, error) {
 	if txtLookup == nil {
 		txtLookup = net.LookupTXT
 	}
@@ -91,7 +91,7 @@ func queryDNSTXT(domain, selector string, txtLookup txtLookupFunc) (*queryResult
 	case 0:
 		return nil, permFailError("no valid key found")
 	case 1:
-		return parsePublicKey(txts[0])
+		return keys.parse(txts[0])
 	default:
 		return nil, permFailError("multiple TXT records found for key")
 	}

@@ -99,6 +99,9 @@ type VerifyOptions struct {
 	// signatures are verified, the rest are ignored and ErrTooManySignatures
 	// is returned. If zero, there is no maximum.
 	MaxVerifications int
+	// KeyCache, if not nil, keeps parsed key records for later
+	// verifications (mxedge fork).
+	KeyCache *KeyCache
 }
 
 // Verify checks if a message's signatures are valid. It returns one
@@ -279,9 +282,9 @@ func verify(h header, r io.Reader, sigField, sigValue string, options *VerifyOpt
 	for _, method := range methods {
 		if query, ok := queryMethods[QueryMethod(method)]; ok {
 			if options != nil {
-				res, err = query(verif.Domain, stripWhitespace(params["s"]), options.LookupTXT)
+				res, err = query(verif.Domain, stripWhitespace(params["s"]), options.LookupTXT, options.KeyCache)
 			} else {
-				res, err = query(verif.Domain, stripWhitespace(params["s"]), nil)
+				res, err = query(verif.Domain, stripWhitespace(params["s"]), nil, nil)
 			}
 			break
 		}
