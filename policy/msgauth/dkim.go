@@ -53,8 +53,15 @@ type DKIM struct {
 	// MaxSignatures verified per message (default 5); more are neutral.
 	MaxSignatures int
 
-	readers sync.Pool // of *bufio.Reader (pipeBuffer bytes)
+	readers  sync.Pool // of *bufio.Reader (pipeBuffer bytes)
+	keysOnce sync.Once
+	keys     *dkim.KeyCache // parsed key records, by their text
 }
+
+// keyCacheSize bounds the parsed key records a DKIM check keeps (about
+// 1 KB each for RSA 2048): the senders' keys seen recently. The records are
+// still looked up for every signature; only their parsing is saved.
+const keyCacheSize = 1024
 
 // pipeBuffer is the size of the reader the verifier reads the pipe
 // through. go-msgauth wraps the reader it is given in a bufio.Reader of
@@ -116,7 +123,8 @@ func (d *DKIM) verify(ctx context.Context, r io.Reader, max int) *DKIMResults {
 		defer cancel()
 		return resolver.NetStyle{DNS: d.DNS}.LookupTXT(lctx, name)
 	}
-	vs, err := dkim.VerifyWithOptions(r, &dkim.VerifyOptions{LookupTXT: lookup, MaxVerifications: max})
+	d.keysOnce.Do(func() { d.keys = dkim.NewKeyCache(keyCacheSize) })
+	vs, err := dkim.VerifyWithOptions(r, &dkim.VerifyOptions{LookupTXT: lookup, MaxVerifications: max, KeyCache: d.keys})
 	res := &DKIMResults{}
 	for _, v := range vs {
 		if v == nil {

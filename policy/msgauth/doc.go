@@ -16,7 +16,10 @@
 //     never buffered whole; at most MaxSignatures signatures are verified
 //     (the rest are neutral), each key lookup with its own deadline; RSA
 //     keys under 1024 bits are refused (RFC 8301 section 3.2, reported as
-//     policy).
+//     policy). The key record is looked up for every signature; its parsed
+//     form is kept by the record's exact text (keyCacheSize records), so a
+//     replaced or revoked key counts from the next message. go-msgauth is
+//     the pinned in-tree fork in third_party/go-msgauth (FORK.md).
 //   - DMARC (RFC 7489) with go-msgauth's dmarc record parser, the
 //     organisational domain (section 3.2) from golang.org/x/net/publicsuffix
 //     for the fallback lookup (section 6.6.3) and relaxed alignment;

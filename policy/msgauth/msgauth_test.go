@@ -253,6 +253,47 @@ func TestDKIMVerify(t *testing.T) {
 	}
 }
 
+// TestDKIMKeyRotation: the check keeps parsed keys (go-msgauth fork's
+// KeyCache) but looks the record up for every message, so a key replaced
+// or revoked in the DNS counts from the next message on.
+func TestDKIMKeyRotation(t *testing.T) {
+	_, old, _ := ed25519.GenerateKey(rand.Reader)
+	_, repl, _ := ed25519.GenerateKey(rand.Reader)
+	const name = "ed1._domainkey.example.org."
+	srv, r := startDNS(t, txt(name, edRecord(old)))
+	d := &DKIM{DNS: r, Timeout: 2 * time.Second}
+	byOld := signed(t, plainMsg, "example.org", "ed1", old, "relaxed", "relaxed")
+	byRepl := signed(t, plainMsg, "example.org", "ed1", repl, "relaxed", "relaxed")
+	publish := func(record string) {
+		srv.Remove(name, dns.TypeTXT)
+		if err := srv.Add(txt(name, record)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range []struct {
+		record      string // "" keeps the one published
+		msg, result string
+	}{
+		{"", byOld, "pass:example.org"},
+		{"", byOld, "pass:example.org"},
+		{"", byRepl, "fail:example.org"},
+		{edRecord(repl), byOld, "fail:example.org"},
+		{"", byRepl, "pass:example.org"},
+		{"v=DKIM1; k=ed25519; p=", byRepl, "permerror:example.org"},
+		{edRecord(old), byOld, "pass:example.org"},
+	} {
+		if c.record != "" {
+			publish(c.record)
+		}
+		if got := results(verifyStream(t, d, c.msg)); got != c.result {
+			t.Errorf("step %d: %s, want %s", i, got, c.result)
+		}
+	}
+	if n := srv.Count(name, dns.TypeTXT); n != 7 {
+		t.Errorf("key record looked up %d times for 7 messages, want 7", n)
+	}
+}
+
 // The RFC 8463 appendix A example, as published (ed25519-sha256 and
 // rsa-sha256 of the same message).
 const rfc8463Msg = "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;\r\n" +
