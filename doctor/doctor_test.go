@@ -137,7 +137,7 @@ func TestDoctor(t *testing.T) {
 			fail: []string{"SPF: one record"}, fix: `"v=spf1 ip4:192.0.2.10 -all"`},
 		{name: "no SPF, outbound address unknown", in: func(in *Input, w *world) { in.Outbound = nil },
 			change: func(s *dnstest.Server) { s.Remove("example.org.", dns.TypeTXT) },
-			fail: []string{"SPF: one record"}, fix: `example.org. TXT "v=spf1 ip4:<outbound IPv4> -all"`},
+			fail:   []string{"SPF: one record"}, fix: `example.org. TXT "v=spf1 ip4:<outbound IPv4> -all"`},
 		{name: "SPF without our IP", change: func(s *dnstest.Server) {
 			s.Remove("example.org.", dns.TypeTXT)
 			s.Add(`example.org. TXT "v=spf1 ip4:198.51.100.0/24 -all"`)
