@@ -47,6 +47,25 @@ func TestConfigFromEnvironment(t *testing.T) {
 	}
 }
 
+// The demo's data directory is relative: an admin command run from
+// another directory than "mxedge serve" says which directory it looked
+// in, and a command without a subcommand name has no stray blank in its
+// messages.
+func TestNotRunningSaysWhereItLooked(t *testing.T) {
+	if _, err := os.Stat(defaultConfigPath); err == nil {
+		t.Skip(defaultConfigPath + " exists on this machine: the demo default is not used")
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	t.Setenv("MXEDGE_CONFIG", "")
+	_, errOut, code := runCmd(t, "reload")
+	want := "mxedge reload: mxedge is not running (no control socket at mxedge-data/control.sock); looked in data_dir ./mxedge-data (from this directory: " +
+		filepath.Join(dir, "mxedge-data") + ") of " + demoSource
+	if code != 1 || !strings.HasPrefix(errOut, want) {
+		t.Errorf("reload without a daemon: exit %d\n%s\nwant it to begin with\n%s", code, errOut, want)
+	}
+}
+
 // "mxedge config check" reports a type error, an unknown key and a
 // validation problem of one file in one run, each with file:line, in the
 // order of the file, and prints no configuration.

@@ -420,7 +420,7 @@ func (c *adminCmd) each(ids []string, result string, do func(id string) error) i
 	code := 0
 	for _, id := range ids {
 		if err := do(id); err != nil {
-			fmt.Fprintf(c.stderr, "mxedge %s %s: %s: %v\n", c.group, c.name, id, err)
+			fmt.Fprintf(c.stderr, "%s: %s: %v\n", c.title, id, err)
 			code = 1
 			continue
 		}
