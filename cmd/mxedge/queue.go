@@ -44,8 +44,9 @@ status is 1 when any of them failed.
   mxedge queue recover                  rebuild the index from the spool files and re-inject orphans
                                         (offline; serve -recover does the same at start)
   mxedge queue backup FILE              consistent copy of queue.db from the running daemon
-Every command takes -config FILE (default: the built-in local default) to find the
-data directory, and the running daemon's control socket in it; -json prints JSON
+Every command takes -config FILE (default: $MXEDGE_CONFIG, /etc/mxedge/mxedge.toml,
+the built-in demo) to find the data directory, and the running daemon's control
+socket in it; -json prints JSON
 (list: one object per line). Exit status: 0 ok, 1 error, 2 usage.
 `
 
