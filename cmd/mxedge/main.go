@@ -37,7 +37,8 @@ const usage = `usage:
   mxedge serve [-config FILE] [-log-format text|json]
                                        run the relay; without a configuration, a built-in
                                        local demo (MX on 127.0.0.1:2525, domain
-                                       example.test, mailboxes under ./mxedge-data)
+                                       example.test, mailboxes under ./mxedge-data,
+                                       /metrics on 127.0.0.1:9325)
   mxedge version                       module version and VCS revision of this build
   mxedge config check [-config FILE]   validate FILE and print the effective
                                        configuration (defaults filled in); exit 1 on errors
