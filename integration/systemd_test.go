@@ -28,6 +28,11 @@ func TestSystemdUnitVerifies(t *testing.T) {
 			t.Errorf("examples/mxedge.service lacks the line %q", want)
 		}
 	}
+	// Without AF_NETLINK net.InterfaceAddrs fails, and a relay on ":25"
+	// no longer knows its own addresses in the MX walk (delivery/self.go).
+	if m := regexp.MustCompile(`(?m)^RestrictAddressFamilies=(.*)$`).FindSubmatch(unit); m != nil && !strings.Contains(string(m[1]), "AF_NETLINK") {
+		t.Errorf("examples/mxedge.service: RestrictAddressFamilies=%s lacks AF_NETLINK", m[1])
+	}
 	path, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		if os.Getenv("CI") != "" {
