@@ -70,7 +70,7 @@ func cmdQueue(args []string, stdout, stderr io.Writer) int {
 	case "compact":
 		return queueCompact(args, stdout, stderr)
 	case "check", "recover":
-		return queueCheck(name, args, stdout, stderr)
+		return queueCheck(name, args, stdout, stderr, true)
 	case "backup":
 		return queueBackup(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -494,11 +494,10 @@ func queueCompact(args []string, stdout, stderr io.Writer) int {
 	if _, ok := c.parse(args, 0, 0); !ok {
 		return 2
 	}
-	cfg, _, err := loadConfig(*c.config)
+	dir, err := c.offlineQueueDir(true)
 	if err != nil {
 		return c.fail(err)
 	}
-	dir := filepath.Join(cfg.DataDir, "queue")
 	before, after, err := queue.Compact(dir)
 	if errors.Is(err, queue.ErrLocked) {
 		return c.fail(fmt.Errorf("%s is in use by a running mxedge: stop mxedge first", filepath.Join(dir, "queue.db")))
@@ -570,8 +569,10 @@ func printableText(s string) string {
 	}, s)
 }
 
-// queueCheck runs "queue check [-repair]" and "queue recover", offline.
-func queueCheck(name string, args []string, stdout, stderr io.Writer) int {
+// queueCheck runs "queue check [-repair]" and "queue recover", offline;
+// asOwner: as the data directory's owner when run as root
+// (asDataDirOwner).
+func queueCheck(name string, args []string, stdout, stderr io.Writer, asOwner bool) int {
 	usage := "[-config FILE] [-json]"
 	if name == "check" {
 		usage = "[-repair] " + usage
@@ -584,11 +585,10 @@ func queueCheck(name string, args []string, stdout, stderr io.Writer) int {
 	if _, ok := c.parse(args, 0, 0); !ok {
 		return 2
 	}
-	cfg, _, err := loadConfig(*c.config)
+	dir, err := c.offlineQueueDir(asOwner)
 	if err != nil {
 		return c.fail(err)
 	}
-	dir := filepath.Join(cfg.DataDir, "queue")
 	var rep *queue.Report
 	if name == "check" {
 		rep, err = queue.Check(dir, repair)
