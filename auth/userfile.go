@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mxedge/mxedge/internal/fileowner"
 )
 
 // The users file is mxedge's own password file, in the line format of
@@ -245,15 +247,18 @@ func parseUserLine(line string) (*User, error) {
 // Edit changes the users file at path for "mxedge user": fn gets its
 // lines and returns the new ones; the result must parse, and replaces the
 // file atomically (a temporary file renamed over it, mode 0600 or the
-// file's own). A missing file is an empty one.
+// file's own; run as root, the owner of the file or else of its
+// directory, so that the relay's user can still read it). A missing file
+// is an empty one.
 func Edit(path string, fn func(lines []string) ([]string, error)) error {
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("users file: %w", err)
 	}
 	mode := os.FileMode(0o600)
+	owner := filepath.Dir(path)
 	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
+		mode, owner = fi.Mode().Perm(), path
 	}
 	var lines []string
 	if len(data) > 0 {
@@ -273,6 +278,9 @@ func Edit(path string, fn func(lines []string) ([]string, error)) error {
 	defer os.Remove(tmp.Name())
 	if _, err = tmp.Write(out); err == nil {
 		err = tmp.Chmod(mode)
+	}
+	if err == nil {
+		err = fileowner.Match(tmp.Name(), owner)
 	}
 	if err == nil {
 		err = tmp.Sync()

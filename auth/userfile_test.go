@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxedge/mxedge/internal/fileowner"
 	"github.com/mxedge/mxedge/internal/testlog"
 )
 
@@ -111,5 +112,39 @@ func TestEdit(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(path); string(after) != string(before) {
 		t.Error("file changed")
+	}
+}
+
+// "mxedge user add" run by root keeps the users file readable by the
+// relay's user (User=mxedge): a new file takes its directory's owner, a
+// rewritten one keeps its own.
+func TestEditKeepsTheOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (files of another user)")
+	}
+	dir := t.TempDir()
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "users")
+	add := func(name string) func([]string) ([]string, error) {
+		return func(lines []string) ([]string, error) {
+			return append(lines, UserLine(name, cheap("pw"), nil)), nil
+		}
+	}
+	if err := Edit(path, add("eve@example.org")); err != nil {
+		t.Fatal(err)
+	}
+	if uid, gid, err := fileowner.Owner(path); err != nil || uid != 65534 || gid != 65534 {
+		t.Errorf("new users file owned by %d:%d (%v), want its directory's 65534:65534", uid, gid, err)
+	}
+	if err := os.Chown(dir, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := Edit(path, add("bob@example.org")); err != nil {
+		t.Fatal(err)
+	}
+	if uid, gid, err := fileowner.Owner(path); err != nil || uid != 65534 || gid != 65534 {
+		t.Errorf("rewritten users file owned by %d:%d (%v), want its own 65534:65534", uid, gid, err)
 	}
 }

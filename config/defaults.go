@@ -94,12 +94,13 @@ func base0() Config {
 
 // Default returns the built-in local configuration "mxedge serve" runs
 // without -config: one MX listener on 127.0.0.1:2525 relaying example.test
-// to the demo backend on 127.0.0.1:2526, data in ./mxedge-data. It passes
-// Validate.
+// to the demo backend on 127.0.0.1:2526, /metrics and /healthz on
+// 127.0.0.1:9325, data in ./mxedge-data. It passes Validate.
 func Default() *Config {
 	c := base()
 	c.Hostname = "mx.example.test"
 	c.DataDir = "./mxedge-data"
+	c.Admin.HTTP = "127.0.0.1:9325"
 	c.Listeners = []Listener{{Address: "127.0.0.1:2525"}}
 	c.RelayDomains = []string{"example.test"}
 	c.Routes = map[string]string{"example.test": "127.0.0.1:2526"}

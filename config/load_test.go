@@ -137,6 +137,8 @@ func TestDefault(t *testing.T) {
 	want.RelayDomains = []string{"example.test"}
 	want.CaseSensitiveDomains = []string{}
 	want.Routes = map[string]string{"example.test": "127.0.0.1:2526"}
+	// The demo shows its metrics (README, Quick start).
+	want.Admin.HTTP = "127.0.0.1:9325"
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("Default:\n got %+v\nwant %+v", *c, want)
 	}

@@ -290,7 +290,11 @@ func (c *run) mx(dom string) {
 
 func (c *run) spf(dom string) {
 	recs := c.txt(dom, "v=spf1")
-	fix := fmt.Sprintf("%s. TXT \"v=spf1 %s -all\"", dom, strings.Join(mapf(c.in.Outbound, spfTerm), " "))
+	ours := "ip4:<outbound IPv4>" // no -ip: a record that authorises nobody would be no fix
+	if len(c.in.Outbound) > 0 {
+		ours = strings.Join(mapf(c.in.Outbound, spfTerm), " ")
+	}
+	fix := fmt.Sprintf("%s. TXT \"v=spf1 %s -all\"", dom, ours)
 	if len(recs) != 1 {
 		c.add("SPF: one record", dom, false, fmt.Sprintf("%d records: %s", len(recs), strings.Join(recs, " | ")), fix)
 		return

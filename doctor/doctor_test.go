@@ -135,6 +135,9 @@ func TestDoctor(t *testing.T) {
 		}, fail: []string{"MX points at this host and its partners", "MTA-STS policy covers the MX hosts"}, fix: "example.org. MX 10 mx1.example.org."},
 		{name: "two SPF records", change: func(s *dnstest.Server) { s.Add(`example.org. TXT "v=spf1 -all"`) },
 			fail: []string{"SPF: one record"}, fix: `"v=spf1 ip4:192.0.2.10 -all"`},
+		{name: "no SPF, outbound address unknown", in: func(in *Input, w *world) { in.Outbound = nil },
+			change: func(s *dnstest.Server) { s.Remove("example.org.", dns.TypeTXT) },
+			fail:   []string{"SPF: one record"}, fix: `example.org. TXT "v=spf1 ip4:<outbound IPv4> -all"`},
 		{name: "SPF without our IP", change: func(s *dnstest.Server) {
 			s.Remove("example.org.", dns.TypeTXT)
 			s.Add(`example.org. TXT "v=spf1 ip4:198.51.100.0/24 -all"`)

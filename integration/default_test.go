@@ -12,14 +12,16 @@ import (
 // A newcomer runs "mxedge serve" with no configuration and sends a message
 // to a demo user with swaks: it lands in the demo Maildir. A message to an
 // unknown user is refused in the session: recipient verification asked the
-// demo backend, which does not know the user.
+// demo backend, which does not know the user. The demo serves /healthz and
+// /metrics, which count the two.
 func TestBuiltinDefaultDeliversToDemoMailbox(t *testing.T) {
 	dir := t.TempDir()
-	// The demo's own addresses (127.0.0.1:2525 and :2526) may be in use by a
-	// demo running on this machine: move them.
-	mx, backend := freeAddr(t, "127.0.0.2"), freeAddr(t, "127.0.0.3")
+	// The demo's own addresses (127.0.0.1:2525, :2526 and :9325) may be in
+	// use by a demo running on this machine: move them.
+	mx, backend, admin := freeAddr(t, "127.0.0.2"), freeAddr(t, "127.0.0.3"), freeAddr(t, "127.0.0.2")
 	t.Setenv("MXEDGE_DEMO_MX", mx)
 	t.Setenv("MXEDGE_DEMO_BACKEND", backend)
+	t.Setenv("MXEDGE_DEMO_ADMIN", admin)
 	t.Setenv("MXEDGE_CONFIG", "")
 	r := startRelay(t, dir)
 	if _, err := r.out.wait(mx, 1, time.Second); err != nil {
@@ -27,6 +29,12 @@ func TestBuiltinDefaultDeliversToDemoMailbox(t *testing.T) {
 	}
 	if _, err := r.out.wait("mxedge-data/mailboxes", 1, time.Second); err != nil {
 		t.Fatalf("does not say where mail ends up: %v\n%s", err, r.out.String())
+	}
+	if _, err := r.out.wait("metrics on http://"+admin+"/metrics", 1, time.Second); err != nil {
+		t.Fatalf("does not say where its metrics are: %v\n%s", err, r.out.String())
+	}
+	if code, body := healthz(t, admin); code != 200 || body != "ok" {
+		t.Fatalf("/healthz = %d %q, want 200 ok", code, body)
 	}
 	out, code := swaks(t, mx, "--from", "someone@src.test", "--to", "alice@example.test",
 		"--header", "Subject: hello from the quick start")
@@ -51,6 +59,16 @@ func TestBuiltinDefaultDeliversToDemoMailbox(t *testing.T) {
 	}
 	if _, err := r.logs.wait(`msg="verify probe"|to=<nobody@example.test>|result=unknown`, 1, time.Second); err != nil {
 		t.Fatal(err)
+	}
+	m := scrape(t, admin)
+	for k, want := range map[string]float64{
+		`mxedge_messages_accepted_total{listener="mx"}`:       1,
+		`mxedge_refusals_total{check="verify",listener="mx"}`: 1,
+		`mxedge_deliveries_total{status="sent"}`:              1,
+	} {
+		if m[k] != want {
+			t.Errorf("%s = %v, want %v", k, m[k], want)
+		}
 	}
 }
 

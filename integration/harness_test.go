@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -187,6 +188,16 @@ func (l *lineLog) String() string {
 
 // swaks runs swaks against addr and returns its combined output and exit
 // code. swaks must be installed (.ci/run installs it).
+// queuedID is the queue ID of swaks's "250 2.0.0 Ok: queued as <ID>".
+func queuedID(t *testing.T, swaksOut string) string {
+	t.Helper()
+	m := regexp.MustCompile(`<-\s+250 2\.0\.0 Ok: queued as ([0-9A-Z]{16})`).FindStringSubmatch(swaksOut)
+	if m == nil {
+		t.Fatalf("no queue ID in the 250 reply:\n%s", swaksOut)
+	}
+	return m[1]
+}
+
 func swaks(t *testing.T, addr string, args ...string) (string, int) {
 	t.Helper()
 	path, err := exec.LookPath("swaks")

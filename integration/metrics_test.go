@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -17,8 +18,8 @@ import (
 	"github.com/mxedge/mxedge/resolver/dnstest"
 )
 
-// scrape reads http://addr/metrics into "name{labels}" -> value.
-func scrape(t *testing.T, addr string) map[string]float64 {
+// metricsText is the body of http://addr/metrics.
+func metricsText(t *testing.T, addr string) []byte {
 	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get("http://" + addr + "/metrics")
@@ -26,11 +27,18 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("/metrics: %s", resp.Status)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %s %v", resp.Status, err)
 	}
+	return body
+}
+
+// scrape reads http://addr/metrics into "name{labels}" -> value.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(bytes.NewReader(metricsText(t, addr)))
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "" || strings.HasPrefix(line, "#") {

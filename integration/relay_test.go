@@ -59,11 +59,7 @@ func TestMessageReachesBackendByteExact(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("swaks failed (%d):\n%s", code, out)
 	}
-	m := regexp.MustCompile(`<-\s+250 2\.0\.0 Ok: queued as ([0-9A-Z]{16})`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no queue ID in the 250 reply:\n%s", out)
-	}
-	id := m[1]
+	id := queuedID(t, out)
 
 	msgs, err := be.WaitMessages(1, 30*time.Second)
 	if err != nil {

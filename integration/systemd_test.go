@@ -5,25 +5,40 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// The example unit file passes systemd-analyze verify (with ExecStart
+// The example unit file has the settings docs/deploy.md promises
+// (Type=notify, no root, port 25 by capability, a read-only system but
+// the data directory) and passes systemd-analyze verify (with ExecStart
 // pointing at the binary under test, which must exist for the check).
 func TestSystemdUnitVerifies(t *testing.T) {
+	unit, err := os.ReadFile("../examples/mxedge.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Type=notify", "User=mxedge", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+		"NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/mxedge", "ExecReload=/bin/kill -HUP $MAINPID",
+		"ExecStart=/usr/local/bin/mxedge serve -config /etc/mxedge/mxedge.toml"} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`).Match(unit) {
+			t.Errorf("examples/mxedge.service lacks the line %q", want)
+		}
+	}
+	// Without AF_NETLINK net.InterfaceAddrs fails, and a relay on ":25"
+	// no longer knows its own addresses in the MX walk (delivery/self.go).
+	if m := regexp.MustCompile(`(?m)^RestrictAddressFamilies=(.*)$`).FindSubmatch(unit); m != nil && !strings.Contains(string(m[1]), "AF_NETLINK") {
+		t.Errorf("examples/mxedge.service: RestrictAddressFamilies=%s lacks AF_NETLINK", m[1])
+	}
 	path, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("systemd-analyze is not installed (Debian package systemd)")
 		}
 		t.Skip("systemd-analyze is not installed")
-	}
-	unit, err := os.ReadFile("../examples/mxedge.service")
-	if err != nil {
-		t.Fatal(err)
 	}
 	text := strings.Replace(string(unit), "ExecStart=/usr/local/bin/mxedge", "ExecStart="+binary, 1)
 	dir := t.TempDir()

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 
 	"github.com/mxedge/mxedge/control"
 )
@@ -17,6 +19,7 @@ import (
 type adminCmd struct {
 	group  string // "queue", "verify"
 	name   string
+	title  string // "mxedge queue list", "mxedge reload": for messages
 	fs     *flag.FlagSet
 	config *string
 	json   *bool
@@ -27,15 +30,17 @@ type adminCmd struct {
 }
 
 func newAdminCmd(group, name, argsUsage string, stdout, stderr io.Writer) *adminCmd {
-	fs := flag.NewFlagSet(group+" "+name, flag.ContinueOnError)
+	title := strings.Join(strings.Fields("mxedge "+group+" "+name), " ")
+	fs := flag.NewFlagSet(strings.TrimPrefix(title, "mxedge "), flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mxedge %s %s %s\n", group, name, argsUsage)
+		fmt.Fprintln(stderr, strings.TrimSpace("usage: "+title+" "+argsUsage))
 		fs.PrintDefaults()
 	}
 	return &adminCmd{
 		group:  group,
 		name:   name,
+		title:  title,
 		fs:     fs,
 		config: fs.String("config", "", "configuration file (default: $MXEDGE_CONFIG, "+defaultConfigPath+", the built-in demo)"),
 		json:   fs.Bool("json", false, "print JSON"),
@@ -60,7 +65,7 @@ func (c *adminCmd) parse(args []string, min, max int) ([]string, bool) {
 		pos, args = append(pos, args[0]), args[1:]
 	}
 	if len(pos) < min || len(pos) > max {
-		fmt.Fprintf(c.stderr, "mxedge %s %s: wrong number of arguments\n", c.group, c.name)
+		fmt.Fprintf(c.stderr, "%s: wrong number of arguments\n", c.title)
 		c.fs.Usage()
 		return nil, false
 	}
@@ -74,6 +79,13 @@ func (c *adminCmd) client() (*control.Client, error) {
 		return nil, err
 	}
 	c.lookedAt = fmt.Sprintf("data_dir %s of %s", cfg.DataDir, from)
+	if !filepath.IsAbs(cfg.DataDir) {
+		// The demo's ./mxedge-data is where serve was started: say which
+		// directory this command looked in.
+		if abs, err := filepath.Abs(cfg.DataDir); err == nil {
+			c.lookedAt = fmt.Sprintf("data_dir %s (from this directory: %s) of %s", cfg.DataDir, abs, from)
+		}
+	}
 	return control.NewClient(control.SocketPath(cfg.DataDir)), nil
 }
 
@@ -83,7 +95,7 @@ func (c *adminCmd) fail(err error) int {
 	if errors.Is(err, control.ErrNotRunning) && c.lookedAt != "" {
 		err = fmt.Errorf("%w; looked in %s: is mxedge running with this configuration? (-config FILE or $MXEDGE_CONFIG name another)", err, c.lookedAt)
 	}
-	fmt.Fprintf(c.stderr, "mxedge %s %s: %v\n", c.group, c.name, err)
+	fmt.Fprintf(c.stderr, "%s: %v\n", c.title, err)
 	return 1
 }
 

@@ -36,12 +36,15 @@ func loadConfig(path string) (cfg *config.Config, from string, err error) {
 	if path == "" {
 		cfg = config.Default()
 		// A second demo beside the first (tests, a newcomer trying two
-		// relays) moves its listener and backend.
+		// relays) moves its listener, backend and metrics.
 		if a := os.Getenv("MXEDGE_DEMO_MX"); a != "" {
 			cfg.Listeners[0].Address = a
 		}
 		if a := os.Getenv("MXEDGE_DEMO_BACKEND"); a != "" {
 			cfg.Routes["example.test"] = a
+		}
+		if a, ok := os.LookupEnv("MXEDGE_DEMO_ADMIN"); ok {
+			cfg.Admin.HTTP = a // "": off
 		}
 		return cfg, demoSource, nil
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mxedge/mxedge/internal/fileowner"
 	"github.com/mxedge/mxedge/submission"
 )
 
@@ -68,8 +70,14 @@ func cmdDKIM(args []string, stdout, stderr io.Writer) int {
 		file = filepath.Join(cfg.DataDir, "dkim", d+"."+s+".key")
 	}
 	pemKey, err := submission.GenerateKey(*kind)
-	if err == nil {
-		err = os.MkdirAll(filepath.Dir(file), 0o700)
+	dir := filepath.Dir(file)
+	if _, serr := os.Stat(dir); err == nil && errors.Is(serr, os.ErrNotExist) {
+		// Run as root, the new directory and key belong to the owner of
+		// the directory above (the data directory: the relay's user),
+		// who must read the key (internal/fileowner).
+		if err = os.MkdirAll(dir, 0o700); err == nil {
+			err = fileowner.Match(dir, filepath.Dir(dir))
+		}
 	}
 	if err == nil {
 		// O_EXCL: never overwrite a key that may be published.
@@ -80,6 +88,9 @@ func cmdDKIM(args []string, stdout, stderr io.Writer) int {
 				err = cerr
 			}
 		}
+	}
+	if err == nil {
+		err = fileowner.Match(file, dir)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "mxedge dkim keygen:", err)

@@ -1,23 +1,30 @@
 // Command mxedge is the mxedge MTA edge relay: one binary for the daemon
 // and its admin subcommands.
 //
-//	mxedge serve [-config FILE]         run the relay (built-in local default without -config)
+//	mxedge serve [-config FILE] [-log-format text|json]  run the relay
+//	mxedge version                      module version and VCS revision of the build
 //	mxedge config check [-config FILE]  validate a configuration and print it with defaults filled in
 //	mxedge queue list [filters] [-json] list queued messages (like mailq)
-//	mxedge queue show ID [-json]        one message: envelope, state, headers
-//	mxedge queue flush [ID | filters]   attempt delivery now
-//	mxedge queue hold|release ID        stop / resume delivery attempts of a message
-//	mxedge queue delete|bounce ID       remove a message silently / return it to its sender
+//	mxedge queue show ID [-json|-body]  one message: envelope, state, headers; or the message
+//	mxedge queue flush [IDS | filters]  attempt delivery now
+//	mxedge queue hold|release IDS       stop / resume delivery attempts
+//	mxedge queue requeue IDS            attempt now, the retry backoff started over (postsuper -r)
+//	mxedge queue delete|bounce IDS      remove silently / return to the sender
 //	mxedge queue stats [-json]          queue counters
-//	mxedge queue compact                shrink queue.db (offline: stop mxedge first)
+//	mxedge queue compact|check|recover  offline maintenance of queue.db (stop mxedge first)
+//	mxedge queue backup FILE            online copy of queue.db
+//	mxedge doctor, reload, drain        DNS and relay checks; SIGHUP; 421 for maintenance
 //	mxedge verify show|probe|forget ADDR recipient verification cache: an entry, a fresh probe, removal
 //	mxedge verify stats [-json]         verification counters and catch-all domains
 //	mxedge user add|passwd|del|list|show  submission users (the [auth] users file) and their counters
 //	mxedge dkim keygen|show             DKIM signing keys and their DNS records
 //
-// The queue and verify commands talk to the running daemon over its control socket,
-// <data_dir>/control.sock (package control); every one takes -config FILE
-// to find the data directory. Exit status: 0 ok, 1 error, 2 usage.
+// IDS are queue IDs, ALL or - (IDs on stdin), as in postsuper. The queue,
+// verify, reload and drain commands talk to the running daemon over its
+// control socket, <data_dir>/control.sock (package control); every command
+// finds its configuration (and so the data directory) by -config FILE, else
+// $MXEDGE_CONFIG, else /etc/mxedge/mxedge.toml, else the built-in demo.
+// Exit status: 0 ok, 1 error, 2 usage.
 package main
 
 import (
@@ -27,18 +34,22 @@ import (
 )
 
 const usage = `usage:
-  mxedge serve [-config FILE]          run the relay; without -config, a built-in
+  mxedge serve [-config FILE] [-log-format text|json]
+                                       run the relay; without a configuration, a built-in
                                        local demo (MX on 127.0.0.1:2525, domain
-                                       example.test, mailboxes under ./mxedge-data)
+                                       example.test, mailboxes under ./mxedge-data,
+                                       /metrics on 127.0.0.1:9325)
+  mxedge version                       module version and VCS revision of this build
   mxedge config check [-config FILE]   validate FILE and print the effective
                                        configuration (defaults filled in); exit 1 on errors
   mxedge queue list [-sender A] [-recipient A] [-domain D] [-state S] [-json]
-  mxedge queue show ID [-json]
+  mxedge queue show ID [-json | -body]
   mxedge queue flush [IDS | -domain D | -sender A | -recipient A]
-  mxedge queue hold|release|delete|bounce IDS   IDS: queue IDs, ALL, or - (stdin)
+  mxedge queue hold|release|requeue|delete|bounce IDS   IDS: queue IDs, ALL, or - (stdin)
   mxedge queue stats [-json]
-  mxedge queue compact                 administer the queue of the running relay
-                                       (compact: offline); all take -config FILE;
+  mxedge queue backup FILE
+  mxedge queue compact|check|recover   administer the queue of the running relay
+                                       (compact, check, recover: offline);
                                        "mxedge queue help" for details
   mxedge doctor [-json] [-ip A] [-partner H]
                                        deliverability checks of the hostname and relay
@@ -57,6 +68,8 @@ const usage = `usage:
                                        stdin) and their rate limit counters
   mxedge dkim keygen -domain D -selector S [-type rsa|ed25519] | show
                                        DKIM signing keys and the DNS records to publish
+Every command takes -config FILE; without it: $MXEDGE_CONFIG, else
+/etc/mxedge/mxedge.toml, else the built-in demo.
 `
 
 func main() {

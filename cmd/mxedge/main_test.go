@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -47,6 +48,25 @@ func TestConfigFromEnvironment(t *testing.T) {
 	}
 }
 
+// The demo's data directory is relative: an admin command run from
+// another directory than "mxedge serve" says which directory it looked
+// in, and a command without a subcommand name has no stray blank in its
+// messages.
+func TestNotRunningSaysWhereItLooked(t *testing.T) {
+	if _, err := os.Stat(defaultConfigPath); err == nil {
+		t.Skip(defaultConfigPath + " exists on this machine: the demo default is not used")
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	t.Setenv("MXEDGE_CONFIG", "")
+	_, errOut, code := runCmd(t, "reload")
+	want := "mxedge reload: mxedge is not running (no control socket at mxedge-data/control.sock); looked in data_dir ./mxedge-data (from this directory: " +
+		filepath.Join(dir, "mxedge-data") + ") of " + demoSource
+	if code != 1 || !strings.HasPrefix(errOut, want) {
+		t.Errorf("reload without a daemon: exit %d\n%s\nwant it to begin with\n%s", code, errOut, want)
+	}
+}
+
 // "mxedge config check" reports a type error, an unknown key and a
 // validation problem of one file in one run, each with file:line, in the
 // order of the file, and prints no configuration.
@@ -70,5 +90,28 @@ concurrency = 0
 		path + `:10:1: queue.concurrency 0: must be at least 1` + "\n"
 	if code != 1 || out != "" || errOut != want {
 		t.Errorf("config check: exit %d, stdout %q\nstderr\n%s\nwant\n%s", code, out, errOut, want)
+	}
+}
+
+// "mxedge version" names the revision once, whether Go put it into a
+// pseudo-version or only into the VCS settings.
+func TestVersionOf(t *testing.T) {
+	vcs := []debug.BuildSetting{{Key: "vcs.revision", Value: "304a6a88be14a76d2a7076698cdd9adcf3b6a443"},
+		{Key: "vcs.time", Value: "2026-12-02T15:10:46Z"}}
+	for _, tc := range []struct {
+		main     string
+		settings []debug.BuildSetting
+		want     string
+	}{
+		{"v1.2.3", nil, "v1.2.3 go1.26.0"},
+		{"(devel)", vcs, "(devel) 304a6a88be14 2026-12-02T15:10:46Z go1.26.0"},
+		{"(devel)", append(vcs, debug.BuildSetting{Key: "vcs.modified", Value: "true"}), "(devel) 304a6a88be14+dirty 2026-12-02T15:10:46Z go1.26.0"},
+		{"v0.0.0-20261202151046-304a6a88be14", vcs, "v0.0.0-20261202151046-304a6a88be14 go1.26.0"},
+		{"(devel)", nil, "(devel) go1.26.0"},
+	} {
+		bi := &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: tc.main}, Settings: tc.settings}
+		if got := versionOf(bi); got != tc.want {
+			t.Errorf("%s %v: %q, want %q", tc.main, tc.settings, got, tc.want)
+		}
 	}
 }

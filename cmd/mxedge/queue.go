@@ -44,8 +44,9 @@ status is 1 when any of them failed.
   mxedge queue recover                  rebuild the index from the spool files and re-inject orphans
                                         (offline; serve -recover does the same at start)
   mxedge queue backup FILE              consistent copy of queue.db from the running daemon
-Every command takes -config FILE (default: the built-in local default) to find the
-data directory, and the running daemon's control socket in it; -json prints JSON
+Every command takes -config FILE (default: $MXEDGE_CONFIG, /etc/mxedge/mxedge.toml,
+the built-in demo) to find the data directory, and the running daemon's control
+socket in it; -json prints JSON
 (list: one object per line). Exit status: 0 ok, 1 error, 2 usage.
 `
 
@@ -69,7 +70,7 @@ func cmdQueue(args []string, stdout, stderr io.Writer) int {
 	case "compact":
 		return queueCompact(args, stdout, stderr)
 	case "check", "recover":
-		return queueCheck(name, args, stdout, stderr)
+		return queueCheck(name, args, stdout, stderr, true)
 	case "backup":
 		return queueBackup(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -420,7 +421,7 @@ func (c *adminCmd) each(ids []string, result string, do func(id string) error) i
 	code := 0
 	for _, id := range ids {
 		if err := do(id); err != nil {
-			fmt.Fprintf(c.stderr, "mxedge %s %s: %s: %v\n", c.group, c.name, id, err)
+			fmt.Fprintf(c.stderr, "%s: %s: %v\n", c.title, id, err)
 			code = 1
 			continue
 		}
@@ -493,11 +494,10 @@ func queueCompact(args []string, stdout, stderr io.Writer) int {
 	if _, ok := c.parse(args, 0, 0); !ok {
 		return 2
 	}
-	cfg, _, err := loadConfig(*c.config)
+	dir, err := c.offlineQueueDir(true)
 	if err != nil {
 		return c.fail(err)
 	}
-	dir := filepath.Join(cfg.DataDir, "queue")
 	before, after, err := queue.Compact(dir)
 	if errors.Is(err, queue.ErrLocked) {
 		return c.fail(fmt.Errorf("%s is in use by a running mxedge: stop mxedge first", filepath.Join(dir, "queue.db")))
@@ -569,8 +569,10 @@ func printableText(s string) string {
 	}, s)
 }
 
-// queueCheck runs "queue check [-repair]" and "queue recover", offline.
-func queueCheck(name string, args []string, stdout, stderr io.Writer) int {
+// queueCheck runs "queue check [-repair]" and "queue recover", offline;
+// asOwner: as the data directory's owner when run as root
+// (asDataDirOwner).
+func queueCheck(name string, args []string, stdout, stderr io.Writer, asOwner bool) int {
 	usage := "[-config FILE] [-json]"
 	if name == "check" {
 		usage = "[-repair] " + usage
@@ -583,11 +585,10 @@ func queueCheck(name string, args []string, stdout, stderr io.Writer) int {
 	if _, ok := c.parse(args, 0, 0); !ok {
 		return 2
 	}
-	cfg, _, err := loadConfig(*c.config)
+	dir, err := c.offlineQueueDir(asOwner)
 	if err != nil {
 		return c.fail(err)
 	}
-	dir := filepath.Join(cfg.DataDir, "queue")
 	var rep *queue.Report
 	if name == "check" {
 		rep, err = queue.Check(dir, repair)

@@ -93,7 +93,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *recoverQueue {
-		if rc := queueCheck("recover", []string{"-config", *path}, stdout, stderr); rc != 0 {
+		if rc := queueCheck("recover", []string{"-config", *path}, stdout, stderr, false); rc != 0 {
 			return rc
 		}
 	}

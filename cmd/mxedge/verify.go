@@ -100,9 +100,10 @@ const verifyUsage = `usage:
                                        cache the result (a failure never drops a known address)
   mxedge verify forget ADDR [-json]    remove ADDR from the cache: the next RCPT probes again
   mxedge verify stats [-json]          entries by state, hit rate, probes, latency, catch-all domains
-Every command takes -config FILE (default: the built-in local default) to find the
-data directory, and the running daemon's control socket in it. ADDR as in RCPT TO,
-with or without <>; the domain's case does not matter, the local part's does.
+Every command takes -config FILE (default: $MXEDGE_CONFIG, /etc/mxedge/mxedge.toml,
+the built-in demo) to find the data directory, and the running daemon's control
+socket in it. ADDR as in RCPT TO, with or without <>; the domain's case does not
+matter, the local part's does.
 Exit status: 0 ok, 1 error, 2 usage.
 `
 

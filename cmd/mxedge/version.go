@@ -6,14 +6,21 @@ import (
 )
 
 // version is the module version and VCS revision of this build, from the
-// build information Go embeds: "v1.2.3" for a tagged module, else
-// "(devel) 1a2b3c4d5e6f 2026-12-02T05:13:08Z" with "+dirty" for a build
-// from a modified checkout; "unknown" without build information.
+// build information Go embeds; see versionOf.
 func version() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
 	}
+	return versionOf(bi)
+}
+
+// versionOf says "v1.2.3 go1.26.0" for a tagged module; for a build from
+// a checkout, the revision and commit time: "(devel) 1a2b3c4d5e6f
+// 2026-12-02T05:13:08Z" (with "+dirty" from a modified checkout), or the
+// pseudo-version Go 1.24 and later derive from them alone
+// ("v0.0.0-20261202051308-1a2b3c4d5e6f", which already names both).
+func versionOf(bi *debug.BuildInfo) string {
 	v := []string{bi.Main.Version}
 	var rev, at, dirty string
 	for _, s := range bi.Settings {
@@ -28,8 +35,8 @@ func version() string {
 			}
 		}
 	}
-	if rev != "" {
-		v = append(v, rev[:min(12, len(rev))]+dirty, at)
+	if short := rev[:min(12, len(rev))]; rev != "" && !strings.Contains(bi.Main.Version, short) {
+		v = append(v, short+dirty, at)
 	}
 	return strings.TrimSpace(strings.Join(v, " ")) + " " + bi.GoVersion
 }
