@@ -3,6 +3,7 @@ package delivery
 import (
 	"bytes"
 	"io"
+	"os"
 	"time"
 )
 
@@ -210,6 +211,57 @@ func (w *bodyWriter) flush(hold int) {
 	}
 	w.out = w.out[:copy(w.out, w.out[n:])]
 }
+
+// sendFile is send for a message whose data goes on the wire as stored
+// (queue.Message.CRLF and NoDotLines): the header block through write,
+// then n bytes of f straight from the file to the socket (conn.ReadFrom:
+// sendfile(2) for a TCP connection), in pieces of fileChunk bytes, each
+// with its own deadline, then the end of data after the data's last byte.
+func (w *bodyWriter) sendFile(conn io.ReaderFrom, head []byte, f *os.File, n int64) (readErr, netErr error) {
+	if err := w.write(head); err != nil {
+		return nil, err
+	}
+	w.flush(0)
+	if w.err != nil {
+		return nil, w.err
+	}
+	var last [1]byte
+	if n > 0 {
+		if _, err := f.ReadAt(last[:], n-1); err != nil {
+			return err, nil
+		}
+	}
+	for left := n; left > 0; {
+		if w.err = w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); w.err != nil {
+			return nil, w.err
+		}
+		k := min(left, fileChunk)
+		sent, err := conn.ReadFrom(io.LimitReader(f, k))
+		left -= sent
+		if err != nil {
+			// ReadFrom does not say which side failed: the file is on
+			// local disk, so a failure is taken as the network's.
+			w.err = err
+			return nil, err
+		}
+		if sent < k {
+			return io.ErrUnexpectedEOF, nil // the spool file is shorter than its record says
+		}
+	}
+	if n > 0 {
+		w.state = wData
+		switch last[0] {
+		case '\n':
+			w.state = wBeginLine
+		case '\r':
+			w.state = wCR
+		}
+	}
+	return nil, w.finish()
+}
+
+// fileChunk is how much of a spool file goes out under one write deadline.
+const fileChunk = 1 << 20
 
 // finish writes the rest of the body and the end of data, as textproto's
 // dot writer closes: ".\r\n" after a line ending, "\n.\r\n" after a CR,

@@ -3,12 +3,15 @@ package delivery
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/textproto"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxedge/mxedge/queue"
 )
 
 // wire collects what bodyWriter writes, and the deadlines it sets.
@@ -183,6 +186,45 @@ func BenchmarkBody(b *testing.B) {
 			for b.Loop() {
 				bw := &bodyWriter{conn: discardConn{}, timeout: time.Second, chunk: bodyChunk, out: out[:0], crlf: crlf}
 				bw.send(bytes.NewReader(body), in)
+			}
+		})
+	}
+}
+
+// A spooled message that smtpd vouched for (CRLF, no line starting with
+// ".") goes from the spool file to a plain TCP socket by sendfile, and
+// arrives byte for byte; one with a dot line, or not vouched for, goes
+// through bodyWriter's stuffing, and arrives as sent too.
+func TestSendfileDelivery(t *testing.T) {
+	line := strings.Repeat("y", 70) + "\r\n"
+	plain := "Subject: big\r\n\r\n" + strings.Repeat(line, 300<<10/len(line)) // over the inline limit
+	dotted := plain + ".a dot line\r\n" + line
+	for _, tc := range []struct {
+		name     string
+		body     string
+		mark     func(*queue.Incoming)
+		sendfile bool
+	}{
+		{"vouched, no dot line", plain, func(in *queue.Incoming) { in.MarkCRLF(true) }, true},
+		{"vouched, a dot line", dotted, func(in *queue.Incoming) { in.MarkCRLF(false) }, false},
+		{"not vouched", plain, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be := startServer(t, "127.0.0.3:0")
+			d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
+			msg := spooledAs(t, "s@src.test", tc.body, tc.mark, "a@relay.test")
+			if rs := d.Deliver(context.Background(), msg); rs[0].Code != 250 {
+				t.Fatalf("delivery: %+v", rs[0])
+			}
+			if got := d.sentFiles.Load() == 1; got != tc.sendfile {
+				t.Errorf("sendfile used: %v, want %v", got, tc.sendfile)
+			}
+			msgs := be.Messages()
+			if len(msgs) != 1 {
+				t.Fatalf("%d messages at the next hop", len(msgs))
+			}
+			if got := string(msgs[0].Body()); got != tc.body {
+				t.Errorf("next hop got %d bytes, want %d as stored", len(got), len(tc.body))
 			}
 		})
 	}

@@ -18,6 +18,13 @@ import (
 // delivery attempt gets.
 func spooled(t *testing.T, from, body string, rcpts ...string) *queue.Message {
 	t.Helper()
+	return spooledAs(t, from, body, nil, rcpts...)
+}
+
+// spooledAs is spooled with mark, if not nil, called on the message before
+// it is committed (as smtpd calls Incoming.MarkCRLF).
+func spooledAs(t *testing.T, from, body string, mark func(*queue.Incoming), rcpts ...string) *queue.Message {
+	t.Helper()
 	dir := t.TempDir()
 	q, err := queue.Open(dir, queue.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -33,6 +40,9 @@ func spooled(t *testing.T, from, body string, rcpts ...string) *queue.Message {
 		t.Fatal(err)
 	}
 	io.WriteString(in, body)
+	if mark != nil {
+		mark(in)
+	}
 	if err := in.Commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}

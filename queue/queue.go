@@ -172,6 +172,9 @@ type Envelope struct {
 	// no bare CR or LF (Incoming.MarkCRLF: smtpd's body filter); delivery
 	// then dot-stuffs without a line-by-line scan. A Rewrite clears it.
 	CRLF bool `json:"crlf,omitempty"`
+	// NoDotLines: with CRLF, no line of the data starts with "." either:
+	// the data goes on the wire as stored (delivery may sendfile it).
+	NoDotLines bool `json:"no_dot_lines,omitempty"`
 
 	// DSN parameters from MAIL (RFC 3461 sections 4.3, 4.4).
 	Ret   string `json:"ret,omitempty"`   // "FULL" or "HDRS"; "" = headers only

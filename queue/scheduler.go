@@ -32,8 +32,10 @@ type Message struct {
 	Body    string // MAIL BODY= value to pass on: "", "7BIT" or "8BITMIME"
 	UTF8    bool   // SMTPUTF8 is required
 	CRLF    bool   // the data has CRLF line endings only (Envelope.CRLF)
-	Attempt int    // 1 for the first attempt (failed signing counts, see Signer)
-	Origin  Origin // where the message came from
+	// NoDotLines: and no line of the data starts with "." (Envelope.NoDotLines)
+	NoDotLines bool
+	Attempt    int    // 1 for the first attempt (failed signing counts, see Signer)
+	Origin     Origin // where the message came from
 	// DSN parameters (RFC 3461) to pass to a next hop that announces DSN:
 	// RET and ENVID of MAIL, NOTIFY and ORCPT per pending recipient (only
 	// those that gave any are in Params).
@@ -294,7 +296,7 @@ func (q *Queue) setInflight(id string, on bool) {
 func (q *Queue) message(env *Envelope) *Message {
 	return &Message{
 		ID: env.ID, From: env.From, Rcpts: env.pending(), Arrival: env.Arrival,
-		Size: env.Size, Body: env.Body, UTF8: env.UTF8, CRLF: env.CRLF, Attempt: env.Attempts + 1, Origin: env.Origin,
+		Size: env.Size, Body: env.Body, UTF8: env.UTF8, CRLF: env.CRLF, NoDotLines: env.NoDotLines, Attempt: env.Attempts + 1, Origin: env.Origin,
 		Ret: env.Ret, EnvID: env.EnvID, Params: env.pendingParams(),
 		open: func() (io.ReadCloser, error) { return q.openMessage(env) },
 	}

@@ -106,9 +106,10 @@ func (in *Incoming) Size() int64 { return int64(len(in.head)) + in.n }
 func (in *Incoming) Hold(reason string) { in.env.Held, in.env.HoldReason = true, reason }
 
 // MarkCRLF records that the data written so far, and the header block
-// prepended, have CRLF line endings only, no bare CR or LF (Envelope.CRLF).
-// Call it once the data is complete; a later Rewrite clears it.
-func (in *Incoming) MarkCRLF() { in.env.CRLF = true }
+// prepended, have CRLF line endings only, no bare CR or LF (Envelope.CRLF),
+// and whether no line of the data starts with "." (Envelope.NoDotLines).
+// Call it once the data is complete; a later Rewrite clears both.
+func (in *Incoming) MarkCRLF(noDotLines bool) { in.env.CRLF, in.env.NoDotLines = true, noDotLines }
 
 // Prepend adds header fields on top of the message data, below the fields
 // of earlier Prepend calls: the first call's fields are the topmost header
@@ -447,10 +448,31 @@ func (q *Queue) openMessage(env *Envelope) (io.ReadCloser, error) {
 	if env.Framed { // the trailer after the data is not part of the message
 		data = io.NewSectionReader(f, 0, env.SpoolData)
 	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(head), data), f}, nil
+	sr := &spoolReader{Reader: io.MultiReader(bytes.NewReader(head), data), f: f, head: head, n: -1}
+	if env.Framed {
+		sr.n = env.SpoolData
+	}
+	return sr, nil
+}
+
+// spoolReader reads a spooled message: the header block, then the data
+// in the spool file.
+type spoolReader struct {
+	io.Reader
+	f    *os.File
+	head []byte
+	n    int64 // data bytes at the start of f; -1: unknown (a file without trailer)
+}
+
+func (r *spoolReader) Close() error { return r.f.Close() }
+
+// Spooled returns the parts of a message read from a spool file, for a
+// caller that sends them itself (delivery's sendfile path): the header
+// block and the file, whose first n bytes from its current offset (0,
+// unless Read was called) are the data. ok is false when n is unknown.
+// The caller must not Read the message as well.
+func (r *spoolReader) Spooled() (head []byte, f *os.File, n int64, ok bool) {
+	return r.head, r.f, r.n, r.n >= 0
 }
 
 // inlineReader reads a message stored in bbolt from its copy in a pooled
@@ -521,7 +543,7 @@ func (in *Incoming) Rewrite(write func(data io.Reader, w io.Writer) error) error
 	if in.err != nil {
 		return in.err
 	}
-	in.env.CRLF = false // the new data is a filter's, not vouched for
+	in.env.CRLF, in.env.NoDotLines = false, false // the new data is a filter's, not vouched for
 	var data io.Reader = bytes.NewReader(in.buf)
 	var old *os.File
 	if in.f != nil {

@@ -27,6 +27,7 @@ type bodyFilter struct {
 	bad bool // reject mode: a bare CR or LF was seen
 
 	inHeader bool
+	dotLines bool // a line of the data starts with "." (it needs dot-stuffing again on the way out)
 	lineLen  int
 	prefix   [9]byte // first bytes of the current header line
 	hops     int
@@ -165,6 +166,9 @@ var space = []byte{' '}
 // text notes the bytes b of the current line (the header prefix, the
 // line length); the caller writes them.
 func (f *bodyFilter) text(b []byte) {
+	if f.lineLen == 0 && len(b) > 0 && b[0] == '.' {
+		f.dotLines = true
+	}
 	if f.inHeader && f.lineLen < len(f.prefix) {
 		copy(f.prefix[f.lineLen:], b)
 	}

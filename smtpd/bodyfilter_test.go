@@ -177,3 +177,30 @@ func BenchmarkBodyFilter(b *testing.B) {
 		}
 	}
 }
+
+// The filter notes a line starting with "." (delivery may then send the
+// stored data as it is only without one), at any chunk boundary.
+func TestBodyFilterDotLines(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"Subject: x\r\n\r\nno dot. here.\r\n", false},
+		{"Subject: x\r\n\r\n.dot line\r\n", true},
+		{".first\r\n", true},
+		{"a\r\nb\r\n\r\n..\r\n", true},
+		{"a\r\n x.\r\n", false},
+	} {
+		for _, chunk := range []int{1, 2, 3, 1 << 20} {
+			f := newBodyFilter(io.Discard, false)
+			for p := []byte(tc.in); len(p) > 0; {
+				n := min(chunk, len(p))
+				f.Write(p[:n])
+				p = p[n:]
+			}
+			if f.dotLines != tc.want {
+				t.Errorf("%q (chunk %d): dotLines %v, want %v", tc.in, chunk, f.dotLines, tc.want)
+			}
+		}
+	}
+}

@@ -453,7 +453,7 @@ func (s *session) Data(r io.Reader) error {
 		s.srv.log.Info("rejected: too many hops", "queue_id", in.ID(), "client_ip", s.pc.IP.String(), "hops", f.hops)
 		return replyTooManyHops
 	}
-	in.MarkCRLF() // the body filter let no bare CR or LF through; our headers are CRLF
+	in.MarkCRLF(!f.dotLines) // the body filter let no bare CR or LF through; our headers are CRLF
 	if s.sc.chain.HasData() {
 		dctx, dcancel := s.stageContext()
 		d := s.sc.chain.Data(dctx, s.pc, t, message{in})
