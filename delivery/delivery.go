@@ -82,6 +82,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,6 +134,8 @@ type limits struct {
 // Deliverer implements queue.Deliverer over SMTP. It keeps idle
 // connections between deliveries: call Close when done with it.
 type Deliverer struct {
+	sentFiles atomic.Int64 // message data sent by sendfile (bodyWriter.sendFile)
+
 	hostname     string
 	routes       atomic.Pointer[map[string]string] // SetRoutes swaps it
 	smarthost    string
@@ -435,7 +438,16 @@ func closing(code int) bool { return code == 0 || code == 421 }
 func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader, w *smtp.DataCommand) (code int, enh, text string, after next, per map[string]lmtpReply) {
 	bufs := d.bufs.Get().(*bodyBufs)
 	bw := &bodyWriter{conn: s.nc, timeout: d.dataTimeout, chunk: bodyChunk, out: bufs.out[:0], crlf: msg.CRLF}
-	readErr, netErr := bw.send(body, bufs.in)
+	var readErr, netErr error
+	tcp, plain := s.nc.(*net.TCPConn)
+	if head, f, n, ok := spoolParts(body); ok && plain && msg.CRLF && msg.NoDotLines {
+		// As stored is as sent: the file goes to the socket by sendfile(2),
+		// without passing through this process (TLS needs it to).
+		d.sentFiles.Add(1)
+		readErr, netErr = bw.sendFile(tcp, head, f, n)
+	} else {
+		readErr, netErr = bw.send(body, bufs.in)
+	}
 	bufs.out = bw.out[:0]
 	d.bufs.Put(bufs)
 	// On an error, closing the connection without the final "." makes the
@@ -464,6 +476,19 @@ func (d *Deliverer) data(s *session, msg *queue.Message, body io.Reader, w *smtp
 	}
 	enh, text = splitEnhanced(resp.StatusText)
 	return 250, enh, text, keep, nil
+}
+
+// spoolParts returns the parts of a queued message read from a spool file
+// (queue.Message.Open of a message over the inline limit: its reader has
+// Spooled), ok false for any other.
+func spoolParts(body io.Reader) (head []byte, f *os.File, n int64, ok bool) {
+	sp, ok := body.(interface {
+		Spooled() (head []byte, f *os.File, n int64, ok bool)
+	})
+	if !ok {
+		return nil, nil, 0, false
+	}
+	return sp.Spooled()
 }
 
 // splitEnhanced splits "2.0.0 Ok: queued" into its enhanced status code
