@@ -11,11 +11,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/doctor"
+	"github.com/mxedge/mxedge/internal/certs"
 )
 
 // cmdDoctor is "mxedge doctor [-json] [-ip A,B] [-partner H,...] [-mx
@@ -38,10 +40,13 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, _, err := loadConfig(*path)
+	cfg, from, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	if from == demoSource {
+		demoCertificate(cfg)
 	}
 	in := doctor.Input{Hostname: cfg.Hostname, RelayDomains: cfg.RelayDomains, Now: time.Now()}
 	list := *ips
@@ -186,4 +191,17 @@ func dialable(addr string) string {
 		host = "::1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// demoCertificate gives the demo's listeners the self-signed pair that
+// serve made at its first start (cmd/mxedge/serve.go), if it did: the
+// certificate the running demo serves, for doctor to check.
+func demoCertificate(cfg *config.Config) {
+	pair := certs.SelfSignedPair(filepath.Join(cfg.DataDir, "tls"))
+	if _, err := os.Stat(pair.Cert); err != nil {
+		return
+	}
+	for i := range cfg.Listeners {
+		cfg.Listeners[i].TLSCert, cfg.Listeners[i].TLSKey = []string{pair.Cert}, []string{pair.Key}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mxedge/mxedge/config"
 	"github.com/mxedge/mxedge/doctor"
 	"github.com/mxedge/mxedge/internal/certs"
 	"github.com/mxedge/mxedge/internal/smtptest"
@@ -131,5 +132,23 @@ func TestReadChain(t *testing.T) {
 	}
 	if _, err := readChain(a.Key); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Errorf("a key file: %v", err)
+	}
+}
+
+// Doctor on the built-in demo checks the certificate the demo serves (the
+// self-signed pair of its first start), not "no tls_cert".
+func TestDoctorDemoCertificate(t *testing.T) {
+	cfg := &config.Config{DataDir: t.TempDir(), Listeners: []config.Listener{{Name: "mx", Kind: config.KindMX}}}
+	demoCertificate(cfg)
+	if len(cfg.Listeners[0].TLSCert) != 0 {
+		t.Fatalf("no pair made yet, but the listener got %v", cfg.Listeners[0].TLSCert)
+	}
+	pair, err := certs.SelfSigned(filepath.Join(cfg.DataDir, "tls"), "mx.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoCertificate(cfg)
+	if got := cfg.Listeners[0].TLSCert; len(got) != 1 || got[0] != pair.Cert {
+		t.Fatalf("listener certificate %v, want the demo's %s", got, pair.Cert)
 	}
 }

@@ -15,6 +15,12 @@ import (
 	"time"
 )
 
+// SelfSignedPair names the files of SelfSigned's pair under dir, made or
+// not.
+func SelfSignedPair(dir string) Pair {
+	return Pair{Cert: filepath.Join(dir, "selfsigned-cert.pem"), Key: filepath.Join(dir, "selfsigned-key.pem")}
+}
+
 // SelfSigned returns the pair under dir (selfsigned-cert.pem,
 // selfsigned-key.pem), creating it first if it does not exist: an ECDSA
 // P-256 key and a certificate for hostname, localhost and 127.0.0.1, valid
@@ -22,7 +28,7 @@ import (
 // verifies certificates refuses it, an opportunistic MX client (and swaks
 // --tls) takes it.
 func SelfSigned(dir, hostname string) (Pair, error) {
-	p := Pair{Cert: filepath.Join(dir, "selfsigned-cert.pem"), Key: filepath.Join(dir, "selfsigned-key.pem")}
+	p := SelfSignedPair(dir)
 	if _, err := os.Stat(p.Cert); err == nil {
 		if _, err := os.Stat(p.Key); err == nil {
 			return p, nil
