@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mxedge/mxedge/resolver/dnstest"
 )
 
 // The MX listener's edge defenses, told as an operator would see them on
@@ -121,7 +123,7 @@ func TestEdgeClientChecks(t *testing.T) {
 	dir := t.TempDir()
 	be := startBackend(t, "127.0.0.3:0")
 	mx := freeAddr(t, "127.0.0.2")
-	dns := startDNS(t,
+	dns := dnstest.StartTB(t,
 		"51.0.0.127.in-addr.arpa. PTR good.src.test.", "good.src.test. A 127.0.0.51",
 		"52.0.0.127.in-addr.arpa. PTR listed.src.test.", "listed.src.test. A 127.0.0.52",
 		"52.0.0.127.bl1.test. A 127.0.0.2", "52.0.0.127.bl2.test. A 127.0.0.2",

@@ -17,6 +17,8 @@ import (
 
 	"github.com/emersion/go-msgauth/authres"
 	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/mxedge/mxedge/resolver/dnstest"
 )
 
 // authSend sends msg (CRLF lines) from local address ip with a Go SMTP
@@ -80,7 +82,7 @@ func TestMsgAuthDMARC(t *testing.T) {
 	be := startBackend(t, "127.0.0.3:0")
 	mx := freeAddr(t, "127.0.0.2")
 	_, ek, _ := ed25519.GenerateKey(rand.Reader)
-	dns := startDNS(t,
+	dns := dnstest.StartTB(t,
 		"61.0.0.127.in-addr.arpa. PTR out.src.test.", "out.src.test. A 127.0.0.61",
 		"src.test. MX 10 out.src.test.",
 		`src.test. TXT "v=spf1 ip4:127.0.0.61 -all"`,

@@ -12,21 +12,6 @@ import (
 	"github.com/mxedge/mxedge/resolver/dnstest"
 )
 
-// startDNS runs the in-process test DNS server on 127.0.0.53 with zone;
-// relays find it through [dns] servers.
-func startDNS(t *testing.T, zone ...string) *dnstest.Server {
-	t.Helper()
-	s, err := dnstest.Start("127.0.0.53:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if err := s.Add(zone...); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // pairPort returns a port free on both 127.0.0.2 and 127.0.0.3: the two
 // MX hosts of a pair listen on the same port, which stands in for 25
 // (delivery.mx_port of the relay that delivers to them).
@@ -90,7 +75,7 @@ mode = "off"
 func TestMX10PairFailover(t *testing.T) {
 	dir := t.TempDir()
 	port := pairPort(t)
-	dns := startDNS(t,
+	dns := dnstest.StartTB(t,
 		"pair.test. 300 IN MX 10 mxa.pair.test.",
 		"pair.test. 300 IN MX 10 mxb.pair.test.",
 		"mxa.pair.test. 300 IN A 127.0.0.2",

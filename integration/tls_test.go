@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/mxedge/mxedge/resolver/dnstest"
 )
 
 // tlsReceiver is a remote MX host with STARTTLS: go-smtp's server, an
@@ -123,7 +125,7 @@ func TestOutboundTLSPolicies(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 
-	dns := startDNS(t,
+	dns := dnstest.StartTB(t,
 		"tls.test. 300 IN MX 10 mx.tls.test.",
 		"mx.tls.test. 300 IN A 127.0.0.2",
 		"badname.test. 300 IN MX 10 mx.badname.test.",
