@@ -130,7 +130,7 @@ func (q *Queue) List(f Filter, fn func(*Envelope) error) error {
 // while held).
 func (q *Queue) update(id string, fn func(env *Envelope) error) error {
 	var mv []stateMove
-	err := q.db.Update(func(tx *bolt.Tx) error { return updateTx(tx, id, fn, &mv) })
+	err := q.db.Update(func(tx *bolt.Tx) error { return q.updateTx(tx, id, fn, &mv) })
 	if err == nil {
 		q.counts.apply(mv)
 	}
@@ -139,7 +139,8 @@ func (q *Queue) update(id string, fn func(env *Envelope) error) error {
 
 // updateTx is update within tx; the state change is appended to mv, for
 // the caller to apply once tx committed.
-func updateTx(tx *bolt.Tx, id string, fn func(env *Envelope) error, mv *[]stateMove) error {
+func (q *Queue) updateTx(tx *bolt.Tx, id string, fn func(env *Envelope) error, mv *[]stateMove) error {
+	q.touch(id) // before the change: an attempt that ends meanwhile sees it
 	msgs, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketSched)
 	v := msgs.Get([]byte(id))
 	if v == nil {
@@ -243,7 +244,7 @@ func (q *Queue) FlushMatching(f Filter) (int, error) {
 		var mv []stateMove
 		err := q.db.Update(func(tx *bolt.Tx) error {
 			for _, id := range chunk {
-				err := updateTx(tx, id, func(env *Envelope) error {
+				err := q.updateTx(tx, id, func(env *Envelope) error {
 					if env.Held {
 						return ErrHeld
 					}

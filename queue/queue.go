@@ -302,6 +302,9 @@ type Queue struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool
+	// touched: in-flight messages whose record an admin changed meanwhile
+	// (updateTx); remove then looks for a moved schedule entry.
+	touched map[string]bool
 
 	counts liveCounts // records per state (counts.go)
 
@@ -415,6 +418,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		dirSync:  newGroupSync(spool),
 		wakeCh:   make(chan struct{}, 1),
 		inflight: map[string]bool{},
+		touched:  map[string]bool{},
 	}
 	if opts.CommitObserver != nil {
 		q.commits = &commitWatch{obs: opts.CommitObserver}

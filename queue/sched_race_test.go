@@ -15,6 +15,7 @@ import (
 type gatedDeliverer struct {
 	started chan string
 	release chan struct{}
+	code    int // the reply to every recipient; 0: 451
 }
 
 func (g *gatedDeliverer) Deliver(ctx context.Context, m *Message) []Result {
@@ -26,9 +27,13 @@ func (g *gatedDeliverer) Deliver(ctx context.Context, m *Message) []Result {
 	case <-g.release:
 	case <-ctx.Done():
 	}
+	code := g.code
+	if code == 0 {
+		code = 451
+	}
 	rs := make([]Result, len(m.Rcpts))
 	for i, r := range m.Rcpts {
-		rs[i] = Result{Rcpt: r, Code: 451, Enhanced: "4.3.0", Text: "later"}
+		rs[i] = Result{Rcpt: r, Code: code, Text: "reply"}
 	}
 	return rs
 }
@@ -105,5 +110,24 @@ func TestStaleScheduleEntryIsDropped(t *testing.T) {
 	env, _ := q.Get(id)
 	if got := schedEntries(t, q, id); len(got) != 1 || !got[0].Equal(env.NextAttempt) {
 		t.Fatalf("schedule entries %v, want only %v", got, env.NextAttempt)
+	}
+}
+
+// The same race when the attempt delivers: remove takes the moved entry
+// with the record.
+func TestFlushDuringDeliveredAttemptLeavesNoScheduleEntry(t *testing.T) {
+	clock := fakeclock.New(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	g := &gatedDeliverer{started: make(chan string, 10), release: make(chan struct{}), code: 250}
+	q := runQueue(t, Options{Now: clock.Now}, g)
+	id := receiveEnv(t, q, Envelope{From: "s@src.test", Rcpts: []Rcpt{{Addr: "r@x.test"}}}, origBody)
+	<-g.started
+	clock.Advance(time.Minute)
+	if err := q.Flush(id); err != nil {
+		t.Fatal(err)
+	}
+	close(g.release)
+	waitGone(t, q, id)
+	if got := schedEntries(t, q, id); len(got) != 0 {
+		t.Fatalf("schedule entries %v left for a delivered message", got)
 	}
 }

@@ -288,8 +288,24 @@ func (q *Queue) setInflight(id string, on bool) {
 		q.inflight[id] = true
 	} else {
 		delete(q.inflight, id)
+		delete(q.touched, id)
 	}
 	q.mu.Unlock()
+}
+
+// touch notes an admin change of id's record while it may be in flight.
+func (q *Queue) touch(id string) {
+	q.mu.Lock()
+	if q.inflight[id] {
+		q.touched[id] = true
+	}
+	q.mu.Unlock()
+}
+
+func (q *Queue) wasTouched(id string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.touched[id]
 }
 
 // message builds the view of env that the next delivery attempt gets.

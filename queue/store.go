@@ -289,10 +289,15 @@ func (q *Queue) remove(env *Envelope, sched time.Time) error {
 		if err := sb.Delete(schedKey(sched, env.ID)); err != nil {
 			return err
 		}
+		v := tx.Bucket(bucketMsgs).Get([]byte(env.ID))
+		if !q.wasTouched(env.ID) {
+			was = storedState(v)
+			return deleteRecord(tx, env.ID)
+		}
+		// As in save: an admin change while the attempt ran moved the entry.
 		var next time.Time
 		var held bool
-		was, next, held = storedSched(tx.Bucket(bucketMsgs).Get([]byte(env.ID)))
-		// As in save: an admin change while the attempt ran moved the entry.
+		was, next, held = storedSched(v)
 		if !held && !next.IsZero() && !next.Equal(sched) {
 			if err := sb.Delete(schedKey(next, env.ID)); err != nil {
 				return err
