@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -41,11 +42,11 @@ var green = []string{
 // certificate (made with one key for the whole test, so that the green
 // TLSA record matches every certificate of it), and the policy server's
 // (trusted as its own root).
-func keyPair(t *testing.T, key *ecdsa.PrivateKey, name string, notAfter time.Time) tls.Certificate {
+func keyPair(t *testing.T, key crypto.Signer, name string, notAfter time.Time) tls.Certificate {
 	t.Helper()
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,17 +397,7 @@ func rsaCert(t *testing.T, name string, notAfter time.Time) *x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return keyPair(t, key, name, notAfter).Leaf
 }
 
 // closedAddr is an address on which nothing listens any more.
