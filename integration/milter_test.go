@@ -43,13 +43,7 @@ func (b *bodyMilter) Body(m *milter.Modifier) (milter.Response, error) {
 // user gets a failure report saying why, DKIM-signed by the relay's own
 // domain; clean mail goes out with the filter's header under the signature.
 func TestSubmissionMilterHoldsAndReports(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.4:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &milter.Server{NewMilter: func() milter.Milter { return &bodyMilter{} }, Actions: milter.OptAddHeader}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := startBodyMilter(t)
 	s := startSubmissionRelay(t, subOpts{extra: fmt.Sprintf("\n[[milter]]\nname = \"spamfilter\"\naddress = \"inet:%s\"\n", ln.Addr())})
 	send := func(subject, body string) { s.submit(t, subject, body) }
 	send("offer", "BUY NOW cheap pills")
@@ -100,4 +94,18 @@ func TestSubmissionMilterHoldsAndReports(t *testing.T) {
 		t.Errorf("the filter's header is missing:\n%s", clean)
 	}
 	s.checkSigned(t, clean)
+}
+
+// startBodyMilter runs a bodyMilter server on 127.0.0.4, stopped when the
+// test ends, and returns its listener.
+func startBodyMilter(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.4:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &milter.Server{NewMilter: func() milter.Milter { return &bodyMilter{} }, Actions: milter.OptAddHeader}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln
 }

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-milter"
 )
 
 // Operator's story: a second domain moves onto the relay and the
@@ -320,13 +317,7 @@ func TestReloadGreylist(t *testing.T) {
 // reload naming a key file that does not exist is refused with its path
 // and the new key goes on signing.
 func TestReloadDKIMKeysAndSubmissionMilter(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.4:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &milter.Server{NewMilter: func() milter.Milter { return &bodyMilter{} }, Actions: milter.OptAddHeader}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := startBodyMilter(t)
 	s := startSubmissionRelay(t, subOpts{})
 	s.submit(t, "before", "signed with ed1")
 	msgs, err := s.be.WaitMessages(1, 30*time.Second)
