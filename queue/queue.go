@@ -307,6 +307,7 @@ type Queue struct {
 	touched map[string]bool
 
 	counts liveCounts // records per state (counts.go)
+	space  spaceCache // CheckSpace's last plentiful statfs (spool.go)
 
 	commits *commitWatch // nil without Options.CommitObserver (commits.go)
 }

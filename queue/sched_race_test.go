@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -129,5 +130,38 @@ func TestFlushDuringDeliveredAttemptLeavesNoScheduleEntry(t *testing.T) {
 	waitGone(t, q, id)
 	if got := schedEntries(t, q, id); len(got) != 0 {
 		t.Fatalf("schedule entries %v left for a delivered message", got)
+	}
+}
+
+// CheckSpace asks the file system once per spaceFresh while far more than
+// the reserve is free, and at every call when close to it (a sudden drop
+// there is refused at once).
+func TestCheckSpaceCachesOnlyPlenty(t *testing.T) {
+	clock := fakeclock.New(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	var calls int
+	free := uint64(100 << 30)
+	q := openTest(t, t.TempDir(), Options{Now: clock.Now, Reserve: 15 << 20,
+		FreeSpace: func(string) (uint64, error) { calls++; return free, nil }})
+	for range 3 {
+		if err := q.CheckSpace(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("%d statfs for 3 checks with 100 GiB free, want 1", calls)
+	}
+	clock.Advance(spaceFresh)
+	free = 20 << 20 // within the margin: asked every time
+	for range 2 {
+		if err := q.CheckSpace(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 3 {
+		t.Errorf("%d statfs in all, want 3 (one more per check near the reserve)", calls)
+	}
+	free = 1 << 20
+	if err := q.CheckSpace(); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("below the reserve: %v, want ErrNoSpace", err)
 	}
 }
