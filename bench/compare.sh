@@ -29,6 +29,7 @@
 #                  peer's default_destination_concurrency_limit)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 shared=${BENCH_SHARED:-/work/shared/bench}
 cases=${BENCH_CASES:-"5000:10240:20 5000:1024:20 300:1048576:20 5000:10240:200"}
 export BENCH_WAIT_S=${BENCH_WAIT_S:-300}
@@ -111,38 +112,17 @@ client_recipient_rate = 0
 helo_invalid = "log"
 dnsbl_sites = ["bl1.bench.test=127.0.0.[2..11]*2", "bl2.bench.test"]'
   else
-    listener='pregreet_wait = "0s"
-client_sessions = 0
-client_connection_rate = 0
-client_message_rate = 0
-client_recipient_rate = 0
-client_no_ptr = "off"
-client_ptr_mismatch = "off"
-helo_invalid = "off"
-helo_is_us = "off"
-helo_unknown = "off"
-sender_unknown_domain = "off"'
+    listener=$(bench_checks_off)
   fi
-  cat >"$work/mxedge.toml" <<TOML
-hostname = "relay.bench.test"
-data_dir = "$work/data"
-relay_domains = ["bench.test"]
-[routes]
-"bench.test" = "$sink_addr"
-[[listener]]
-name = "mx"
-kind = "mx"
-address = "$mx_addr"
-max_sessions = ${2:-1000}
-$listener
-[queue]
-concurrency = ${MXEDGE_CONCURRENCY:-20}
-TOML
+  {
+    bench_mx_config "$work/data" "$sink_addr" "$mx_addr"
+    printf 'max_sessions = %s\n%s\n[queue]\nconcurrency = %s\n' "${2:-1000}" "$listener" "${MXEDGE_CONCURRENCY:-20}"
+  } >"$work/mxedge.toml"
   if [ -n "$dns_addr" ]; then
     printf '[dns]\nservers = ["%s"]\n' "$dns_addr" >>"$work/mxedge.toml"
   fi
   # SPF, DKIM and DMARC (on by default) have their own benchmark, bench/auth.sh.
-  printf '[spf]\nenabled = false\n[dkim_verify]\nenabled = false\n[dmarc]\nenabled = false\n' >>"$work/mxedge.toml"
+  bench_msgauth_off >>"$work/mxedge.toml"
 }
 # start_mxedge MODE [MAX_SESSIONS]: (re)start mxedge with that configuration;
 # with checks on, one connection first passes the pregreet test (2 s), so

@@ -10,6 +10,7 @@
 # afterwards; Postfix is stopped at the end if this script started it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 shared=${BENCH_SHARED:-/work/shared/bench}
 n=${1:-2000} size=${2:-10240} sess=${3:-20}
 pf_addr=127.0.0.1:2600 mx_addr=${MXEDGE_ADDR:-127.0.0.1:2700} sink_addr=127.0.0.1:2626
@@ -56,39 +57,13 @@ await_port $pf_addr
 # mxedge MILTER(yes|no)
 start_mxedge() {
   if [ -n "$mxpid" ]; then kill "$mxpid"; wait "$mxpid" 2>/dev/null || true; mxpid=; fi
-  cat >"$work/mxedge.toml" <<TOML
-hostname = "relay.bench.test"
-data_dir = "$work/data"
-relay_domains = ["bench.test"]
-[routes]
-"bench.test" = "$sink_addr"
-[[listener]]
-name = "mx"
-kind = "mx"
-address = "$mx_addr"
-pregreet_wait = "0s"
-client_sessions = 0
-client_connection_rate = 0
-client_message_rate = 0
-client_recipient_rate = 0
-client_no_ptr = "off"
-client_ptr_mismatch = "off"
-helo_invalid = "off"
-helo_is_us = "off"
-helo_unknown = "off"
-sender_unknown_domain = "off"
-[queue]
-concurrency = 20
-# rspamd checks SPF, DKIM and DMARC itself, as it does for Postfix; the
-# relay's own (on by default, bench/auth.sh measures them) would ask the
-# system's resolver, which has no answers here.
-[spf]
-enabled = false
-[dkim_verify]
-enabled = false
-[dmarc]
-enabled = false
-TOML
+  {
+    bench_mx_config "$work/data" "$sink_addr" "$mx_addr"
+    bench_checks_off
+    printf '[queue]\nconcurrency = 20\n'
+    # rspamd checks SPF, DKIM and DMARC itself, as it does for Postfix.
+    bench_msgauth_off
+  } >"$work/mxedge.toml"
   if [ "$1" = yes ]; then
     printf '[[milter]]\nname = "rspamd"\naddress = "inet:%s"\nkinds = ["mx"]\n' "$rsp_addr" >>"$work/mxedge.toml"
   fi

@@ -17,6 +17,7 @@ set -euo pipefail
 mins=${1:-20}
 kill_every=${KILL_EVERY:-6}
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 mx_addr=${MXEDGE_ADDR:-127.0.0.1:2702} sink_addr=${SINK_ADDR:-127.0.0.1:2628}
 work=$(mktemp -d "${SOAK_TMP:-/var/tmp}/mxedge-soak.XXXXXX")
 data=$work/data
@@ -34,40 +35,12 @@ export GOFLAGS=${GOFLAGS:--buildvcs=false}
 mkdir -p "$data"
 if mount -t tmpfs -o size=2g,mode=0700 tmpfs "$data"; then mounted=1; else say "no tmpfs (not root?): disk-full episode skipped"; fi
 chmod 0700 "$data"
-cat >"$work/mxedge.toml" <<TOML
-hostname = "relay.bench.test"
-data_dir = "$data"
-relay_domains = ["bench.test"]
-[routes]
-"bench.test" = "$sink_addr"
-[[listener]]
-name = "mx"
-kind = "mx"
-address = "$mx_addr"
-pregreet_wait = "0s"
-client_sessions = 0
-client_connection_rate = 0
-client_message_rate = 0
-client_recipient_rate = 0
-client_no_ptr = "off"
-client_ptr_mismatch = "off"
-helo_invalid = "off"
-helo_is_us = "off"
-helo_unknown = "off"
-sender_unknown_domain = "off"
-[queue]
-min_backoff = "10s"
-max_backoff = "60s"
-# SPF, DKIM and DMARC (on by default) would ask the system resolver, which
-# has no answers on a machine without a network: every MAIL waited for its
-# timeout (6 messages a second). bench/auth.sh measures them.
-[spf]
-enabled = false
-[dkim_verify]
-enabled = false
-[dmarc]
-enabled = false
-TOML
+{
+  bench_mx_config "$data" "$sink_addr" "$mx_addr"
+  bench_checks_off
+  printf '[queue]\nmin_backoff = "10s"\nmax_backoff = "60s"\n'
+  bench_msgauth_off
+} >"$work/mxedge.toml"
 start_mx() {
   "$work/mxedge" serve -config "$work/mxedge.toml" >>"$work/mxedge.out" 2>>"$work/mxedge.log" &
   mxpid=$!
