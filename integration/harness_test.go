@@ -186,8 +186,6 @@ func (l *lineLog) String() string {
 	return strings.Join(l.lines, "\n")
 }
 
-// swaks runs swaks against addr and returns its combined output and exit
-// code. swaks must be installed (.ci/run installs it).
 // queuedID is the queue ID of swaks's "250 2.0.0 Ok: queued as <ID>".
 func queuedID(t *testing.T, swaksOut string) string {
 	t.Helper()
@@ -198,6 +196,8 @@ func queuedID(t *testing.T, swaksOut string) string {
 	return m[1]
 }
 
+// swaks runs swaks against addr and returns its combined output and exit
+// code. swaks must be installed (.ci/run installs it).
 func swaks(t *testing.T, addr string, args ...string) (string, int) {
 	t.Helper()
 	path, err := exec.LookPath("swaks")

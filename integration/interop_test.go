@@ -149,6 +149,9 @@ func TestInteropLMTPToSmtpSink(t *testing.T) {
 		}
 	}
 	dumps := sinkDumps(t, dump, 1, "last line\n")
+	if len(dumps) != 1 {
+		t.Errorf("%d transactions at smtp-sink, want one for both recipients", len(dumps))
+	}
 	got := string(dumps[0])
 	if !strings.Contains(got, "X-Client-Proto: LMTP\n") || !strings.Contains(got, "X-Rcpt-Args: <alice@relay.test>\n") ||
 		!strings.Contains(got, "X-Rcpt-Args: <bob@relay.test>\n") || !strings.Contains(got, "X-Mail-Args: <sender@src.test> BODY=7BIT") {

@@ -96,15 +96,21 @@ func TestSubmissionMilterHoldsAndReports(t *testing.T) {
 	s.checkSigned(t, clean)
 }
 
-// startBodyMilter runs a bodyMilter server on 127.0.0.4, stopped when the
-// test ends, and returns its listener.
+// startBodyMilter runs a bodyMilter server (startMilter).
 func startBodyMilter(t *testing.T) net.Listener {
+	t.Helper()
+	return startMilter(t, func() milter.Milter { return &bodyMilter{} }, milter.OptAddHeader)
+}
+
+// startMilter runs a milter server on 127.0.0.4 that may take actions,
+// stopped when the test ends, and returns its listener.
+func startMilter(t *testing.T, newMilter func() milter.Milter, actions milter.OptAction) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.4:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &milter.Server{NewMilter: func() milter.Milter { return &bodyMilter{} }, Actions: milter.OptAddHeader}
+	srv := &milter.Server{NewMilter: newMilter, Actions: actions}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln

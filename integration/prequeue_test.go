@@ -2,7 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"net"
 	"net/textproto"
 	"os"
 	"path/filepath"
@@ -45,14 +44,8 @@ func (v *verdictMilter) Body(m *milter.Modifier) (milter.Response, error) {
 // A pre-queue filter's quarantine, discard and changes, as the client,
 // the queue and the backend see them.
 func TestMilterBeforeQueueActions(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.4:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &milter.Server{NewMilter: func() milter.Milter { return &verdictMilter{} },
-		Actions: milter.OptAddHeader | milter.OptChangeHeader | milter.OptChangeBody | milter.OptAddRcpt | milter.OptQuarantine}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := startMilter(t, func() milter.Milter { return &verdictMilter{} },
+		milter.OptAddHeader|milter.OptChangeHeader|milter.OptChangeBody|milter.OptAddRcpt|milter.OptQuarantine)
 	dir := t.TempDir()
 	be := startBackend(t, "127.0.0.3:0")
 	mx := freeAddr(t, "127.0.0.2")

@@ -346,14 +346,22 @@ func TestVerifyDictionaryAttackCutOff(t *testing.T) {
 		t.Fatalf("MAIL: %d %s", code, msg)
 	}
 	codes := map[int]int{}
-	last := ""
+	last, firstLimit := "", -1
 	for i := 0; i < 60; i++ {
 		code, msg := cmd(fmt.Sprintf("RCPT TO:<r%x%03d@relay.test>", time.Now().UnixNano()&0xffff, i))
 		codes[code]++
 		last = fmt.Sprintf("%d %s", code, msg)
+		if firstLimit < 0 && strings.HasPrefix(last, "450 4.7.1 ") {
+			firstLimit = i
+		}
 	}
 	if last != "450 4.7.1 Too many unknown recipients, try the rest later" || codes[550] != 20 || codes[450] != 40 {
 		t.Errorf("after 60 RCPTs: last %q, codes %v; want 20x550, 40x450", last, codes)
+	}
+	// The rest of the transaction is deferred from the 50th unknown
+	// recipient on (dictionary_disconnect; the 450s before it are 4.1.1).
+	if firstLimit != 49 {
+		t.Errorf("first 450 4.7.1 at RCPT %d (from 0), want the 50th (49)", firstLimit)
 	}
 	cmd("RSET")
 	if code, msg := cmd("MAIL FROM:<spammer@src.test>"); code != 421 {
