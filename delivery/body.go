@@ -107,11 +107,11 @@ func (w *bodyWriter) write(p []byte) error {
 			nl = -1
 		}
 		if len(w.out) >= w.chunk {
-			w.flush(2)
+			w.flush()
 		}
 	}
 	if len(w.out) >= w.chunk {
-		w.flush(2)
+		w.flush()
 	}
 	return w.err
 }
@@ -165,7 +165,7 @@ func (w *bodyWriter) writeCRLF(p []byte) bool {
 		w.state = wData
 	}
 	if len(w.out) >= w.chunk {
-		w.flush(2)
+		w.flush()
 	}
 	return true
 }
@@ -196,20 +196,18 @@ func (w *bodyWriter) step(c byte) {
 	w.out = append(w.out, c)
 }
 
-// flush writes all but the last hold bytes of the buffer (those may be
-// the final line ending that finish drops).
-func (w *bodyWriter) flush(hold int) {
-	n := max(len(w.out)-hold, 0)
-	if n == 0 || w.err != nil {
+// flush writes the buffer out, with a deadline of its own.
+func (w *bodyWriter) flush() {
+	if len(w.out) == 0 || w.err != nil {
 		return
 	}
 	if w.err = w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); w.err != nil {
 		return
 	}
-	if _, w.err = w.conn.Write(w.out[:n]); w.err != nil {
+	if _, w.err = w.conn.Write(w.out); w.err != nil {
 		return
 	}
-	w.out = w.out[:copy(w.out, w.out[n:])]
+	w.out = w.out[:0]
 }
 
 // sendFile is send for a message whose data goes on the wire as stored
@@ -221,7 +219,7 @@ func (w *bodyWriter) sendFile(conn io.ReaderFrom, head []byte, f *os.File, n int
 	if err := w.write(head); err != nil {
 		return nil, err
 	}
-	w.flush(0)
+	w.flush()
 	if w.err != nil {
 		return nil, w.err
 	}
@@ -277,6 +275,6 @@ func (w *bodyWriter) finish() error {
 	default:
 		w.out = append(w.out, "\r\n.\r\n"...)
 	}
-	w.flush(0)
+	w.flush()
 	return w.err
 }

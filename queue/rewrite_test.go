@@ -98,3 +98,36 @@ func TestIncomingRewrite(t *testing.T) {
 		})
 	}
 }
+
+// The CRLF promise of smtpd (MarkCRLF) survives a failed rewrite and goes
+// with a successful one: a filter's data is not vouched for.
+func TestRewriteClearsCRLF(t *testing.T) {
+	q := openTest(t, t.TempDir(), Options{})
+	defer q.Close()
+	in, err := q.NewMessage(Envelope{From: "a@src.test", Rcpts: []Rcpt{{Addr: "x@dst.test"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Abort()
+	io.WriteString(in, "Subject: a\r\n\r\nbody\r\n")
+	in.MarkCRLF(true)
+	if err := in.Rewrite(func(io.Reader, io.Writer) error { return errors.New("boom") }); err == nil {
+		t.Fatal("failing rewrite returned nil")
+	}
+	if !in.env.CRLF || !in.env.NoDotLines {
+		t.Errorf("a failed rewrite changed the CRLF marks: %v %v", in.env.CRLF, in.env.NoDotLines)
+	}
+	if err := in.Rewrite(func(_ io.Reader, w io.Writer) error { _, err := io.WriteString(w, "x\n"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := q.Message(in.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.CRLF || msg.NoDotLines {
+		t.Errorf("after a rewrite the message is still marked CRLF (%v) / no dot lines (%v)", msg.CRLF, msg.NoDotLines)
+	}
+}

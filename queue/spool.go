@@ -580,7 +580,6 @@ func (in *Incoming) Rewrite(write func(data io.Reader, w io.Writer) error) error
 	if in.err != nil {
 		return in.err
 	}
-	in.env.CRLF, in.env.NoDotLines = false, false // the new data is a filter's, not vouched for
 	var data io.Reader = bytes.NewReader(in.buf)
 	var old *os.File
 	if in.f != nil {
@@ -623,6 +622,7 @@ func (in *Incoming) Rewrite(write func(data io.Reader, w io.Writer) error) error
 		}
 	}
 	in.buf, in.f, in.w, in.n, in.crc = nw.buf, nw.f, nw.w, nw.n, nw.crc
+	in.env.CRLF, in.env.NoDotLines = false, false // the new data is a filter's, not vouched for
 	return nil
 }
 
