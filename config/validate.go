@@ -437,9 +437,6 @@ func checkNormalDomain(s string) error {
 	return nil
 }
 
-// checkAddress checks "host:port" or "[host]:port": port numeric 1..65535,
-// host an IP address or a host name, empty only when !hostRequired (all
-// addresses). It returns a canonical form for finding duplicates.
 // checkRoute checks a [routes] next hop: "host:port" (SMTP), or an LMTP
 // next hop (RFC 2033) "lmtp:host:port" or "lmtp:unix:/path/to/socket".
 func checkRoute(s string) error {
@@ -460,6 +457,9 @@ func checkRoute(s string) error {
 	return nil
 }
 
+// checkAddress checks "host:port" or "[host]:port": port numeric 1..65535,
+// host an IP address or a host name, empty only when !hostRequired (all
+// addresses). It returns a canonical form for finding duplicates.
 func checkAddress(s string, hostRequired bool) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {

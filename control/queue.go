@@ -151,7 +151,7 @@ func (a *queueAPI) backup(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Trailer", "X-Backup-Size")
 	n, err := a.q.Backup(w)
 	if err != nil {
-		a.log.Error("admin backup failed", "error", err)
+		a.log.Error("admin backup failed", "err", err)
 		return
 	}
 	w.Header().Set("X-Backup-Size", strconv.FormatInt(n, 10))

@@ -24,7 +24,7 @@ func checkPrivateDirs(dirs ...string) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("data directory: %w", err)
+			return err // a *PathError: names the directory
 		}
 		if m := st.Mode().Perm(); m&0o022 != 0 {
 			return fmt.Errorf("%s is writable by group or others (mode %04o): refusing to start; fix with: chmod go-w %s", dir, m, dir)

@@ -1,7 +1,7 @@
 // Command mxedge is the mxedge MTA edge relay: one binary for the daemon
 // and its admin subcommands.
 //
-//	mxedge serve [-config FILE] [-log-format text|json]  run the relay
+//	mxedge serve [-config FILE] [-log-format text|json] [-recover]  run the relay
 //	mxedge version                      module version and VCS revision of the build
 //	mxedge config check [-config FILE]  validate a configuration and print it with defaults filled in
 //	mxedge queue list [filters] [-json] list queued messages (like mailq)
@@ -11,7 +11,7 @@
 //	mxedge queue requeue IDS            attempt now, the retry backoff started over (postsuper -r)
 //	mxedge queue delete|bounce IDS      remove silently / return to the sender
 //	mxedge queue stats [-json]          queue counters
-//	mxedge queue compact|check|recover  offline maintenance of queue.db (stop mxedge first)
+//	mxedge queue compact|check [-repair]|recover  offline maintenance of queue.db (stop mxedge first)
 //	mxedge queue backup FILE            online copy of queue.db
 //	mxedge doctor, reload, drain        DNS and relay checks; SIGHUP; 421 for maintenance
 //	mxedge verify show|probe|forget ADDR recipient verification cache: an entry, a fresh probe, removal
@@ -34,8 +34,9 @@ import (
 )
 
 const usage = `usage:
-  mxedge serve [-config FILE] [-log-format text|json]
-                                       run the relay; without a configuration, a built-in
+  mxedge serve [-config FILE] [-log-format text|json] [-recover]
+                                       run the relay (-recover: rebuild the queue index
+                                       from the spool files first); without a configuration, a built-in
                                        local demo (MX on 127.0.0.1:2525, domain
                                        example.test, mailboxes under ./mxedge-data,
                                        /metrics on 127.0.0.1:9325)
@@ -48,12 +49,14 @@ const usage = `usage:
   mxedge queue hold|release|requeue|delete|bounce IDS   IDS: queue IDs, ALL, or - (stdin)
   mxedge queue stats [-json]
   mxedge queue backup FILE
-  mxedge queue compact|check|recover   administer the queue of the running relay
+  mxedge queue compact|check [-repair]|recover
+                                       administer the queue of the running relay
                                        (compact, check, recover: offline);
                                        "mxedge queue help" for details
-  mxedge doctor [-json] [-ip A] [-partner H]
+  mxedge doctor [-json] [-ip A] [-partner H] [-mx ADDR|off] [-relay-sender A]
                                        deliverability checks of the hostname and relay
-                                       domains (DNS via [dns]): ✓/✗ with the record to publish
+                                       domains (DNS via [dns]): ✓/✗ with the record to publish;
+                                       an open-relay self-test against the MX listener
   mxedge reload                        re-read the configuration (as SIGHUP): policy
                                        chains, limits (counters kept), greylist, verify,
                                        routes, TLS policy, DKIM keys, milters and

@@ -112,7 +112,8 @@ func (r *relay) reloadConfig(ctx context.Context) (control.ReloadResult, error) 
 	r.dl.SetRoutes(cfg.Routes)
 	r.dl.SetTLSPolicy(tp)
 	r.signer.SetKeys(keys)
-	r.milters.set(postQueueMilters(cfg, r.log))
+	postMilters := postQueueMilters(cfg, r.log)
+	r.milters.set(postMilters)
 	res.Applied = append(res.Applied,
 		fmt.Sprintf("greylist (%s)", onOff(grey != nil)),
 		fmt.Sprintf("verify (%d domains)", len(vo.Domains)),
@@ -120,7 +121,7 @@ func (r *relay) reloadConfig(ctx context.Context) (control.ReloadResult, error) 
 		fmt.Sprintf("tls_policy (default %s, %d domains, mta_sts %s, dane %s)", cfg.Delivery.DefaultTLSPolicy,
 			len(cfg.TLSPolicy), onOff(cfg.Delivery.MTASTS), onOff(cfg.Delivery.DANE)),
 		fmt.Sprintf("dkim_sign (%d keys)", len(keys)),
-		fmt.Sprintf("milter after the queue (%d)", len(postQueueMilters(cfg, r.log))),
+		fmt.Sprintf("milter after the queue (%d)", len(postMilters)),
 		"certificates")
 	r.adopt(cfg)
 	r.log.Info("configuration reloaded", "from", from, "applied", strings.Join(res.Applied, "; "),
