@@ -2,6 +2,7 @@ package greylist
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -162,5 +163,23 @@ func TestGreylistCleanup(t *testing.T) {
 	clk.Advance(36 * 24 * time.Hour)
 	if n, err := g.Cleanup(clk.Now()); n != 2 || err != nil {
 		t.Errorf("cleanup after 36 days: %d %v (want the passed triplet and the client)", n, err)
+	}
+}
+
+// Expired entries side by side are all deleted in one run: Cleanup deletes
+// under a bbolt cursor and goes on with Next, which old bbolt versions
+// answered by skipping the following key (etcd-io/bbolt#146).
+func TestGreylistCleanupAdjacent(t *testing.T) {
+	g, clk := newTest(t)
+	c := client("192.0.2.10")
+	for i := range 50 {
+		try(g, c, "a@src.test", fmt.Sprintf("r%02d@dst.test", i))
+	}
+	clk.Advance(24*time.Hour + 10*time.Minute)
+	if n, err := g.Cleanup(clk.Now()); n != 50 || err != nil {
+		t.Errorf("cleanup of 50 expired triplets: %d deleted, %v", n, err)
+	}
+	if n, err := g.Cleanup(clk.Now()); n != 0 || err != nil {
+		t.Errorf("second cleanup: %d deleted (left behind by the first), %v", n, err)
 	}
 }

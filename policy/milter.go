@@ -19,8 +19,8 @@ import (
 
 // Milter is a mail filter (rspamd, clamav-milter, any milter) asked
 // before the queue, on MX listeners: a DataCheck and Streamer. At the
-// start of DATA it connects (Config's timeouts: connect, per command, and
-// the whole message) and replays the session with the macros rspamd and
+// start of DATA it connects (Config's timeouts: connect, per command, per
+// content command: header, each body chunk, end) and replays the session with the macros rspamd and
 // clamav-milter read ("i" queue ID, "j", {client_addr}, {client_name},
 // {helo}, {tls_version}, {auth_authen}, {mail_addr}, {rcpt_addr}); while
 // the data arrives it sends the header fields as received (without the
@@ -323,10 +323,7 @@ func (m *Milter) log() *slog.Logger {
 // milterReply is a filter's SMFIR_REPLYCODE reply: code, then the text,
 // which may start with an enhanced status code (RFC 3463).
 func milterReply(code int, text string) *Reply {
-	text = milterclient.Printable(text)
-	if i := strings.IndexAny(text, "\r\n"); i >= 0 {
-		text = text[:i]
-	}
+	text = milterclient.Printable(text) // no CR or LF left: one reply line
 	rep := &Reply{Code: code, Enhanced: [3]int{code / 100, 7, 1}, Text: text}
 	if f := strings.SplitN(text, " ", 2); len(f) == 2 {
 		if p := strings.Split(f[0], "."); len(p) == 3 {
