@@ -112,7 +112,12 @@
 // A second bucket indexes messages by next attempt time (8-byte big-endian
 // Unix nanoseconds followed by the queue ID), so the scheduler finds due
 // messages with a cursor from the start of the index and never scans the
-// whole queue. New messages are due at once. After a temporary failure a
+// whole queue. New messages are due at once: while Run runs and fewer
+// than Concurrency attempts are in flight, Commit marks a new message in
+// flight before its commit and hands the envelope it just stored to Run
+// (handOff), which starts it without that scan (the scan decodes each due
+// record again: 5 % of the CPU at 10 KiB x 20 sessions); otherwise the
+// scan finds it. After a temporary failure a
 // message is retried after MinBackoff, doubling per attempt up to
 // MaxBackoff, with +-20% jitter so a backlog does not retry in lockstep.
 package queue
@@ -124,6 +129,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -299,8 +305,13 @@ type Queue struct {
 	spoolWriters sync.Pool
 
 	wakeCh chan struct{}
+	// fresh: messages handed from Commit straight to Run, already marked
+	// in flight (scheduler.go, handOff). Capacity Concurrency: at most
+	// that many messages are in flight, so a send never waits.
+	fresh chan *Envelope
 
 	mu       sync.Mutex
+	running  bool // Run is taking fresh messages (under mu)
 	inflight map[string]bool
 	// touched: in-flight messages whose record an admin changed meanwhile
 	// (updateTx); remove then looks for a moved schedule entry.
@@ -310,6 +321,8 @@ type Queue struct {
 	space  spaceCache // CheckSpace's last plentiful statfs (spool.go)
 
 	commits *commitWatch // nil without Options.CommitObserver (commits.go)
+
+	scans atomic.Int64 // scheduler scans (due) so far, for tests
 }
 
 var (
@@ -418,6 +431,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		log:      opts.Logger,
 		dirSync:  newGroupSync(spool),
 		wakeCh:   make(chan struct{}, 1),
+		fresh:    make(chan *Envelope, opts.Concurrency),
 		inflight: map[string]bool{},
 		touched:  map[string]bool{},
 	}

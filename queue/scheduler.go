@@ -181,6 +181,11 @@ func (q *Queue) Run(ctx context.Context, d Deliverer, grace time.Duration) error
 			return false
 		}
 	}
+	// Fresh messages (handOff) start without the scan below, which
+	// decodes each due record again.
+	q.mu.Lock()
+	q.running = true
+	q.mu.Unlock()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -207,8 +212,8 @@ func (q *Queue) Run(ctx context.Context, d Deliverer, grace time.Duration) error
 			wait = max(next.Sub(q.now()), time.Millisecond)
 		}
 		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
+		if !q.await(ctx, dispatch, timer.C) {
+			q.stopFresh()
 			close(work)
 			done := make(chan struct{})
 			go func() { wg.Wait(); close(done) }()
@@ -219,8 +224,42 @@ func (q *Queue) Run(ctx context.Context, d Deliverer, grace time.Duration) error
 				<-done
 			}
 			return nil
+		}
+	}
+}
+
+// await dispatches fresh messages until the scheduler is woken or its
+// timer fires (true), or ctx is done (false).
+func (q *Queue) await(ctx context.Context, dispatch func(*Envelope) bool, timer <-chan time.Time) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case env := <-q.fresh:
+			if !dispatch(env) {
+				q.setInflight(env.ID, false) // shutting down: not attempted
+			}
 		case <-q.wakeCh:
-		case <-timer.C:
+			return true
+		case <-timer:
+			return true
+		}
+	}
+}
+
+// stopFresh ends the hand-over of fresh messages when Run stops; those
+// not started yet stay due, for the next Run.
+func (q *Queue) stopFresh() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.running = false
+	for {
+		select {
+		case env := <-q.fresh:
+			delete(q.inflight, env.ID)
+			delete(q.touched, env.ID)
+		default:
+			return
 		}
 	}
 }
@@ -235,6 +274,55 @@ func (q *Queue) isInflight(id string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.inflight[id]
+}
+
+// isInflightKey is isInflight for an ID in a schedule key, without
+// making it a string.
+func (q *Queue) isInflightKey(id []byte) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.inflight[string(id)]
+}
+
+// claimFresh marks a message about to be committed in flight, for Run to
+// start it without looking for it (handOff): only while Run takes fresh
+// messages and fewer than Concurrency are in flight. Claimed before the
+// commit, the message is in flight the moment it exists, so an admin
+// change in between is noted (touch) as for any attempt.
+func (q *Queue) claimFresh(id string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.running || len(q.inflight) >= q.opts.Concurrency || q.inflight[id] {
+		return false
+	}
+	q.inflight[id] = true
+	return true
+}
+
+// handOff gives Run a committed message that claimFresh marked, as the
+// stored record has it (a copy: the attempt changes its recipients, the
+// caller keeps env). If Run stopped meanwhile the mark ends and the
+// message waits for the next scan, as any due message.
+func (q *Queue) handOff(env *Envelope) {
+	e := *env
+	e.Rcpts = append([]Rcpt(nil), env.Rcpts...)
+	q.mu.Lock()
+	sent := false
+	if q.running {
+		select {
+		case q.fresh <- &e:
+			sent = true
+		default: // cannot happen (see Queue.fresh); the scan finds it
+		}
+	}
+	if !sent {
+		delete(q.inflight, e.ID)
+		delete(q.touched, e.ID)
+	}
+	q.mu.Unlock()
+	if !sent {
+		q.wake()
+	}
 }
 
 // claim marks id in flight unless it already is; false: someone else has

@@ -315,8 +315,9 @@ func (in *Incoming) Commit(ctx context.Context) error {
 			}
 		}
 	}
+	claimed := false
 	if err == nil {
-		if err = in.q.insert(ctx, &in.env, in.head, in.buf); err != nil {
+		if claimed, err = in.q.insert(ctx, &in.env, in.head, in.buf); err != nil {
 			err = in.wrap("commit", err)
 		}
 	}
@@ -328,7 +329,11 @@ func (in *Incoming) Commit(ctx context.Context) error {
 	// readers fail after Commit (incomingReader.Read): the buffer is free.
 	in.releaseBuf()
 	in.q.logAccepted(&in.env)
-	in.q.wake()
+	if claimed {
+		in.q.handOff(&in.env) // after the "accepted" line: it comes first in the log
+	} else {
+		in.q.wake()
+	}
 	return nil
 }
 

@@ -76,15 +76,20 @@ const appendFill = 0.9
 // schedule entry, inline data (body, nil for a spooled message) and header
 // block (head; no entry when empty). The batch function may run more than
 // once; it only puts, so it is idempotent.
-func (q *Queue) insert(ctx context.Context, env *Envelope, head, body []byte) error {
+//
+// claimed: the message was marked in flight before its commit for Run to
+// take it without the scan (claimFresh); the caller then hands it over
+// (handOff), which ends the mark if Run cannot take it.
+func (q *Queue) insert(ctx context.Context, env *Envelope, head, body []byte) (claimed bool, err error) {
 	env.NextAttempt = env.Arrival
 	v, err := encodeEnvelope(env)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return false, err
 	}
+	claimed = !env.Held && q.claimFresh(env.ID)
 	err = q.batch(func(tx *bolt.Tx) error {
 		msgs, bodies, sched := tx.Bucket(bucketMsgs), tx.Bucket(bucketBodies), tx.Bucket(bucketSched)
 		// Queue IDs and new schedule keys grow with time, so inserts append:
@@ -110,10 +115,14 @@ func (q *Queue) insert(ctx context.Context, env *Envelope, head, body []byte) er
 		}
 		return sched.Put(schedKey(env.NextAttempt, env.ID), nil)
 	})
-	if err == nil {
-		q.counts.move(recNone, stateOf(env))
+	if err != nil {
+		if claimed {
+			q.setInflight(env.ID, false)
+		}
+		return false, err
 	}
-	return err
+	q.counts.move(recNone, stateOf(env))
+	return claimed, nil
 }
 
 func (q *Queue) exists(id string) bool {
@@ -149,6 +158,7 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 	nowKey := schedKey(now, "")
 	var bad []string
 	var stale [][]byte
+	q.scans.Add(1)
 	defer func() { q.skipCorrupt(bad, "scheduler"); q.dropStale(stale) }()
 	err := q.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMsgs)
@@ -161,17 +171,17 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 			if len(out) >= max {
 				return nil
 			}
-			_, id := parseSchedKey(k)
-			if q.isInflight(id) {
+			id := k[8:] // not made a string: most entries are in flight
+			if q.isInflightKey(id) {
 				continue
 			}
-			v := msgs.Get([]byte(id))
+			v := msgs.Get(id)
 			if v == nil {
 				continue // index entry without record: removed by the next update
 			}
-			env, err := checkRecord([]byte(id), v)
+			env, err := checkRecord(id, v)
 			if err != nil {
-				bad = append(bad, id) // skipped, moved aside after this transaction
+				bad = append(bad, string(id)) // skipped, moved aside after this transaction
 				continue
 			}
 			if at, _ := parseSchedKey(k); env.Held || !env.NextAttempt.Equal(at) {
