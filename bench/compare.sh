@@ -25,6 +25,7 @@
 #   BENCH_TMP      where the work directory goes (default /var/tmp, the same
 #                  file system as Postfix's queue)
 #   MXEDGE_ADDR    mxedge's listener (default 127.0.0.1:2700)
+#   BENCH_FLOOR_ADDR  the sink alone's listener (default 127.0.0.1:2627)
 #   MXEDGE_CONCURRENCY  mxedge queue.concurrency (default 20, the Postfix
 #                  peer's default_destination_concurrency_limit)
 set -euo pipefail
@@ -45,6 +46,7 @@ for a in "$@"; do
 done
 
 pf_addr=127.0.0.1:2600 mx_addr=${MXEDGE_ADDR:-127.0.0.1:2700} sink_addr=127.0.0.1:2626
+floor_addr=${BENCH_FLOOR_ADDR:-127.0.0.1:2627} # sink_alone's sink
 work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/mxedge-bench.XXXXXX")
 mxpid= dnspid=
 cleanup() {
@@ -65,7 +67,7 @@ await_port() {
   echo "nothing listens on $1" >&2; return 1
 }
 # The sink's and mxedge's ports must be free (another benchmark running?).
-for a in $sink_addr $mx_addr; do
+for a in $sink_addr $mx_addr $floor_addr; do
   if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
     echo "something already listens on $a: another benchmark running? (MXEDGE_ADDR=... picks another mxedge port)" >&2
     exit 1
@@ -143,6 +145,32 @@ start_mxedge() {
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
+# pf_cpu_ticks: Postfix's CPU time, in clock ticks: its master process,
+# the children it has reaped (cutime, cstime) and those alive now (smtpd,
+# cleanup, qmgr, smtp, ... : every Postfix process is the master's child).
+pf_cpu_ticks() {
+  local m
+  m=$(tr -d ' ' </var/spool/postfix/pid/master.pid)
+  { cat "/proc/$m/stat"; for c in $(pgrep -P "$m"); do cat "/proc/$c/stat" 2>/dev/null || true; done; } |
+    awk -v m="$m" '{ sub(/^.*\) /, ""); t += $12 + $13; if (NR == 1) t += $14 + $15 } END { print t }'
+}
+
+# sink_alone N SIZE SESS: CPU ms per message of the counting sink itself
+# with smtp-source straight into it, no relay: what a Go SMTP server that
+# does nothing with the mail costs on this machine (the receive half of
+# a relay's work, without queue, log or delivery).
+sink_alone() {
+  local n=$1 size=$2 sess=$3 cnt pid t0 cpu
+  cnt=$(mktemp)
+  SINK_COUNT_FILE=$cnt "${TMPDIR:-/tmp}/mxedge-bench-sink" -l "$floor_addr" & pid=$!
+  await_port "$floor_addr"
+  t0=$(cpu_ticks $pid)
+  smtp-source -l "$size" -m "$n" -s "$sess" -f sender@src.test -t user@bench.test "$floor_addr" >/dev/null
+  cpu=$(awk -v a="$t0" -v b="$(cpu_ticks $pid)" -v n="$n" -v hz="$hz" 'BEGIN{printf "%.2f", (b-a)/hz*1000/n}')
+  kill $pid; wait $pid 2>/dev/null || true; rm -f "$cnt"
+  echo "$cpu"
+}
+
 # Both queues must be empty before a run: a late delivery would reach the
 # next run's sink and be counted there.
 await_drained() {
@@ -159,17 +187,20 @@ await_drained() {
 }
 
 # run RELAY ADDR N SIZE SESS: one mta-bench run; prints "accept e2e cpu",
-# cpu being mxedge's CPU time per message in ms (- for Postfix, whose work
-# is spread over short-lived processes).
+# cpu being the relay's CPU time per message in ms (Postfix: every one of
+# its processes, pf_cpu_ticks). Postfix's is read once its queue is empty
+# again (its delivery agents finish after the sink counted).
 run() {
-  local name=$1 addr=$2 n=$3 size=$4 sess=$5 out t0= cpu=-
+  local name=$1 addr=$2 n=$3 size=$4 sess=$5 out t0 cpu
   await_drained
-  [ "$name" = mxedge ] && t0=$(cpu_ticks $mxpid)
+  ticks() { if [ "$name" = mxedge ]; then cpu_ticks $mxpid; else pf_cpu_ticks; fi; }
+  t0=$(ticks)
   if ! out=$("$shared/mta-bench.sh" "$addr" "$n" "$size" "$sess" 2>&1); then
     say "$name ${n}x${size}Bx${sess} failed: $out"
     echo "- - -"; return
   fi
-  [ -n "$t0" ] && cpu=$(awk -v a="$t0" -v b="$(cpu_ticks $mxpid)" -v n="$n" -v hz="$hz" 'BEGIN{printf "%.2f", (b-a)/hz*1000/n}')
+  [ "$name" = postfix ] && await_drained
+  cpu=$(awk -v a="$t0" -v b="$(ticks)" -v n="$n" -v hz="$hz" 'BEGIN{printf "%.2f", (b-a)/hz*1000/n}')
   say "$name ${n}x${size}Bx${sess}: $out"
   grep -o 'accept_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]*' <<<"$out" | sed -E 's/accept_msgs_per_s=([0-9]+) e2e_msgs_per_s=([0-9]+).*/\1 \2/' | tr '\n' ' '
   echo "$cpu"
@@ -186,8 +217,10 @@ for mode in $modes; do
   for c in $cases; do
     IFS=: read -r n size sess <<<"$c"
     if [ $mode = off ]; then
-      read -r pa pe _ < <(run postfix $pf_addr "$n" "$size" "$sess")
-      res[$c,pf]="$pa $pe"
+      read -r pa pe pcpu < <(run postfix $pf_addr "$n" "$size" "$sess")
+      res[$c,pf]="$pa $pe $pcpu"
+      res[$c,sink]=$(sink_alone "$n" "$size" "$sess")
+      say "sink alone ${n}x${size}Bx${sess}: ${res[$c,sink]} ms CPU per message"
     fi
     read -r ma me mxcpu < <(run mxedge $mx_addr "$n" "$size" "$sess")
     res[$c,$mode]="$ma $me $mxcpu"
@@ -202,9 +235,9 @@ done
 rows=()
 for c in $cases; do
   IFS=: read -r n size sess <<<"$c"
-  read -r pa pe <<<"${res[$c,pf]}"
+  read -r pa pe pcpu <<<"${res[$c,pf]}"
   read -r ma me mxcpu <<<"${res[$c,off]}"
-  rows+=("$n $size $sess $pa $ma $pe $me $mxcpu")
+  rows+=("$n $size $sess $pa $ma $pe $me $mxcpu $pcpu ${res[$c,sink]}")
 done
 
 # (e) optional CPU profile of mxedge under the 10 KiB load: perf if it is
@@ -276,14 +309,14 @@ fi
 
 # The table
 echo
-printf '%-22s | %-25s | %-25s | %s\n' "" "accepted msgs/s" "end-to-end msgs/s" "mxedge"
-printf '%-22s | %7s %7s %9s | %7s %7s %9s | %s\n' "messages x size x sess" postfix mxedge "mx/pf" postfix mxedge "mx/pf" "CPU ms/msg"
+printf '%-22s | %-25s | %-25s | %s\n' "" "accepted msgs/s" "end-to-end msgs/s" "CPU ms/msg: mxedge, postfix, sink alone"
+printf '%-22s | %7s %7s %9s | %7s %7s %9s | %6s %7s %6s\n' "messages x size x sess" postfix mxedge "mx/pf" postfix mxedge "mx/pf" mxedge postfix sink
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0 > 0 && b != "-") printf "%.2fx", b/a; else printf "-" }'; }
 human() { awk -v b="$1" 'BEGIN{ if (b >= 1048576) printf "%gMiB", b/1048576; else if (b >= 1024) printf "%gKiB", b/1024; else printf "%gB", b }'; }
 for r in "${rows[@]}"; do
-  read -r n size sess pa ma pe me cpu <<<"$r"
-  printf '%-22s | %7s %7s %9s | %7s %7s %9s | %s\n' "$n x $(human "$size") x $sess" \
-    "$pa" "$ma" "$(ratio "$pa" "$ma")" "$pe" "$me" "$(ratio "$pe" "$me")" "$cpu"
+  read -r n size sess pa ma pe me cpu pcpu scpu <<<"$r"
+  printf '%-22s | %7s %7s %9s | %7s %7s %9s | %6s %7s %6s\n' "$n x $(human "$size") x $sess" \
+    "$pa" "$ma" "$(ratio "$pa" "$ma")" "$pe" "$me" "$(ratio "$pe" "$me")" "$cpu" "$pcpu" "$scpu"
 done
 if [ $checks = 1 ]; then
   echo
@@ -291,7 +324,7 @@ if [ $checks = 1 ]; then
   printf '%-22s | %7s %7s %9s | %7s %7s %9s | %s\n' "messages x size x sess" postfix "mx+chk" "mx+c/pf" postfix "mx+chk" "mx+c/pf" "CPU ms/msg"
   for c in $cases; do
     IFS=: read -r n size sess <<<"$c"
-    read -r pa pe <<<"${res[$c,pf]}"
+    read -r pa pe _ <<<"${res[$c,pf]}"
     read -r ma me cpu <<<"${res[$c,on]}"
     printf '%-22s | %7s %7s %9s | %7s %7s %9s | %s\n' "$n x $(human "$size") x $sess" \
       "$pa" "$ma" "$(ratio "$pa" "$ma")" "$pe" "$me" "$(ratio "$pe" "$me")" "$cpu"
