@@ -176,3 +176,59 @@ func TestFreshMessageLeftAtStopIsDue(t *testing.T) {
 		t.Fatal("message left at the stop never attempted")
 	}
 }
+
+// While due messages wait for a worker (a backlog), a new message is not
+// handed over: it waits in the schedule behind them, in next-attempt
+// order, so retries are not starved by a stream of new mail.
+func TestFreshMessageWaitsBehindBacklog(t *testing.T) {
+	q := openTest(t, t.TempDir(), Options{Concurrency: 2})
+	defer q.Close()
+	q.mu.Lock()
+	q.running, q.backlog = true, true // as Run after a look that found more due than workers
+	q.mu.Unlock()
+	id := receive(t, q, "Subject: x\r\n\r\nbody\r\n", "a@x.test")
+	if q.isInflight(id) {
+		t.Fatal("a new message was handed over past a backlog")
+	}
+	q.setBacklog(false)
+	id2 := receive(t, q, "Subject: y\r\n\r\nbody\r\n", "a@x.test")
+	if !q.isInflight(id2) {
+		t.Fatal("without a backlog a new message was not handed over")
+	}
+	q.stopFresh()
+}
+
+// The scheduler sets the backlog when a message finds every worker busy,
+// and clears it once a look at the schedule started every due message.
+func TestBacklogSetWhenFullClearedAfterScan(t *testing.T) {
+	q := openTest(t, t.TempDir(), Options{Concurrency: 1, MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	defer q.Close()
+	g := &gatedDeliverer{started: make(chan string), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error)
+	go func() { ran <- q.Run(ctx, g, time.Second) }()
+	defer func() { cancel(); <-ran }()
+	waitScans(t, q, 1)
+
+	a := receive(t, q, "Subject: a\r\n\r\nbody\r\n", "a@x.test")
+	if got := <-g.started; got != a {
+		t.Fatalf("started %s, want %s", got, a)
+	}
+	b := receive(t, q, "Subject: b\r\n\r\nbody\r\n", "b@x.test") // no free worker
+	backlog := func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.backlog }
+	deadline := time.Now().Add(10 * time.Second)
+	for !backlog() {
+		if time.Now().After(deadline) {
+			t.Fatal("no backlog while a message waits for the only worker")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	g.release <- struct{}{} // a is deferred for an hour; the scan starts b
+	if got := <-g.started; got != b {
+		t.Fatalf("started %s, want %s", got, b)
+	}
+	if backlog() {
+		t.Error("backlog still set after the scan started every due message")
+	}
+	g.release <- struct{}{}
+}

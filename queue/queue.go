@@ -117,7 +117,10 @@
 // flight before its commit and hands the envelope it just stored to Run
 // (handOff), which starts it without that scan (the scan decodes each due
 // record again: 5 % of the CPU at 10 KiB x 20 sessions); otherwise the
-// scan finds it. After a temporary failure a
+// scan finds it. While due messages wait for a worker (the last scan
+// found more than it could start, or none was free) new messages take
+// the scan's way too, behind them in next-attempt order, so that a
+// stream of new mail does not starve retries. After a temporary failure a
 // message is retried after MinBackoff, doubling per attempt up to
 // MaxBackoff, with +-20% jitter so a backlog does not retry in lockstep.
 package queue
@@ -202,6 +205,12 @@ type Envelope struct {
 	// raw is the stored record this envelope was decoded from, kept by
 	// due for claimDue: an unchanged record needs no second decode.
 	raw []byte
+	// stored is stateOf of the record as this envelope was decoded or
+	// last written (insert, save), if storedOK: remove moves the live
+	// counts from it without decoding the record again. An admin change
+	// while the message was in flight (touched) makes it stale.
+	stored   int
+	storedOK bool
 }
 
 // Origin is where a message came from: the listener that received it and
@@ -310,8 +319,12 @@ type Queue struct {
 	// that many messages are in flight, so a send never waits.
 	fresh chan *Envelope
 
-	mu       sync.Mutex
-	running  bool // Run is taking fresh messages (under mu)
+	mu      sync.Mutex
+	running bool // Run is taking fresh messages (under mu)
+	// backlog: the last look at the schedule found more due messages
+	// than free workers, or could not look (none free). Fresh messages
+	// then wait their turn in the schedule, behind older due ones (under mu).
+	backlog  bool
 	inflight map[string]bool
 	// touched: in-flight messages whose record an admin changed meanwhile
 	// (updateTx); remove then looks for a moved schedule entry.

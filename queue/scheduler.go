@@ -190,7 +190,11 @@ func (q *Queue) Run(ctx context.Context, d Deliverer, grace time.Duration) error
 	defer timer.Stop()
 	for {
 		var next time.Time
-		if free := q.opts.Concurrency - q.inflightCount(); free > 0 {
+		free := q.opts.Concurrency - q.inflightCount()
+		if free <= 0 {
+			q.setBacklog(true) // woken by a message that found no free worker, or a retry
+		}
+		if free > 0 {
 			msgs, n, err := q.due(q.now(), free)
 			if err != nil {
 				q.log.Error("queue scan failed", "err", err)
@@ -284,15 +288,25 @@ func (q *Queue) isInflightKey(id []byte) bool {
 	return q.inflight[string(id)]
 }
 
+// setBacklog notes whether due messages may be waiting for a worker.
+func (q *Queue) setBacklog(on bool) {
+	q.mu.Lock()
+	q.backlog = on
+	q.mu.Unlock()
+}
+
 // claimFresh marks a message about to be committed in flight, for Run to
 // start it without looking for it (handOff): only while Run takes fresh
-// messages and fewer than Concurrency are in flight. Claimed before the
+// messages, fewer than Concurrency are in flight and no due message
+// waits (backlog: a new message does not overtake older due ones, such
+// as retries, while the workers are all busy; the schedule serves them
+// in next-attempt order). Claimed before the
 // commit, the message is in flight the moment it exists, so an admin
 // change in between is noted (touch) as for any attempt.
 func (q *Queue) claimFresh(id string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !q.running || len(q.inflight) >= q.opts.Concurrency || q.inflight[id] {
+	if !q.running || q.backlog || len(q.inflight) >= q.opts.Concurrency || q.inflight[id] {
 		return false
 	}
 	q.inflight[id] = true

@@ -27,6 +27,7 @@ func decodeEnvelope(v []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("queue: decode record: %w", err)
 	}
 	env := rec.Envelope
+	env.stored, env.storedOK = stateOf(env), true
 	if env.Origin.ClientIP == "" {
 		env.Origin.ClientIP = rec.LegacyClientIP
 	}
@@ -121,7 +122,8 @@ func (q *Queue) insert(ctx context.Context, env *Envelope, head, body []byte) (c
 		}
 		return false, err
 	}
-	q.counts.move(recNone, stateOf(env))
+	env.stored, env.storedOK = stateOf(env), true
+	q.counts.move(recNone, env.stored)
 	return claimed, nil
 }
 
@@ -159,6 +161,8 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 	var bad []string
 	var stale [][]byte
 	q.scans.Add(1)
+	more := true // more due than max, or the scan failed: a backlog
+	defer func() { q.setBacklog(more) }()
 	defer func() { q.skipCorrupt(bad, "scheduler"); q.dropStale(stale) }()
 	err := q.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMsgs)
@@ -166,6 +170,7 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			if bytes.Compare(k[:8], nowKey) > 0 {
 				next, _ = parseSchedKey(k)
+				more = false
 				return nil
 			}
 			if len(out) >= max {
@@ -193,6 +198,7 @@ func (q *Queue) due(now time.Time, max int) ([]*Envelope, time.Time, error) {
 			env.raw = bytes.Clone(v) // v lives only as long as the transaction
 			out = append(out, env)
 		}
+		more = false
 		return nil
 	})
 	return out, next, err
@@ -285,6 +291,7 @@ func (q *Queue) save(env *Envelope, old time.Time) error {
 	})
 	if err == nil {
 		q.counts.move(mv.from, mv.to)
+		env.stored, env.storedOK = mv.to, mv.to != recNone
 	}
 	return err
 }
@@ -301,7 +308,14 @@ func (q *Queue) remove(env *Envelope, sched time.Time) error {
 		}
 		v := tx.Bucket(bucketMsgs).Get([]byte(env.ID))
 		if !q.wasTouched(env.ID) {
-			was = storedState(v)
+			switch {
+			case v == nil:
+				was = recNone
+			case env.storedOK: // the record is the one env was read as or saved
+				was = env.stored
+			default:
+				was = storedState(v)
+			}
 			return deleteRecord(tx, env.ID)
 		}
 		// As in save: an admin change while the attempt ran moved the entry.
