@@ -79,7 +79,14 @@ func TestFreshMessageStartsWithoutScan(t *testing.T) {
 	if s := d.scansAt[id]; s != 1 {
 		t.Errorf("attempt started after %d scans, want 1 (the scan at start): Commit did not hand the message over", s)
 	}
+	d.mu.Unlock()
+	waitEmpty(t, q)
+	d.mu.Lock()
+	if s := q.scans.Load(); s != 1 {
+		t.Errorf("%d scans after the delivery, want 1: a removal without a backlog needs none", s)
+	}
 }
+
 
 // Fresh messages from many sessions at once: each attempted exactly once
 // (never by both the hand-over and a scan), never more than Concurrency
@@ -120,20 +127,7 @@ func TestFreshMessagesOnceEachWithinConcurrency(t *testing.T) {
 	for range sessions * per {
 		<-d.done
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := q.Counts()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Active == 0 && c.Incoming+c.Deferred+c.Hold == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after every delivery: %+v", c)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitEmpty(t, q)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for id := range ids {

@@ -205,11 +205,13 @@ func TestNullSenderIsNeverBounced(t *testing.T) {
 	}
 }
 
+// waitEmpty waits until nothing is queued and no attempt is still
+// concluding (in flight).
 func waitEmpty(t *testing.T, q *Queue) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		st, err := q.Stats()
-		if err == nil && st.Messages == 0 {
+		if err == nil && st.Messages == 0 && q.inflightCount() == 0 {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -589,7 +589,17 @@ func (q *Queue) conclude(env *Envelope, now time.Time, failed, sent []*Rcpt) {
 		return
 	}
 	q.setInflight(env.ID, false)
-	q.wake()
+	// A freed worker matters to the scheduler only if due messages wait
+	// for one; a new schedule entry may come before its timer.
+	if len(pending) > 0 || q.hasBacklog() {
+		q.wake()
+	}
+}
+
+func (q *Queue) hasBacklog() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.backlog
 }
 
 func wanting(rcpts []*Rcpt, a dsn.Action) []*Rcpt {
