@@ -304,6 +304,28 @@ func TestMilterRecipientEdits(t *testing.T) {
 	}
 }
 
+// A listener that cannot change the message (no Editor) gets the default
+// action for a filter's recipient change, as for its header changes: the
+// message is neither queued without the change nor discarded.
+func TestMilterRecipientEditWithoutEditor(t *testing.T) {
+	addr, _ := startScripted(t, func(m *milter.Modifier, _ []byte) (milter.Response, error) {
+		m.DeleteRecipient("b@dst.test")
+		return milter.RespAccept, nil
+	})
+	ctx := context.Background()
+	c := &Conn{IP: netip.MustParseAddr("192.0.2.7")}
+	tx := &Txn{From: "a@src.test", Rcpts: []string{"b@dst.test"}, QueueID: "0QUEUEID"}
+	m := newMilter(addr)
+	w := m.Stream(ctx, c, tx)
+	io.WriteString(w, testMessage)
+	w.Close()
+	msg := struct{ Message }{&memMessage{data: testMessage}} // Open and Size only
+	r := enforce(m.CheckData(ctx, c, tx, msg))
+	if replyOf(r) != "451 4.7.1 Service unavailable - try again later" || r.Discard {
+		t.Errorf("%+v", r)
+	}
+}
+
 // The filter sees the macros, the header as received (not our Received)
 // and the whole body, in chunks of at most 65535 bytes.
 func TestMilterSeesMessage(t *testing.T) {

@@ -106,14 +106,14 @@ func TestIncomingRcptEditsByKey(t *testing.T) {
 	same := func(a string) string { return a }
 	for _, tc := range []struct {
 		name string
-		edit func(in *Incoming) int
+		edit func(in *Incoming)
 		want string
 	}{
-		{"add, case ignored", func(in *Incoming) int { return b2i(in.AddRcpt("X@dst.test", strings.ToLower)) }, "x@dst.test,y@dst.test"},
-		{"add, case kept", func(in *Incoming) int { return b2i(in.AddRcpt("X@dst.test", same)) }, "x@dst.test,y@dst.test,X@dst.test"},
-		{"delete, case ignored", func(in *Incoming) int { return in.DelRcpt("X@DST.test", strings.ToLower) }, "y@dst.test"},
-		{"delete, case kept", func(in *Incoming) int { return in.DelRcpt("X@dst.test", same) }, "x@dst.test,y@dst.test"},
-		{"delete exact, case kept", func(in *Incoming) int { return in.DelRcpt("y@dst.test", same) }, "x@dst.test"},
+		{"add, case ignored", func(in *Incoming) { in.AddRcpt("X@dst.test", strings.ToLower) }, "x@dst.test,y@dst.test"},
+		{"add, case kept", func(in *Incoming) { in.AddRcpt("X@dst.test", same) }, "x@dst.test,y@dst.test,X@dst.test"},
+		{"delete, case ignored", func(in *Incoming) { in.DelRcpt("X@DST.test", strings.ToLower) }, "y@dst.test"},
+		{"delete, case kept", func(in *Incoming) { in.DelRcpt("X@dst.test", same) }, "x@dst.test,y@dst.test"},
+		{"delete exact, case kept", func(in *Incoming) { in.DelRcpt("y@dst.test", same) }, "x@dst.test"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q := openTest(t, t.TempDir(), Options{})
@@ -123,7 +123,7 @@ func TestIncomingRcptEditsByKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer in.Abort()
-			n := tc.edit(in)
+			tc.edit(in)
 			var rs []string
 			for _, rc := range in.Envelope().Rcpts {
 				rs = append(rs, rc.Addr)
@@ -131,18 +131,8 @@ func TestIncomingRcptEditsByKey(t *testing.T) {
 			if got := strings.Join(rs, ","); got != tc.want {
 				t.Errorf("recipients %s, want %s", got, tc.want)
 			}
-			if changed := len(rs) != 2; changed != (n == 1) {
-				t.Errorf("reported %d changes, recipients %v", n, rs)
-			}
 		})
 	}
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // The CRLF promise of smtpd (MarkCRLF) survives a failed rewrite and goes

@@ -641,21 +641,20 @@ func (in *Incoming) SetFrom(from string) { in.env.From = from }
 // message has one that is the same mailbox: two addresses are one mailbox
 // when key gives the same string for both (the listener's rule for a
 // repeated RCPT; smtpd's compares local parts without case unless the
-// domain is case-sensitive). It reports whether it added addr.
-func (in *Incoming) AddRcpt(addr string, key func(addr string) string) bool {
+// domain is case-sensitive).
+func (in *Incoming) AddRcpt(addr string, key func(addr string) string) {
 	k := key(addr)
 	for _, rc := range in.env.Rcpts {
 		if key(rc.Addr) == k {
-			return false
+			return
 		}
 	}
 	in.env.Rcpts = append(in.env.Rcpts, Rcpt{Addr: addr, Status: StatusPending})
-	return true
 }
 
 // DelRcpt removes the recipients (SMFIR_DELRCPT) that are the mailbox
-// addr, by key as in AddRcpt, and reports how many it removed.
-func (in *Incoming) DelRcpt(addr string, key func(addr string) string) int {
+// addr, by key as in AddRcpt.
+func (in *Incoming) DelRcpt(addr string, key func(addr string) string) {
 	k := key(addr)
 	var rs []Rcpt
 	for _, rc := range in.env.Rcpts {
@@ -663,7 +662,5 @@ func (in *Incoming) DelRcpt(addr string, key func(addr string) string) int {
 			rs = append(rs, rc)
 		}
 	}
-	n := len(in.env.Rcpts) - len(rs)
 	in.env.Rcpts = rs
-	return n
 }

@@ -510,42 +510,25 @@ func (m message) SetFrom(from string) { m.in.SetFrom(from) }
 // AddRcpt and DelRcpt take the address as RCPT does (normalised by
 // address.Parse, the same mailbox by mailboxKey); a quoted local part is
 // unquoted first, as go-smtp does for RCPT.
-func (m message) AddRcpt(addr string) ([]string, error) {
-	a, err := m.rcptAddr(addr)
-	if err != nil {
-		return nil, err
-	}
-	m.in.AddRcpt(a, m.srv.mailboxKey)
-	return m.rcpts(), nil
-}
+func (m message) AddRcpt(addr string) ([]string, error) { return m.editRcpt(addr, m.in.AddRcpt) }
+func (m message) DelRcpt(addr string) ([]string, error) { return m.editRcpt(addr, m.in.DelRcpt) }
 
-func (m message) DelRcpt(addr string) ([]string, error) {
-	a, err := m.rcptAddr(addr)
-	if err != nil {
-		return nil, err
-	}
-	m.in.DelRcpt(a, m.srv.mailboxKey)
-	return m.rcpts(), nil
-}
-
-func (m message) rcptAddr(addr string) (string, error) {
+// editRcpt applies edit to addr in wire form and returns the recipients.
+func (m message) editRcpt(addr string, edit func(addr string, key func(string) string)) ([]string, error) {
 	u, err := address.Unquote(addr)
-	if err != nil {
-		return "", fmt.Errorf("smtpd: recipient: %w", err)
+	var mb address.Mailbox
+	if err == nil {
+		mb, err = address.Parse(u, m.utf8)
 	}
-	mb, err := address.Parse(u, m.utf8)
 	if err != nil {
-		return "", fmt.Errorf("smtpd: recipient: %w", err)
+		return nil, fmt.Errorf("smtpd: recipient: %w", err)
 	}
-	return mb.Wire(), nil
-}
-
-func (m message) rcpts() []string {
+	edit(mb.Wire(), m.srv.mailboxKey)
 	var rs []string
 	for _, rc := range m.in.Envelope().Rcpts {
 		rs = append(rs, rc.Addr)
 	}
-	return rs
+	return rs, nil
 }
 
 var _ policy.Editor = message{}
