@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-milter"
+
+	"github.com/mxedge/mxedge/internal/miltertest"
 )
 
 // bodyMilter rejects a message whose body says "BUY NOW" and tags the
@@ -106,12 +108,5 @@ func startBodyMilter(t *testing.T) net.Listener {
 // stopped when the test ends, and returns its listener.
 func startMilter(t *testing.T, newMilter func() milter.Milter, actions milter.OptAction) net.Listener {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.4:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &milter.Server{NewMilter: newMilter, Actions: actions}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln
+	return miltertest.Start(t, "127.0.0.4:0", newMilter, actions)
 }

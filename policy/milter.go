@@ -44,8 +44,12 @@ import (
 //     likewise, at a later index before that field of the header as
 //     received; change header (an empty value deletes it), replace body,
 //     change sender, add and delete recipients: applied to the message
-//     before it is queued (Editor). A message whose recipients were all
-//     deleted is discarded. (A replaced body is held in memory while
+//     before it is queued (Editor). A recipient is added unless the
+//     message has that mailbox already and deleted with every address
+//     that is that mailbox, by the listener's rule for a repeated RCPT
+//     (Editor.AddRcpt); an address the listener would refuse at RCPT is
+//     left out, logged. A message whose recipients were all deleted is
+//     discarded. (A replaced body is held in memory while
 //     it is written to the spool: go-milter's client collects the
 //     modifications before it returns the verdict.)
 //
@@ -265,39 +269,48 @@ func (m *Milter) decide(t *Txn, msg Message, act *milter.Action, mods []milter.M
 		case milter.ActQuarantine:
 			r.Hold, r.Reason = true, name+": quarantine: "+milterclient.Printable(mod.Reason)
 		case milter.ActChangeFrom:
+			e.envelope = true
 			if ed != nil {
 				ed.SetFrom(trimAngle(mod.From))
 			}
-		case milter.ActAddRcpt:
+		case milter.ActAddRcpt, milter.ActDelRcpt:
+			e.envelope = true
 			if ed != nil {
-				ed.AddRcpt(trimAngle(mod.Rcpt))
+				m.editRcpt(t, ed, mod)
 			}
-			t.Rcpts = append(t.Rcpts, trimAngle(mod.Rcpt))
-		case milter.ActDelRcpt:
-			if ed != nil {
-				ed.DelRcpt(trimAngle(mod.Rcpt))
-			}
-			rs := t.Rcpts[:0:0]
-			for _, rc := range t.Rcpts {
-				if !strings.EqualFold(rc, trimAngle(mod.Rcpt)) {
-					rs = append(rs, rc)
-				}
-			}
-			t.Rcpts = rs
 		}
+	}
+	if ed == nil && (e.inserts != nil || e.changes != nil || e.replace || e.envelope) {
+		return m.failed(t, errors.New("the listener cannot change the message"))
 	}
 	if len(t.Rcpts) == 0 {
 		return Result{Discard: true, Reason: name + ": every recipient deleted"}
 	}
 	if e.inserts != nil || e.changes != nil || e.replace {
-		if ed == nil {
-			return m.failed(t, errors.New("the listener cannot change the message"))
-		}
 		if err := ed.Rewrite(e.apply); err != nil {
 			return Result{Err: fmt.Errorf("milter %s: applying its changes: %w", name, err)}
 		}
 	}
 	return r
+}
+
+// editRcpt applies an SMFIR_ADDRCPT or SMFIR_DELRCPT through the
+// listener (Editor: its rule for "the same mailbox") and keeps t.Rcpts as
+// the message's recipients. An address the listener refuses is never
+// stored: the change is left out, with a log line.
+func (m *Milter) editRcpt(t *Txn, ed Editor, mod milter.ModifyAction) {
+	edit, action := ed.AddRcpt, "add"
+	if mod.Code == milter.ActDelRcpt {
+		edit, action = ed.DelRcpt, "delete"
+	}
+	addr := trimAngle(mod.Rcpt)
+	rs, err := edit(addr)
+	if err != nil {
+		m.log().Warn("milter recipient change ignored", "queue_id", t.QueueID, "milter", m.Config.Name,
+			"action", action, "rcpt", "<"+milterclient.Printable(addr)+">", "err", err)
+		return
+	}
+	t.Rcpts = rs
 }
 
 // failed applies DefaultAction to a filter that could not answer.
@@ -357,6 +370,7 @@ type edits struct {
 	inserts, changes []milter.ModifyAction
 	body             []byte
 	replace          bool
+	envelope         bool // the sender or the recipients changed
 }
 
 // apply writes data with the changes: header fields changed (by name and

@@ -3,11 +3,13 @@ package policy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,8 @@ import (
 	"github.com/emersion/go-milter"
 
 	"github.com/mxedge/mxedge/internal/milterclient"
+	"github.com/mxedge/mxedge/internal/miltertest"
+	"github.com/mxedge/mxedge/internal/testlog"
 )
 
 // scripted is a filter written with go-milter's server: body decides what
@@ -74,27 +78,21 @@ func (s *scripted) Body(m *milter.Modifier) (milter.Response, error) {
 
 func startScripted(t *testing.T, end func(m *milter.Modifier, body []byte) (milter.Response, error)) (string, *seen) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := &seen{macros: map[string]string{}}
-	srv := &milter.Server{
-		NewMilter: func() milter.Milter { return &scripted{rec: rec, end: end} },
-		Actions: milter.OptAddHeader | milter.OptChangeHeader | milter.OptChangeBody | milter.OptAddRcpt |
-			milter.OptRemoveRcpt | milter.OptQuarantine | milter.OptChangeFrom,
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := miltertest.Start(t, "127.0.0.1:0", func() milter.Milter { return &scripted{rec: rec, end: end} },
+		milter.OptAddHeader|milter.OptChangeHeader|milter.OptChangeBody|milter.OptAddRcpt|
+			milter.OptRemoveRcpt|milter.OptQuarantine|milter.OptChangeFrom)
 	return ln.Addr().String(), rec
 }
 
 // memMessage is a received message as the listener hands it to DATA
-// checks (policy.Editor), in memory.
+// checks (policy.Editor), in memory. Recipients are the same mailbox when
+// equal, without case if fold; one without "@" is refused.
 type memMessage struct {
 	head, data string
 	from       string
 	rcpts      []string
+	fold       bool
 }
 
 func (m *memMessage) Open() (io.ReadCloser, error) {
@@ -109,16 +107,23 @@ func (m *memMessage) Rewrite(write func(io.Reader, io.Writer) error) error {
 	m.data = b.String()
 	return nil
 }
-func (m *memMessage) SetFrom(f string) { m.from = f }
-func (m *memMessage) AddRcpt(a string) { m.rcpts = append(m.rcpts, a) }
-func (m *memMessage) DelRcpt(a string) {
-	var rs []string
-	for _, r := range m.rcpts {
-		if r != a {
-			rs = append(rs, r)
-		}
+func (m *memMessage) SetFrom(f string)      { m.from = f }
+func (m *memMessage) same(a, b string) bool { return a == b || m.fold && strings.EqualFold(a, b) }
+func (m *memMessage) AddRcpt(a string) ([]string, error) {
+	if !strings.Contains(a, "@") {
+		return nil, errors.New("bad address syntax")
 	}
-	m.rcpts = rs
+	if !slices.ContainsFunc(m.rcpts, func(r string) bool { return m.same(r, a) }) {
+		m.rcpts = append(m.rcpts, a)
+	}
+	return slices.Clone(m.rcpts), nil
+}
+func (m *memMessage) DelRcpt(a string) ([]string, error) {
+	if !strings.Contains(a, "@") {
+		return nil, errors.New("bad address syntax")
+	}
+	m.rcpts = slices.DeleteFunc(m.rcpts, func(r string) bool { return m.same(r, a) })
+	return slices.Clone(m.rcpts), nil
 }
 
 const testMessage = "From: a@src.test\r\nSubject: hello\r\nX-Tag: one\r\nX-Tag: two\r\n\r\nhello world\r\n"
@@ -127,12 +132,18 @@ const testMessage = "From: a@src.test\r\nSubject: hello\r\nX-Tag: one\r\nX-Tag: 
 // start of DATA, the data in small writes, Close, CheckData.
 func filter(t *testing.T, m *Milter, data string) (Result, *memMessage) {
 	t.Helper()
+	msg := &memMessage{head: "Received: by us\r\n", data: data, from: "a@src.test", rcpts: []string{"b@dst.test"}}
+	return filterMessage(t, m, msg), msg
+}
+
+// filterMessage is filter with the message given.
+func filterMessage(t *testing.T, m *Milter, msg *memMessage) Result {
+	t.Helper()
 	ctx := context.Background()
 	c := &Conn{IP: netip.MustParseAddr("192.0.2.7"), Helo: "client.src.test", Reverse: Reverse{Name: "mail.src.test"}}
-	tx := &Txn{From: "a@src.test", Rcpts: []string{"b@dst.test"}, QueueID: "0QUEUEID"}
-	msg := &memMessage{head: "Received: by us\r\n", data: data, from: tx.From, rcpts: append([]string(nil), tx.Rcpts...)}
+	tx := &Txn{From: msg.from, Rcpts: slices.Clone(msg.rcpts), QueueID: "0QUEUEID"}
 	w := m.Stream(ctx, c, tx)
-	for p := data; len(p) > 0; {
+	for p := msg.data; len(p) > 0; {
 		k := min(len(p), 7000)
 		if n, err := w.Write([]byte(p[:k])); n != k || err != nil {
 			t.Fatalf("stream write: %d %v", n, err)
@@ -140,7 +151,7 @@ func filter(t *testing.T, m *Milter, data string) (Result, *memMessage) {
 		p = p[k:]
 	}
 	w.Close()
-	return enforce(m.CheckData(ctx, c, tx, msg)), msg
+	return enforce(m.CheckData(ctx, c, tx, msg))
 }
 
 func newMilter(addr string) *Milter {
@@ -254,6 +265,64 @@ func TestMilterActions(t *testing.T) {
 			r, msg := filter(t, newMilter(addr), testMessage)
 			tc.check(t, r, msg)
 		})
+	}
+}
+
+// A filter's recipient changes follow the listener's rule for "the same
+// mailbox" (the Editor's), and so does the discard of a message whose
+// recipients were all deleted; an address the listener refuses is left
+// out, with a log line.
+func TestMilterRecipientEdits(t *testing.T) {
+	addr, _ := startScripted(t, func(m *milter.Modifier, _ []byte) (milter.Response, error) {
+		m.AddRecipient("B@dst.test") // go-milter sends it in angle brackets
+		m.AddRecipient("no-domain")
+		m.DeleteRecipient("B@dst.test")
+		return milter.RespAccept, nil
+	})
+	for _, tc := range []struct {
+		name    string
+		fold    bool
+		discard bool
+		rcpts   string
+	}{
+		{"local parts without case", true, true, ""},
+		{"case-sensitive local parts", false, false, "b@dst.test"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs testlog.Buffer
+			m := newMilter(addr)
+			m.Logger = logs.Logger()
+			msg := &memMessage{data: testMessage, from: "a@src.test", rcpts: []string{"b@dst.test"}, fold: tc.fold}
+			r := filterMessage(t, m, msg)
+			if r.Reply != nil || r.Discard != tc.discard || strings.Join(msg.rcpts, ",") != tc.rcpts {
+				t.Errorf("%+v rcpts %v", r, msg.rcpts)
+			}
+			if l := logs.String(); !strings.Contains(l, `msg="milter recipient change ignored" queue_id=0QUEUEID milter=test action=add rcpt=<no-domain> err="bad address syntax"`) {
+				t.Errorf("no log line for the refused address:\n%s", l)
+			}
+		})
+	}
+}
+
+// A listener that cannot change the message (no Editor) gets the default
+// action for a filter's recipient change, as for its header changes: the
+// message is neither queued without the change nor discarded.
+func TestMilterRecipientEditWithoutEditor(t *testing.T) {
+	addr, _ := startScripted(t, func(m *milter.Modifier, _ []byte) (milter.Response, error) {
+		m.DeleteRecipient("b@dst.test")
+		return milter.RespAccept, nil
+	})
+	ctx := context.Background()
+	c := &Conn{IP: netip.MustParseAddr("192.0.2.7")}
+	tx := &Txn{From: "a@src.test", Rcpts: []string{"b@dst.test"}, QueueID: "0QUEUEID"}
+	m := newMilter(addr)
+	w := m.Stream(ctx, c, tx)
+	io.WriteString(w, testMessage)
+	w.Close()
+	msg := struct{ Message }{&memMessage{data: testMessage}} // Open and Size only
+	r := enforce(m.CheckData(ctx, c, tx, msg))
+	if replyOf(r) != "451 4.7.1 Service unavailable - try again later" || r.Discard {
+		t.Errorf("%+v", r)
 	}
 }
 

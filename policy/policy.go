@@ -280,9 +280,17 @@ type Editor interface {
 	Rewrite(write func(data io.Reader, w io.Writer) error) error
 	// SetFrom changes the envelope sender (wire form, "" the null sender).
 	SetFrom(from string)
-	// AddRcpt and DelRcpt change the recipients (wire form).
-	AddRcpt(addr string)
-	DelRcpt(addr string)
+	// AddRcpt adds a recipient, addr as a filter wrote it (without angle
+	// brackets), unless the message has that mailbox already; DelRcpt
+	// removes the recipients that are the mailbox addr. "The same
+	// mailbox" is the listener's rule for a repeated RCPT (smtpd: equal
+	// normalised domains, local parts equal without case unless the
+	// domain is configured case-sensitive). Both return the message's
+	// recipients after the change (wire form). An address the listener
+	// would refuse at RCPT (bad syntax; non-ASCII without SMTPUTF8) is an
+	// error, and nothing changes.
+	AddRcpt(addr string) ([]string, error)
+	DelRcpt(addr string) ([]string, error)
 }
 
 // Reply is an SMTP reply a check decides: code, enhanced status code

@@ -56,9 +56,9 @@ func TestIncomingRewrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			in.SetFrom("b@src.test")
-			in.DelRcpt("X@dst.test")
-			in.AddRcpt("z@dst.test")
-			in.AddRcpt("z@dst.test")
+			in.DelRcpt("X@dst.test", strings.ToLower)
+			in.AddRcpt("z@dst.test", strings.ToLower)
+			in.AddRcpt("z@dst.test", strings.ToLower)
 			if got := openIncoming(t, in); got != "Received: by us\r\n"+tc.new {
 				t.Fatalf("after the rewrite: %.80q", got)
 			}
@@ -94,6 +94,42 @@ func TestIncomingRewrite(t *testing.T) {
 				if _, err := readTrailer(f, true); err != nil {
 					t.Errorf("trailer of the rewritten spool file: %v", err)
 				}
+			}
+		})
+	}
+}
+
+// AddRcpt and DelRcpt compare recipients by the caller's key: with one
+// that ignores case, a case variant is the same recipient (not added,
+// deleted); with the identity it is another one.
+func TestIncomingRcptEditsByKey(t *testing.T) {
+	same := func(a string) string { return a }
+	for _, tc := range []struct {
+		name string
+		edit func(in *Incoming)
+		want string
+	}{
+		{"add, case ignored", func(in *Incoming) { in.AddRcpt("X@dst.test", strings.ToLower) }, "x@dst.test,y@dst.test"},
+		{"add, case kept", func(in *Incoming) { in.AddRcpt("X@dst.test", same) }, "x@dst.test,y@dst.test,X@dst.test"},
+		{"delete, case ignored", func(in *Incoming) { in.DelRcpt("X@DST.test", strings.ToLower) }, "y@dst.test"},
+		{"delete, case kept", func(in *Incoming) { in.DelRcpt("X@dst.test", same) }, "x@dst.test,y@dst.test"},
+		{"delete exact, case kept", func(in *Incoming) { in.DelRcpt("y@dst.test", same) }, "x@dst.test"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := openTest(t, t.TempDir(), Options{})
+			defer q.Close()
+			in, err := q.NewMessage(Envelope{From: "a@src.test", Rcpts: []Rcpt{{Addr: "x@dst.test"}, {Addr: "y@dst.test"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Abort()
+			tc.edit(in)
+			var rs []string
+			for _, rc := range in.Envelope().Rcpts {
+				rs = append(rs, rc.Addr)
+			}
+			if got := strings.Join(rs, ","); got != tc.want {
+				t.Errorf("recipients %s, want %s", got, tc.want)
 			}
 		})
 	}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -643,21 +642,28 @@ func (in *Incoming) Envelope() Envelope {
 // from is in wire form, "" the null sender.
 func (in *Incoming) SetFrom(from string) { in.env.From = from }
 
-// AddRcpt adds a recipient (SMFIR_ADDRCPT), unless the message has it.
-func (in *Incoming) AddRcpt(addr string) {
+// AddRcpt adds a recipient (SMFIR_ADDRCPT), wire form, unless the
+// message has one that is the same mailbox: two addresses are one mailbox
+// when key gives the same string for both (the listener's rule for a
+// repeated RCPT; smtpd's compares local parts without case unless the
+// domain is case-sensitive).
+func (in *Incoming) AddRcpt(addr string, key func(addr string) string) {
+	k := key(addr)
 	for _, rc := range in.env.Rcpts {
-		if rc.Addr == addr {
+		if key(rc.Addr) == k {
 			return
 		}
 	}
 	in.env.Rcpts = append(in.env.Rcpts, Rcpt{Addr: addr, Status: StatusPending})
 }
 
-// DelRcpt removes a recipient (SMFIR_DELRCPT), compared without case.
-func (in *Incoming) DelRcpt(addr string) {
+// DelRcpt removes the recipients (SMFIR_DELRCPT) that are the mailbox
+// addr, by key as in AddRcpt.
+func (in *Incoming) DelRcpt(addr string, key func(addr string) string) {
+	k := key(addr)
 	var rs []Rcpt
 	for _, rc := range in.env.Rcpts {
-		if !strings.EqualFold(rc.Addr, addr) {
+		if key(rc.Addr) != k {
 			rs = append(rs, rc)
 		}
 	}

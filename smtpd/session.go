@@ -74,7 +74,7 @@ type session struct {
 	txn      *policy.Txn // nil outside a transaction
 	haveFrom bool
 	rcpts    []queue.Rcpt
-	seen     map[string]bool // recipients accepted, by dedupKey
+	seen     map[string]bool // recipients accepted, by mailboxKey
 }
 
 func (s *session) Reset() {
@@ -207,7 +207,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return replyBadRcpt
 	}
 	addr := m.Wire()
-	key := s.dedupKey(addr, m.Domain)
+	key := s.srv.mailboxKey(addr)
 	if s.seen[key] {
 		return nil
 	}
@@ -239,17 +239,16 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
-// dedupKey is the form in which two recipients of one message are the
-// same mailbox: the domain is in normal form already; the local part is
-// compared without regard to case unless the domain is configured
-// case-sensitive (RFC 5321 section 2.4 leaves the case of local parts to
-// the receiving host; mailbox backends almost never tell them apart).
-func (s *session) dedupKey(addr, domain string) string {
-	if s.srv.o.CaseSensitive[domain] {
-		return addr
-	}
+// mailboxKey is the form in which two recipients of one message (wire
+// form, as Rcpt stores them) are the same mailbox: the domain is in
+// normal form already; the local part is compared without regard to case
+// unless the domain is configured case-sensitive (RFC 5321 section 2.4
+// leaves the case of local parts to the receiving host; mailbox backends
+// almost never tell them apart). A repeated RCPT and a DATA check's
+// recipient changes (message.AddRcpt, DelRcpt) use it.
+func (s *Server) mailboxKey(addr string) string {
 	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
+	if i < 0 || s.o.CaseSensitive[addr[i+1:]] {
 		return addr
 	}
 	return strings.ToLower(addr[:i]) + addr[i:]
@@ -456,7 +455,7 @@ func (s *session) Data(r io.Reader) error {
 	in.MarkCRLF(!f.dotLines) // the body filter let no bare CR or LF through; our headers are CRLF
 	if s.sc.chain.HasData() {
 		dctx, dcancel := s.stageContext()
-		d := s.sc.chain.Data(dctx, s.pc, t, message{in})
+		d := s.sc.chain.Data(dctx, s.pc, t, message{in: in, srv: s.srv, utf8: t.Mail.UTF8})
 		dcancel()
 		if d.Refused() {
 			return s.refuse("message rejected", d, strings.Join(t.Rcpts, ">,<"))
@@ -493,7 +492,11 @@ func (s *session) Data(r io.Reader) error {
 }
 
 // message is a received message as DATA checks see it.
-type message struct{ in *queue.Incoming }
+type message struct {
+	in   *queue.Incoming
+	srv  *Server
+	utf8 bool // the transaction has SMTPUTF8
+}
 
 func (m message) Open() (io.ReadCloser, error) { return m.in.Open() }
 func (m message) Size() int64                  { return m.in.Size() }
@@ -503,8 +506,30 @@ func (m message) Rewrite(write func(data io.Reader, w io.Writer) error) error {
 	return m.in.Rewrite(write)
 }
 func (m message) SetFrom(from string) { m.in.SetFrom(from) }
-func (m message) AddRcpt(addr string) { m.in.AddRcpt(addr) }
-func (m message) DelRcpt(addr string) { m.in.DelRcpt(addr) }
+
+// AddRcpt and DelRcpt take the address as RCPT does (normalised by
+// address.Parse, the same mailbox by mailboxKey); a quoted local part is
+// unquoted first, as go-smtp does for RCPT.
+func (m message) AddRcpt(addr string) ([]string, error) { return m.editRcpt(addr, m.in.AddRcpt) }
+func (m message) DelRcpt(addr string) ([]string, error) { return m.editRcpt(addr, m.in.DelRcpt) }
+
+// editRcpt applies edit to addr in wire form and returns the recipients.
+func (m message) editRcpt(addr string, edit func(addr string, key func(string) string)) ([]string, error) {
+	u, err := address.Unquote(addr)
+	var mb address.Mailbox
+	if err == nil {
+		mb, err = address.Parse(u, m.utf8)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("smtpd: recipient: %w", err)
+	}
+	edit(mb.Wire(), m.srv.mailboxKey)
+	var rs []string
+	for _, rc := range m.in.Envelope().Rcpts {
+		rs = append(rs, rc.Addr)
+	}
+	return rs, nil
+}
 
 var _ policy.Editor = message{}
 

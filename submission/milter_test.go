@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-milter"
 
+	"github.com/mxedge/mxedge/internal/miltertest"
 	"github.com/mxedge/mxedge/queue"
 )
 
@@ -63,18 +64,10 @@ func (s *spamMilter) Body(m *milter.Modifier) (milter.Response, error) {
 
 func startMilter(t *testing.T) (addr string, macros func() map[string]string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	seen := map[string]string{}
-	srv := &milter.Server{
-		NewMilter: func() milter.Milter { return &spamMilter{mu: &mu, macros: seen} },
-		Actions:   milter.OptAddHeader | milter.OptQuarantine,
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := miltertest.Start(t, "127.0.0.1:0", func() milter.Milter { return &spamMilter{mu: &mu, macros: seen} },
+		milter.OptAddHeader|milter.OptQuarantine)
 	return ln.Addr().String(), func() map[string]string {
 		mu.Lock()
 		defer mu.Unlock()
