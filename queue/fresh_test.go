@@ -87,7 +87,6 @@ func TestFreshMessageStartsWithoutScan(t *testing.T) {
 	}
 }
 
-
 // Fresh messages from many sessions at once: each attempted exactly once
 // (never by both the hand-over and a scan), never more than Concurrency
 // at a time, all removed.
