@@ -59,15 +59,7 @@ servers = [%q]
 timeout = "1s"
 `, dir, pair.Cert, pair.Key, ns.Addr()), 0o600)
 
-	out, errOut, code := runCmd(t, "doctor", "-config", cfg, "-json", "-mx", open.Addr(), "-relay-sender", "someone@elsewhere.test")
-	var checks []doctor.Check
-	if err := json.Unmarshal([]byte(out), &checks); err != nil {
-		t.Fatalf("doctor -json: %v\n%s%s", err, out, errOut)
-	}
-	status := map[string]string{}
-	for _, c := range checks {
-		status[c.Name+": "+c.Subject] = c.Status
-	}
+	status, code := doctorJSON(t, "-config", cfg, "-mx", open.Addr(), "-relay-sender", "someone@elsewhere.test")
 	for check, want := range map[string]string{
 		"MTA-STS record: doctor.test":                                                                        "warn",
 		"DANE TLSA matches our certificate: _25._tcp.mx1.doctor.test":                                        "ok",
@@ -86,9 +78,117 @@ timeout = "1s"
 		t.Errorf("the self-test said:\n%s", got)
 	}
 
-	out, _, _ = runCmd(t, "doctor", "-config", cfg, "-mx", "off")
+	out, _, _ := runCmd(t, "doctor", "-config", cfg, "-mx", "off")
 	if !strings.Contains(out, "- open relay self-test (no MX listener address to test)") {
 		t.Errorf("doctor -mx off:\n%s", out)
+	}
+}
+
+// doctorJSON runs "mxedge doctor -json args..." and returns the status of
+// each check by "name: subject", and the exit status.
+func doctorJSON(t *testing.T, args ...string) (map[string]string, int) {
+	t.Helper()
+	out, errOut, code := runCmd(t, append([]string{"doctor", "-json"}, args...)...)
+	var checks []doctor.Check
+	if err := json.Unmarshal([]byte(out), &checks); err != nil {
+		t.Fatalf("doctor -json: %v\n%s%s", err, out, errOut)
+	}
+	status := map[string]string{}
+	for _, c := range checks {
+		status[c.Name+": "+c.Subject] = c.Status
+	}
+	return status, code
+}
+
+// The DANE check covers every MX listener that offers STARTTLS, not only
+// the first: a TLSA record for the first listener's certificate fails for
+// the second's, which a DANE sender reaching the second would refuse. A
+// chain two listeners share is checked once; a submission listener's is
+// not checked (senders do not reach it by MX).
+func TestDoctorDANEEveryListener(t *testing.T) {
+	dir := t.TempDir()
+	pairs := map[string]certs.Pair{}
+	spki := map[string]string{}
+	for _, name := range []string{"a", "b", "sub"} {
+		p, err := certs.SelfSigned(filepath.Join(dir, name), "mx1.doctor.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain, err := readChain(p.Cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pairs[name], spki[name] = p, fmt.Sprintf("%x", sha256.Sum256(chain[0].RawSubjectPublicKeyInfo))
+	}
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10", "_25._tcp.mx1.doctor.test. TLSA 3 1 1 "+spki["a"])
+	ns.SetAD(true)
+	cfg := filepath.Join(dir, "mx.toml")
+	os.WriteFile(cfg, fmt.Appendf(nil, `hostname = "mx1.doctor.test"
+data_dir = %q
+relay_domains = ["doctor.test"]
+
+[[listener]]
+name = "mx-a"
+address = "127.0.0.27:25"
+tls_cert = [%q]
+tls_key = [%q]
+
+[[listener]]
+name = "mx-b"
+address = "127.0.0.28:25"
+tls_cert = [%q]
+tls_key = [%q]
+
+[[listener]]
+name = "mx-a6"
+address = "[::1]:25"
+tls_cert = [%q]
+tls_key = [%q]
+
+[[listener]]
+name = "plain"
+address = "127.0.0.29:25"
+
+[[listener]]
+name = "sub"
+kind = "submission"
+address = "127.0.0.27:587"
+tls_cert = [%q]
+tls_key = [%q]
+
+[routes]
+"doctor.test" = "127.0.0.27:2"
+
+[dns]
+servers = [%q]
+timeout = "1s"
+`, dir, pairs["a"].Cert, pairs["a"].Key, pairs["b"].Cert, pairs["b"].Key, pairs["a"].Cert, pairs["a"].Key,
+		pairs["sub"].Cert, pairs["sub"].Key, ns.Addr()), 0o600)
+
+	const check = "DANE TLSA matches our certificate: _25._tcp.mx1.doctor.test"
+	ofA := " (ECDSA certificate of mx-a 127.0.0.27:25, mx-a6 [::1]:25)"
+	ofB := " (ECDSA certificate of mx-b 127.0.0.28:25)"
+	status, _ := doctorJSON(t, "-config", cfg, "-mx", "off")
+	if status[check+ofA] != "ok" || status[check+ofB] != "fail" {
+		t.Errorf("TLSA of mx-a's key only: mx-a %q, mx-b %q, want ok and fail; all checks: %v", status[check+ofA], status[check+ofB], status)
+	}
+	n := 0
+	for name := range status {
+		if strings.HasPrefix(name, check) {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d DANE checks, want 2 (mx-a's chain, shared with mx-a6, and mx-b's; not the submission listener's): %v", n, status)
+	}
+
+	ns.Add("_25._tcp.mx1.doctor.test. TLSA 3 1 1 " + spki["b"])
+	status, _ = doctorJSON(t, "-config", cfg, "-mx", "off")
+	if status[check+ofA] != "ok" || status[check+ofB] != "ok" {
+		t.Errorf("TLSA of both keys: mx-a %q, mx-b %q, want ok", status[check+ofA], status[check+ofB])
+	}
+	if s, ok := status["TLSA record matches a served certificate: _25._tcp.mx1.doctor.test"]; ok {
+		t.Errorf("a record unmatched with both published: %q", s)
 	}
 }
 
