@@ -14,8 +14,8 @@ import (
 
 // dane checks the TLSA records of our MX listeners, _25._tcp.<hostname>
 // (RFC 7672), against the certificate chains they serve (every MX
-// listener that offers STARTTLS: a sender may reach any of them), with package
-// dane's lookup (only DNSSEC-authenticated records count, RFC 7672
+// listener that offers STARTTLS: a sender may reach any of them), with
+// package dane's lookup (only DNSSEC-authenticated records count, RFC 7672
 // section 2.1.1) and matching (usages DANE-TA(2) and DANE-EE(3)). No
 // records: DANE is not published, which is fine. Published records must
 // be satisfied by every chain a listener may serve, or a DANE sender

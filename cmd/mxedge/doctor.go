@@ -142,9 +142,9 @@ func splitList(s string) []string {
 
 // servedChains are the certificate chains of every MX listener that
 // offers STARTTLS (has a tls_cert), each distinct chain once with the
-// listeners serving it (name and address): a sender may reach any of them, so
-// the certificate and DANE checks cover them all. A file that cannot be
-// read is reported on stderr and left out.
+// listeners serving it (name and address): a sender may reach any of
+// them, so the certificate and DANE checks cover them all. A file that
+// cannot be read is reported on stderr and left out.
 func servedChains(listeners []config.Listener, stderr io.Writer) []doctor.Chain {
 	var chains []doctor.Chain
 	index := map[string]int{} // the chain's DER bytes: its index in chains
