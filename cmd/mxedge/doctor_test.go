@@ -23,41 +23,15 @@ import (
 // off the self-test is skipped, which the text output says.
 func TestDoctorJSON(t *testing.T) {
 	dir := t.TempDir()
-	pair, err := certs.SelfSigned(dir, "mx1.doctor.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := readChain(pair.Cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := chain[0]
-
-	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10",
-		fmt.Sprintf("_25._tcp.mx1.doctor.test. TLSA 3 1 1 %x", sha256.Sum256(leaf.RawSubjectPublicKeyInfo)))
+	pair, spki := doctorPair(t, dir)
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10", "_25._tcp.mx1.doctor.test. TLSA 3 1 1 "+spki)
 	ns.SetAD(true)
 	open, err := smtptest.Start("127.0.0.27:0") // accepts every recipient
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(open.Close)
-	cfg := filepath.Join(dir, "mx.toml")
-	os.WriteFile(cfg, fmt.Appendf(nil, `hostname = "mx1.doctor.test"
-data_dir = %q
-relay_domains = ["doctor.test"]
-
-[[listener]]
-address = "127.0.0.27:1"
-tls_cert = [%q]
-tls_key = [%q]
-
-[routes]
-"doctor.test" = "127.0.0.27:2"
-
-[dns]
-servers = [%q]
-timeout = "1s"
-`, dir, pair.Cert, pair.Key, ns.Addr()), 0o600)
+	cfg := writeDoctorConfig(t, dir, ns.Addr(), listenerTOML("", "", "127.0.0.27:1", &pair))
 
 	status, code := doctorJSON(t, "-config", cfg, "-mx", open.Addr(), "-relay-sender", "someone@elsewhere.test")
 	for check, want := range map[string]string{
@@ -84,6 +58,62 @@ timeout = "1s"
 	}
 }
 
+// doctorPair is a self-signed pair for mx1.doctor.test under dir and the
+// SHA-256 of its key (the data of a TLSA 3 1 1 record).
+func doctorPair(t *testing.T, dir string) (certs.Pair, string) {
+	t.Helper()
+	p, err := certs.SelfSigned(dir, "mx1.doctor.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := readChain(p.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, fmt.Sprintf("%x", sha256.Sum256(chain[0].RawSubjectPublicKeyInfo))
+}
+
+// listenerTOML is a [[listener]] table; name and kind "" are left out
+// (the defaults), and so are tls_cert and tls_key with pair nil.
+func listenerTOML(name, kind, addr string, pair *certs.Pair) string {
+	s := "[[listener]]\n"
+	if name != "" {
+		s += fmt.Sprintf("name = %q\n", name)
+	}
+	if kind != "" {
+		s += fmt.Sprintf("kind = %q\n", kind)
+	}
+	s += fmt.Sprintf("address = %q\n", addr)
+	if pair != nil {
+		s += fmt.Sprintf("tls_cert = [%q]\ntls_key = [%q]\n", pair.Cert, pair.Key)
+	}
+	return s
+}
+
+// writeDoctorConfig writes dir/mx.toml for mx1.doctor.test, relay domain
+// doctor.test, the DNS server at dnsAddr and the listeners, and returns
+// its path.
+func writeDoctorConfig(t *testing.T, dir, dnsAddr string, listeners ...string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, "mx.toml")
+	data := fmt.Sprintf(`hostname = "mx1.doctor.test"
+data_dir = %q
+relay_domains = ["doctor.test"]
+
+%s
+[routes]
+"doctor.test" = "127.0.0.27:2"
+
+[dns]
+servers = [%q]
+timeout = "1s"
+`, dir, strings.Join(listeners, "\n"), dnsAddr)
+	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // doctorJSON runs "mxedge doctor -json args..." and returns the status of
 // each check by "name: subject", and the exit status.
 func doctorJSON(t *testing.T, args ...string) (map[string]string, int) {
@@ -107,63 +137,17 @@ func doctorJSON(t *testing.T, args ...string) (map[string]string, int) {
 // not checked (senders do not reach it by MX).
 func TestDoctorDANEEveryListener(t *testing.T) {
 	dir := t.TempDir()
-	pairs := map[string]certs.Pair{}
-	spki := map[string]string{}
-	for _, name := range []string{"a", "b", "sub"} {
-		p, err := certs.SelfSigned(filepath.Join(dir, name), "mx1.doctor.test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		chain, err := readChain(p.Cert)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pairs[name], spki[name] = p, fmt.Sprintf("%x", sha256.Sum256(chain[0].RawSubjectPublicKeyInfo))
-	}
-	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10", "_25._tcp.mx1.doctor.test. TLSA 3 1 1 "+spki["a"])
+	a, spkiA := doctorPair(t, filepath.Join(dir, "a"))
+	b, spkiB := doctorPair(t, filepath.Join(dir, "b"))
+	sub, _ := doctorPair(t, filepath.Join(dir, "sub"))
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10", "_25._tcp.mx1.doctor.test. TLSA 3 1 1 "+spkiA)
 	ns.SetAD(true)
-	cfg := filepath.Join(dir, "mx.toml")
-	os.WriteFile(cfg, fmt.Appendf(nil, `hostname = "mx1.doctor.test"
-data_dir = %q
-relay_domains = ["doctor.test"]
-
-[[listener]]
-name = "mx-a"
-address = "127.0.0.27:25"
-tls_cert = [%q]
-tls_key = [%q]
-
-[[listener]]
-name = "mx-b"
-address = "127.0.0.28:25"
-tls_cert = [%q]
-tls_key = [%q]
-
-[[listener]]
-name = "mx-a6"
-address = "[::1]:25"
-tls_cert = [%q]
-tls_key = [%q]
-
-[[listener]]
-name = "plain"
-address = "127.0.0.29:25"
-
-[[listener]]
-name = "sub"
-kind = "submission"
-address = "127.0.0.27:587"
-tls_cert = [%q]
-tls_key = [%q]
-
-[routes]
-"doctor.test" = "127.0.0.27:2"
-
-[dns]
-servers = [%q]
-timeout = "1s"
-`, dir, pairs["a"].Cert, pairs["a"].Key, pairs["b"].Cert, pairs["b"].Key, pairs["a"].Cert, pairs["a"].Key,
-		pairs["sub"].Cert, pairs["sub"].Key, ns.Addr()), 0o600)
+	cfg := writeDoctorConfig(t, dir, ns.Addr(),
+		listenerTOML("mx-a", "", "127.0.0.27:25", &a),
+		listenerTOML("mx-b", "", "127.0.0.28:25", &b),
+		listenerTOML("mx-a6", "", "[::1]:25", &a),
+		listenerTOML("plain", "", "127.0.0.29:25", nil),
+		listenerTOML("sub", "submission", "127.0.0.27:587", &sub))
 
 	const check = "DANE TLSA matches our certificate: _25._tcp.mx1.doctor.test"
 	ofA := " (ECDSA certificate of mx-a 127.0.0.27:25, mx-a6 [::1]:25)"
@@ -182,7 +166,7 @@ timeout = "1s"
 		t.Errorf("%d DANE checks, want 2 (mx-a's chain, shared with mx-a6, and mx-b's; not the submission listener's): %v", n, status)
 	}
 
-	ns.Add("_25._tcp.mx1.doctor.test. TLSA 3 1 1 " + spki["b"])
+	ns.Add("_25._tcp.mx1.doctor.test. TLSA 3 1 1 " + spkiB)
 	status, _ = doctorJSON(t, "-config", cfg, "-mx", "off")
 	if status[check+ofA] != "ok" || status[check+ofB] != "ok" {
 		t.Errorf("TLSA of both keys: mx-a %q, mx-b %q, want ok", status[check+ofA], status[check+ofB])
