@@ -221,7 +221,7 @@ func New(o Options) *Deliverer {
 		rng:      o.Rand,
 	}
 	if d.self == nil {
-		d.self = SelfFunc(o.Hostname, nil, d.mxPort)
+		d.self = matchSelf(o.Hostname, nil)
 	}
 	d.routes.Store(&o.Routes)
 	d.SetTLSPolicy(TLSPolicy{Domains: o.TLSPolicy, Default: o.DefaultTLSPolicy, STS: o.STS, DANE: o.DANE})

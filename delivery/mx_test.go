@@ -78,7 +78,11 @@ func newMXEnv(t *testing.T, zone []string, port int, change ...func(*Options)) *
 	r := resolver.New(resolver.Config{Servers: []string{s.Addr()}, Timeout: time.Second, Attempts: 1})
 	o := testOptions(func(o *Options) {
 		o.MXPort = port
-		o.Self = SelfFunc(o.Hostname, []string{net.JoinHostPort("127.0.0.9", strconv.Itoa(port))}, port)
+		self, err := SelfFunc(context.Background(), o.Hostname, []string{net.JoinHostPort("127.0.0.9", strconv.Itoa(port))}, port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Self = self
 		o.Resolver = r
 	})
 	for _, c := range change {

@@ -58,7 +58,7 @@ type Options struct {
 	// *resolver.Resolver implements mxroute.Resolver.
 	Resolver mxroute.Resolver
 	// Self tells whether an MX host is this relay (mxroute.Options.Self)
-	// [SelfFunc(Hostname, nil, MXPort): the hostname only].
+	// [the hostname only]; see SelfFunc.
 	Self func(host string, ip net.IP) bool
 	// RootCAs replaces the system roots for certificate checks (tls
 	// policies "verify" and MTA-STS, smarthost_tls "verify").

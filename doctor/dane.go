@@ -12,12 +12,13 @@ import (
 	"github.com/mxedge/mxedge/dane"
 )
 
-// dane checks the TLSA records of our MX listener, _25._tcp.<hostname>
-// (RFC 7672), against the certificate chains it serves, with package
-// dane's lookup (only DNSSEC-authenticated records count, RFC 7672
+// dane checks the TLSA records of our MX listeners, _25._tcp.<hostname>
+// (RFC 7672), against the certificate chains they serve (every MX
+// listener that offers STARTTLS: a sender may reach any of them), with
+// package dane's lookup (only DNSSEC-authenticated records count, RFC 7672
 // section 2.1.1) and matching (usages DANE-TA(2) and DANE-EE(3)). No
 // records: DANE is not published, which is fine. Published records must
-// be satisfied by every chain the listener may serve, or a DANE sender
+// be satisfied by every chain a listener may serve, or a DANE sender
 // that gets that chain defers our mail.
 func (c *run) dane() {
 	h := strings.TrimSuffix(c.in.Hostname, ".")
@@ -38,7 +39,7 @@ func (c *run) dane() {
 		c.add(check, name, true, "not published (DANE is optional)", "")
 		return
 	}
-	if len(c.in.Certs) == 0 {
+	if len(c.in.Chains) == 0 {
 		c.add(check, name, false, "TLSA records published but no tls_cert to serve: "+tlsaList(recs),
 			"set tls_cert/tls_key of the MX listener, or remove the TLSA records")
 		return
@@ -49,21 +50,21 @@ func (c *run) dane() {
 		return
 	}
 	names := []string{h}
-	for _, chain := range c.in.Certs {
-		err := dane.Verify(tls.ConnectionState{PeerCertificates: chain}, recs, names)
+	for _, ch := range c.in.Chains {
+		err := dane.Verify(tls.ConnectionState{PeerCertificates: ch.Certs}, recs, names)
 		found := tlsaList(recs)
 		if err != nil {
 			found = err.Error() + "; published: " + found
 		}
-		c.add(check, name+c.chainLabel(chain[0]), err == nil, found, c.tlsaFix(name))
+		c.add(check, name+c.chainLabel(ch), err == nil, found, c.tlsaFix(name))
 	}
 	// A record that none of our chains satisfies is either the next key
 	// of a rollover (RFC 7671 section 8.1: publish it before the new
 	// certificate) or stale.
 	for _, r := range dane.Usable(recs) {
 		matched := false
-		for _, chain := range c.in.Certs {
-			if dane.Verify(tls.ConnectionState{PeerCertificates: chain}, []*dns.TLSA{r}, names) == nil {
+		for _, ch := range c.in.Chains {
+			if dane.Verify(tls.ConnectionState{PeerCertificates: ch.Certs}, []*dns.TLSA{r}, names) == nil {
 				matched = true
 			}
 		}
@@ -78,8 +79,8 @@ func (c *run) dane() {
 // every served leaf, which survives renewals that keep the key.
 func (c *run) tlsaFix(name string) string {
 	var recs []string
-	for _, chain := range c.in.Certs {
-		recs = append(recs, fmt.Sprintf("%s. TLSA 3 1 1 %s", name, spkiSHA256(chain[0])))
+	for _, ch := range c.in.Chains {
+		recs = append(recs, fmt.Sprintf("%s. TLSA 3 1 1 %s", name, spkiSHA256(ch.Certs[0])))
 	}
 	return "publish (DNSSEC-signed) " + strings.Join(recs, "; ")
 }

@@ -36,8 +36,9 @@
 //   - our certificates cover the hostname and do not expire within 14
 //     days;
 //   - DANE (RFC 7672, dane.go): the TLSA records at _25._tcp.<hostname>,
-//     if published under DNSSEC, match every certificate chain the MX
-//     listener serves (the matching of package dane);
+//     if published under DNSSEC, match every certificate chain that any
+//     MX listener offering STARTTLS serves (the matching of package dane):
+//     a sender may reach any of them;
 //   - our outbound addresses are not listed on the configured DNSBLs;
 //   - the open-relay self-test (relaytest.go): our MX listener refuses
 //     mail from outside to a foreign domain, also hidden in the percent
@@ -79,9 +80,9 @@ type Input struct {
 	Outbound     []netip.Addr // our outbound addresses
 	RelayDomains []string
 	Partners     []string // the other relays of the pair (MX host names)
-	// Certs are the certificate chains the MX listener serves (one per
-	// tls_cert file, leaf first).
-	Certs  [][]*x509.Certificate
+	// Chains are the certificate chains the MX listeners that offer
+	// STARTTLS serve, each distinct chain once.
+	Chains []Chain
 	DNSBLs []string // zones, e.g. "zen.spamhaus.org"
 	DKIM   []DKIMKey
 	// HTTPS fetches MTA-STS policies; nil: mtasts.NewClient over the DNS
@@ -90,6 +91,16 @@ type Input struct {
 	// RelayTest is where the open-relay self-test connects.
 	RelayTest RelayTest
 	Now       time.Time
+}
+
+// Chain is a certificate chain our MX listeners serve (one tls_cert
+// file).
+type Chain struct {
+	Certs []*x509.Certificate // leaf first
+	// Listeners name the [[listener]]s that serve it ("mx
+	// 192.0.2.1:25"); they label its checks when there are several
+	// chains.
+	Listeners []string
 }
 
 // DKIMKey is one configured signing key ([[dkim_sign]]).
@@ -441,14 +452,14 @@ func dkimMatches(tags map[string]string, pub crypto.PublicKey) (bool, string) {
 }
 
 func (c *run) cert() {
-	if len(c.in.Certs) == 0 {
+	if len(c.in.Chains) == 0 {
 		c.add("certificate", c.in.Hostname, false, "no tls_cert on any listener",
 			"set tls_cert/tls_key of the MX listener (a certificate for "+c.in.Hostname+")")
 		return
 	}
-	for _, chain := range c.in.Certs {
-		leaf := chain[0]
-		subject := c.certSubject(leaf)
+	for _, ch := range c.in.Chains {
+		leaf := ch.Certs[0]
+		subject := c.in.Hostname + c.chainLabel(ch)
 		c.add("certificate covers the hostname", subject, leaf.VerifyHostname(c.in.Hostname) == nil,
 			strings.Join(leaf.DNSNames, " "), "a certificate with "+c.in.Hostname+" in its subjectAltName")
 		left := leaf.NotAfter.Sub(c.in.Now)
@@ -457,17 +468,18 @@ func (c *run) cert() {
 	}
 }
 
-// certSubject names a served certificate in a check: the hostname, and
-// the key type when the listener serves more than one chain.
-func (c *run) certSubject(leaf *x509.Certificate) string { return c.in.Hostname + c.chainLabel(leaf) }
-
-// chainLabel tells the served chains apart when there are several: "
-// (ECDSA certificate)"; "" for one.
-func (c *run) chainLabel(leaf *x509.Certificate) string {
-	if len(c.in.Certs) < 2 {
+// chainLabel tells the served chains apart in the checks' subjects when
+// there are several: " (ECDSA certificate)", " (RSA certificate of mx
+// [2001:db8::1]:25)"; "" for one.
+func (c *run) chainLabel(ch Chain) string {
+	if len(c.in.Chains) < 2 {
 		return ""
 	}
-	return " (" + leaf.PublicKeyAlgorithm.String() + " certificate)"
+	label := ch.Certs[0].PublicKeyAlgorithm.String() + " certificate"
+	if len(ch.Listeners) > 0 {
+		label += " of " + strings.Join(ch.Listeners, ", ")
+	}
+	return " (" + label + ")"
 }
 
 func (c *run) dnsbl() {

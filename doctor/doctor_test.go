@@ -196,10 +196,10 @@ func TestDoctor(t *testing.T) {
 
 		// Certificates and DANE (RFC 7672).
 		{name: "certificate for another name", in: func(in *Input, w *world) {
-			in.Certs = [][]*x509.Certificate{{keyPair(t, leafKey, "www.example.org", now.Add(90*24*time.Hour)).Leaf}}
+			in.Chains = []Chain{{Certs: []*x509.Certificate{keyPair(t, leafKey, "www.example.org", now.Add(90*24*time.Hour)).Leaf}}}
 		}, fail: []string{"certificate covers the hostname"}, fix: "subjectAltName"},
 		{name: "certificate expiring", in: func(in *Input, w *world) {
-			in.Certs = [][]*x509.Certificate{{keyPair(t, leafKey, "mx1.example.org", now.Add(5*24*time.Hour)).Leaf}}
+			in.Chains = []Chain{{Certs: []*x509.Certificate{keyPair(t, leafKey, "mx1.example.org", now.Add(5*24*time.Hour)).Leaf}}}
 		}, fail: []string{"certificate valid for 14 days"}, fix: "renew"},
 		{name: "no TLSA: DANE not published", change: func(s *dnstest.Server) { s.Remove(tlsaName, dns.TypeTLSA) }},
 		{name: "TLSA of another key", change: func(s *dnstest.Server) {
@@ -207,7 +207,7 @@ func TestDoctor(t *testing.T) {
 			s.Add(tlsa311(other))
 		}, fail: []string{"DANE TLSA matches our certificate", "TLSA record matches a served certificate"},
 			fix: tlsa311(leaf), found: "does not match"},
-		{name: "a new certificate with another key", in: func(in *Input, w *world) { in.Certs = [][]*x509.Certificate{{other}} },
+		{name: "a new certificate with another key", in: func(in *Input, w *world) { in.Chains = []Chain{{Certs: []*x509.Certificate{other}}} },
 			fail: []string{"DANE TLSA matches our certificate", "TLSA record matches a served certificate"}, fix: tlsa311(other)},
 		{name: "TLSA of the next key beside ours", change: func(s *dnstest.Server) { s.Add(tlsa311(other)) },
 			fail: []string{"TLSA record matches a served certificate"}, fix: "rollover", found: "3 1 1 " + spkiSHA256(other)},
@@ -225,7 +225,7 @@ func TestDoctor(t *testing.T) {
 			fail: []string{"DANE TLSA matches our certificate"}, fix: "DANE senders defer", found: "SERVFAIL"},
 		{name: "two certificates, TLSA for one", in: func(in *Input, w *world) {
 			rsaLeaf := rsaCert(t, "mx1.example.org", now.Add(90*24*time.Hour))
-			in.Certs = append(in.Certs, []*x509.Certificate{rsaLeaf})
+			in.Chains = append(in.Chains, Chain{Certs: []*x509.Certificate{rsaLeaf}})
 		}, fail: []string{"DANE TLSA matches our certificate"}, fix: tlsa311(leaf) + "; " + tlsaName, found: "does not match"},
 
 		{name: "DKIM record missing", change: func(s *dnstest.Server) { s.Remove(selector, dns.TypeTXT) },
@@ -300,7 +300,7 @@ func TestDoctor(t *testing.T) {
 			}
 			w := newWorld(t, zone, resp, accept, Input{Hostname: "mx1.example.org", Outbound: []netip.Addr{netip.MustParseAddr("192.0.2.10")},
 				RelayDomains: []string{"example.org"}, Partners: []string{"mx2.example.org"},
-				Certs: [][]*x509.Certificate{{leaf}}, DNSBLs: []string{"bl.example*2"}, Now: now,
+				Chains: []Chain{{Certs: []*x509.Certificate{leaf}}}, DNSBLs: []string{"bl.example*2"}, Now: now,
 				DKIM: []DKIMKey{{Domain: "example.org", Selector: "sel", Public: &ours.PublicKey, Record: ourRecord}}})
 			if tc.change != nil {
 				tc.change(w.dns)

@@ -20,7 +20,14 @@
 //     are greylisted like any mail: their senders retry too.
 //
 // The state is a bbolt file in the data directory (greylist.db); Cleanup,
-// which the relay runs hourly, deletes the expired entries.
+// which the relay runs hourly, deletes the expired entries. A RCPT reads
+// the file and writes only when the state changes: a retry too early
+// writes nothing, and the last-use time of a known triplet or an
+// allowlisted network is rewritten at most once per LastUseRefresh
+// (1 hour, or PassTTL/100 when shorter), so last-use times, and the
+// expiry counted from them, are kept to that precision, which does not
+// matter against a 36-day PassTTL. A dictionary attack or a spambot
+// hammering thus costs read transactions, not one fsync per RCPT.
 //
 // An MX-10 pair greylists independently: a sender whose retry goes to the
 // other MX is delayed again there. Senders retry the same host first in
@@ -152,7 +159,105 @@ func Network(ip netip.Addr) netip.Prefix {
 
 var replyGreylisted = &policy.Reply{Code: 450, Enhanced: [3]int{4, 7, 1}, Text: "Greylisted, please try again later"}
 
-// CheckRcpt implements policy.RcptCheck.
+// LastUseRefresh is how often CheckRcpt rewrites the last-use time of a
+// known triplet or an allowlisted client network: at most once per hour
+// (or per PassTTL/100, when that is shorter), so that a repeated sender
+// costs a read transaction, not a committed (fsynced) write.
+const LastUseRefresh = time.Hour
+
+// params are a Greylist's settings with the defaults filled in.
+type params struct {
+	delay, window, ttl, refresh time.Duration
+	auto                        int
+}
+
+func (g *Greylist) params() params {
+	p := params{delay: or(g.Delay, DefaultDelay), window: or(g.Window, DefaultWindow),
+		ttl: or(g.PassTTL, DefaultPassTTL), auto: or(g.AutoAllow, DefaultAutoAllow)}
+	p.refresh = min(LastUseRefresh, p.ttl/100)
+	return p
+}
+
+// state is what the store holds for one RCPT: the client network's entry
+// and the triplet's (ok: it exists).
+type state struct {
+	client, triplet entry
+	ok              bool
+}
+
+// decision is the answer to one RCPT and the entries it changes (nil:
+// unchanged).
+type decision struct {
+	res             policy.Result
+	client, triplet *entry
+}
+
+func (d decision) writes() bool { return d.client != nil || d.triplet != nil }
+
+// decide answers a RCPT in state st at now. It is a pure function of its
+// arguments, so CheckRcpt runs it on a read transaction's view and again
+// inside the write transaction, on the current value.
+func (p params) decide(st state, now time.Time) decision {
+	ce, e := st.client, st.triplet
+	if p.auto > 0 && int(ce.n) >= p.auto && now.Sub(ce.last) < p.ttl {
+		d := decision{res: policy.Result{Reason: "client allowlisted"}}
+		if now.Sub(ce.last) >= p.refresh {
+			ce.last = now
+			d.client = &ce
+		}
+		return d
+	}
+	switch {
+	case st.ok && !e.last.IsZero() && now.Sub(e.last) < p.ttl:
+		d := decision{res: policy.Result{Reason: "known"}}
+		if now.Sub(e.last) >= p.refresh {
+			e.last = now
+			d.triplet = &e
+		}
+		return d
+	case st.ok && e.last.IsZero() && now.Sub(e.first) >= p.delay && now.Sub(e.first) <= p.delay+p.window:
+		e.last = now
+		if now.Sub(ce.last) >= p.ttl {
+			ce.n = 0
+		}
+		ce.n++
+		ce.last = now
+		return decision{res: policy.Result{Reason: "passed after " + now.Sub(e.first).String()}, client: &ce, triplet: &e}
+	case st.ok && e.last.IsZero() && now.Sub(e.first) < p.delay:
+		return decision{res: policy.Result{Reply: replyGreylisted, Reason: "too early, " + (p.delay - now.Sub(e.first)).String() + " to wait"}}
+	}
+	// New, or its retry window or memory expired: start over.
+	return decision{res: policy.Result{Reply: replyGreylisted, Reason: "new"}, triplet: &entry{first: now}}
+}
+
+// key of a RCPT's entries: the client network's and the triplet's.
+type key struct{ client, triplet []byte }
+
+func (k key) load(tx *bolt.Tx) state {
+	var st state
+	st.client, _ = parseEntry(tx.Bucket(bucketClients).Get(k.client))
+	st.triplet, st.ok = parseEntry(tx.Bucket(bucketTriplets).Get(k.triplet))
+	return st
+}
+
+func (k key) store(tx *bolt.Tx, d decision) error {
+	if d.client != nil {
+		if err := tx.Bucket(bucketClients).Put(k.client, d.client.bytes()); err != nil {
+			return err
+		}
+	}
+	if d.triplet != nil {
+		return tx.Bucket(bucketTriplets).Put(k.triplet, d.triplet.bytes())
+	}
+	return nil
+}
+
+// CheckRcpt implements policy.RcptCheck. It decides on a read transaction
+// and takes bbolt's single writer only when the state must change (a new
+// triplet, a retry that passes, an expired entry starting over, a due
+// last-use refresh); a retry too early and a repeated known triplet write
+// nothing. The write transaction decides again on the current value, so
+// concurrent RCPTs of one new triplet end in one entry.
 func (g *Greylist) CheckRcpt(ctx context.Context, c *policy.Conn, t *policy.Txn, r policy.Rcpt) policy.Result {
 	switch {
 	case c.Trusted:
@@ -165,56 +270,31 @@ func (g *Greylist) CheckRcpt(ctx context.Context, c *policy.Conn, t *policy.Txn,
 		return policy.Result{}
 	}
 	now := time.Unix(g.now().Unix(), 0)
-	delay, window, ttl := or(g.Delay, DefaultDelay), or(g.Window, DefaultWindow), or(g.PassTTL, DefaultPassTTL)
-	auto := or(g.AutoAllow, DefaultAutoAllow)
+	p := g.params()
 	net := Network(c.IP).String()
-	key := []byte(net + "\x00" + strings.ToLower(t.From) + "\x00" + strings.ToLower(r.Addr))
-	var res policy.Result
-	err := g.Store.db.Update(func(tx *bolt.Tx) error {
-		tb, cb := tx.Bucket(bucketTriplets), tx.Bucket(bucketClients)
-		ce, _ := parseEntry(cb.Get([]byte(net)))
-		if auto > 0 && int(ce.n) >= auto && now.Sub(ce.last) < ttl {
-			res = policy.Result{Reason: "client allowlisted"}
-			ce.last = now
-			return cb.Put([]byte(net), ce.bytes())
-		}
-		e, ok := parseEntry(tb.Get(key))
-		switch {
-		case ok && !e.last.IsZero() && now.Sub(e.last) < ttl:
-			e.last = now
-			res = policy.Result{Reason: "known"}
-			return tb.Put(key, e.bytes())
-		case ok && e.last.IsZero() && now.Sub(e.first) >= delay && now.Sub(e.first) <= delay+window:
-			e.last = now
-			if now.Sub(ce.last) >= ttl {
-				ce.n = 0
-			}
-			ce.n++
-			ce.last = now
-			res = policy.Result{Reason: "passed after " + now.Sub(e.first).String()}
-			if err := cb.Put([]byte(net), ce.bytes()); err != nil {
-				return err
-			}
-			return tb.Put(key, e.bytes())
-		case ok && e.last.IsZero() && now.Sub(e.first) < delay:
-			res = policy.Result{Reply: replyGreylisted, Reason: "too early, " + (delay - now.Sub(e.first)).String() + " to wait"}
-			return nil
-		}
-		// New, or its retry window or memory expired: start over.
-		res = policy.Result{Reply: replyGreylisted, Reason: "new"}
-		return tb.Put(key, entry{first: now}.bytes())
+	k := key{client: []byte(net), triplet: []byte(net + "\x00" + strings.ToLower(t.From) + "\x00" + strings.ToLower(r.Addr))}
+	var d decision
+	err := g.Store.db.View(func(tx *bolt.Tx) error {
+		d = p.decide(k.load(tx), now)
+		return nil
 	})
+	if err == nil && d.writes() {
+		err = g.Store.db.Update(func(tx *bolt.Tx) error {
+			d = p.decide(k.load(tx), now)
+			return k.store(tx, d)
+		})
+	}
 	if err != nil {
 		return policy.Result{Err: fmt.Errorf("greylist: %w", err)}
 	}
-	return res
+	return d.res
 }
 
 // Cleanup deletes the entries expired at now: triplets not retried within
 // their window, passed triplets and client networks unused for PassTTL.
 // It returns the number deleted.
 func (g *Greylist) Cleanup(now time.Time) (int, error) {
-	delay, window, ttl := or(g.Delay, DefaultDelay), or(g.Window, DefaultWindow), or(g.PassTTL, DefaultPassTTL)
+	p := g.params()
 	n := 0
 	err := g.Store.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range []*bolt.Bucket{tx.Bucket(bucketTriplets), tx.Bucket(bucketClients)} {
@@ -222,8 +302,8 @@ func (g *Greylist) Cleanup(now time.Time) (int, error) {
 			for k, v := c.First(); k != nil; k, v = c.Next() {
 				e, ok := parseEntry(v)
 				expired := !ok ||
-					e.last.IsZero() && now.Sub(e.first) > delay+window ||
-					!e.last.IsZero() && now.Sub(e.last) >= ttl
+					e.last.IsZero() && now.Sub(e.first) > p.delay+p.window ||
+					!e.last.IsZero() && now.Sub(e.last) >= p.ttl
 				if expired {
 					if err := c.Delete(); err != nil {
 						return err

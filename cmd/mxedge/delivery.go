@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"time"
@@ -27,6 +28,11 @@ const mtastsRefresh = time.Hour
 func newDeliverer(cfg *config.Config, res *resolver.Resolver, tp *outboundTLS, log *slog.Logger) (*delivery.Deliverer, error) {
 	o := deliveryOptions(cfg, log)
 	o.Resolver = res
+	self, err := selfFunc(cfg)
+	if err != nil {
+		return nil, err
+	}
+	o.Self = self
 	d := delivery.New(o)
 	p, err := tp.policy(cfg)
 	if err != nil {
@@ -103,17 +109,24 @@ func deliveryOptions(cfg *config.Config, log *slog.Logger) delivery.Options {
 		MaxIdle:                       cfg.Queue.Concurrency,
 		MinBackoff:                    cfg.Queue.MinBackoff.D(),
 		MaxBackoff:                    cfg.Queue.MaxBackoff.D(),
-		Self:                          selfFunc(cfg),
 		Logger:                        log,
 	}
 }
 
+// selfLookupTimeout bounds the lookups of selfFunc: this host's
+// interface addresses and those of listeners given by name.
+const selfLookupTimeout = 10 * time.Second
+
 // selfFunc is the "this host is this relay" test of the MX walk: the
-// hostname, and the listeners' addresses on the MX port.
-func selfFunc(cfg *config.Config) func(host string, ip net.IP) bool {
+// hostname, and the listeners' addresses on the MX port. It fails (and
+// the relay does not start) if those addresses cannot be learnt: not
+// knowing them would loop mail through this relay.
+func selfFunc(cfg *config.Config) (func(host string, ip net.IP) bool, error) {
 	addrs := make([]string, len(cfg.Listeners))
 	for i, l := range cfg.Listeners {
 		addrs[i] = l.Address
 	}
-	return delivery.SelfFunc(cfg.Hostname, addrs, cfg.Delivery.MXPort)
+	ctx, cancel := context.WithTimeout(context.Background(), selfLookupTimeout)
+	defer cancel()
+	return delivery.SelfFunc(ctx, cfg.Hostname, addrs, cfg.Delivery.MXPort)
 }

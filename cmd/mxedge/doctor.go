@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,18 +74,8 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 		if in.RelayTest.Addr == "" {
 			in.RelayTest.Addr = dialable(l.Address)
 		}
-		if len(in.Certs) > 0 {
-			continue // the first listener with certificates
-		}
-		for _, f := range l.TLSCert {
-			chain, err := readChain(f)
-			if err != nil {
-				fmt.Fprintf(stderr, "doctor: listener %q: %v\n", l.Name, err)
-				continue
-			}
-			in.Certs = append(in.Certs, chain)
-		}
 	}
+	in.Chains = servedChains(cfg.Listeners, stderr)
 	switch *mx {
 	case "off":
 		in.RelayTest.Addr = ""
@@ -147,6 +138,42 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// servedChains are the certificate chains of every MX listener that
+// offers STARTTLS (has a tls_cert), each distinct chain once with the
+// listeners serving it (name and address): a sender may reach any of
+// them, so the certificate and DANE checks cover them all. A file that
+// cannot be read is reported on stderr and left out.
+func servedChains(listeners []config.Listener, stderr io.Writer) []doctor.Chain {
+	var chains []doctor.Chain
+	index := map[string]int{} // the chain's DER bytes: its index in chains
+	for _, l := range listeners {
+		if l.Kind != config.KindMX {
+			continue
+		}
+		for _, f := range l.TLSCert {
+			certs, err := readChain(f)
+			if err != nil {
+				fmt.Fprintf(stderr, "doctor: listener %q: %v\n", l.Name, err)
+				continue
+			}
+			var der strings.Builder
+			for _, c := range certs {
+				der.Write(c.Raw)
+			}
+			i, seen := index[der.String()]
+			if !seen {
+				i = len(chains)
+				index[der.String()] = i
+				chains = append(chains, doctor.Chain{Certs: certs})
+			}
+			if by := l.Name + " " + l.Address; !slices.Contains(chains[i].Listeners, by) {
+				chains[i].Listeners = append(chains[i].Listeners, by)
+			}
+		}
+	}
+	return chains
 }
 
 // readChain reads the certificates of a PEM file, leaf first: the chain

@@ -23,51 +23,17 @@ import (
 // off the self-test is skipped, which the text output says.
 func TestDoctorJSON(t *testing.T) {
 	dir := t.TempDir()
-	pair, err := certs.SelfSigned(dir, "mx1.doctor.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := readChain(pair.Cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := chain[0]
-
-	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10",
-		fmt.Sprintf("_25._tcp.mx1.doctor.test. TLSA 3 1 1 %x", sha256.Sum256(leaf.RawSubjectPublicKeyInfo)))
+	pair, spki := doctorPair(t, dir)
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10", "_25._tcp.mx1.doctor.test. TLSA 3 1 1 "+spki)
 	ns.SetAD(true)
 	open, err := smtptest.Start("127.0.0.27:0") // accepts every recipient
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(open.Close)
-	cfg := filepath.Join(dir, "mx.toml")
-	os.WriteFile(cfg, fmt.Appendf(nil, `hostname = "mx1.doctor.test"
-data_dir = %q
-relay_domains = ["doctor.test"]
+	cfg := writeDoctorConfig(t, dir, ns.Addr(), listenerTOML("", "", "127.0.0.27:1", &pair))
 
-[[listener]]
-address = "127.0.0.27:1"
-tls_cert = [%q]
-tls_key = [%q]
-
-[routes]
-"doctor.test" = "127.0.0.27:2"
-
-[dns]
-servers = [%q]
-timeout = "1s"
-`, dir, pair.Cert, pair.Key, ns.Addr()), 0o600)
-
-	out, errOut, code := runCmd(t, "doctor", "-config", cfg, "-json", "-mx", open.Addr(), "-relay-sender", "someone@elsewhere.test")
-	var checks []doctor.Check
-	if err := json.Unmarshal([]byte(out), &checks); err != nil {
-		t.Fatalf("doctor -json: %v\n%s%s", err, out, errOut)
-	}
-	status := map[string]string{}
-	for _, c := range checks {
-		status[c.Name+": "+c.Subject] = c.Status
-	}
+	status, code := doctorJSON(t, "-config", cfg, "-mx", open.Addr(), "-relay-sender", "someone@elsewhere.test")
 	for check, want := range map[string]string{
 		"MTA-STS record: doctor.test":                                                                        "warn",
 		"DANE TLSA matches our certificate: _25._tcp.mx1.doctor.test":                                        "ok",
@@ -86,9 +52,127 @@ timeout = "1s"
 		t.Errorf("the self-test said:\n%s", got)
 	}
 
-	out, _, _ = runCmd(t, "doctor", "-config", cfg, "-mx", "off")
+	out, _, _ := runCmd(t, "doctor", "-config", cfg, "-mx", "off")
 	if !strings.Contains(out, "- open relay self-test (no MX listener address to test)") {
 		t.Errorf("doctor -mx off:\n%s", out)
+	}
+}
+
+// doctorPair is a self-signed pair for mx1.doctor.test under dir and the
+// SHA-256 of its key (the data of a TLSA 3 1 1 record).
+func doctorPair(t *testing.T, dir string) (certs.Pair, string) {
+	t.Helper()
+	p, err := certs.SelfSigned(dir, "mx1.doctor.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := readChain(p.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, fmt.Sprintf("%x", sha256.Sum256(chain[0].RawSubjectPublicKeyInfo))
+}
+
+// listenerTOML is a [[listener]] table; name and kind "" are left out
+// (the defaults), and so are tls_cert and tls_key with pair nil.
+func listenerTOML(name, kind, addr string, pair *certs.Pair) string {
+	s := "[[listener]]\n"
+	if name != "" {
+		s += fmt.Sprintf("name = %q\n", name)
+	}
+	if kind != "" {
+		s += fmt.Sprintf("kind = %q\n", kind)
+	}
+	s += fmt.Sprintf("address = %q\n", addr)
+	if pair != nil {
+		s += fmt.Sprintf("tls_cert = [%q]\ntls_key = [%q]\n", pair.Cert, pair.Key)
+	}
+	return s
+}
+
+// writeDoctorConfig writes dir/mx.toml for mx1.doctor.test, relay domain
+// doctor.test, the DNS server at dnsAddr and the listeners, and returns
+// its path.
+func writeDoctorConfig(t *testing.T, dir, dnsAddr string, listeners ...string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, "mx.toml")
+	data := fmt.Sprintf(`hostname = "mx1.doctor.test"
+data_dir = %q
+relay_domains = ["doctor.test"]
+
+%s
+[routes]
+"doctor.test" = "127.0.0.27:2"
+
+[dns]
+servers = [%q]
+timeout = "1s"
+`, dir, strings.Join(listeners, "\n"), dnsAddr)
+	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// doctorJSON runs "mxedge doctor -json args..." and returns the status of
+// each check by "name: subject", and the exit status.
+func doctorJSON(t *testing.T, args ...string) (map[string]string, int) {
+	t.Helper()
+	out, errOut, code := runCmd(t, append([]string{"doctor", "-json"}, args...)...)
+	var checks []doctor.Check
+	if err := json.Unmarshal([]byte(out), &checks); err != nil {
+		t.Fatalf("doctor -json: %v\n%s%s", err, out, errOut)
+	}
+	status := map[string]string{}
+	for _, c := range checks {
+		status[c.Name+": "+c.Subject] = c.Status
+	}
+	return status, code
+}
+
+// The DANE check covers every MX listener that offers STARTTLS, not only
+// the first: a TLSA record for the first listener's certificate fails for
+// the second's, which a DANE sender reaching the second would refuse. A
+// chain two listeners share is checked once; a submission listener's is
+// not checked (senders do not reach it by MX).
+func TestDoctorDANEEveryListener(t *testing.T) {
+	dir := t.TempDir()
+	a, spkiA := doctorPair(t, filepath.Join(dir, "a"))
+	b, spkiB := doctorPair(t, filepath.Join(dir, "b"))
+	sub, _ := doctorPair(t, filepath.Join(dir, "sub"))
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10", "_25._tcp.mx1.doctor.test. TLSA 3 1 1 "+spkiA)
+	ns.SetAD(true)
+	cfg := writeDoctorConfig(t, dir, ns.Addr(),
+		listenerTOML("mx-a", "", "127.0.0.27:25", &a),
+		listenerTOML("mx-b", "", "127.0.0.28:25", &b),
+		listenerTOML("mx-a6", "", "[::1]:25", &a),
+		listenerTOML("plain", "", "127.0.0.29:25", nil),
+		listenerTOML("sub", "submission", "127.0.0.27:587", &sub))
+
+	const check = "DANE TLSA matches our certificate: _25._tcp.mx1.doctor.test"
+	ofA := " (ECDSA certificate of mx-a 127.0.0.27:25, mx-a6 [::1]:25)"
+	ofB := " (ECDSA certificate of mx-b 127.0.0.28:25)"
+	status, _ := doctorJSON(t, "-config", cfg, "-mx", "off")
+	if status[check+ofA] != "ok" || status[check+ofB] != "fail" {
+		t.Errorf("TLSA of mx-a's key only: mx-a %q, mx-b %q, want ok and fail; all checks: %v", status[check+ofA], status[check+ofB], status)
+	}
+	n := 0
+	for name := range status {
+		if strings.HasPrefix(name, check) {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d DANE checks, want 2 (mx-a's chain, shared with mx-a6, and mx-b's; not the submission listener's): %v", n, status)
+	}
+
+	ns.Add("_25._tcp.mx1.doctor.test. TLSA 3 1 1 " + spkiB)
+	status, _ = doctorJSON(t, "-config", cfg, "-mx", "off")
+	if status[check+ofA] != "ok" || status[check+ofB] != "ok" {
+		t.Errorf("TLSA of both keys: mx-a %q, mx-b %q, want ok", status[check+ofA], status[check+ofB])
+	}
+	if s, ok := status["TLSA record matches a served certificate: _25._tcp.mx1.doctor.test"]; ok {
+		t.Errorf("a record unmatched with both published: %q", s)
 	}
 }
 
