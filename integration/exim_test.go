@@ -182,8 +182,9 @@ null:
 // Issue 16, section 6: Exim as the backend drops a connection after 10
 // non-mail commands (RSET and EHLO count: 554 Too many nonmail commands).
 // The relay's verification probes reuse connections, RSET without a new
-// EHLO, at most 5 probes each: 12 recipients are verified in one session
-// without a single drop.
+// EHLO, at most 5 probes each: 12 recipients and the domain's catch-all
+// test are verified in one session without a single drop, over as few
+// connections as that cap allows.
 func TestInteropEximBackendProbes(t *testing.T) {
 	var users, rcpts []string
 	for i := 1; i <= 12; i++ {
@@ -194,20 +195,47 @@ func TestInteropEximBackendProbes(t *testing.T) {
 	logs := startEximBackend(t, beAddr, users...)
 	dir := t.TempDir()
 	mx := freeAddr(t, "127.0.0.2")
-	cfg := verifyConfig(filepath.Join(dir, "data"), mx, beAddr, `mode = "probe"`)
-	startRelay(t, dir, "-config", writeConfig(t, dir, cfg))
+	// The catch-all test on, as by default (verifyConfig turns it off).
+	cfg := verifyConfig(filepath.Join(dir, "data"), mx, beAddr, "mode = \"probe\"\ncatchall_interval = \"1d\"")
+	r := startRelay(t, dir, "-config", writeConfig(t, dir, cfg))
 	out, code := swaks(t, mx, "--from", "sender@src.test", "--to", strings.Join(rcpts, ","), "--quit-after", "RCPT")
 	if code != 0 || strings.Count(out, "<-  250 2.1.5") != 12 {
 		t.Errorf("swaks (%d): want 12 recipients accepted:\n%s", code, out)
+	}
+	// Every probe is logged before its RCPT is answered, the catch-all
+	// test (run after the first probe, on its connection) before the
+	// first RCPT is: 13 lines, of which the ones with reused=false opened
+	// a connection.
+	probes, err := r.logs.wait(`msg="verify probe"`, 13, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := 0
+	for _, l := range probes {
+		if strings.Contains(l, "reused=false") {
+			fresh++
+		}
 	}
 	log, _ := os.ReadFile(filepath.Join(logs, "mainlog"))
 	if strings.Contains(string(log), "nonmail") {
 		t.Errorf("Exim dropped a probe connection:\n%s", log)
 	}
-	// 12 probes and the catch-all one, at most 5 per connection: at least 3
-	// connections; connections are reused, so fewer than one per probe (7
-	// seen here, the readiness check's included).
-	if n := strings.Count(string(log), "SMTP connection from"); n < 3 || n >= 12 {
-		t.Errorf("%d connections for 12 probes, want 3 to 11: at most 5 probes each, connections reused", n)
+	if !strings.Contains(string(log), "rejected RCPT <mxedge-nx-") {
+		t.Errorf("the catch-all test did not reach Exim:\n%s", log)
+	}
+	// 13 probes in lockstep (swaks waits for each RCPT's answer; the
+	// catch-all test runs before the first answer), at most 5 per
+	// connection: 5 + 5 + 3 on 3 connections, each taken from the cache
+	// by the next probe well within its idle time (2 s). Exim logs one
+	// more, the readiness check of startEximBackend: 4 connections. Exim
+	// also logs an end line with the same "SMTP connection from" prefix
+	// ("lost D=0s" for the check, "closed by QUIT" for each connection
+	// that reached the cap; the third is still idle in the relay's cache
+	// here): counting those made 7 of these 4 connections. A connection
+	// begins with "(TCP/IP connection count = N)".
+	n := strings.Count(string(log), "(TCP/IP connection count = ")
+	if n != 4 || fresh != 3 {
+		t.Errorf("Exim saw %d connections, %d probes opened one; want 4 (the readiness check and 3 for 13 probes, at most 5 each) and 3:\n%s\nrelay probes:\n%s",
+			n, fresh, log, strings.Join(probes, "\n"))
 	}
 }
