@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/textproto"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -411,45 +412,62 @@ func testDeliverer(t testing.TB, hop string) *delivery.Deliverer {
 // Issue 16, section 6: probes over a reused connection stay under common
 // servers' non-mail command limits (Exim's smtp_accept_max_nonmail, 10,
 // counts RSET and drops the connection with 554): at most 5 probes per
-// connection, then QUIT and a new connection.
+// connection, then QUIT and a new connection. RCPTs one after the other
+// fill each connection to that cap, the domain's catch-all test (after
+// the first probe) included: 12 recipients take 3 connections either way.
 func TestProbesPerConnectionBounded(t *testing.T) {
-	users := []string{}
-	for i := 0; i < 12; i++ {
-		users = append(users, fmt.Sprintf("user%02d", i))
-	}
-	be := verifycache.StartBackend(t, "127.0.0.3:0", users...)
-	v := openVerifier(t, be.Addr(), nil)
-	for _, u := range users {
-		if vd := v.Verify(context.Background(), "192.0.2.1", u+"@relay.test"); vd.Action != verifycache.Accept {
-			t.Fatalf("%s: %+v", u, vd)
-		}
-	}
-	if err := be.WaitCount("QUIT", 2, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	rcpts, nonmail := map[int]int{}, map[int]int{}
-	for _, l := range be.Transcript() {
-		if !l.Client {
-			if strings.HasPrefix(l.Text, "554") {
-				t.Errorf("connection %d: %q", l.Conn, l.Text)
+	for _, tc := range []struct {
+		name     string
+		catchAll time.Duration // CatchAllInterval
+		want     []int         // RCPTs per connection
+	}{
+		{"catch-all test off", -1, []int{5, 5, 2}},
+		{"catch-all test on", 24 * time.Hour, []int{5, 5, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			users := []string{}
+			for i := 0; i < 12; i++ {
+				users = append(users, fmt.Sprintf("user%02d", i))
 			}
-			continue
-		}
-		switch {
-		case strings.HasPrefix(l.Text, "RCPT"):
-			rcpts[l.Conn]++
-		case strings.HasPrefix(l.Text, "EHLO"), strings.HasPrefix(l.Text, "HELO"),
-			strings.HasPrefix(l.Text, "RSET"), strings.HasPrefix(l.Text, "NOOP"):
-			nonmail[l.Conn]++
-		}
-	}
-	if be.Conns() != 3 || rcpts[1] != 5 || rcpts[2] != 5 || rcpts[3] != 2 {
-		t.Errorf("%d connections, probes per connection %v; want 5, 5, 2", be.Conns(), rcpts)
-	}
-	for c, n := range nonmail {
-		if n > 5 {
-			t.Errorf("connection %d: %d non-mail commands", c, n)
-		}
+			be := verifycache.StartBackend(t, "127.0.0.3:0", users...)
+			v := openVerifier(t, be.Addr(), func(o *verifycache.Options) { o.CatchAllInterval = tc.catchAll })
+			for _, u := range users {
+				if vd := v.Verify(context.Background(), "192.0.2.1", u+"@relay.test"); vd.Action != verifycache.Accept {
+					t.Fatalf("%s: %+v", u, vd)
+				}
+			}
+			if err := be.WaitCount("QUIT", 2, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			rcpts, nonmail := map[int]int{}, map[int]int{}
+			for _, l := range be.Transcript() {
+				if !l.Client {
+					if strings.HasPrefix(l.Text, "554") {
+						t.Errorf("connection %d: %q", l.Conn, l.Text)
+					}
+					continue
+				}
+				switch {
+				case strings.HasPrefix(l.Text, "RCPT"):
+					rcpts[l.Conn]++
+				case strings.HasPrefix(l.Text, "EHLO"), strings.HasPrefix(l.Text, "HELO"),
+					strings.HasPrefix(l.Text, "RSET"), strings.HasPrefix(l.Text, "NOOP"):
+					nonmail[l.Conn]++
+				}
+			}
+			got := []int{}
+			for c := 1; c <= be.Conns(); c++ {
+				got = append(got, rcpts[c])
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("probes per connection %v, want %v", got, tc.want)
+			}
+			for c, n := range nonmail {
+				if n > 5 {
+					t.Errorf("connection %d: %d non-mail commands", c, n)
+				}
+			}
+		})
 	}
 }
 
