@@ -32,7 +32,10 @@ type DomainCheck struct {
 // a test that failed temporarily is retried after catchAllRetry.
 
 // firstUse marks domain as in use and tests it if that is due. It runs in
-// a probe's goroutine, after the probe's waiters got their answer.
+// a probe's goroutine after the probe's result is recorded, but within its
+// flight: the probe's waiters get their answer when the test is done (one
+// more MAIL and RCPT on the probe's connection, which the test reuses; no
+// second connection opened alongside).
 func (v *Verifier) firstUse(domain string) {
 	v.catchMu.Lock()
 	first := !v.used[domain]
