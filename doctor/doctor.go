@@ -40,10 +40,10 @@
 //     MX listener offering STARTTLS serves (the matching of package dane):
 //     a sender may reach any of them;
 //   - our outbound addresses are not listed on the configured DNSBLs;
-//   - the open-relay self-test (relaytest.go): our MX listener refuses
+//   - the open-relay self-test (relaytest.go): every MX listener refuses
 //     mail from outside to a foreign domain, also hidden in the percent
 //     hack, a bang path, a quoted local part or a source route, and with
-//     a relay domain as the sender.
+//     a relay domain as the sender; each listener in its own session.
 package doctor
 
 import (
@@ -88,9 +88,11 @@ type Input struct {
 	// HTTPS fetches MTA-STS policies; nil: mtasts.NewClient over the DNS
 	// given to Run (system roots, port 443).
 	HTTPS *http.Client
-	// RelayTest is where the open-relay self-test connects.
-	RelayTest RelayTest
-	Now       time.Time
+	// RelayTests are the MX listeners the open-relay self-test connects
+	// to, each tested in its own session (a sender may reach any of
+	// them); none: the test is skipped.
+	RelayTests []RelayTest
+	Now        time.Time
 }
 
 // Chain is a certificate chain our MX listeners serve (one tls_cert
@@ -147,7 +149,7 @@ func Run(ctx context.Context, d DNS, in Input) []Check {
 	c.cert()
 	c.dane()
 	c.dnsbl()
-	c.relayTest()
+	c.relayTests()
 	return c.out
 }
 

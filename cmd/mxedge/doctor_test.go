@@ -176,6 +176,68 @@ func TestDoctorDANEEveryListener(t *testing.T) {
 	}
 }
 
+// The open-relay self-test covers every MX listener, not only the first:
+// mx-a refuses foreign destinations, mx-b relays them, and doctor fails
+// mx-b's probes, each check naming its listener. A submission listener
+// is not tested (it relays for authenticated users by design).
+func TestDoctorRelayTestEveryListener(t *testing.T) {
+	dir := t.TempDir()
+	pair, _ := doctorPair(t, dir)
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10")
+	start := func(addr string) *smtptest.Server {
+		s, err := smtptest.Start(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	closed, open, sub := start("127.0.0.27:0"), start("127.0.0.28:0"), start("127.0.0.29:0")
+	closed.On(smtptest.Rcpt, func(_ *smtptest.Session, line string) string {
+		if line == "RCPT TO:<postmaster@doctor.test>" {
+			return ""
+		}
+		return "554 5.7.1 Relay access denied"
+	})
+	cfg := writeDoctorConfig(t, dir, ns.Addr(),
+		listenerTOML("mx-a", "", closed.Addr(), &pair),
+		listenerTOML("mx-b", "", open.Addr(), nil),
+		listenerTOML("sub", "submission", sub.Addr(), &pair))
+
+	status, code := doctorJSON(t, "-config", cfg)
+	ofA, ofB := " (at mx-a "+closed.Addr()+")", " (at mx-b "+open.Addr()+")"
+	for check, want := range map[string]string{
+		"relay self-test reaches RCPT: postmaster@doctor.test" + ofA:                           "ok",
+		"relay self-test reaches RCPT: postmaster@doctor.test" + ofB:                           "ok",
+		"not an open relay: foreign recipient: postmaster@other.example" + ofA:                 "ok",
+		"not an open relay: foreign recipient: postmaster@other.example" + ofB:                 "fail",
+		"not an open relay: bang path: other.example!postmaster@doctor.test" + ofA:             "ok",
+		"not an open relay: bang path: other.example!postmaster@doctor.test" + ofB:             "fail",
+		"not an open relay: percent hack: postmaster%other.example@doctor.test" + ofB:          "fail",
+		"not an open relay: source route: @doctor.test:postmaster@other.example" + ofB:         "fail",
+		"not an open relay: quoted local part: \"postmaster@other.example\"@doctor.test" + ofB: "fail",
+	} {
+		if status[check] != want {
+			t.Errorf("%s: %q, want %q", check, status[check], want)
+		}
+	}
+	n := 0
+	for name := range status {
+		if strings.HasPrefix(name, "not an open relay: ") {
+			n++
+		}
+	}
+	if n != 12 {
+		t.Errorf("%d relay probes reported, want 6 for each MX listener: %v", n, status)
+	}
+	if code != 1 {
+		t.Errorf("exit status %d with an open MX listener, want 1", code)
+	}
+	if closed.Conns() != 1 || open.Conns() != 1 || sub.Conns() != 0 {
+		t.Errorf("connections: mx-a %d, mx-b %d, submission %d; want 1, 1, 0", closed.Conns(), open.Conns(), sub.Conns())
+	}
+}
+
 // The self-test dials a wildcard listener address on loopback.
 func TestDialable(t *testing.T) {
 	for in, want := range map[string]string{
