@@ -39,7 +39,8 @@
 //     if published under DNSSEC, match every certificate chain that any
 //     MX listener offering STARTTLS serves (the matching of package dane):
 //     a sender may reach any of them;
-//   - our outbound addresses are not listed on the configured DNSBLs;
+//   - our outbound addresses are not listed on the configured DNSBLs
+//     (dnsbl.go: each zone once, allow lists left out);
 //   - the open-relay self-test (relaytest.go): every MX listener refuses
 //     mail from outside to a foreign domain, also hidden in the percent
 //     hack, a bang path, a quoted local part or a source route, and with
@@ -83,7 +84,10 @@ type Input struct {
 	// Chains are the certificate chains the MX listeners that offer
 	// STARTTLS serve, each distinct chain once.
 	Chains []Chain
-	DNSBLs []string // zones, e.g. "zen.spamhaus.org"
+	// DNSBLs are the MX listeners' dnsbl_sites entries, e.g.
+	// "zen.spamhaus.org=127.0.0.[2..11]*3" (dnsbl.go: each zone is
+	// checked once).
+	DNSBLs []string
 	DKIM   []DKIMKey
 	// HTTPS fetches MTA-STS policies; nil: mtasts.NewClient over the DNS
 	// given to Run (system roots, port 443).
@@ -482,27 +486,6 @@ func (c *run) chainLabel(ch Chain) string {
 		label += " of " + strings.Join(ch.Listeners, ", ")
 	}
 	return " (" + label + ")"
-}
-
-func (c *run) dnsbl() {
-	for _, ip := range c.in.Outbound {
-		for _, zone := range c.in.DNSBLs {
-			zone, _, _ = strings.Cut(zone, "*") // postscreen weight syntax
-			zone, _, _ = strings.Cut(zone, "=")
-			q := reverseName(ip) + "." + zone
-			listed := c.addrs(q)
-			c.add("not on "+zone, ip.String(), len(listed) == 0, join(listed),
-				"ask "+zone+" for delisting (see its lookup page), then find why it was listed")
-		}
-	}
-}
-
-// reverseName is the DNSBL query label of ip: reversed octets (IPv4) or
-// nibbles (IPv6).
-func reverseName(ip netip.Addr) string {
-	rev, _ := dns.ReverseAddr(ip.String())
-	rev = strings.TrimSuffix(rev, ".in-addr.arpa.")
-	return strings.TrimSuffix(rev, ".ip6.arpa.")
 }
 
 func spfTerm(ip netip.Addr) string {

@@ -241,6 +241,13 @@ func TestDoctor(t *testing.T) {
 		}, fail: []string{"DKIM selector record matches the key"}, fix: ourRecord, found: "another key published"},
 		{name: "listed on a DNSBL", change: func(s *dnstest.Server) { s.Add("10.2.0.192.bl.example. A 127.0.0.2") },
 			fail: []string{"not on bl.example"}, fix: "delisting"},
+		{name: "a DNSBL named by several entries is checked once, a DNSWL not", in: func(in *Input, w *world) {
+			in.DNSBLs = []string{"bl.example*2", "wl.example=127.0.[0..255].[1..3]*-5", "BL.example=127.0.0.[2..11]*1", "bl.example*2"}
+		}, change: func(s *dnstest.Server) {
+			s.Add("10.2.0.192.bl.example. A 127.0.0.2", "10.2.0.192.wl.example. A 127.0.10.2")
+		}, fail: []string{"not on bl.example"}, found: "127.0.0.2"},
+		{name: "a DNSBL's error code is no listing", change: func(s *dnstest.Server) { s.Add("10.2.0.192.bl.example. A 127.255.255.254") },
+			fail: []string{"not on bl.example"}, fix: "resolver of your own", found: "not a listing"},
 
 		// The open-relay self-test.
 		{name: "open relay", accept: func(string, string) bool { return true },

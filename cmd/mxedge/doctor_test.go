@@ -118,16 +118,53 @@ timeout = "1s"
 // each check by "name: subject", and the exit status.
 func doctorJSON(t *testing.T, args ...string) (map[string]string, int) {
 	t.Helper()
-	out, errOut, code := runCmd(t, append([]string{"doctor", "-json"}, args...)...)
-	var checks []doctor.Check
-	if err := json.Unmarshal([]byte(out), &checks); err != nil {
-		t.Fatalf("doctor -json: %v\n%s%s", err, out, errOut)
-	}
+	checks, code := doctorChecks(t, args...)
 	status := map[string]string{}
 	for _, c := range checks {
 		status[c.Name+": "+c.Subject] = c.Status
 	}
 	return status, code
+}
+
+// doctorChecks runs "mxedge doctor -json args..." and returns the checks
+// in order, and the exit status.
+func doctorChecks(t *testing.T, args ...string) ([]doctor.Check, int) {
+	t.Helper()
+	out, errOut, code := runCmd(t, append([]string{"doctor", "-json"}, args...)...)
+	var checks []doctor.Check
+	if err := json.Unmarshal([]byte(out), &checks); err != nil {
+		t.Fatalf("doctor -json: %v\n%s%s", err, out, errOut)
+	}
+	return checks, code
+}
+
+// Two MX listeners naming the same DNSBL zone (with another weight or
+// filter) get one check of it per outbound address, not one per entry;
+// a zone named only with a negative weight (an allow list) gets none,
+// though our address is on it.
+func TestDoctorDNSBLOnce(t *testing.T) {
+	dir := t.TempDir()
+	pair, _ := doctorPair(t, dir)
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10",
+		"10.2.0.192.bl.doctor.test. A 127.0.0.2", "10.2.0.192.wl.doctor.test. A 127.0.10.3")
+	cfg := writeDoctorConfig(t, dir, ns.Addr(),
+		listenerTOML("mx-a", "", "127.0.0.27:25", &pair)+`dnsbl_sites = ["bl.doctor.test*2"]`+"\n",
+		listenerTOML("mx-b", "", "127.0.0.28:25", &pair)+
+			`dnsbl_sites = ["bl.doctor.test=127.0.0.[2..11]*3", "wl.doctor.test=127.0.[0..255].[1..3]*-5"]`+"\n")
+
+	checks, code := doctorChecks(t, "-config", cfg, "-ip", "192.0.2.10", "-mx", "off")
+	var got []string
+	for _, c := range checks {
+		if strings.HasPrefix(c.Name, "not on ") {
+			got = append(got, c.Name+": "+c.Subject+" "+c.Status)
+		}
+	}
+	if want := "not on bl.doctor.test: 192.0.2.10 fail"; strings.Join(got, ", ") != want {
+		t.Errorf("DNSBL checks %q, want %q", got, want)
+	}
+	if code != 1 {
+		t.Errorf("exit status %d listed on a DNSBL, want 1", code)
+	}
 }
 
 // The DANE check covers every MX listener that offers STARTTLS, not only
