@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"slices"
 	"sync"
+
+	"github.com/mxedge/mxedge/internal/tlsname"
 )
 
 // TLS sessions out, for the metrics: one count per session that got
@@ -11,7 +13,8 @@ import (
 // allows it), by protocol version and the policy that decided it.
 
 // tlsOutPolicies are the fixed policy values of TLSSessions; anything
-// else is "other" (versions: "none", TLSv1.0 to TLSv1.3, "other").
+// else is "other" (versions: "none", and tlsname.Label: TLSv1.0 to
+// TLSv1.3, "other").
 var tlsOutPolicies = []string{levelNone, levelMay, levelEncrypt, levelVerify, levelDANE, "dane-unusable", "mta-sts"}
 
 // TLSCount is the number of outbound sessions with one version and policy.
@@ -29,18 +32,7 @@ type tlsCounts struct {
 func (c *tlsCounts) add(cs *tls.ConnectionState, policy string) {
 	v := "none"
 	if cs != nil {
-		switch cs.Version {
-		case tls.VersionTLS10:
-			v = "TLSv1.0"
-		case tls.VersionTLS11:
-			v = "TLSv1.1"
-		case tls.VersionTLS12:
-			v = "TLSv1.2"
-		case tls.VersionTLS13:
-			v = "TLSv1.3"
-		default:
-			v = "other"
-		}
+		v = tlsname.Label(cs.Version)
 	}
 	if !slices.Contains(tlsOutPolicies, policy) {
 		policy = "other"

@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/mxedge/mxedge/internal/tlsname"
 )
 
 // TLS policy. Each address tried gets a tlsPlan: what TLS it must have
@@ -93,7 +94,7 @@ func (p tlsPlan) cacheKey(addr string) string {
 func (p tlsPlan) describe(cs *tls.ConnectionState) string {
 	s := "tls=none"
 	if cs != nil {
-		s = "tls=" + strings.Replace(tls.VersionName(cs.Version), "TLS ", "TLSv", 1) + "/" + tls.CipherSuiteName(cs.CipherSuite)
+		s = "tls=" + tlsname.Version(cs.Version) + "/" + tls.CipherSuiteName(cs.CipherSuite)
 	}
 	s += " policy=" + p.policy
 	if p.stsTesting {

@@ -39,11 +39,12 @@
 //     if published under DNSSEC, match every certificate chain that any
 //     MX listener offering STARTTLS serves (the matching of package dane):
 //     a sender may reach any of them;
-//   - our outbound addresses are not listed on the configured DNSBLs;
-//   - the open-relay self-test (relaytest.go): our MX listener refuses
+//   - our outbound addresses are not listed on the configured DNSBLs
+//     (dnsbl.go: each zone once, allow lists left out);
+//   - the open-relay self-test (relaytest.go): every MX listener refuses
 //     mail from outside to a foreign domain, also hidden in the percent
 //     hack, a bang path, a quoted local part or a source route, and with
-//     a relay domain as the sender.
+//     a relay domain as the sender; each listener in its own session.
 package doctor
 
 import (
@@ -83,14 +84,19 @@ type Input struct {
 	// Chains are the certificate chains the MX listeners that offer
 	// STARTTLS serve, each distinct chain once.
 	Chains []Chain
-	DNSBLs []string // zones, e.g. "zen.spamhaus.org"
+	// DNSBLs are the MX listeners' dnsbl_sites entries, e.g.
+	// "zen.spamhaus.org=127.0.0.[2..11]*3" (dnsbl.go: each zone is
+	// checked once).
+	DNSBLs []string
 	DKIM   []DKIMKey
 	// HTTPS fetches MTA-STS policies; nil: mtasts.NewClient over the DNS
 	// given to Run (system roots, port 443).
 	HTTPS *http.Client
-	// RelayTest is where the open-relay self-test connects.
-	RelayTest RelayTest
-	Now       time.Time
+	// RelayTests are the MX listeners the open-relay self-test connects
+	// to, each tested in its own session (a sender may reach any of
+	// them); none: the test is skipped.
+	RelayTests []RelayTest
+	Now        time.Time
 }
 
 // Chain is a certificate chain our MX listeners serve (one tls_cert
@@ -147,7 +153,7 @@ func Run(ctx context.Context, d DNS, in Input) []Check {
 	c.cert()
 	c.dane()
 	c.dnsbl()
-	c.relayTest()
+	c.relayTests()
 	return c.out
 }
 
@@ -480,27 +486,6 @@ func (c *run) chainLabel(ch Chain) string {
 		label += " of " + strings.Join(ch.Listeners, ", ")
 	}
 	return " (" + label + ")"
-}
-
-func (c *run) dnsbl() {
-	for _, ip := range c.in.Outbound {
-		for _, zone := range c.in.DNSBLs {
-			zone, _, _ = strings.Cut(zone, "*") // postscreen weight syntax
-			zone, _, _ = strings.Cut(zone, "=")
-			q := reverseName(ip) + "." + zone
-			listed := c.addrs(q)
-			c.add("not on "+zone, ip.String(), len(listed) == 0, join(listed),
-				"ask "+zone+" for delisting (see its lookup page), then find why it was listed")
-		}
-	}
-}
-
-// reverseName is the DNSBL query label of ip: reversed octets (IPv4) or
-// nibbles (IPv6).
-func reverseName(ip netip.Addr) string {
-	rev, _ := dns.ReverseAddr(ip.String())
-	rev = strings.TrimSuffix(rev, ".in-addr.arpa.")
-	return strings.TrimSuffix(rev, ".ip6.arpa.")
 }
 
 func spfTerm(ip netip.Addr) string {

@@ -241,6 +241,13 @@ func TestDoctor(t *testing.T) {
 		}, fail: []string{"DKIM selector record matches the key"}, fix: ourRecord, found: "another key published"},
 		{name: "listed on a DNSBL", change: func(s *dnstest.Server) { s.Add("10.2.0.192.bl.example. A 127.0.0.2") },
 			fail: []string{"not on bl.example"}, fix: "delisting"},
+		{name: "a DNSBL named by several entries is checked once, a DNSWL not", in: func(in *Input, w *world) {
+			in.DNSBLs = []string{"bl.example*2", "wl.example=127.0.[0..255].[1..3]*-5", "BL.example=127.0.0.[2..11]*1", "bl.example*2"}
+		}, change: func(s *dnstest.Server) {
+			s.Add("10.2.0.192.bl.example. A 127.0.0.2", "10.2.0.192.wl.example. A 127.0.10.2")
+		}, fail: []string{"not on bl.example"}, found: "127.0.0.2"},
+		{name: "a DNSBL's error code is no listing", change: func(s *dnstest.Server) { s.Add("10.2.0.192.bl.example. A 127.255.255.254") },
+			fail: []string{"not on bl.example"}, fix: "resolver of your own", found: "not a listing"},
 
 		// The open-relay self-test.
 		{name: "open relay", accept: func(string, string) bool { return true },
@@ -269,11 +276,11 @@ func TestDoctor(t *testing.T) {
 			"not an open relay: quoted local part", "not an open relay: bang path", "not an open relay: relay domain as sender"},
 			fix: "5xx", found: "refused only for now"},
 		{name: "relay hangs at RCPT", mx: func(s *smtptest.Server) { t.Cleanup(s.Hold(smtptest.Rcpt)) },
-			in: func(in *Input, w *world) { in.RelayTest.Timeout = 300 * time.Millisecond },
+			in: func(in *Input, w *world) { in.RelayTests[0].Timeout = 300 * time.Millisecond },
 			fail: []string{"relay self-test reaches RCPT", "not an open relay: foreign recipient", "not an open relay: percent hack",
 				"not an open relay: source route", "not an open relay: quoted local part", "not an open relay: bang path",
 				"not an open relay: relay domain as sender"}, found: "timeout"},
-		{name: "outside sender refused, null sender used", in: func(in *Input, w *world) { in.RelayTest.Sender = "nobody@unknown.example" },
+		{name: "outside sender refused, null sender used", in: func(in *Input, w *world) { in.RelayTests[0].Sender = "nobody@unknown.example" },
 			mx: func(s *smtptest.Server) {
 				s.On(smtptest.Mail, func(_ *smtptest.Session, line string) string {
 					if strings.Contains(line, "unknown.example") {
@@ -282,9 +289,15 @@ func TestDoctor(t *testing.T) {
 					return ""
 				})
 			}},
-		{name: "relay not running", in: func(in *Input, w *world) { in.RelayTest.Addr = closedAddr(t) },
+		{name: "second MX listener an open relay", in: func(in *Input, w *world) {
+			open := startMX(t, func(string, string) bool { return true })
+			in.RelayTests = append(in.RelayTests, RelayTest{Addr: open.Addr(), Listener: "mx-b " + open.Addr(), Timeout: 5 * time.Second})
+		}, fail: []string{"not an open relay: foreign recipient", "not an open relay: percent hack", "not an open relay: source route",
+			"not an open relay: quoted local part", "not an open relay: bang path", "not an open relay: relay domain as sender"},
+			found: "OPEN RELAY"},
+		{name: "relay not running", in: func(in *Input, w *world) { in.RelayTests[0].Addr = closedAddr(t) },
 			fail: []string{"open relay self-test"}, found: "not running"},
-		{name: "no MX listener to test", in: func(in *Input, w *world) { in.RelayTest.Addr = "" },
+		{name: "no MX listener to test", in: func(in *Input, w *world) { in.RelayTests = nil },
 			fail: []string{"open relay self-test"}, found: "no MX listener"},
 		{name: "relay refuses us before relay control", accept: func(string, string) bool { return false },
 			fail: []string{"relay self-test reaches RCPT"}, fix: "-mx", found: "554 5.7.1"},
@@ -342,7 +355,7 @@ func TestDoctor(t *testing.T) {
 // replaced by the null sender for the rest of the session.
 func TestRelaySelfTestDialogue(t *testing.T) {
 	w := newWorld(t, nil, ststest.Response{}, closedRelay, Input{Hostname: "mx1.example.org", RelayDomains: []string{"example.org"}})
-	w.in.RelayTest.Sender = "nobody@unknown.example"
+	w.in.RelayTests[0].Sender = "nobody@unknown.example"
 	w.mx.On(smtptest.Mail, func(_ *smtptest.Session, line string) string {
 		if strings.Contains(line, "unknown.example") {
 			return "550 5.1.8 Sender address rejected: Domain not found"

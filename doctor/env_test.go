@@ -79,7 +79,7 @@ func newWorld(t *testing.T, zone []string, resp ststest.Response, accept func(fr
 	roots.AddCert(pair.Leaf)
 	w.mx = startMX(t, accept)
 	in.HTTPS = mtasts.NewClient(mtasts.ClientOptions{Resolver: w.res, RootCAs: roots, Port: w.policyPort})
-	in.RelayTest = RelayTest{Addr: w.mx.Addr(), Timeout: 5 * time.Second}
+	in.RelayTests = []RelayTest{{Addr: w.mx.Addr(), Timeout: 5 * time.Second}}
 	w.in = in
 	return w
 }

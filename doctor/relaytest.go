@@ -15,6 +15,9 @@ import (
 type RelayTest struct {
 	// Addr is the MX listener, "host:port"; "": the test is skipped.
 	Addr string
+	// Listener names the [[listener]]s at Addr ("mx-b 0.0.0.0:25"); it
+	// labels the test's checks when there are several tests. "": Addr.
+	Listener string
 	// Helo is the name the test gives in EHLO; default
 	// "mxedge-doctor.invalid" (not ours: HELO-is-us checks would refuse
 	// the test before it could tell anything).
@@ -61,20 +64,42 @@ func relayProbes(relay, foreign string) []relayProbe {
 const relayFix = "accept from outside only recipients in relay_domains, without % ! or @ in the local part " +
 	"(mxedge's relay control does: check that the listener is kind \"mx\" and what runs in front of it)"
 
-// relayTest is the open-relay self-test: one session with our MX
-// listener (reconnecting if it ends early), a control transaction to
-// postmaster of the first relay domain (it must get as far as RCPT, or
-// the refusals below prove nothing), then the relayProbes, each ended
-// with RSET, then QUIT. DATA is never sent.
-func (c *run) relayTest() {
-	t := c.in.RelayTest
-	const name = "open relay self-test"
+// relayTestName is the check that says why the self-test did not run.
+const relayTestName = "open relay self-test"
+
+// relayTests runs the self-test against every MX listener given, one
+// after the other; with several, each check's subject ends in the
+// listener's label (" (at mx-b 192.0.2.2:25)").
+func (c *run) relayTests() {
+	if len(c.in.RelayTests) == 0 {
+		c.skip(relayTestName, "", "no MX listener address to test")
+		return
+	}
+	for _, t := range c.in.RelayTests {
+		label := ""
+		if len(c.in.RelayTests) > 1 {
+			label = t.Listener
+			if label == "" {
+				label = t.Addr
+			}
+			label = " (at " + label + ")"
+		}
+		c.relayTest(t, label)
+	}
+}
+
+// relayTest is the open-relay self-test of one MX listener: one session
+// (reconnecting if it ends early), a control transaction to postmaster
+// of the first relay domain (it must get as far as RCPT, or the refusals
+// below prove nothing), then the relayProbes, each ended with RSET, then
+// QUIT. DATA is never sent. label ends every check's subject.
+func (c *run) relayTest(t RelayTest, label string) {
 	if t.Addr == "" {
-		c.skip(name, "", "no MX listener address to test")
+		c.skip(relayTestName, t.Listener, "no MX listener address to test")
 		return
 	}
 	if len(c.in.RelayDomains) == 0 {
-		c.skip(name, t.Addr, "no relay domains")
+		c.skip(relayTestName, t.Addr+label, "no relay domains")
 		return
 	}
 	if t.Helo == "" {
@@ -98,17 +123,17 @@ func (c *run) relayTest() {
 	var dialErr *net.OpError
 	switch {
 	case errors.As(err, &dialErr) && dialErr.Op == "dial":
-		c.skip(name, t.Addr, "the relay is not running there: "+err.Error())
+		c.skip(relayTestName, t.Addr+label, "the relay is not running there: "+err.Error())
 		return
 	case err != nil:
-		c.warn("relay self-test reaches RCPT", control, err.Error(),
+		c.warn("relay self-test reaches RCPT", control+label, err.Error(),
 			"check that "+t.Addr+" is our MX listener and lets this host connect")
 	case reply.code/100 != 2:
-		c.warn("relay self-test reaches RCPT", control, "RCPT TO:<"+control+"> answered "+reply.String()+
+		c.warn("relay self-test reaches RCPT", control+label, "RCPT TO:<"+control+"> answered "+reply.String()+
 			" (the refusals below may come from another check)",
 			"run the test from an address the relay treats as outside (mxedge doctor -mx <public address>)")
 	default:
-		c.add("relay self-test reaches RCPT", control, true, "RCPT TO:<"+control+"> answered "+reply.String(), "")
+		c.add("relay self-test reaches RCPT", control+label, true, "RCPT TO:<"+control+"> answered "+reply.String(), "")
 	}
 	for _, p := range relayProbes(relay, t.Foreign) {
 		check := "not an open relay: " + p.name
@@ -116,6 +141,7 @@ func (c *run) relayTest() {
 		if p.from != "" {
 			subject = "from " + p.from + " to " + p.rcpt
 		}
+		subject += label
 		reply, err := s.transaction(p)
 		switch {
 		case err != nil:

@@ -198,7 +198,7 @@ func TestParseDNSBLSite(t *testing.T) {
 		t.Fatalf("%+v %v", s, err)
 	}
 	for ip, want := range map[string]bool{"127.0.0.2": true, "127.0.0.3": false, "127.0.0.5": true, "127.0.1.2": false} {
-		if s.matches(netip.MustParseAddr(ip)) != want {
+		if s.Matches(netip.MustParseAddr(ip)) != want {
 			t.Errorf("%s: want %v", ip, want)
 		}
 	}

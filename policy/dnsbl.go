@@ -115,8 +115,10 @@ func splitOctets(f string) []string {
 	return append(out, f[start:])
 }
 
-// matches reports whether a list's answer a counts for this entry.
-func (s DNSBLSite) matches(a netip.Addr) bool {
+// Matches reports whether a list's answer a counts for this entry: it
+// passes the filter, or without one it is in 127.0.0.0/8 but not an
+// error code 127.255.255.x.
+func (s DNSBLSite) Matches(a netip.Addr) bool {
 	if !a.Is4() {
 		return false
 	}
@@ -167,7 +169,7 @@ func (b *DNSBL) CheckConnect(ctx context.Context, c *Conn) Result {
 	if len(b.Sites) == 0 || !c.IP.IsValid() {
 		return Result{}
 	}
-	name := dnsblName(c.IP)
+	name := DNSBLName(c.IP)
 	var zones []string
 	for _, s := range b.Sites {
 		if !contains(zones, s.Domain) {
@@ -220,7 +222,7 @@ func (b *DNSBL) score(c *Conn, got map[string]dnsblAnswer) Result {
 			continue
 		}
 		for _, ip := range a.addrs {
-			if s.matches(ip) {
+			if s.Matches(ip) {
 				score += s.Weight
 				if s.Weight < 0 {
 					c.DNSWL = true
@@ -243,10 +245,10 @@ func (b *DNSBL) score(c *Conn, got map[string]dnsblAnswer) Result {
 	return Result{Reason: reason} // no opinion; the reason is for tests
 }
 
-// dnsblName is the query name of ip below a list's zone, with a trailing
+// DNSBLName is the query name of ip below a list's zone, with a trailing
 // dot: "2.0.0.127." for 127.0.0.2, 32 nibbles for IPv6 (RFC 5782 section
 // 2.1, 2.4).
-func dnsblName(ip netip.Addr) string {
+func DNSBLName(ip netip.Addr) string {
 	arpa, _ := dns.ReverseAddr(ip.Unmap().String())
 	arpa = strings.TrimSuffix(arpa, "in-addr.arpa.")
 	return strings.TrimSuffix(arpa, "ip6.arpa.")

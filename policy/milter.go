@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-milter"
 
 	"github.com/mxedge/mxedge/internal/milterclient"
+	"github.com/mxedge/mxedge/internal/tlsname"
 )
 
 // Milter is a mail filter (rspamd, clamav-milter, any milter) asked
@@ -83,7 +84,7 @@ func (m *Milter) Stream(ctx context.Context, c *Conn, t *Txn) io.WriteCloser {
 	t.SetValue(milterKey{m}, st)
 	tlsVersion := ""
 	if c.TLS != nil {
-		tlsVersion = TLSVersion(c.TLS.Version)
+		tlsVersion = tlsname.Version(c.TLS.Version)
 	}
 	st.s, st.act, st.err = milterclient.Open(ctx, m.Config, milterActions, milterclient.Envelope{
 		QueueID: t.QueueID, ClientIP: c.IP.String(), ClientName: c.Reverse.Name, Helo: c.Helo,

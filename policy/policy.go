@@ -83,9 +83,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/mxedge/mxedge/internal/tlsname"
 )
 
 // Kind is a listener kind, the profile a listener's defaults and chain
@@ -199,12 +200,7 @@ func TLSName(cs *tls.ConnectionState) string {
 	if cs == nil {
 		return ""
 	}
-	return TLSVersion(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
-}
-
-// TLSVersion names a TLS version as Postfix and OpenSSL do: "TLSv1.3".
-func TLSVersion(v uint16) string {
-	return strings.Replace(tls.VersionName(v), "TLS ", "TLSv", 1)
+	return tlsname.Version(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
 }
 
 // Txn is one mail transaction, MAIL to the end of DATA (RFC 5321 section

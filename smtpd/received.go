@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mxedge/mxedge/internal/tlsname"
 	"github.com/mxedge/mxedge/policy"
 )
 
@@ -47,7 +48,7 @@ func receivedHeader(pc *policy.Conn, host, id, rcpt string, utf8, hide bool, t t
 	}
 	if cs := pc.TLS; cs != nil {
 		b.WriteString("\t(using ")
-		b.WriteString(policy.TLSVersion(cs.Version))
+		b.WriteString(tlsname.Version(cs.Version))
 		b.WriteString(" with cipher ")
 		b.WriteString(tls.CipherSuiteName(cs.CipherSuite))
 		if bits := cipherBits(cs.CipherSuite); bits > 0 {

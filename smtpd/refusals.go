@@ -1,12 +1,12 @@
 package smtpd
 
 import (
-	"crypto/tls"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mxedge/mxedge/internal/tlsname"
 	"github.com/mxedge/mxedge/policy"
 )
 
@@ -115,24 +115,7 @@ type gateCounts struct {
 	open               atomic.Int64
 	sessions           atomic.Uint64
 	messages, msgBytes atomic.Uint64
-	tlsIn              [len(tlsVersionNames)]atomic.Uint64 // by tlsVersionIndex
-}
-
-// tlsVersionNames are the version label values of Server.TLSSessions.
-var tlsVersionNames = [...]string{"TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3", "other"}
-
-func tlsVersionIndex(v uint16) int {
-	switch v {
-	case tls.VersionTLS10:
-		return 0
-	case tls.VersionTLS11:
-		return 1
-	case tls.VersionTLS12:
-		return 2
-	case tls.VersionTLS13:
-		return 3
-	}
-	return 4
+	tlsIn              [tlsname.Labels]atomic.Uint64 // by tlsname.Index
 }
 
 // TLSSessions returns the sessions that ran under TLS (STARTTLS or
@@ -140,9 +123,9 @@ func tlsVersionIndex(v uint16) int {
 // set, "other" for anything else), each counted once at its first
 // EHLO/HELO under TLS.
 func (s *Server) TLSSessions() map[string]uint64 {
-	out := make(map[string]uint64, len(tlsVersionNames))
-	for i, name := range tlsVersionNames {
-		out[name] = s.counts.tlsIn[i].Load()
+	out := make(map[string]uint64, tlsname.Labels)
+	for i := range s.counts.tlsIn {
+		out[tlsname.LabelAt(i)] = s.counts.tlsIn[i].Load()
 	}
 	return out
 }

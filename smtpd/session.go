@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxedge/mxedge/internal/address"
+	"github.com/mxedge/mxedge/internal/tlsname"
 	"github.com/mxedge/mxedge/policy"
 	"github.com/mxedge/mxedge/queue"
 )
@@ -97,7 +98,7 @@ func (s *session) checkHelo() *smtp.SMTPError {
 		s.pc.TLS = &cs
 		if !s.tlsCounted {
 			s.tlsCounted = true
-			s.srv.counts.tlsIn[tlsVersionIndex(cs.Version)].Add(1)
+			s.srv.counts.tlsIn[tlsname.Index(cs.Version)].Add(1)
 		}
 	} else {
 		s.pc.TLS = nil

@@ -24,9 +24,9 @@ import (
 // cmdDoctor is "mxedge doctor [-json] [-ip A,B] [-partner H,...] [-mx
 // ADDR] [-relay-sender ADDR]": the deliverability checks of package
 // doctor for the configured hostname and relay domains, through the
-// configured resolver ([dns]), and the open-relay self-test against our
-// MX listener. Exit status 1 when a check fails (warnings and skipped
-// checks do not).
+// configured resolver ([dns]), and the open-relay self-test against
+// every MX listener (or the one -mx names). Exit status 1 when a check
+// fails (warnings and skipped checks do not).
 func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -34,7 +34,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the checks as JSON")
 	ips := fs.String("ip", "", "outbound addresses, comma-separated (default: [delivery] source_address)")
 	partners := fs.String("partner", "", "host names of the pair's other relays, comma-separated")
-	mx := fs.String("mx", "", "MX listener for the open-relay self-test, host:port (default: the first mx [[listener]], "+
+	mx := fs.String("mx", "", "MX listener for the open-relay self-test, host:port (default: every mx [[listener]], "+
 		"a wildcard address as loopback; \"off\": no test)")
 	relaySender := fs.String("relay-sender", "", "outside sender of the open-relay self-test (default mxedge-doctor@other.example, "+
 		"the null sender if refused)")
@@ -67,23 +67,21 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	}
 	in.Partners = splitList(*partners)
 	for _, l := range cfg.Listeners {
-		if l.Kind != config.KindMX {
-			continue
-		}
-		in.DNSBLs = append(in.DNSBLs, l.DNSBLSites...)
-		if in.RelayTest.Addr == "" {
-			in.RelayTest.Addr = dialable(l.Address)
+		if l.Kind == config.KindMX {
+			in.DNSBLs = append(in.DNSBLs, l.DNSBLSites...)
 		}
 	}
 	in.Chains = servedChains(cfg.Listeners, stderr)
 	switch *mx {
 	case "off":
-		in.RelayTest.Addr = ""
 	case "":
+		in.RelayTests = relayTests(cfg.Listeners)
 	default:
-		in.RelayTest.Addr = *mx
+		in.RelayTests = []doctor.RelayTest{{Addr: *mx}}
 	}
-	in.RelayTest.Sender = *relaySender
+	for i := range in.RelayTests {
+		in.RelayTests[i].Sender = *relaySender
+	}
 	keys, keyErr := loadDKIMKeys(cfg)
 	if err := keyErr; err != nil { // a weak or unreadable key: exit status 1
 		fmt.Fprintf(stderr, "doctor: %v (DKIM checks of the keys that failed to load skipped)\n", err)
@@ -174,6 +172,26 @@ func servedChains(listeners []config.Listener, stderr io.Writer) []doctor.Chain 
 		}
 	}
 	return chains
+}
+
+// relayTests are the open-relay self-tests of every MX listener, at the
+// address a client on this host dials (dialable), each address once with
+// the listeners there: a sender may reach any of them.
+func relayTests(listeners []config.Listener) []doctor.RelayTest {
+	var tests []doctor.RelayTest
+	for _, l := range listeners {
+		if l.Kind != config.KindMX {
+			continue
+		}
+		addr, by := dialable(l.Address), l.Name+" "+l.Address
+		i := slices.IndexFunc(tests, func(t doctor.RelayTest) bool { return t.Addr == addr })
+		if i < 0 {
+			tests = append(tests, doctor.RelayTest{Addr: addr, Listener: by})
+		} else {
+			tests[i].Listener += ", " + by
+		}
+	}
+	return tests
 }
 
 // readChain reads the certificates of a PEM file, leaf first: the chain

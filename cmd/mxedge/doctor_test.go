@@ -118,16 +118,53 @@ timeout = "1s"
 // each check by "name: subject", and the exit status.
 func doctorJSON(t *testing.T, args ...string) (map[string]string, int) {
 	t.Helper()
-	out, errOut, code := runCmd(t, append([]string{"doctor", "-json"}, args...)...)
-	var checks []doctor.Check
-	if err := json.Unmarshal([]byte(out), &checks); err != nil {
-		t.Fatalf("doctor -json: %v\n%s%s", err, out, errOut)
-	}
+	checks, code := doctorChecks(t, args...)
 	status := map[string]string{}
 	for _, c := range checks {
 		status[c.Name+": "+c.Subject] = c.Status
 	}
 	return status, code
+}
+
+// doctorChecks runs "mxedge doctor -json args..." and returns the checks
+// in order, and the exit status.
+func doctorChecks(t *testing.T, args ...string) ([]doctor.Check, int) {
+	t.Helper()
+	out, errOut, code := runCmd(t, append([]string{"doctor", "-json"}, args...)...)
+	var checks []doctor.Check
+	if err := json.Unmarshal([]byte(out), &checks); err != nil {
+		t.Fatalf("doctor -json: %v\n%s%s", err, out, errOut)
+	}
+	return checks, code
+}
+
+// Two MX listeners naming the same DNSBL zone (with another weight or
+// filter) get one check of it per outbound address, not one per entry;
+// a zone named only with a negative weight (an allow list) gets none,
+// though our address is on it.
+func TestDoctorDNSBLOnce(t *testing.T) {
+	dir := t.TempDir()
+	pair, _ := doctorPair(t, dir)
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10",
+		"10.2.0.192.bl.doctor.test. A 127.0.0.2", "10.2.0.192.wl.doctor.test. A 127.0.10.3")
+	cfg := writeDoctorConfig(t, dir, ns.Addr(),
+		listenerTOML("mx-a", "", "127.0.0.27:25", &pair)+`dnsbl_sites = ["bl.doctor.test*2"]`+"\n",
+		listenerTOML("mx-b", "", "127.0.0.28:25", &pair)+
+			`dnsbl_sites = ["bl.doctor.test=127.0.0.[2..11]*3", "wl.doctor.test=127.0.[0..255].[1..3]*-5"]`+"\n")
+
+	checks, code := doctorChecks(t, "-config", cfg, "-ip", "192.0.2.10", "-mx", "off")
+	var got []string
+	for _, c := range checks {
+		if strings.HasPrefix(c.Name, "not on ") {
+			got = append(got, c.Name+": "+c.Subject+" "+c.Status)
+		}
+	}
+	if want := "not on bl.doctor.test: 192.0.2.10 fail"; strings.Join(got, ", ") != want {
+		t.Errorf("DNSBL checks %q, want %q", got, want)
+	}
+	if code != 1 {
+		t.Errorf("exit status %d listed on a DNSBL, want 1", code)
+	}
 }
 
 // The DANE check covers every MX listener that offers STARTTLS, not only
@@ -173,6 +210,68 @@ func TestDoctorDANEEveryListener(t *testing.T) {
 	}
 	if s, ok := status["TLSA record matches a served certificate: _25._tcp.mx1.doctor.test"]; ok {
 		t.Errorf("a record unmatched with both published: %q", s)
+	}
+}
+
+// The open-relay self-test covers every MX listener, not only the first:
+// mx-a refuses foreign destinations, mx-b relays them, and doctor fails
+// mx-b's probes, each check naming its listener. A submission listener
+// is not tested (it relays for authenticated users by design).
+func TestDoctorRelayTestEveryListener(t *testing.T) {
+	dir := t.TempDir()
+	pair, _ := doctorPair(t, dir)
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10")
+	start := func(addr string) *smtptest.Server {
+		s, err := smtptest.Start(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	closed, open, sub := start("127.0.0.27:0"), start("127.0.0.28:0"), start("127.0.0.29:0")
+	closed.On(smtptest.Rcpt, func(_ *smtptest.Session, line string) string {
+		if line == "RCPT TO:<postmaster@doctor.test>" {
+			return ""
+		}
+		return "554 5.7.1 Relay access denied"
+	})
+	cfg := writeDoctorConfig(t, dir, ns.Addr(),
+		listenerTOML("mx-a", "", closed.Addr(), &pair),
+		listenerTOML("mx-b", "", open.Addr(), nil),
+		listenerTOML("sub", "submission", sub.Addr(), &pair))
+
+	status, code := doctorJSON(t, "-config", cfg)
+	ofA, ofB := " (at mx-a "+closed.Addr()+")", " (at mx-b "+open.Addr()+")"
+	for check, want := range map[string]string{
+		"relay self-test reaches RCPT: postmaster@doctor.test" + ofA:                           "ok",
+		"relay self-test reaches RCPT: postmaster@doctor.test" + ofB:                           "ok",
+		"not an open relay: foreign recipient: postmaster@other.example" + ofA:                 "ok",
+		"not an open relay: foreign recipient: postmaster@other.example" + ofB:                 "fail",
+		"not an open relay: bang path: other.example!postmaster@doctor.test" + ofA:             "ok",
+		"not an open relay: bang path: other.example!postmaster@doctor.test" + ofB:             "fail",
+		"not an open relay: percent hack: postmaster%other.example@doctor.test" + ofB:          "fail",
+		"not an open relay: source route: @doctor.test:postmaster@other.example" + ofB:         "fail",
+		"not an open relay: quoted local part: \"postmaster@other.example\"@doctor.test" + ofB: "fail",
+	} {
+		if status[check] != want {
+			t.Errorf("%s: %q, want %q", check, status[check], want)
+		}
+	}
+	n := 0
+	for name := range status {
+		if strings.HasPrefix(name, "not an open relay: ") {
+			n++
+		}
+	}
+	if n != 12 {
+		t.Errorf("%d relay probes reported, want 6 for each MX listener: %v", n, status)
+	}
+	if code != 1 {
+		t.Errorf("exit status %d with an open MX listener, want 1", code)
+	}
+	if closed.Conns() != 1 || open.Conns() != 1 || sub.Conns() != 0 {
+		t.Errorf("connections: mx-a %d, mx-b %d, submission %d; want 1, 1, 0", closed.Conns(), open.Conns(), sub.Conns())
 	}
 }
 
