@@ -141,10 +141,8 @@ func onOff(on bool) string {
 // keeps the value of the start.
 func (r *relay) adopt(cfg *config.Config) {
 	c := r.cfg
-	c.RelayDomains, c.Routes, c.TLSPolicy = cfg.RelayDomains, cfg.Routes, cfg.TLSPolicy
-	c.Delivery.DefaultTLSPolicy, c.Delivery.MTASTS, c.Delivery.DANE = cfg.Delivery.DefaultTLSPolicy, cfg.Delivery.MTASTS, cfg.Delivery.DANE
-	c.Verify, c.VerifyDomains, c.Submission, c.DKIMSign, c.Milters, c.Greylist = cfg.Verify, cfg.VerifyDomains, cfg.Submission, cfg.DKIMSign, cfg.Milters, cfg.Greylist
-	c.AuthResults, c.SPF, c.DKIMVerify, c.DMARC = cfg.AuthResults, cfg.SPF, cfg.DKIMVerify, cfg.DMARC
+	copyKeys(c, cfg, liveKeys)
+	copyKeys(&c.Delivery, &cfg.Delivery, deliveryLiveKeys)
 	for i, old := range c.Listeners {
 		j := listenerIndex(cfg, old)
 		if j < 0 {
@@ -174,6 +172,15 @@ func listenerIndex(cfg *config.Config, l config.Listener) int {
 var sessionKeys = []string{"bare_line_endings", "max_sessions", "tls_cert", "tls_key", "tls_min_version", "hide_client_ip",
 	"soft_error_limit", "hard_error_limit", "error_sleep", "junk_command_limit", "session_time_limit",
 	"session_message_limit", "pregreet_wait", "pregreet_ttl", "lookup_timeout"}
+
+// liveKeys are the top-level keys a reload applies (adopt; the
+// listeners are matched one by one), and deliveryLiveKeys those of
+// [delivery].
+var (
+	liveKeys = []string{"relay_domains", "routes", "tls_policy", "verify", "verify_domains", "submission", "dkim_sign",
+		"milter", "auth_results", "spf", "dkim_verify", "dmarc", "greylist"}
+	deliveryLiveKeys = []string{"default_tls_policy", "mta_sts", "dane"}
+)
 
 // restartKeys are the top-level keys a reload does not apply, and
 // deliveryRestartKeys those of [delivery] (the TLS ones are applied).

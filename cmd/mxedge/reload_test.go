@@ -90,10 +90,8 @@ func TestReloadCoversEveryKey(t *testing.T) {
 		restart []string
 		live    []string // applied by reloadConfig (adopt)
 	}{
-		{reflect.TypeFor[config.Config](), restartKeys, []string{"listener", "relay_domains", "routes", "delivery",
-			"tls_policy", "verify", "verify_domains", "submission", "dkim_sign", "milter", "auth_results", "spf",
-			"dkim_verify", "dmarc", "greylist"}},
-		{reflect.TypeFor[config.Delivery](), deliveryRestartKeys, []string{"default_tls_policy", "mta_sts", "dane"}},
+		{reflect.TypeFor[config.Config](), restartKeys, append([]string{"listener", "delivery"}, liveKeys...)},
+		{reflect.TypeFor[config.Delivery](), deliveryRestartKeys, deliveryLiveKeys},
 		{reflect.TypeFor[config.Listener](), sessionKeys, []string{"name", "kind", "address", // a change is a new listener
 			"client_sessions", "client_connection_rate", "client_message_rate", "client_recipient_rate", "allowlist",
 			"client_no_ptr", "client_ptr_mismatch", "helo_invalid", "helo_is_us", "helo_unknown", "sender_unknown_domain",
