@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -44,7 +45,8 @@ func (c *run) dane() {
 			"set tls_cert/tls_key of the MX listener, or remove the TLSA records")
 		return
 	}
-	if len(dane.Usable(recs)) == 0 {
+	usable := dane.Usable(recs)
+	if len(usable) == 0 {
 		c.add(check, name, false, "no record usable for SMTP (usage 2 or 3, selector 0 or 1, matching 0, 1 or 2): "+tlsaList(recs),
 			c.tlsaFix(name))
 		return
@@ -61,13 +63,10 @@ func (c *run) dane() {
 	// A record that none of our chains satisfies is either the next key
 	// of a rollover (RFC 7671 section 8.1: publish it before the new
 	// certificate) or stale.
-	for _, r := range dane.Usable(recs) {
-		matched := false
-		for _, ch := range c.in.Chains {
-			if dane.Verify(tls.ConnectionState{PeerCertificates: ch.Certs}, []*dns.TLSA{r}, names) == nil {
-				matched = true
-			}
-		}
+	for _, r := range usable {
+		matched := slices.ContainsFunc(c.in.Chains, func(ch Chain) bool {
+			return dane.Verify(tls.ConnectionState{PeerCertificates: ch.Certs}, []*dns.TLSA{r}, names) == nil
+		})
 		if !matched {
 			c.warn("TLSA record matches a served certificate", name, tlsaString(r),
 				"keep it only as the next key of a rollover; remove it once stale")
