@@ -56,7 +56,7 @@ const usage = `usage:
   mxedge doctor [-json] [-ip A] [-partner H] [-mx ADDR|off] [-relay-sender A]
                                        deliverability checks of the hostname and relay
                                        domains (DNS via [dns]): ✓/✗ with the record to publish;
-                                       an open-relay self-test against the MX listener
+                                       an open-relay self-test against every MX listener (-mx: one)
   mxedge reload                        re-read the configuration (as SIGHUP): policy
                                        chains, limits (counters kept), greylist, verify,
                                        routes, TLS policy, DKIM keys, milters and
