@@ -41,6 +41,13 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if *mx != "" && *mx != "off" {
+		// A typo is a usage error, not a relay that is not running.
+		if _, _, err := net.SplitHostPort(*mx); err != nil {
+			fmt.Fprintf(stderr, "doctor: -mx %q: %v (want host:port, or off)\n", *mx, err)
+			return 2
+		}
+	}
 	cfg, from, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)

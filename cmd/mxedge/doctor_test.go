@@ -335,3 +335,18 @@ func TestDoctorDemoCertificate(t *testing.T) {
 		t.Fatalf("listener certificate %v, want the demo's %s", got, pair.Cert)
 	}
 }
+
+// A malformed -mx is a usage error (exit 2) that names the flag, not a
+// skipped self-test ("the relay is not running there") with exit 0; it
+// is refused before any check runs.
+func TestDoctorBadMX(t *testing.T) {
+	dir := t.TempDir()
+	ns := dnstest.StartTB(t, "mx1.doctor.test. A 192.0.2.10")
+	cfg := writeDoctorConfig(t, dir, ns.Addr(), listenerTOML("mx", "", "127.0.0.27:25", nil))
+	for _, mx := range []string{"garbage", "127.0.0.1", "mx1.doctor.test"} {
+		out, errOut, code := runCmd(t, "doctor", "-config", cfg, "-mx", mx)
+		if code != 2 || !strings.Contains(errOut, `-mx "`+mx+`"`) || out != "" {
+			t.Errorf("doctor -mx %s: exit %d, stdout %q, stderr %q; want 2, nothing, the flag named", mx, code, out, errOut)
+		}
+	}
+}
