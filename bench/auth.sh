@@ -13,6 +13,7 @@
 # mxedge with -cpuprofile and print the top of the profile after the table).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 shared=${BENCH_SHARED:-/work/shared/bench}
 n=${BENCH_N:-5000} size=${BENCH_SIZE:-10240} sess=${BENCH_SESSIONS:-20}
 pf_addr=127.0.0.1:2600 mx_addr=${MXEDGE_ADDR:-127.0.0.1:2700} sink_addr=127.0.0.1:2626
@@ -23,14 +24,6 @@ cleanup() {
   if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-await_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2; return 1
-}
 for a in $sink_addr $mx_addr; do
   if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
     echo "something already listens on $a: another benchmark running?" >&2; exit 1
@@ -91,9 +84,6 @@ prof=()
 "$work/mxedge" serve "${prof[@]}" -config "$work/mxedge.toml" >"$work/mxedge.out" 2>"$work/mxedge.log" &
 mxpid=$!
 await_port $mx_addr
-
-# cpu_ticks PID: user+system CPU time of a process, in clock ticks.
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 # run NAME ADDR: accepted and end-to-end rates through the sink.
 run() {

@@ -56,16 +56,6 @@ cleanup() {
   if [ $keep = 1 ]; then echo "work directory kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-
-# Wait until something listens on HOST:PORT.
-await_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2; return 1
-}
 # The sink's and mxedge's ports must be free (another benchmark running?).
 for a in $sink_addr $mx_addr $floor_addr; do
   if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
@@ -141,8 +131,6 @@ start_mxedge() {
   return 0
 }
 
-# cpu_ticks PID: user+system CPU time of a process, in clock ticks.
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
 # pf_cpu_ticks: Postfix's CPU time, in clock ticks: its master process,

@@ -1,4 +1,20 @@
-# Shared pieces of the bench scripts' mxedge configurations (sourced).
+# Shared pieces of the bench scripts (sourced): logging, waiting for a
+# port, CPU time, and the mxedge configurations.
+
+# say TEXT: a time-stamped progress line on stderr.
+say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+# await_port HOST:PORT: wait up to 10 s until something listens there.
+await_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2; return 1
+}
+
+# cpu_ticks PID: user+system CPU time of a process, in clock ticks.
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 # bench_mx_config DATA_DIR ROUTE MX_ADDR: the configuration head of a relay
 # for bench.test with one MX listener, its edge defenses off (the relay as a

@@ -18,7 +18,6 @@ rsp_addr=127.0.0.1:${RSPAMD_PORT:-11332}
 export BENCH_WAIT_S=${BENCH_WAIT_S:-600}
 work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/mxedge-milter-bench.XXXXXX")
 mxpid= rsppid= pf_started=0
-say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 cleanup() {
   [ -n "$mxpid" ] && kill "$mxpid" 2>/dev/null && wait "$mxpid" 2>/dev/null
   [ -n "$rsppid" ] && kill -- -"$rsppid" 2>/dev/null
@@ -27,6 +26,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# lib.sh's await_port, but 60 s: rspamd and Postfix may start slowly.
 await_port() { for _ in $(seq 600); do (echo >/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on $1" >&2; exit 1; }
 for a in $sink_addr $mx_addr $rsp_addr; do
   if (echo >/dev/tcp/${a%:*}/${a#*:}) 2>/dev/null; then echo "$a is taken (another benchmark?)" >&2; exit 1; fi

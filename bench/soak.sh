@@ -21,7 +21,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 mx_addr=${MXEDGE_ADDR:-127.0.0.1:2702} sink_addr=${SINK_ADDR:-127.0.0.1:2628}
 work=$(mktemp -d "${SOAK_TMP:-/var/tmp}/mxedge-soak.XXXXXX")
 data=$work/data
-say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 mxpid= loadpid= mounted=0
 cleanup() {
   [ -n "$loadpid" ] && kill "$loadpid" 2>/dev/null || true

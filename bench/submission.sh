@@ -12,6 +12,7 @@
 #   BENCH_SHARED, BENCH_TMP        as for compare.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 shared=${BENCH_SHARED:-/work/shared/bench}
 keep=0; [ "${1:-}" = -keep ] && keep=1
 n=${SUB_N:-5000} size=${SUB_SIZE:-10240} sess=${SUB_SESSIONS:-20}
@@ -25,11 +26,6 @@ cleanup() {
   if [ $keep = 1 ]; then echo "work directory kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-await_port() {
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done
-  echo "nothing listens on $1" >&2; return 1
-}
 for a in $sink_addr $mx_addr $sub_addr; do
   if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
     echo "something already listens on $a: another benchmark running?" >&2; exit 1
@@ -99,7 +95,6 @@ echo "bench-password-1" | "$work/mxedge" user add bench@sender.test -config "$wo
 "$work/mxedge" serve -config "$work/mxedge.toml" >"$work/mxedge.out" 2>"$work/mxedge.log" &
 mxpid=$!
 await_port $sub_addr
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
 # sinkrun N ARGS...: counting sink up, subload ARGS, wait for N at the sink;

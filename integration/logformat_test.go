@@ -2,7 +2,6 @@ package integration
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,12 +12,8 @@ import (
 // msg, and the message's lines carry the queue ID of its 250 reply, from
 // accepted through delivery to removed (docs/logging.md).
 func TestJSONLogs(t *testing.T) {
-	dir := t.TempDir()
-	be := startBackend(t, "127.0.0.3:0")
-	mx := freeAddr(t, "127.0.0.2")
-	cfg := writeConfig(t, dir, relayConfig(filepath.Join(dir, "data"), mx, be.Addr()))
-	r := startRelay(t, dir, "-config", cfg, "-log-format", "json")
-	out, code := swaks(t, mx, "--helo", "client.test", "--from", "sender@src.test", "--to", "alice@relay.test")
+	r := startPlainRelay(t, "-log-format", "json")
+	out, code := swaks(t, r.mx, "--helo", "client.test", "--from", "sender@src.test", "--to", "alice@relay.test")
 	if code != 0 {
 		t.Fatalf("swaks failed (%d):\n%s", code, out)
 	}

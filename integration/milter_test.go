@@ -47,8 +47,7 @@ func (b *bodyMilter) Body(m *milter.Modifier) (milter.Response, error) {
 func TestSubmissionMilterHoldsAndReports(t *testing.T) {
 	ln := startBodyMilter(t)
 	s := startSubmissionRelay(t, subOpts{extra: fmt.Sprintf("\n[[milter]]\nname = \"spamfilter\"\naddress = \"inet:%s\"\n", ln.Addr())})
-	send := func(subject, body string) { s.submit(t, subject, body) }
-	send("offer", "BUY NOW cheap pills")
+	s.submit(t, "offer", "BUY NOW cheap pills")
 	if _, err := s.logs.wait(`msg="held by content filter"`, 1, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +85,7 @@ func TestSubmissionMilterHoldsAndReports(t *testing.T) {
 		}
 	}
 
-	send("hello", "see you tomorrow")
+	s.submit(t, "hello", "see you tomorrow")
 	msgs, err = s.be.WaitMessages(2, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,26 @@ func writeConfig(t *testing.T, dir, text string) string {
 	return path
 }
 
+// plainRelay is the scenarios' usual set-up: a relay on 127.0.0.2 with
+// relayConfig in front of a backend (startBackend) on 127.0.0.3.
+type plainRelay struct {
+	*relay
+	dir, mx string
+	be      *smtptest.Server
+	text    string // the configuration, relayConfig's
+	cfg     string // its file in dir
+}
+
+// startPlainRelay starts a plainRelay; args follow "-config FILE".
+func startPlainRelay(t *testing.T, args ...string) *plainRelay {
+	t.Helper()
+	p := &plainRelay{dir: t.TempDir(), be: startBackend(t, "127.0.0.3:0"), mx: freeAddr(t, "127.0.0.2")}
+	p.text = relayConfig(filepath.Join(p.dir, "data"), p.mx, p.be.Addr())
+	p.cfg = writeConfig(t, p.dir, p.text)
+	p.relay = startRelay(t, p.dir, append([]string{"-config", p.cfg}, args...)...)
+	return p
+}
+
 // A sender's message, sent with swaks to the MX port, reaches the backend
 // byte for byte: a Received header added on top, the body intact, and
 // dot-stuffing right on both hops.

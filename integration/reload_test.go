@@ -92,18 +92,14 @@ func TestReload(t *testing.T) {
 // policy of the backend's domain); every message is accepted and
 // delivered.
 func TestReloadUnderLoad(t *testing.T) {
-	dir := t.TempDir()
-	be := startBackend(t, "127.0.0.3:0")
-	mx := freeAddr(t, "127.0.0.2")
-	base := relayConfig(filepath.Join(dir, "data"), mx, be.Addr())
+	r := startPlainRelay(t)
+	dir, mx, be, base, cfg := r.dir, r.mx, r.be, r.text, r.cfg
 	other := strings.Replace(base, `pregreet_wait = "0s"`, "pregreet_wait = \"0s\"\nclient_message_rate = 1000", 1)
 	other = strings.Replace(other, "[verify]\nmode = \"off\"", "[verify]\nmode = \"off\"\nnegative_ttl = \"1h\"", 1)
 	variants := []string{base, other + "\n[tls_policy]\n\"relay.test\" = \"none\"\n"}
 	if !strings.Contains(other, "client_message_rate = 1000") || !strings.Contains(other, "negative_ttl") {
 		t.Fatal("the second configuration does not differ as meant")
 	}
-	cfg := writeConfig(t, dir, base)
-	r := startRelay(t, dir, "-config", cfg)
 
 	const senders, each = 20, 5
 	var wg sync.WaitGroup
@@ -219,12 +215,8 @@ func TestReloadVerify(t *testing.T) {
 // and stays queued; after the edit is undone and the relay reloaded, a
 // flush delivers it.
 func TestReloadTLSPolicy(t *testing.T) {
-	dir := t.TempDir()
-	be := startBackend(t, "127.0.0.3:0") // no STARTTLS
-	mx := freeAddr(t, "127.0.0.2")
-	base := relayConfig(filepath.Join(dir, "data"), mx, be.Addr())
-	cfg := writeConfig(t, dir, base)
-	r := startRelay(t, dir, "-config", cfg)
+	r := startPlainRelay(t) // the backend offers no STARTTLS
+	dir, mx, be, base, cfg := r.dir, r.mx, r.be, r.text, r.cfg
 	if err := sendFrom(mx, "sender@src.test", "alice@relay.test", "plaintext ok"); err != nil {
 		t.Fatal(err)
 	}
@@ -287,11 +279,8 @@ func TestReloadKeepsClientLimits(t *testing.T) {
 // Greylisting turned on by a reload answers the next new triplet 450
 // 4.7.1; turned off again, the same triplet is accepted.
 func TestReloadGreylist(t *testing.T) {
-	dir := t.TempDir()
-	be := startBackend(t, "127.0.0.3:0")
-	mx := freeAddr(t, "127.0.0.2")
-	base := relayConfig(filepath.Join(dir, "data"), mx, be.Addr())
-	startRelay(t, dir, "-config", writeConfig(t, dir, base))
+	r := startPlainRelay(t)
+	dir, mx, base := r.dir, r.mx, r.text
 	greet := func() string {
 		out, _ := swaks(t, mx, "--helo", "client.test", "--from", "new@src.test", "--to", "alice@relay.test", "--quit-after", "RCPT")
 		return out

@@ -158,7 +158,7 @@ func (c *Cache) valid(domain string) *Policy {
 // lookupID returns the id of domain's MTA-STS TXT record. Errors: a
 // resolver error (temporary), ErrNoRecord, ErrInvalidRecord.
 func (c *Cache) lookupID(ctx context.Context, domain string) (string, error) {
-	id, _, err := LookupRecord(ctx, c.r, domain)
+	id, _, err := lookupRecord(ctx, c.r, domain)
 	return id, err
 }
 

@@ -23,7 +23,8 @@
 //     The default client (NewClient) resolves mta-sts.<domain> through
 //     Options.Resolver (the resolver every stage uses), not the system
 //     resolver; ClientOptions give it other root CAs and another port
-//     (tests serve the policy from an httptest server with their own CA). A failed fetch is not retried for the same domain and id
+//     (tests serve the policy with ststest, an HTTPS server with their
+//     own CA). A failed fetch is not retried for the same domain and id
 //     for five minutes (section 3.3's suggestion, to spare a struggling
 //     policy host).
 //   - RFC 8461 section 3.4: a policy applies to exactly the domain it was

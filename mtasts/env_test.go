@@ -129,11 +129,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	d, err := dnstest.Start("127.0.0.53:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := dnstest.StartTB(t)
 	ca := newCA(t)
 	e := &env{
 		t:   t,

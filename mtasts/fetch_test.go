@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mxedge/mxedge/mtasts/ststest"
+	"github.com/mxedge/mxedge/resolver"
 )
 
 // Fetch and LookupRecord, the uncached pieces "mxedge doctor" uses: the
@@ -21,9 +22,12 @@ func TestFetchAndLookupRecord(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	id, rec, err := LookupRecord(ctx, e.res, "example.org")
+	id, rec, err := LookupRecord(ctx, e.res, "Example.ORG.")
 	if err != nil || id != "20250101" || rec != "v=STSv1; id=20250101;" {
 		t.Fatalf("LookupRecord = %q, %q, %v", id, rec, err)
+	}
+	if _, _, err := LookupRecord(ctx, e.res, "bad domain"); !errors.Is(err, resolver.ErrInvalid) {
+		t.Fatalf("not a domain name: %v, want resolver.ErrInvalid", err)
 	}
 	if _, _, err := LookupRecord(ctx, e.res, "none.example"); !errors.Is(err, ErrNoRecord) {
 		t.Fatalf("no record: %v, want ErrNoRecord", err)

@@ -27,8 +27,18 @@ var (
 // wrapping ErrNoRecord (also for NXDOMAIN and NODATA, wrapping the
 // resolver's error then too), one wrapping ErrInvalidRecord (the record
 // text is returned if there was exactly one), or the resolver's error (a
-// temporary failure).
+// temporary failure). domain is normalized as Get does it; one that is
+// not a domain name is an error wrapping resolver.ErrInvalid.
 func LookupRecord(ctx context.Context, r Resolver, domain string) (id, record string, err error) {
+	domain, err = normalizeDomain(domain)
+	if err != nil {
+		return "", "", err
+	}
+	return lookupRecord(ctx, r, domain)
+}
+
+// lookupRecord is LookupRecord with a normalized domain.
+func lookupRecord(ctx context.Context, r Resolver, domain string) (id, record string, err error) {
 	rrs, _, err := r.Lookup(ctx, "_mta-sts."+domain+".", dns.TypeTXT)
 	if resolver.IsNotFound(err) {
 		return "", "", fmt.Errorf("%w: %w", ErrNoRecord, err)

@@ -21,9 +21,10 @@ import (
 // Milter is a mail filter (rspamd, clamav-milter, any milter) asked
 // before the queue, on MX listeners: a DataCheck and Streamer. At the
 // start of DATA it connects (Config's timeouts: connect, per command, per
-// content command: header, each body chunk, end) and replays the session with the macros rspamd and
-// clamav-milter read ("i" queue ID, "j", {client_addr}, {client_name},
-// {helo}, {tls_version}, {auth_authen}, {mail_addr}, {rcpt_addr}); while
+// content command: header, each body chunk, end) and replays the session
+// with the macros rspamd and clamav-milter read ("i" queue ID, "j",
+// {client_addr}, {client_name}, {helo}, {tls_version}, {auth_authen},
+// {mail_addr}, {rcpt_addr}); while
 // the data arrives it sends the header fields as received (without the
 // listener's Received field) and then the body in chunks of at most 65535
 // bytes (memory per session: the header section, at most MaxMilterHeader,
@@ -50,9 +51,12 @@ import (
 //     that is that mailbox, by the listener's rule for a repeated RCPT
 //     (Editor.AddRcpt); an address the listener would refuse at RCPT is
 //     left out, logged. A message whose recipients were all deleted is
-//     discarded. (A replaced body is held in memory while
-//     it is written to the spool: go-milter's client collects the
-//     modifications before it returns the verdict.)
+//     discarded. (A replaced body is held in memory while it is written
+//     to the spool: go-milter's client collects the modifications before
+//     it returns the verdict.) Where the message is no Editor, any of
+//     these changes, of the header, body, sender or recipients, gets
+//     DefaultAction, as a filter that cannot answer: the message is
+//     neither queued without the change nor discarded.
 //
 // A filter that cannot answer (down, a timeout, a protocol error, the
 // connection lost mid-body) gets DefaultAction: "tempfail" (the default:

@@ -52,10 +52,10 @@ func (g *guard) set(limit, disconnect int, window, delay time.Duration) {
 
 // limited reports whether ip is over the limit now: it is not probed.
 func (g *guard) limited(ip string) bool {
-	n := g.count(ip)
+	ip = clientKey(ip)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return n >= g.limit
+	return g.countLocked(ip) >= g.limit
 }
 
 // clientKey is what the guard counts by: an IPv4 address, or the /64 of
@@ -77,7 +77,12 @@ func (g *guard) count(ip string) int {
 	ip = clientKey(ip)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	c := g.ips[ip]
+	return g.countLocked(ip)
+}
+
+// countLocked is count of a client key, with g.mu held.
+func (g *guard) countLocked(key string) int {
+	c := g.ips[key]
 	if c == nil || !g.now().Before(c.start.Add(g.window)) {
 		return 0
 	}

@@ -107,7 +107,7 @@ func (p *prober) probe(ctx context.Context, addr string, transcript bool) ProbeR
 			r = ProbeResult{Addr: addr, Route: hop.String(), Result: ResultTempfail, Stage: stageLimit,
 				Reply: "probe limit of " + hop.String() + ": " + reason(err)}
 		} else {
-			r = p.probeHop(ctx, hop, addr, transcript)
+			r = p.probeHop(ctx, pc, hop, addr, transcript)
 			release()
 		}
 		if transcript && (r.Stage == stageConnect || r.Stage == stageLimit) {
@@ -125,9 +125,10 @@ func (p *prober) probe(ctx context.Context, addr string, transcript bool) ProbeR
 	return res
 }
 
-// probeHop runs the dialogue with one next hop: on a cached connection if
-// there is one, and if that turns out to be closed, on a new one.
-func (p *prober) probeHop(ctx context.Context, hop Hop, addr string, transcript bool) ProbeResult {
+// probeHop runs the dialogue with one next hop, under the probe's
+// settings pc: on a cached connection if there is one, and if that turns
+// out to be closed, on a new one.
+func (p *prober) probeHop(ctx context.Context, pc *probeConf, hop Hop, addr string, transcript bool) ProbeResult {
 	for fresh := transcript; ; fresh = true {
 		log := &dialogueLog{keep: transcript}
 		var debug io.Writer
@@ -151,7 +152,7 @@ func (p *prober) probeHop(ctx context.Context, hop Hop, addr string, transcript 
 			return res
 		}
 		c.Client().DebugWriter = log
-		r, stale := p.dialogue(ctx, c, log, hop.String(), addr, transcript)
+		r, stale := p.dialogue(ctx, pc, c, log, hop.String(), addr, transcript)
 		if !stale {
 			r.Reused = c.Reused()
 			return r
@@ -166,9 +167,8 @@ func (p *prober) probeHop(ctx context.Context, hop Hop, addr string, transcript 
 // transcript, says QUIT. Never DATA. stale reports a reused connection
 // that failed before any reply (the far end closed it while idle): the
 // caller retries on a new one.
-func (p *prober) dialogue(ctx context.Context, c Conn, log *dialogueLog, route, addr string, transcript bool) (res ProbeResult, stale bool) {
+func (p *prober) dialogue(ctx context.Context, pc *probeConf, c Conn, log *dialogueLog, route, addr string, transcript bool) (res ProbeResult, stale bool) {
 	res = ProbeResult{Addr: addr, Route: route, Result: ResultTempfail, Stage: stageMail}
-	pc := p.conf.Load()
 	cl := c.Client()
 	// The connection is greeted: its EHLO reply is known (extensions.go).
 	utf8, _ := cl.Extension("SMTPUTF8")

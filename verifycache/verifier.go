@@ -30,7 +30,8 @@ type Policy struct {
 // Options configure a Verifier. Zero durations and counts take the
 // defaults of config [verify] (see examples/mxedge.toml).
 type Options struct {
-	// Hostname is the EHLO name of probes.
+	// Hostname is unused: probes get their connections greeted from the
+	// Dialer, whose client says EHLO with its own name (delivery's).
 	Hostname string
 	// ProbeSender is the MAIL FROM of probes; "" is the null sender <>.
 	ProbeSender string
@@ -228,7 +229,7 @@ type settings struct {
 func (v *Verifier) cur() *settings { return v.set.Load() }
 
 // Reconfigure takes the settings of o (a configuration reload) for the
-// next RCPT, probe and background pass: Hostname, ProbeSender, Domains
+// next RCPT, probe and background pass: ProbeSender, Domains
 // (modes and lists), the TTLs and the refresh age, InlineWait, the probe
 // and reply timeouts, Concurrency and Rate, the dictionary limits and
 // CatchAllInterval. The cache's entries (their expiry was fixed when they

@@ -799,3 +799,25 @@ func TestReconfigureKeepsCache(t *testing.T) {
 	e.want(t, "carol@list.test", Accept, ModeList)
 	e.want(t, "dave@list.test", Reject, ModeList)
 }
+
+// Reconfigure keeps the dictionary counts and applies the new limits at
+// the client's next unknown recipient: 3 unknowns under a limit of 5 were
+// probed; with the limit lowered to 3 and the cut-off to 4 the 4th is not
+// probed, and ends the session.
+func TestReconfigureDictionaryLimits(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.DictLimit, o.DictDisconnect, o.DictDelay = 5, 50, -1 })
+	for i := range 3 {
+		if vd := e.verifyFrom(t, "203.0.113.9", fmt.Sprintf("rnd%d@relay.test", i)); vd.Action != Reject || vd.Source != "probe" {
+			t.Fatalf("unknown %d under the limit: %+v", i, vd)
+		}
+	}
+	o := e.v.cur().o
+	o.DictLimit, o.DictDisconnect = 3, 4
+	e.v.Reconfigure(o)
+	if vd := e.verifyFrom(t, "203.0.113.9", "rnd3@relay.test"); vd.Action != Disconnect || vd.Source != "dictionary" {
+		t.Errorf("4th unknown after lowering the limits: %+v, want a disconnect by the dictionary guard", vd)
+	}
+	if p := e.be.Count("RCPT TO:<rnd"); p != 3 {
+		t.Errorf("backend saw %d probes, want the 3 from before the reload", p)
+	}
+}
