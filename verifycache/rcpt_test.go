@@ -65,7 +65,6 @@ func startMX(t testing.TB, v policy.Verifier) (string, *queue.Queue) {
 func openVerifier(t testing.TB, hop string, edit func(*verifycache.Options)) *verifycache.Verifier {
 	t.Helper()
 	o := verifycache.Options{
-		Hostname:         "mx1.relay.test",
 		ProbeSender:      "double-bounce@mx1.relay.test",
 		Dialer:           probedial.Dialer(testDeliverer(t, hop)),
 		Domains:          map[string]verifycache.Policy{"relay.test": {Mode: verifycache.ModeProbe}},

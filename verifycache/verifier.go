@@ -30,9 +30,6 @@ type Policy struct {
 // Options configure a Verifier. Zero durations and counts take the
 // defaults of config [verify] (see examples/mxedge.toml).
 type Options struct {
-	// Hostname is unused: probes get their connections greeted from the
-	// Dialer, whose client says EHLO with its own name (delivery's).
-	Hostname string
 	// ProbeSender is the MAIL FROM of probes; "" is the null sender <>.
 	ProbeSender string
 	// Dialer reaches a domain's next hops: delivery's outbound client

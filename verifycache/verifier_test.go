@@ -39,7 +39,6 @@ func newEnv(t *testing.T, edit func(*Options)) *testEnv {
 	e.router = &switchDialer{t: t}
 	e.router.set(e.be.Addr())
 	o := Options{
-		Hostname:      "mx1.relay.test",
 		ProbeSender:   "probe@relay-check.test",
 		Dialer:        e.router,
 		Domains:       map[string]Policy{"relay.test": {Mode: ModeProbe}},

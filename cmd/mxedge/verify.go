@@ -73,7 +73,6 @@ func verifyOptions(cfg *config.Config, log *slog.Logger) (verifycache.Options, e
 		return d.D()
 	}
 	return verifycache.Options{
-		Hostname:         cfg.Hostname,
 		ProbeSender:      sender,
 		Domains:          domains,
 		PositiveTTL:      v.PositiveTTL.D(),
