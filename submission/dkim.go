@@ -105,6 +105,9 @@ func (s *Signer) Sign(ctx context.Context, m *queue.Message) ([]byte, error) {
 	default:
 		return nil, nil
 	}
+	if len(*s.keys.Load()) == 0 {
+		return nil, nil // no keys at all (none configured yet): not worth reading the message
+	}
 	domain, err := fromDomain(m)
 	if err != nil || domain == "" {
 		return nil, nil // nothing to sign as; the message goes as it is

@@ -207,3 +207,15 @@ func TestSignerSetKeys(t *testing.T) {
 		t.Errorf("counts %+v, want 2 signed", c)
 	}
 }
+
+// Without any key (none configured, or a reload took them all away) a
+// submitted message is not read at all: it goes unsigned. The message
+// here cannot be opened, so reading it would fail the attempt.
+func TestSignerWithoutKeysReadsNothing(t *testing.T) {
+	for _, s := range []*Signer{NewSigner(nil), func() *Signer { s := NewSigner(testKeys(t, "example.org")); s.SetKeys(nil); return s }()} {
+		m := &queue.Message{ID: "x", Origin: queue.Origin{Listener: "sub", Kind: "submission"}}
+		if sig, err := s.Sign(context.Background(), m); err != nil || len(sig) > 0 {
+			t.Errorf("Sign without keys: %v %q, want nothing and no error", err, sig)
+		}
+	}
+}
