@@ -75,13 +75,12 @@ func TestFreshMessageStartsWithoutScan(t *testing.T) {
 		t.Fatalf("delivered %s, want %s", got, id)
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if s := d.scansAt[id]; s != 1 {
-		t.Errorf("attempt started after %d scans, want 1 (the scan at start): Commit did not hand the message over", s)
-	}
+	at := d.scansAt[id]
 	d.mu.Unlock()
+	if at != 1 {
+		t.Errorf("attempt started after %d scans, want 1 (the scan at start): Commit did not hand the message over", at)
+	}
 	waitEmpty(t, q)
-	d.mu.Lock()
 	if s := q.scans.Load(); s != 1 {
 		t.Errorf("%d scans after the delivery, want 1: a removal without a backlog needs none", s)
 	}
