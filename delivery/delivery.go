@@ -224,7 +224,7 @@ func New(o Options) *Deliverer {
 		d.self = matchSelf(o.Hostname, nil)
 	}
 	d.routes.Store(&o.Routes)
-	d.SetTLSPolicy(TLSPolicy{Domains: o.TLSPolicy, Default: o.DefaultTLSPolicy, STS: o.STS, DANE: o.DANE})
+	d.SetTLSPolicy(o.TLS)
 	return d
 }
 
@@ -546,13 +546,15 @@ func netReason(err error) string {
 func (d *Deliverer) SetRoutes(routes map[string]string) { d.routes.Store(&routes) }
 
 // TLSPolicy is the outbound TLS policy of a Deliverer (tlspolicy.go):
-// Options.TLSPolicy, DefaultTLSPolicy, STS and DANE, as one value that
-// SetTLSPolicy replaces.
+// Options.TLS, which SetTLSPolicy replaces.
 type TLSPolicy struct {
 	Domains map[string]string // per domain: "none", "may", "encrypt", "verify", "dane"
 	Default string            // the level of the other domains ["may"]
-	STS     STS               // nil: no MTA-STS
-	DANE    DANE              // nil: no DANE
+	// STS is the source of MTA-STS policies (RFC 8461); nil: none apply.
+	STS STS
+	// DANE is the DANE implementation (RFC 7672); nil: no TLSA record is
+	// looked up, and the level "dane" defers every delivery.
+	DANE DANE
 }
 
 // SetTLSPolicy replaces the outbound TLS policy (a configuration reload):
