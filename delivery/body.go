@@ -53,8 +53,8 @@ type bodyWriter struct {
 	state   int
 	err     error // the first write error; sticky
 	// crlf: the queue vouches for CRLF line endings (queue.Message.CRLF):
-	// only dot-stuffing is left to do, found with one vectorised search
-	// with one IndexByte per line and no per-byte state (writeCRLF).
+	// only dot-stuffing is left to do, found with one (vectorised)
+	// IndexByte per line and no per-byte state (writeCRLF).
 	crlf bool
 }
 
@@ -118,11 +118,12 @@ func (w *bodyWriter) write(p []byte) error {
 
 // writeCRLF is write for data with CRLF line endings only: every line
 // that starts with "." gets another, nothing else changes (no CR to look
-// for, no byte through step), and the state
-// after p is what step would have left. It declines (false, nothing
-// written) a chunk whose CR and LF counts show a bare one after all,
-// which write then handles byte-exactly as textproto does; a chunk after
-// a CR starts with its LF, through step.
+// for, no byte through step), and the state after p is what step would
+// have left. It declines (false, nothing written) a chunk whose CR and LF
+// counts show a bare one after all, which write then handles byte-exactly
+// as textproto does; the counts do not see every bare one (a bare CR and
+// a bare LF in one chunk cancel out), so it relies on the queue's promise.
+// A chunk after a CR starts with its LF, through step.
 func (w *bodyWriter) writeCRLF(p []byte) bool {
 	if w.state == wCR && len(p) > 0 {
 		w.step(p[0])

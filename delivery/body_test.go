@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +228,40 @@ func TestSendfileDelivery(t *testing.T) {
 				t.Errorf("next hop got %d bytes, want %d as stored", len(got), len(tc.body))
 			}
 		})
+	}
+}
+
+// A spool file shorter than its record says (damaged on disk) on the
+// sendfile path: the connection is closed without the end of data, so
+// the next hop keeps no truncated message, and the recipient is deferred
+// with a local error (451 4.3.0), not the file's fault passed off as the
+// next hop's.
+func TestSendfileShortSpoolFile(t *testing.T) {
+	be := startServer(t, "127.0.0.3:0")
+	d := newDeliverer(t, map[string]string{"relay.test": be.Addr()})
+	body := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("z", 70)+"\r\n", 300<<10/72)
+	msg := spooledAs(t, "s@src.test", body, func(in *queue.Incoming) { in.MarkCRLF(true) }, "a@relay.test")
+	r, err := msg.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, f, n, ok := spoolParts(r)
+	if !ok {
+		t.Fatal("message not read from a spool file")
+	}
+	name := f.Name()
+	r.Close()
+	if err := os.Truncate(name, n/2); err != nil {
+		t.Fatal(err)
+	}
+	rs := d.Deliver(context.Background(), msg)
+	if len(rs) != 1 || rs[0].Code != 451 || rs[0].Enhanced != "4.3.0" {
+		t.Errorf("results %+v, want 451 4.3.0", rs)
+	}
+	if d.sentFiles.Load() != 1 {
+		t.Error("the sendfile path was not taken")
+	}
+	if m := be.Messages(); len(m) != 0 {
+		t.Errorf("next hop kept %d messages from a short file", len(m))
 	}
 }

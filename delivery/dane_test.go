@@ -52,7 +52,7 @@ func TestDANE(t *testing.T) {
 			}
 			e := newMXEnv(t, zone, port, withPolicy("one.example", tc.level), func(o *Options) {
 				if tc.sts != nil {
-					o.STS = fakeSTS{"one.example": tc.sts}
+					o.TLS.STS = fakeSTS{"one.example": tc.sts}
 				}
 			})
 			e.dns.SetAD(tc.ad)

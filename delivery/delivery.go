@@ -33,7 +33,8 @@
 // SendMail is not used because it aborts the whole transaction on the
 // first RCPT error.
 // With a next hop that announces PIPELINING (RFC 2920), MAIL, the
-// RCPTs and DATA go out in one write (transaction.go).
+// RCPTs and DATA go out in one write (transaction.go), after the RSET of
+// a reused connection in the same write.
 //
 // TLS (tlspolicy.go, starttls.go): STARTTLS per policy ("none", "may",
 // "encrypt", "verify", "dane"; default and per domain in config), raised
@@ -69,7 +70,12 @@
 // command's reply and the TLS handshake (timeouts.reply), each write of
 // the body and the reply to "." (timeouts.data_done). go-smtp's client
 // sets no deadline on body writes, so the body goes out through
-// bodyWriter (body.go), which sets one per write. Cancelling the context
+// bodyWriter (body.go), which sets one per write and writes the end of
+// data with the message's last bytes (go-smtp fork: DataCommand.SentRaw).
+// A message whose data smtpd vouched for (queue.Message.CRLF: only the
+// lines starting with "." are looked for; with NoDotLines nothing is
+// changed) goes from its spool file to a plain TCP connection by
+// sendfile(2), in pieces with a deadline each. Cancelling the context
 // closes the connection.
 package delivery
 
@@ -224,7 +230,7 @@ func New(o Options) *Deliverer {
 		d.self = matchSelf(o.Hostname, nil)
 	}
 	d.routes.Store(&o.Routes)
-	d.SetTLSPolicy(TLSPolicy{Domains: o.TLSPolicy, Default: o.DefaultTLSPolicy, STS: o.STS, DANE: o.DANE})
+	d.SetTLSPolicy(o.TLS)
 	return d
 }
 
@@ -546,13 +552,15 @@ func netReason(err error) string {
 func (d *Deliverer) SetRoutes(routes map[string]string) { d.routes.Store(&routes) }
 
 // TLSPolicy is the outbound TLS policy of a Deliverer (tlspolicy.go):
-// Options.TLSPolicy, DefaultTLSPolicy, STS and DANE, as one value that
-// SetTLSPolicy replaces.
+// Options.TLS, which SetTLSPolicy replaces.
 type TLSPolicy struct {
 	Domains map[string]string // per domain: "none", "may", "encrypt", "verify", "dane"
 	Default string            // the level of the other domains ["may"]
-	STS     STS               // nil: no MTA-STS
-	DANE    DANE              // nil: no DANE
+	// STS is the source of MTA-STS policies (RFC 8461); nil: none apply.
+	STS STS
+	// DANE is the DANE implementation (RFC 7672); nil: no TLSA record is
+	// looked up, and the level "dane" defers every delivery.
+	DANE DANE
 }
 
 // SetTLSPolicy replaces the outbound TLS policy (a configuration reload):

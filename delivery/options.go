@@ -29,10 +29,9 @@ type Options struct {
 	Smarthost, SmarthostTLS, SmarthostAuthFile string
 	// MXPort is the SMTP port of MX hosts [25].
 	MXPort int
-	// TLSPolicy overrides DefaultTLSPolicy per domain; DefaultTLSPolicy is
-	// one of "none", "may", "encrypt", "verify", "dane" ["may"].
-	TLSPolicy        map[string]string
-	DefaultTLSPolicy string
+	// TLS is the outbound TLS policy (per domain, the default ["may"],
+	// MTA-STS and DANE); SetTLSPolicy replaces it.
+	TLS TLSPolicy
 	// SourceAddress binds outbound connections of its address family;
 	// nil lets the system choose (Postfix smtp_bind_address).
 	SourceAddress net.IP
@@ -63,11 +62,6 @@ type Options struct {
 	// RootCAs replaces the system roots for certificate checks (tls
 	// policies "verify" and MTA-STS, smarthost_tls "verify").
 	RootCAs *x509.CertPool
-	// STS is the source of MTA-STS policies (RFC 8461); nil: none apply.
-	STS STS
-	// DANE is the DANE implementation (RFC 7672); nil: no TLSA record is
-	// looked up, and the tls policy "dane" defers every delivery.
-	DANE DANE
 	// Rand seeds the shuffle of MX hosts of equal preference, for tests
 	// that check the spread; each Gather gets its own generator drawn
 	// from it (under a lock). nil: mxroute's random source.
@@ -92,9 +86,6 @@ func (o *Options) defaults() {
 	}
 	if o.SmarthostTLS == "" {
 		o.SmarthostTLS = levelVerify
-	}
-	if o.DefaultTLSPolicy == "" {
-		o.DefaultTLSPolicy = levelMay
 	}
 	seti(&o.MXPort, 25)
 	set(&o.ConnectTimeout, 30*time.Second)

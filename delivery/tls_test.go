@@ -138,7 +138,7 @@ func notTLS(s *smtptest.Session, _ string) string {
 
 // withPolicy sets the tls policy of domain.
 func withPolicy(domain, level string) func(*Options) {
-	return func(o *Options) { o.TLSPolicy = map[string]string{domain: level} }
+	return func(o *Options) { o.TLS.Domains = map[string]string{domain: level} }
 }
 
 func withRoots(pool *x509.CertPool) func(*Options) { return func(o *Options) { o.RootCAs = pool } }
@@ -284,7 +284,7 @@ func TestMTASTS(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			hops, port := startMXServers(t)
 			hops[0].SetTLS(serverTLS(ca.leaf(t, tc.cert)))
-			e := newMXEnv(t, tlsZone, port, withRoots(ca.pool), func(o *Options) { o.STS = fakeSTS{"one.example": tc.policy} })
+			e := newMXEnv(t, tlsZone, port, withRoots(ca.pool), func(o *Options) { o.TLS.STS = fakeSTS{"one.example": tc.policy} })
 			e.d.log = slog.New(slog.NewTextHandler(&logs, nil))
 			r := e.deliver(t, "alice@one.example")[0]
 			if r.Code != tc.code || tc.enh != "" && r.Enhanced != tc.enh || !strings.Contains(r.Text+r.Relay, tc.text) {

@@ -45,17 +45,8 @@ func stateOf(env *Envelope) int {
 // storedState is stateOf of a stored record, decoding only what it needs;
 // recNone for nil (no record) or an undecodable one.
 func storedState(v []byte) int {
-	if v == nil {
-		return recNone
-	}
-	var s struct {
-		Attempts int  `json:"attempts"`
-		Held     bool `json:"held"`
-	}
-	if json.Unmarshal(v, &s) != nil {
-		return recNone
-	}
-	return stateOf(&Envelope{Attempts: s.Attempts, Held: s.Held})
+	state, _, _ := storedSched(v)
+	return state
 }
 
 // storedSched returns a stored record's state (stateOf), next attempt and

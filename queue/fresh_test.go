@@ -62,12 +62,9 @@ func waitScans(t *testing.T, q *Queue, n int64) {
 // schedule (which decodes every due record again): Commit hands it over.
 func TestFreshMessageStartsWithoutScan(t *testing.T) {
 	q := openTest(t, t.TempDir(), Options{Concurrency: 4})
-	defer q.Close()
+	t.Cleanup(func() { q.Close() })
 	d := newCounting(q, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error)
-	go func() { ran <- q.Run(ctx, d, time.Second) }()
-	defer func() { cancel(); <-ran }()
+	runOn(t, q, d)
 	waitScans(t, q, 1) // the scan at start; with nothing queued, the last until a message
 
 	id := receive(t, q, "Subject: x\r\n\r\nbody\r\n", "a@x.test")
@@ -75,13 +72,12 @@ func TestFreshMessageStartsWithoutScan(t *testing.T) {
 		t.Fatalf("delivered %s, want %s", got, id)
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if s := d.scansAt[id]; s != 1 {
-		t.Errorf("attempt started after %d scans, want 1 (the scan at start): Commit did not hand the message over", s)
-	}
+	at := d.scansAt[id]
 	d.mu.Unlock()
+	if at != 1 {
+		t.Errorf("attempt started after %d scans, want 1 (the scan at start): Commit did not hand the message over", at)
+	}
 	waitEmpty(t, q)
-	d.mu.Lock()
 	if s := q.scans.Load(); s != 1 {
 		t.Errorf("%d scans after the delivery, want 1: a removal without a backlog needs none", s)
 	}
@@ -93,12 +89,9 @@ func TestFreshMessageStartsWithoutScan(t *testing.T) {
 func TestFreshMessagesOnceEachWithinConcurrency(t *testing.T) {
 	const conc, sessions, per = 3, 8, 10
 	q := openTest(t, t.TempDir(), Options{Concurrency: conc})
-	defer q.Close()
+	t.Cleanup(func() { q.Close() })
 	d := newCounting(q, sessions*per)
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error)
-	go func() { ran <- q.Run(ctx, d, time.Second) }()
-	defer func() { cancel(); <-ran }()
+	runOn(t, q, d)
 
 	var wg sync.WaitGroup
 	ids := make(chan string, sessions*per)
@@ -143,7 +136,7 @@ func TestFreshMessagesOnceEachWithinConcurrency(t *testing.T) {
 // mark ends and the next Run finds it by the scan.
 func TestFreshMessageLeftAtStopIsDue(t *testing.T) {
 	q := openTest(t, t.TempDir(), Options{Concurrency: 2})
-	defer q.Close()
+	t.Cleanup(func() { q.Close() })
 	q.mu.Lock()
 	q.running = true // as Run between its start and its stop, taking nothing
 	q.mu.Unlock()
@@ -156,10 +149,7 @@ func TestFreshMessageLeftAtStopIsDue(t *testing.T) {
 		t.Fatal("still in flight after the stop")
 	}
 	d := newCounting(q, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error)
-	go func() { ran <- q.Run(ctx, d, time.Second) }()
-	defer func() { cancel(); <-ran }()
+	runOn(t, q, d)
 	select {
 	case got := <-d.done:
 		if got != id {
@@ -194,13 +184,8 @@ func TestFreshMessageWaitsBehindBacklog(t *testing.T) {
 // The scheduler sets the backlog when a message finds every worker busy,
 // and clears it once a look at the schedule started every due message.
 func TestBacklogSetWhenFullClearedAfterScan(t *testing.T) {
-	q := openTest(t, t.TempDir(), Options{Concurrency: 1, MinBackoff: time.Hour, MaxBackoff: time.Hour})
-	defer q.Close()
 	g := &gatedDeliverer{started: make(chan string), release: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error)
-	go func() { ran <- q.Run(ctx, g, time.Second) }()
-	defer func() { cancel(); <-ran }()
+	q := runQueue(t, Options{Concurrency: 1, MinBackoff: time.Hour, MaxBackoff: time.Hour}, g)
 	waitScans(t, q, 1)
 
 	a := receive(t, q, "Subject: a\r\n\r\nbody\r\n", "a@x.test")

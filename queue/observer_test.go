@@ -119,12 +119,7 @@ func (l deliveryLog) Delivered(status, class string, delay time.Duration) {
 // deliverer gave the result.
 func TestObserverGetsClass(t *testing.T) {
 	obs := make(deliveryLog, 10)
-	q := openTest(t, t.TempDir(), Options{Observer: obs})
-	defer q.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error)
-	go func() { ran <- q.Run(ctx, classDeliverer{"x.test": "route", "y.test": "mx"}, time.Second) }()
-	defer func() { cancel(); <-ran }()
+	q := runQueue(t, Options{Observer: obs}, classDeliverer{"x.test": "route", "y.test": "mx"})
 
 	receive(t, q, "x\r\n", "a@x.test", "b@y.test", "c@z.test")
 	got := map[delivered]int{}

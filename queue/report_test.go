@@ -99,11 +99,18 @@ func reports(calls []attemptRecord) []attemptRecord {
 func runQueue(t *testing.T, opts Options, d Deliverer) *Queue {
 	t.Helper()
 	q := openTest(t, t.TempDir(), opts)
+	t.Cleanup(func() { q.Close() })
+	runOn(t, q, d)
+	return q
+}
+
+// runOn runs q's scheduler with d until the test's cleanup stops it,
+// before the cleanups registered earlier (q.Close) run.
+func runOn(t *testing.T, q *Queue, d Deliverer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- q.Run(ctx, d, time.Second) }()
-	t.Cleanup(func() { cancel(); <-done; q.Close() })
-	return q
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 func receiveEnv(t *testing.T, q *Queue, env Envelope, body string) string {

@@ -260,8 +260,7 @@ func (q *Queue) stopFresh() {
 	for {
 		select {
 		case env := <-q.fresh:
-			delete(q.inflight, env.ID)
-			delete(q.touched, env.ID)
+			q.endInflightLocked(env.ID)
 		default:
 			return
 		}
@@ -330,8 +329,7 @@ func (q *Queue) handOff(env *Envelope) {
 		}
 	}
 	if !sent {
-		delete(q.inflight, e.ID)
-		delete(q.touched, e.ID)
+		q.endInflightLocked(e.ID)
 	}
 	q.mu.Unlock()
 	if !sent {
@@ -389,10 +387,16 @@ func (q *Queue) setInflight(id string, on bool) {
 	if on {
 		q.inflight[id] = true
 	} else {
-		delete(q.inflight, id)
-		delete(q.touched, id)
+		q.endInflightLocked(id)
 	}
 	q.mu.Unlock()
+}
+
+// endInflightLocked ends id's in-flight mark and with it any note of an
+// admin change meanwhile (touch); q.mu is held.
+func (q *Queue) endInflightLocked(id string) {
+	delete(q.inflight, id)
+	delete(q.touched, id)
 }
 
 // touch notes an admin change of id's record while it may be in flight.

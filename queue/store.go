@@ -307,25 +307,23 @@ func (q *Queue) remove(env *Envelope, sched time.Time) error {
 			return err
 		}
 		v := tx.Bucket(bucketMsgs).Get([]byte(env.ID))
-		if !q.wasTouched(env.ID) {
-			switch {
-			case v == nil:
-				was = recNone
-			case env.storedOK: // the record is the one env was read as or saved
-				was = env.stored
-			default:
-				was = storedState(v)
+		switch {
+		case q.wasTouched(env.ID):
+			// As in save: an admin change while the attempt ran moved the entry.
+			var next time.Time
+			var held bool
+			was, next, held = storedSched(v)
+			if !held && !next.IsZero() && !next.Equal(sched) {
+				if err := sb.Delete(schedKey(next, env.ID)); err != nil {
+					return err
+				}
 			}
-			return deleteRecord(tx, env.ID)
-		}
-		// As in save: an admin change while the attempt ran moved the entry.
-		var next time.Time
-		var held bool
-		was, next, held = storedSched(v)
-		if !held && !next.IsZero() && !next.Equal(sched) {
-			if err := sb.Delete(schedKey(next, env.ID)); err != nil {
-				return err
-			}
+		case v == nil:
+			was = recNone
+		case env.storedOK: // the record is the one env was read as or saved
+			was = env.stored
+		default:
+			was = storedState(v)
 		}
 		return deleteRecord(tx, env.ID)
 	})

@@ -204,3 +204,36 @@ func TestBodyFilterDotLines(t *testing.T) {
 		}
 	}
 }
+
+// What the listener stores says whether the data may go out as stored
+// (queue.Envelope.CRLF, NoDotLines: delivery then sends a spooled message
+// by sendfile, without dot-stuffing): a line the client dot-stuffed
+// ("..x", received as ".x") must be stuffed again, also one that a
+// normalized bare LF starts.
+func TestReceivedMessageLineMarks(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		normalize bool
+		data      string
+		noDots    bool
+	}{
+		{"plain", false, "Subject: x\r\n\r\nno dot. here.\r\n", true},
+		{"dot line", false, "Subject: x\r\n\r\nfirst\r\n..dot\r\n", false},
+		{"dot after a normalized LF", true, "Subject: x\r\n\r\nfirst\n..dot\r\n", false},
+		{"normalized, no dot line", true, "Subject: x\r\n\r\nfirst\nsecond\r\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, q, _ := startListener(t, func(o *Options) { o.NormalizeLineEndings = tc.normalize })
+			c := dial(t, addr)
+			c.envelope("user@relay.test")
+			c.send(tc.data + ".\r\n")
+			env, err := q.Get(queuedID(t, c.reply()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !env.CRLF || env.NoDotLines != tc.noDots {
+				t.Errorf("stored CRLF %v, NoDotLines %v; want true, %v", env.CRLF, env.NoDotLines, tc.noDots)
+			}
+		})
+	}
+}
