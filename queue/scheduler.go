@@ -193,8 +193,7 @@ func (q *Queue) Run(ctx context.Context, d Deliverer, grace time.Duration) error
 		free := q.opts.Concurrency - q.inflightCount()
 		if free <= 0 {
 			q.setBacklog(true) // woken by a message that found no free worker, or a retry
-		}
-		if free > 0 {
+		} else {
 			msgs, n, err := q.due(q.now(), free)
 			if err != nil {
 				q.log.Error("queue scan failed", "err", err)
@@ -299,9 +298,9 @@ func (q *Queue) setBacklog(on bool) {
 // messages, fewer than Concurrency are in flight and no due message
 // waits (backlog: a new message does not overtake older due ones, such
 // as retries, while the workers are all busy; the schedule serves them
-// in next-attempt order). Claimed before the
-// commit, the message is in flight the moment it exists, so an admin
-// change in between is noted (touch) as for any attempt.
+// in next-attempt order). Claimed before the commit, the message is in
+// flight the moment it exists, so an admin change in between is noted
+// (touch) as for any attempt.
 func (q *Queue) claimFresh(id string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
