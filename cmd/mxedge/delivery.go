@@ -33,13 +33,10 @@ func newDeliverer(cfg *config.Config, res *resolver.Resolver, tp *outboundTLS, l
 		return nil, err
 	}
 	o.Self = self
-	d := delivery.New(o)
-	p, err := tp.policy(cfg)
-	if err != nil {
+	if o.TLS, err = tp.policy(cfg); err != nil {
 		return nil, err
 	}
-	d.SetTLSPolicy(p)
-	return d, nil
+	return delivery.New(o), nil
 }
 
 // outboundTLS makes the delivery stage's TLS policy of a configuration
